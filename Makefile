@@ -1,0 +1,58 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both run `make setup` first: a .venv with the `anpr` command, and the Kafka broker jars.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STATE_DIR ?= $(or $(ANPR_STATE_DIR),.anpr)
+JARS_STAMP := $(STATE_DIR)/cache/kafka/.fetched
+
+.PHONY: setup demo test lint typecheck unit integration bench clean help
+
+help:
+	@echo "make demo   - set up, start Kafka, run the main job"
+	@echo "make test   - set up, lint, type-check, unit and integration tests"
+	@echo "make bench  - benchmarks (prints rates and ratios)"
+	@echo "make clean  - stop the local broker, remove .venv, .anpr and ./lake"
+
+setup: $(STAMP) $(JARS_STAMP)
+
+# Reinstall only when the declared or pinned dependencies change.
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): install python3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	touch $@
+
+# `anpr kafka fetch` runs Maven only when the cached jars do not match deploy/kafka/pom.xml.
+$(JARS_STAMP): $(STAMP) deploy/kafka/pom.xml
+	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka fetch
+	touch $@
+
+demo: setup
+	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr demo
+
+lint: setup
+	$(BIN)/ruff check pipeline tests benchmarks
+	$(BIN)/ruff format --check pipeline tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+integration: setup
+	$(BIN)/pytest tests/integration -q
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	-test -x $(BIN)/anpr && ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka stop
+	rm -rf $(VENV) $(STATE_DIR) lake

@@ -1,0 +1,337 @@
+"""Settings: one frozen object, read from TOML, then ``ANPR_<SECTION>_<KEY>`` variables, then flags.
+
+Precedence, lowest first: the defaults below, the TOML file (``--config``, else ``anpr.toml``
+in the working directory if present), environment variables, command-line flags.
+
+Every environment name is derived here, in one place, from the section and field names:
+``[kafka] bootstrap_servers`` is ``ANPR_KAFKA_BOOTSTRAP_SERVERS``, ``[lake] path`` is
+``ANPR_LAKE_PATH``, ``[state] dir`` is ``ANPR_STATE_DIR``.
+
+librdkafka settings for a production cluster (TLS, SASL) pass through untouched: the TOML table
+``[kafka.client]`` (``"security.protocol" = "SASL_SSL"``), or any other ``ANPR_KAFKA_<NAME>``
+variable, where ``<NAME>`` is the librdkafka key upper-cased with dots as underscores
+(``ANPR_KAFKA_SASL_PASSWORD`` → ``sasl.password``). Values whose key looks secret are kept in
+:class:`Secret` and never printed.
+
+Example::
+
+    settings = load_settings(Path("anpr.toml"), env=os.environ,
+                             overrides={"lake.path": "/srv/anpr/lake"})
+    settings.kafka.client_config()  # dict for confluent_kafka
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "ANPR_"
+DEFAULT_CONFIG_FILE = Path("anpr.toml")
+LEGAL_RETENTION_MONTHS = 6  # the law: ANPR data at most 6 months after collection
+_SECRET_WORDS = ("password", "secret", "key", "token", "credential")
+
+
+class Secret:
+    """A string that prints as ``'********'`` so that it never reaches a log or a terminal."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for librdkafka keys that carry credentials (``sasl.password``, ``ssl.key.pem``...)."""
+    lowered = key.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def shortest_span_days(months: int) -> int:
+    """The fewest days that ``months`` calendar months can last, over every start date.
+
+    A topic retention must stay below the legal limit whatever the date, so it is compared with
+    the shortest span (181 days for 6 months: 1 September to 1 March in a common year).
+    """
+    start = dt.date(2025, 1, 1)  # a 4-year window covers every leap pattern
+    return min(
+        (add_months(start + dt.timedelta(days=i), months) - (start + dt.timedelta(days=i))).days
+        for i in range(4 * 366)
+    )
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """Calendar-month arithmetic that clamps to the month's end: 2026-08-31 + 6 → 2027-02-28."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    next_month = dt.date(year + (month == 12), month % 12 + 1, 1)
+    last_day = (next_month - dt.timedelta(days=1)).day
+    return dt.date(year, month, min(day.day, last_day))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # librdkafka pass-through (security.protocol, sasl.*, ssl.*); secrets held as Secret.
+    client: Mapping[str, str | Secret] = field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka configuration common to producers, consumers and admin clients."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        for key, value in self.client.items():
+            config[key] = value.reveal() if isinstance(value, Secret) else value
+        return config
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    plate_reads: str = "anpr.plate-reads"
+    passengers: str = "anpr.passengers"
+    dlq: str = "anpr.dlq"
+    watchlist: str = "anpr.watchlist"
+    watchlist_hits: str = "anpr.watchlist-hits"
+    partitions: int = 4
+    replication_factor: int = 1
+    # Topics holding personal data keep it only briefly: the lake is the system of record.
+    personal_retention_ms: int = 7 * 24 * 3600 * 1000
+    hits_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    def personal_data_topics(self) -> tuple[str, ...]:
+        return (self.plate_reads, self.passengers, self.dlq, self.watchlist_hits)
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    path: Path = Path("lake")
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    dir: Path = Path(".anpr")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    consumer_group: str = "anpr-ingest"
+    batch_size: int = 20_000
+    batch_timeout_s: float = 0.5
+    max_message_bytes: int = 65_536
+    future_tolerance_s: float = 300.0
+    dedup_window_h: float = 24.0
+    metrics_port: int = 9464
+    sites_registry: Path | None = None  # None: the registry shipped in deploy/sites.toml
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    months: int = LEGAL_RETENTION_MONTHS
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+
+    def redacted(self) -> dict[str, dict[str, str]]:
+        """Every setting as text, secrets masked: safe to print (``anpr config``)."""
+        out: dict[str, dict[str, str]] = {}
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            out[section.name] = {
+                f.name: _show(getattr(values, f.name)) for f in dataclasses.fields(values)
+            }
+        return out
+
+
+def _show(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build the settings; raise :class:`ConfigError` naming the key for any bad value.
+
+    ``overrides`` are flags, keyed ``"section.field"``; a value of None means "not given".
+    """
+    env = os.environ if env is None else env
+    layers: dict[str, dict[str, Any]] = {}
+
+    path = config_file
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(section, f"{path}: expected a [{section}] table")
+            layers.setdefault(section, {}).update(values)
+
+    _apply_env(layers, env)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, _, key = dotted.partition(".")
+            layers.setdefault(section, {})[key] = value
+
+    settings = _build(layers)
+    _check(settings)
+    return settings
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _apply_env(layers: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    sections = _section_types()
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections or not key:
+            continue
+        known = {f.name for f in dataclasses.fields(sections[section])}
+        if key in known and key != "client":
+            layers.setdefault(section, {})[key] = value
+        elif section == "kafka":
+            # Anything else under ANPR_KAFKA_ is a librdkafka key: SASL_PASSWORD → sasl.password
+            layers.setdefault("kafka", {}).setdefault("client", {})[key.replace("_", ".")] = value
+
+
+def _build(layers: Mapping[str, Mapping[str, Any]]) -> Settings:
+    sections = _section_types()
+    unknown = set(layers) - set(sections)
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unknown section; known: {', '.join(sections)}")
+    built: dict[str, Any] = {}
+    for section, cls in sections.items():
+        values = layers.get(section, {})
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in names:
+                raise ConfigError(
+                    f"{section}.{key}", f"unknown setting; known: {', '.join(sorted(names))}"
+                )
+        kwargs = {k: _coerce(f"{section}.{k}", hints[k], v) for k, v in values.items()}
+        built[section] = cls(**kwargs)
+    return Settings(**built)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's declared type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        if value in ("", None):
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(key, inner, value)
+    if origin is not None and issubclass(origin, Mapping):  # kafka.client
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, "expected a table of librdkafka settings")
+        return {
+            str(k): Secret(str(v)) if is_secret_key(str(k)) else str(v) for k, v in value.items()
+        }
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                return _parse_bool(value)
+            return bool(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"expected {hint.__name__}, got {value!r}") from None
+    raise ConfigError(key, f"unsupported setting type {hint!r}")  # a bug in this module
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(text)
+
+
+def _check(settings: Settings) -> None:
+    """Refuse values that would break the law or the pipeline, before anything runs."""
+    months = settings.retention.months
+    if not 1 <= months <= LEGAL_RETENTION_MONTHS:
+        raise ConfigError(
+            "retention.months",
+            f"{months} is outside 1..{LEGAL_RETENTION_MONTHS}: ANPR data may be kept at most "
+            f"{LEGAL_RETENTION_MONTHS} months after collection",
+        )
+    topics = settings.topics
+    limit_ms = shortest_span_days(months) * 24 * 3600 * 1000
+    for key in ("personal_retention_ms", "hits_retention_ms"):
+        value = getattr(topics, key)
+        if not 0 < value < limit_ms:
+            raise ConfigError(
+                f"topics.{key}",
+                f"{value} ms must be positive and below the retention limit "
+                f"({limit_ms} ms = the shortest {months} calendar months): "
+                "Kafka must not keep personal data longer than the lake may",
+            )
+    if topics.partitions < 1 or topics.replication_factor < 1:
+        raise ConfigError("topics.partitions", "partitions and replication_factor must be >= 1")
+    ingest = settings.ingest
+    if ingest.batch_size < 1 or ingest.batch_timeout_s <= 0:
+        raise ConfigError("ingest.batch_size", "batch_size must be >= 1 and timeout > 0")
+    if not 1024 <= ingest.max_message_bytes <= 16 * 1024 * 1024:
+        raise ConfigError("ingest.max_message_bytes", "must be within 1 KiB..16 MiB")
+    if not 0 <= ingest.metrics_port <= 65535:
+        raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")

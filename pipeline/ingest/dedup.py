@@ -1,0 +1,167 @@
+"""Drop camera retransmissions: the same ``event_id`` seen again within the window is stored once.
+
+A retransmission repeats the whole event, so its ``captured_at`` is the original's. The window
+therefore keys on (capture hour, 64-bit hash of the event id): a repeat is looked up only in its
+own hour, and whole hours fall out of the window once they are older than ``window`` behind the
+newest capture seen. Memory is 8 bytes per remembered event (a 5M-event day is 40 MB), capped
+by ``max_entries`` (oldest hours are forgotten first).
+
+The hash is a seeded polynomial over the UTF-8 bytes, finished with the splitmix64 mixer,
+computed with numpy over the Arrow buffers (no per-message Python). Two different ids share a
+hash with probability about n²/2⁶⁵ per hour bucket (≈10⁻⁹ for 200k reads in one hour).
+
+After a restart the window is warmed from the lake (:meth:`DedupWindow.remember`), so a repeat
+that arrives after a crash is still caught.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+_US_PER_HOUR = 3_600_000_000
+_MAX_ID_BYTES = 64  # event ids are validated to at most 64 characters before they get here
+_BASE = np.uint64(0x100000001B3)  # FNV prime: odd, so powers never collapse to zero
+_POWERS = np.cumprod(np.full(_MAX_ID_BYTES * 4, _BASE, dtype=np.uint64), dtype=np.uint64)
+
+U64Array = npt.NDArray[np.uint64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _splitmix64(x: U64Array) -> U64Array:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_ids(ids: pa.Array | pa.ChunkedArray) -> U64Array:
+    """64-bit hashes of a string array, one per element (nulls hash as the empty string)."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    ids = pc.fill_null(ids.cast(pa.large_string()), "")
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    buffers = ids.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64, count=n + 1, offset=ids.offset * 8)
+    data = (
+        np.frombuffer(buffers[2], dtype=np.uint8)
+        if buffers[2] is not None
+        else np.zeros(0, np.uint8)
+    )
+    start, end = int(offsets[0]), int(offsets[-1])
+    lengths = np.diff(offsets)
+    if int(lengths.max()) > len(_POWERS):
+        raise ValueError("event id longer than the deduplication hash supports")
+    byte_values = data[start:end].astype(np.uint64)
+    # Position of each byte within its own id, to weight it by BASE**position.
+    row_starts = offsets[:-1] - start
+    position = np.arange(end - start, dtype=np.int64) - np.repeat(row_starts, lengths)
+    with np.errstate(over="ignore"):
+        weighted = byte_values * _POWERS[position]
+        sums = np.zeros(n, dtype=np.uint64)
+        non_empty = lengths > 0
+        if weighted.size:
+            # reduceat over empty segments would return a neighbour's value: mask them out.
+            reduced = np.add.reduceat(weighted, row_starts[non_empty])
+            sums[non_empty] = reduced
+        return _splitmix64(sums ^ lengths.astype(np.uint64))
+
+
+class DedupWindow:
+    """Event ids stored recently, bucketed by capture hour; see the module docstring."""
+
+    def __init__(self, window: timedelta, *, max_entries: int = 20_000_000) -> None:
+        self._window_hours = max(1, int(window.total_seconds() // 3600))
+        self._max_entries = max_entries
+        self._buckets: dict[int, U64Array] = {}  # hour → sorted unique hashes
+        self._entries = 0
+        self._newest_hour: int | None = None
+
+    def __len__(self) -> int:
+        return self._entries
+
+    def filter_new(
+        self, event_ids: pa.Array | pa.ChunkedArray, captured_at: pa.Array | pa.ChunkedArray
+    ) -> BoolArray:
+        """Mask of rows to keep: not seen before and not repeated earlier in this batch.
+
+        Does not remember the kept rows; call :meth:`remember` once they are committed, so a
+        batch that fails to commit does not poison the window.
+        """
+        hashes = hash_ids(event_ids)
+        hours = _hours(captured_at)
+        keep = np.ones(len(hashes), dtype=np.bool_)
+        if not len(hashes):
+            return keep
+        # Repeats within the batch: keep the first occurrence of each (hour, hash).
+        keys = np.stack([hours.astype(np.uint64), hashes], axis=1)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        in_batch_first = np.zeros(len(hashes), dtype=np.bool_)
+        in_batch_first[first] = True
+        keep &= in_batch_first
+        for hour in np.unique(hours):
+            bucket = self._buckets.get(int(hour))
+            if bucket is None or not len(bucket):
+                continue
+            rows = np.flatnonzero(hours == hour)
+            keep[rows] &= ~_contains(bucket, hashes[rows])
+        return keep
+
+    def remember(
+        self, event_ids: pa.Array | pa.ChunkedArray, captured_at: pa.Array | pa.ChunkedArray
+    ) -> None:
+        """Add committed rows to the window and forget hours that fell out of it."""
+        hashes = hash_ids(event_ids)
+        if not len(hashes):
+            return
+        hours = _hours(captured_at)
+        for hour in np.unique(hours):
+            key = int(hour)
+            new = hashes[hours == hour]
+            old = self._buckets.get(key)
+            merged = np.union1d(old, new) if old is not None else np.unique(new)
+            self._entries += len(merged) - (len(old) if old is not None else 0)
+            self._buckets[key] = merged
+        newest = int(hours.max())
+        if self._newest_hour is None or newest > self._newest_hour:
+            self._newest_hour = newest
+        self._evict()
+
+    def _evict(self) -> None:
+        assert self._newest_hour is not None
+        oldest_kept = self._newest_hour - self._window_hours
+        for hour in sorted(self._buckets):
+            if hour >= oldest_kept and self._entries <= self._max_entries:
+                break
+            if hour >= oldest_kept:
+                logger.warning(
+                    "deduplication window over %d entries: forgetting capture hour %d early",
+                    self._max_entries,
+                    hour,
+                )
+            self._entries -= len(self._buckets.pop(hour))
+
+
+def _hours(captured_at: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    micros = pc.cast(captured_at, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    if isinstance(micros, pa.ChunkedArray):
+        micros = micros.combine_chunks()
+    values: npt.NDArray[np.int64] = micros.to_numpy(zero_copy_only=False)
+    return values // _US_PER_HOUR
+
+
+def _contains(sorted_haystack: U64Array, needles: U64Array) -> BoolArray:
+    positions = np.searchsorted(sorted_haystack, needles)
+    positions = np.minimum(positions, len(sorted_haystack) - 1)
+    found: BoolArray = sorted_haystack[positions] == needles
+    return found

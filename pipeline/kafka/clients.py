@@ -1,0 +1,63 @@
+"""Thin factories for confluent-kafka clients, built from the settings.
+
+Security settings (``security.protocol``, ``sasl.*``, ``ssl.*``) come from
+``settings.kafka.client`` and pass through to librdkafka unchanged; callers only add what their
+role needs (group id, offsets behaviour, acks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _log_error(error: Any) -> None:
+    # librdkafka reports transient broker trouble here and retries by itself: warn, go on.
+    logger.warning("kafka client: %s", error)
+
+
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Any:
+    """A consumer whose offsets are managed by us, never auto-committed."""
+    from confluent_kafka import Consumer
+
+    config: dict[str, Any] = {
+        **settings.kafka.client_config(),
+        "group.id": group_id,
+        # The lake holds the real position (rows and offsets commit together); Kafka's committed
+        # offsets are written after the lake commit for lag monitoring only.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # Bound prefetch memory: librdkafka's default queue (64 MB) per consumer adds up.
+        "queued.max.messages.kbytes": 16_384,
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "error_cb": _log_error,
+        **overrides,
+    }
+    return Consumer(config)
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Any:
+    """An idempotent producer: a retry after a lost ack never writes a message twice."""
+    from confluent_kafka import Producer
+
+    config: dict[str, Any] = {
+        **settings.kafka.client_config(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "zstd",
+        "error_cb": _log_error,
+        **overrides,
+    }
+    return Producer(config)
+
+
+def header_dict(headers: list[tuple[str, bytes | None]] | None) -> Mapping[str, bytes]:
+    """Kafka headers as a dict (the last value wins for a repeated name)."""
+    return {name: value for name, value in headers or () if value is not None}

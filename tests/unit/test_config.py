@@ -1,0 +1,106 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Secret, add_months, load_settings, shortest_span_days
+from pipeline.errors import ConfigError
+
+
+def test_defaults_without_file_or_env() -> None:
+    s = load_settings(None, env={})
+    assert s.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert s.lake.path == Path("lake")
+    assert s.retention.months == 6
+    assert s.topics.personal_retention_ms == 7 * 24 * 3600 * 1000
+
+
+def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text('[lake]\npath = "/from/file"\n[ingest]\nbatch_size = 100\n')
+    s = load_settings(config, env={})
+    assert s.lake.path == Path("/from/file")
+    assert s.ingest.batch_size == 100
+    s = load_settings(config, env={"ANPR_LAKE_PATH": "/from/env", "ANPR_INGEST_BATCH_SIZE": "7"})
+    assert s.lake.path == Path("/from/env")
+    assert s.ingest.batch_size == 7
+    s = load_settings(
+        config, env={"ANPR_LAKE_PATH": "/from/env"}, overrides={"lake.path": "/from/flag"}
+    )
+    assert s.lake.path == Path("/from/flag")
+
+
+def test_state_dir_env_name() -> None:
+    assert load_settings(None, env={"ANPR_STATE_DIR": "/tmp/x"}).state.dir == Path("/tmp/x")
+
+
+def test_librdkafka_settings_pass_through_and_secrets_are_masked(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text('[kafka.client]\n"security.protocol" = "SASL_SSL"\n')
+    s = load_settings(
+        config,
+        env={"ANPR_KAFKA_SASL_PASSWORD": "hunter2", "ANPR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+    )
+    client = s.kafka.client_config()
+    assert client["security.protocol"] == "SASL_SSL"
+    assert client["sasl.password"] == "hunter2"
+    assert client["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert isinstance(s.kafka.client["sasl.password"], Secret)
+    shown = repr(s) + str(s.redacted())
+    assert "hunter2" not in shown
+    assert "SCRAM-SHA-512" in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"ANPR_RETENTION_MONTHS": "7"}, "retention.months"),
+        ({"ANPR_RETENTION_MONTHS": "0"}, "retention.months"),
+        ({"ANPR_TOPICS_PERSONAL_RETENTION_MS": str(182 * 86_400_000)}, "topics.personal_retention_ms"),
+        ({"ANPR_TOPICS_PERSONAL_RETENTION_MS": "-1"}, "topics.personal_retention_ms"),
+        ({"ANPR_INGEST_BATCH_SIZE": "many"}, "ingest.batch_size"),
+        ({"ANPR_INGEST_BATCH_SIZE": "1.5"}, "ingest.batch_size"),
+    ],
+)
+def test_illegal_values_are_refused_with_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env=env)
+    assert info.value.key == key
+
+
+def test_unknown_keys_and_sections_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text("[lake]\npth = 'typo'\n")
+    with pytest.raises(ConfigError, match="lake.pth"):
+        load_settings(config, env={})
+    config.write_text("[laek]\npath = 'typo'\n")
+    with pytest.raises(ConfigError, match="laek"):
+        load_settings(config, env={})
+
+
+def test_missing_or_broken_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "nope.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lake\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, env={})
+
+
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (dt.date(2026, 8, 31), 6, dt.date(2027, 2, 28)),
+        (dt.date(2027, 8, 31), 6, dt.date(2028, 2, 29)),
+        (dt.date(2026, 1, 15), 6, dt.date(2026, 7, 15)),
+        (dt.date(2026, 12, 31), 2, dt.date(2027, 2, 28)),
+        (dt.date(2026, 7, 1), 6, dt.date(2027, 1, 1)),
+    ],
+)
+def test_calendar_month_arithmetic(day: dt.date, months: int, expected: dt.date) -> None:
+    assert add_months(day, months) == expected
+
+
+def test_shortest_six_months_is_181_days() -> None:
+    assert shortest_span_days(6) == 181
+    assert shortest_span_days(1) == 28

@@ -1,0 +1,55 @@
+import numpy as np
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.exposition import generate_latest
+
+from pipeline.metrics import BulkHistogram, IngestMetrics
+
+
+def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str], float]:
+    out = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            if s.name.startswith(name) and not s.name.endswith("_created"):
+                out[(s.name, s.labels.get("le", ""))] = s.value
+    return out
+
+
+def test_observe_many_equals_observe_one_by_one() -> None:
+    values = np.array([0.0, 0.1, 0.1000001, 0.5, 2.0, 2.5, 1e9, -1.0, 0.25, 0.25])
+    bulk_reg, single_reg = CollectorRegistry(), CollectorRegistry()
+    bounds = (0.1, 0.25, 0.5, 1.0, 2.0)
+    bulk = BulkHistogram("anpr_x_seconds", "x", buckets=bounds, registry=bulk_reg)
+    single = BulkHistogram("anpr_x_seconds", "x", buckets=bounds, registry=single_reg)
+    bulk.observe_many(values)
+    bulk.observe_many(np.array([]))
+    for v in values:
+        single.observe(float(v))
+    assert _samples(bulk_reg, "anpr_x_seconds") == _samples(single_reg, "anpr_x_seconds")
+    assert bulk_reg.get_sample_value("anpr_x_seconds_count") == len(values)
+
+
+def test_documented_metric_names_are_exposed() -> None:
+    registry = CollectorRegistry()
+    m = IngestMetrics(registry)
+    m.consumed.labels(topic="anpr.plate-reads", format="canonical").inc()
+    m.rows_written.labels(table="plate_reads").inc()
+    m.rejected.labels(reason="malformed_json", format="unknown").inc()
+    m.lag.labels(topic="anpr.plate-reads", partition="0").set(3)
+    names = {
+        s.name
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    for expected in (
+        "anpr_messages_consumed_total",
+        "anpr_rows_written_total",
+        "anpr_messages_rejected_total",
+        "anpr_duplicates_dropped_total",
+        "anpr_batch_duration_seconds_bucket",
+        "anpr_freshness_seconds_bucket",
+        "anpr_consumer_lag_messages",
+        "anpr_last_commit_timestamp_seconds",
+    ):
+        assert expected in names
+    assert all(n.startswith("anpr_") for n in names)
