@@ -1,0 +1,122 @@
+"""One real Kafka broker per test session, started by the same code as `anpr kafka start`.
+
+Environment:
+    ANPR_STATE_DIR     the broker jars are taken from its cache/kafka, where `anpr kafka fetch`
+                       (run by `make setup`) put them (default: <repo>/.anpr)
+
+Every test under tests/integration is marked ``integration`` automatically, so
+``pytest -m "not integration"`` runs without java or Maven.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeline.errors import MissingToolError
+from pipeline.kafka import local
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+MakeTopic = Callable[..., str]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Hooks in a sub-folder conftest still see every collected item, so filter by path.
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    cache = Path(os.environ.get("ANPR_STATE_DIR", REPO / ".anpr")) / "cache" / "kafka"
+    try:
+        return local.ensure_jars(cache)
+    except MissingToolError as exc:
+        pytest.skip(f"integration tests need a local Kafka broker: {exc}")
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    bootstrap: str
+    state_dir: Path
+    pid: int
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(
+    kafka_jars: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalBroker]:
+    """The session's single-node Kafka broker, on free loopback ports, state in a tmp dir."""
+    state_dir = tmp_path_factory.mktemp("kafka-session")
+    bootstrap = f"127.0.0.1:{local.free_port()}"
+    pid = local.start(state_dir, bootstrap, jars_dir=kafka_jars, timeout=120)
+    try:
+        yield LocalBroker(bootstrap, state_dir, pid)
+    finally:
+        local.stop(state_dir)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalBroker) -> str:
+    """``host:port`` of the session's broker: what most tests need."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+def _wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: float) -> None:
+    """Poll metadata until every partition of ``name`` has a leader, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topic = admin.list_topics(topic=name, timeout=5).topics.get(name)
+        if (
+            topic is not None
+            and topic.error is None
+            and len(topic.partitions) == partitions
+            and all(p.leader >= 0 for p in topic.partitions.values())
+        ):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"topic {name} not ready after {timeout} s")
+
+
+@pytest.fixture
+def make_topic(kafka_admin: AdminClient) -> Iterator[MakeTopic]:
+    """Factory: ``make_topic(partitions=1, config=None) -> name`` of a new, unique topic.
+
+    The topics are deleted when the test ends.
+    """
+    created: list[str] = []
+
+    def factory(partitions: int = 1, config: Mapping[str, str] | None = None) -> str:
+        name = f"test-{uuid.uuid4().hex}"
+        futures = kafka_admin.create_topics(
+            [
+                NewTopic(
+                    name, num_partitions=partitions, replication_factor=1, config=dict(config or {})
+                )
+            ],
+            operation_timeout=30,
+        )
+        futures[name].result(timeout=30)
+        created.append(name)
+        _wait_for_topic(kafka_admin, name, partitions, timeout=30)
+        return name
+
+    yield factory
+    if created:
+        for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
+            future.result(timeout=30)
