@@ -1,0 +1,41 @@
+"""Reason codes for messages that go to the dead-letter queue (``anpr.dlq``).
+
+One enum for every stage, so a DLQ record, a metric label and a log line use the same word.
+Expired-on-arrival events are deliberately *not* a reason: they are counted and dropped, never
+written anywhere, the DLQ included (DESIGN.md, invariant 4); the decoder reports them
+separately (:attr:`pipeline.ingest.decode.DecodeResult.expired`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a message was rejected; the value is the code written to the DLQ record."""
+
+    MALFORMED_JSON = "malformed_json"
+    """Not exactly one JSON object in UTF-8: bad syntax, array or scalar, two documents,
+    trailing bytes, a byte-order mark, NaN/Infinity literals, nesting too deep."""
+
+    SCHEMA_VIOLATION = "schema_violation"
+    """A well-formed object that breaks ``plate_read/1``: missing field, wrong JSON type,
+    string too long, value outside its range, time without an offset."""
+
+    UNKNOWN_SITE = "unknown_site"
+    """The site/camera pair is not in the site registry."""
+
+    INVALID_PLATE = "invalid_plate"
+    """The plate text does not fit the format of its reported country."""
+
+    FUTURE_TIMESTAMP = "future_timestamp"
+    """``captured_at`` is later than the decoder's clock plus the tolerance."""
+
+    OVERSIZED = "oversized"
+    """The raw value is longer than the configured maximum message size."""
+
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    """The ``schema`` field names a format this pipeline does not read."""
+
+    EMPTY_VALUE = "empty_value"
+    """No bytes at all: an empty value or a tombstone (``None``)."""

@@ -1,0 +1,323 @@
+"""The site registry: which border crossings and ferry terminals exist, and their cameras.
+
+The registry is a TOML file under ``deploy/`` (see the header of ``deploy/sites.toml``), read
+once at start by :func:`load_registry`. Everything is validated there, so a typo stops the
+worker with a message naming the file and the entry instead of sending every read of a
+camera to the DLQ. Site ids coming from messages are only ever *compared* with the registry;
+they never become a path or SQL text (DESIGN.md, invariant 8).
+
+Example::
+
+    registry = load_registry(DEFAULT_REGISTRY)
+    registry.is_known("NO-SVINESUND", "SVI-L2-F")  # True
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal, cast
+
+import pyarrow as pa
+
+from pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGISTRY: Final[Path] = Path(__file__).resolve().parents[2] / "deploy" / "sites.toml"
+
+SITE_ID_PATTERN: Final = re.compile(r"^NO-[A-Z0-9]{2,20}$")
+CAMERA_ID_PATTERN: Final = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+_COUNTRY_PATTERN: Final = re.compile(r"^[A-Z]{2}$")
+
+Kind = Literal["road", "ferry"]
+Direction = Literal["entry", "exit"]
+Position = Literal["front", "rear"]
+Vendor = Literal["canonical", "openalpr", "platerecognizer", "hikvision", "genetec"]
+
+KINDS: Final[tuple[Kind, ...]] = ("road", "ferry")
+DIRECTIONS: Final[tuple[Direction, ...]] = ("entry", "exit")
+POSITIONS: Final[tuple[Position, ...]] = ("front", "rear")
+VENDORS: Final[tuple[Vendor, ...]] = (
+    "canonical",
+    "openalpr",
+    "platerecognizer",
+    "hikvision",
+    "genetec",
+)
+
+# The key of a (site, camera) pair in :attr:`SiteRegistry.known_pairs`. Neither id may contain
+# it (both patterns exclude it), so joining is injective: no crafted pair can collide.
+PAIR_SEPARATOR: Final = "|"
+
+_MAX_NAME = 64
+_MAX_VENDOR_CAMERA_ID = 64
+_SITE_KEYS: Final = frozenset({"id", "name", "kind", "neighbour", "lanes", "cameras"})
+_LANE_KEYS: Final = frozenset({"number", "direction"})
+_CAMERA_KEYS: Final = frozenset({"id", "lane", "position", "vendor", "vendor_camera_id"})
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One lane of a site; ``direction`` is relative to Norway."""
+
+    number: int
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One ANPR camera; ``id`` is unique across the whole registry."""
+
+    id: str
+    site_id: str
+    lane: int
+    position: Position
+    vendor: Vendor = "canonical"
+    vendor_camera_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """A road crossing or ferry terminal."""
+
+    id: str
+    name: str
+    kind: Kind
+    neighbour: str
+    lanes: tuple[Lane, ...]
+    cameras: tuple[Camera, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SiteRegistry:
+    """All sites, with lookups for the scalar and the vectorised paths.
+
+    Build it with :func:`load_registry`; constructing it directly only checks that ids are
+    unique (the file-level validation lives in the loader, where it can name the entry).
+    """
+
+    sites: tuple[Site, ...]
+    _by_site: Mapping[str, Site] = field(init=False, repr=False)
+    _by_camera: Mapping[str, Camera] = field(init=False, repr=False)
+    _by_vendor_camera: Mapping[tuple[str, str], Camera] = field(init=False, repr=False)
+    _known_pairs: pa.Array = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_site: dict[str, Site] = {}
+        by_camera: dict[str, Camera] = {}
+        by_vendor: dict[tuple[str, str], Camera] = {}
+        for site in self.sites:
+            if site.id in by_site:
+                raise ConfigError("sites", f"duplicate site id {site.id!r}")
+            by_site[site.id] = site
+            for camera in site.cameras:
+                if camera.id in by_camera:
+                    raise ConfigError("sites", f"duplicate camera id {camera.id!r}")
+                by_camera[camera.id] = camera
+                if camera.vendor_camera_id is not None:
+                    key = (camera.vendor, camera.vendor_camera_id)
+                    if key in by_vendor:
+                        raise ConfigError(
+                            "sites", f"duplicate {camera.vendor} camera id {key[1]!r}"
+                        )
+                    by_vendor[key] = camera
+        pairs = pa.array(
+            [f"{c.site_id}{PAIR_SEPARATOR}{c.id}" for c in by_camera.values()], pa.string()
+        )
+        # Frozen dataclass: the indexes are derived once, here, and exposed read-only.
+        object.__setattr__(self, "_by_site", MappingProxyType(by_site))
+        object.__setattr__(self, "_by_camera", MappingProxyType(by_camera))
+        object.__setattr__(self, "_by_vendor_camera", MappingProxyType(by_vendor))
+        object.__setattr__(self, "_known_pairs", pairs)
+
+    def site(self, site_id: str) -> Site:
+        """The site with this id; ``KeyError`` if there is none."""
+        return self._by_site[site_id]
+
+    def camera(self, camera_id: str) -> Camera:
+        """The camera with this id; ``KeyError`` if there is none."""
+        return self._by_camera[camera_id]
+
+    def vendor_camera(self, vendor: str, vendor_camera_id: str) -> Camera | None:
+        """The camera a vendor payload names by the vendor's own camera id, if registered."""
+        return self._by_vendor_camera.get((vendor, vendor_camera_id))
+
+    def is_known(self, site_id: str, camera_id: str) -> bool:
+        """True if the camera is registered at exactly this site."""
+        camera = self._by_camera.get(camera_id)
+        return camera is not None and camera.site_id == site_id
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        """Every camera of every site, in file order."""
+        return tuple(self._by_camera.values())
+
+    @property
+    def known_pairs(self) -> pa.Array:
+        """``"<site_id>|<camera_id>"`` for every camera, a ``pa.string()`` value set.
+
+        For the vectorised check: ``pc.is_in(pc.binary_join_element_wise(site, camera, "|"),
+        value_set=registry.known_pairs)``.
+        """
+        return self._known_pairs
+
+
+def load_registry(path: Path) -> SiteRegistry:
+    """Read and validate the site registry file; raise :class:`ConfigError` on any mistake."""
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the site registry: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    raw_sites = document.get("sites")
+    if set(document) - {"sites"}:
+        unknown = ", ".join(sorted(set(document) - {"sites"}))
+        raise ConfigError(str(path), f"unknown top-level keys: {unknown}")
+    if not isinstance(raw_sites, list) or not raw_sites:
+        raise ConfigError(str(path), "expected a non-empty [[sites]] array")
+    sites = tuple(_parse_site(path, i, raw) for i, raw in enumerate(raw_sites))
+    _check_unique(path, sites)
+    registry = SiteRegistry(sites)
+    logger.info("site registry %s: %d sites, %d cameras", path, len(sites), len(registry.cameras))
+    return registry
+
+
+def _parse_site(path: Path, index: int, raw: object) -> Site:
+    where = f"{path}: sites[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "expected a table")
+    site_id = raw.get("id")
+    if isinstance(site_id, str):
+        where = f"{where} ({site_id})"
+    _check_keys(where, raw, _SITE_KEYS, required=_SITE_KEYS)
+    site_id = _pattern(where, "id", raw["id"], SITE_ID_PATTERN)
+    name = raw["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+        raise ConfigError(where, f"name must be a non-empty string of at most {_MAX_NAME} chars")
+    kind = cast(Kind, _choice(where, "kind", raw["kind"], KINDS))
+    neighbour = _pattern(where, "neighbour", raw["neighbour"], _COUNTRY_PATTERN)
+    if neighbour == "NO":
+        raise ConfigError(where, "neighbour must be the country across the border, not NO")
+    lanes = _parse_lanes(where, raw["lanes"])
+    lane_numbers = {lane.number for lane in lanes}
+    raw_cameras = raw["cameras"]
+    if not isinstance(raw_cameras, list) or not raw_cameras:
+        raise ConfigError(where, "cameras must be a non-empty array")
+    cameras = tuple(
+        _parse_camera(f"{where}.cameras[{j}]", site_id, lane_numbers, cam)
+        for j, cam in enumerate(raw_cameras)
+    )
+    return Site(site_id, name, kind, neighbour, lanes, cameras)
+
+
+def _parse_lanes(where: str, raw: object) -> tuple[Lane, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(where, "lanes must be a non-empty array")
+    lanes: list[Lane] = []
+    for j, item in enumerate(raw):
+        lane_where = f"{where}.lanes[{j}]"
+        if not isinstance(item, dict):
+            raise ConfigError(lane_where, "expected a table")
+        _check_keys(lane_where, item, _LANE_KEYS, required=_LANE_KEYS)
+        number = _lane_number(lane_where, "number", item["number"])
+        direction = cast(Direction, _choice(lane_where, "direction", item["direction"], DIRECTIONS))
+        if any(lane.number == number for lane in lanes):
+            raise ConfigError(lane_where, f"lane {number} is listed twice")
+        lanes.append(Lane(number, direction))
+    return tuple(lanes)
+
+
+def _parse_camera(where: str, site_id: str, lane_numbers: set[int], raw: object) -> Camera:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "expected a table")
+    camera_id = raw.get("id")
+    if isinstance(camera_id, str):
+        where = f"{where} ({camera_id})"
+    _check_keys(where, raw, _CAMERA_KEYS, required=frozenset({"id", "lane", "position"}))
+    camera_id = _pattern(where, "id", raw["id"], CAMERA_ID_PATTERN)
+    lane = _lane_number(where, "lane", raw["lane"])
+    if lane not in lane_numbers:
+        listed = ", ".join(str(n) for n in sorted(lane_numbers))
+        raise ConfigError(where, f"lane {lane} is not one of the site's lanes ({listed})")
+    position = cast(Position, _choice(where, "position", raw["position"], POSITIONS))
+    vendor = cast(Vendor, _choice(where, "vendor", raw.get("vendor", "canonical"), VENDORS))
+    vendor_camera_id = raw.get("vendor_camera_id")
+    if vendor_camera_id is not None and (
+        not isinstance(vendor_camera_id, str)
+        or not vendor_camera_id.strip()
+        or len(vendor_camera_id) > _MAX_VENDOR_CAMERA_ID
+    ):
+        raise ConfigError(
+            where,
+            f"vendor_camera_id must be a non-empty string of at most {_MAX_VENDOR_CAMERA_ID} chars",
+        )
+    return Camera(camera_id, site_id, lane, position, vendor, vendor_camera_id)
+
+
+def _check_unique(path: Path, sites: tuple[Site, ...]) -> None:
+    """Name the offending entries; the registry constructor re-checks without a file name."""
+    seen_sites: dict[str, int] = {}
+    seen_cameras: dict[str, str] = {}
+    seen_vendor_ids: dict[tuple[str, str], str] = {}
+    for i, site in enumerate(sites):
+        if site.id in seen_sites:
+            raise ConfigError(
+                f"{path}: sites[{i}] ({site.id})",
+                f"duplicate site id, first used by sites[{seen_sites[site.id]}]",
+            )
+        seen_sites[site.id] = i
+        for camera in site.cameras:
+            where = f"{path}: sites[{i}] ({site.id}) camera {camera.id}"
+            if camera.id in seen_cameras:
+                raise ConfigError(
+                    where, f"duplicate camera id, first used at {seen_cameras[camera.id]}"
+                )
+            seen_cameras[camera.id] = site.id
+            if camera.vendor_camera_id is not None:
+                key = (camera.vendor, camera.vendor_camera_id)
+                if key in seen_vendor_ids:
+                    raise ConfigError(
+                        where,
+                        f"duplicate {camera.vendor} vendor_camera_id "
+                        f"{camera.vendor_camera_id!r}, first used by {seen_vendor_ids[key]}",
+                    )
+                seen_vendor_ids[key] = camera.id
+
+
+def _check_keys(
+    where: str, raw: Mapping[str, object], allowed: frozenset[str], *, required: frozenset[str]
+) -> None:
+    # Unknown keys are errors: a misspelt "vendor_camera_ids" would otherwise vanish silently.
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(where, f"unknown keys: {', '.join(sorted(unknown))}")
+    missing = required - set(raw)
+    if missing:
+        raise ConfigError(where, f"missing keys: {', '.join(sorted(missing))}")
+
+
+def _pattern(where: str, key: str, value: object, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigError(where, f"{key} must match {pattern.pattern}, got {value!r}")
+    return value
+
+
+def _choice(where: str, key: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(where, f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _lane_number(where: str, key: str, value: object) -> int:
+    # bool is an int in Python; `lane = true` in TOML must not become lane 1.
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 99:
+        raise ConfigError(where, f"{key} must be an integer from 1 to 99, got {value!r}")
+    return value
