@@ -1,0 +1,594 @@
+"""The lake's tables on DuckLake: connect, write a batch and its Kafka offsets in one transaction.
+
+A lake at ``path`` is a DuckLake catalog in ``path/catalog.sqlite`` and Parquet data files under
+``path/data/``. Every connection is an in-memory DuckDB that loads the extensions by path
+(:mod:`pipeline.lake.extensions`), runs with ``TimeZone = 'UTC'`` and attaches the lake as
+``lake``. Measurements and decisions: ``docs/adr/0001-ducklake-sqlite-catalog.md``.
+
+SQL text here is built only from constants and from identifiers in :data:`DATA_TABLES` and the
+internal tables (checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
+from pipeline.lake.extensions import extension_paths
+from pipeline.schemas import PLATE_READS, UTC_TS
+
+logger = logging.getLogger(__name__)
+
+CATALOG = "lake"  # the name the lake is attached under in every connection
+OFFSETS_TABLE = "ingest_offsets"
+FENCE_TABLE = "ingest_fence"
+
+INGEST_OFFSETS = pa.schema(
+    [
+        pa.field("consumer_group", pa.string(), nullable=False),
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("next_offset", pa.int64(), nullable=False),  # next offset to consume
+        pa.field("updated_at", UTC_TS, nullable=False),
+    ]
+)
+# One row, rewritten by every ingest commit: see Lake.write_batch, step 5.
+INGEST_FENCE = pa.schema(
+    [
+        pa.field("fence_id", pa.int32(), nullable=False),
+        pa.field("commits", pa.int64(), nullable=False),
+        pa.field("updated_at", UTC_TS, nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its Arrow schema and the columns the table layer relies on."""
+
+    name: str
+    schema: pa.Schema
+    day_column: str | None = None  # partitioned by the UTC day of this column
+    id_column: str | None = None  # unique event id, for warming the dedup window
+
+
+# Tables write_batch accepts. Add passengers etc. here once their schema is in schemas.py.
+DATA_TABLES: Mapping[str, TableSpec] = {
+    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at", "event_id"),
+}
+_INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
+
+# Lake-wide DuckLake options, set when the lake is created.
+_LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
+    ("parquet_compression", "zstd"),
+    ("parquet_compression_level", 3),
+    # The default row group; ingest files (one per batch and day) are smaller than one group
+    # anyway, and compaction rewrites them into files of target_file_size.
+    ("parquet_row_group_size", 122_880),
+    ("target_file_size", "128MB"),
+    ("hive_file_pattern", True),  # data/main/<table>/year=/month=/day=/: retention sees days
+    # No inlining of rows into the catalog: personal data then lives only in day-partitioned
+    # Parquet files, which retention rewrites and deletes per day.
+    ("data_inlining_row_limit", 0),
+)
+# The internal tables change a few rows per commit; inlined, they cost no files at all.
+# Table-scoped options can only be set once the table is committed.
+_INTERNAL_INLINING_LIMIT = 1000
+
+_IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
+# Paths end up inside SQL string literals (ATTACH and LOAD take no parameters).
+_SAFE_PATH = re.compile(r"[\w./@+=,: -]+")
+
+_ARROW_TO_DUCKDB: tuple[tuple[pa.DataType, str], ...] = (
+    (pa.string(), "VARCHAR"),
+    (pa.large_string(), "VARCHAR"),
+    (pa.bool_(), "BOOLEAN"),
+    (pa.int8(), "TINYINT"),
+    (pa.int16(), "SMALLINT"),
+    (pa.int32(), "INTEGER"),
+    (pa.int64(), "BIGINT"),
+    (pa.float32(), "REAL"),
+    (pa.float64(), "DOUBLE"),
+    (pa.date32(), "DATE"),
+    (UTC_TS, "TIMESTAMPTZ"),
+)
+
+
+class OffsetFenced(Transient):
+    """The stored offset of a partition is not what this writer expected: another worker owns it.
+
+    Nothing was written. The caller drops its batch and seeks to :meth:`Lake.stored_offsets`.
+    """
+
+    def __init__(
+        self, topic: str, partition: int, expected: int | None, stored: int | None
+    ) -> None:
+        super().__init__(
+            f"offset fenced: {topic}[{partition}] expected stored offset {expected}, found {stored}"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.expected = expected
+        self.stored = stored
+
+
+class QueryRefused(UsageError):
+    """An analyst query that is not a single SELECT statement."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Jittered exponential backoff for catalog write conflicts."""
+
+    attempts: int = 40
+    base_delay_s: float = 0.005
+    max_delay_s: float = 0.5
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (0-based): full jitter."""
+        return self.rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2.0**attempt))
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier, if it is a plain lower-case name."""
+    if not _IDENT.fullmatch(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f'"{name}"'
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB column type for an Arrow type (the one mapping used for every lake table)."""
+    for known, sql in _ARROW_TO_DUCKDB:
+        if arrow_type.equals(known):
+            return sql
+    raise TypeError(f"no lake column type for Arrow type {arrow_type}")
+
+
+def create_table_sql(name: str, schema: pa.Schema) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``schema`` in the lake; NOT NULL where not nullable."""
+    columns = ", ".join(
+        f"{quote_ident(f.name)} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
+        for f in schema
+    )
+    return f"CREATE TABLE IF NOT EXISTS {CATALOG}.{quote_ident(name)} ({columns})"
+
+
+def partition_sql(spec: TableSpec) -> str | None:
+    """Partition by the calendar day of ``day_column`` in the session time zone (always UTC)."""
+    if spec.day_column is None:
+        return None
+    col = quote_ident(spec.day_column)
+    return (
+        f"ALTER TABLE {CATALOG}.{quote_ident(spec.name)} "
+        f"SET PARTITIONED BY (year({col}), month({col}), day({col}))"
+    )
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether a DuckDB error means another writer committed first, so a retry may succeed.
+
+    With a SQLite catalog the loser sees SQLite's "database is locked" (in WAL mode: a read
+    snapshot that went stale before the commit); with any catalog DuckLake itself may report a
+    logical "Transaction conflict" after its own commit retries.
+    """
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc).lower()
+    return "database is locked" in text or "transaction conflict" in text
+
+
+def _checked_path(path: Path, key: str) -> str:
+    """``path`` as text that may stand inside a SQL string literal."""
+    text = str(path)
+    if not _SAFE_PATH.fullmatch(text):
+        raise ConfigError(key, "path may only hold letters, digits, space and ./@+=,:_-")
+    return text
+
+
+def _check_offsets(next_offsets: Mapping[int, int], expected: Mapping[int, int | None]) -> None:
+    if not next_offsets:
+        raise ValueError("write_batch needs the offsets the rows came from")
+    if set(next_offsets) != set(expected):
+        raise ValueError("next_offsets and expected must name the same partitions")
+    for part, nxt in next_offsets.items():
+        exp = expected[part]
+        if part < 0 or nxt < 0 or (exp is not None and not 0 <= exp <= nxt):
+            raise ValueError(f"bad offset advance for partition {part}: {exp} -> {nxt}")
+
+
+def _check_rows(
+    spec: TableSpec,
+    rows: pa.Table,
+    next_offsets: Mapping[int, int],
+    expected: Mapping[int, int | None],
+) -> None:
+    got = [(f.name, f.type) for f in rows.schema]
+    want = [(f.name, f.type) for f in spec.schema]
+    if got != want:
+        raise TypeError(f"rows for {spec.name} have columns {got}, expected {want}")
+    if rows.num_rows == 0 or "source_offset" not in rows.schema.names:
+        return
+    # Every row must come from the offset ranges committed with it, or exactly-once breaks.
+    ranges = rows.group_by("source_partition").aggregate(
+        [("source_offset", "min"), ("source_offset", "max")]
+    )
+    for part, low, high in zip(
+        ranges["source_partition"].to_pylist(),
+        ranges["source_offset_min"].to_pylist(),
+        ranges["source_offset_max"].to_pylist(),
+        strict=True,
+    ):
+        start = expected.get(part)
+        if part not in next_offsets or high >= next_offsets[part] or (start or 0) > low:
+            raise ValueError(f"rows of partition {part} lie outside the offsets committed")
+
+
+class Lake:
+    """A DuckLake lake at ``path`` (catalog ``path/catalog.sqlite``, data files ``path/data/``).
+
+    >>> with Lake.open(Path("lake")) as lake:  # doctest: +SKIP
+    ...     lake.stored_offsets("anpr-ingest", "anpr.plate-reads")
+    {0: 1200, 1: 1187}
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        *,
+        read_only: bool,
+        retry: RetryPolicy,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+        self._retry = retry
+        self._sleep = sleep
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        read_only: bool = False,
+        create: bool = True,
+        extension_dir: Path | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Lake:
+        """Connect to the lake, creating it and its tables if ``create`` and it is missing.
+
+        Safe when several processes open a new lake at once: creation retries on conflict.
+        ``read_only`` attaches the catalog read-only and locks the session down (no file access
+        outside the data path, no configuration changes), for analysts.
+        """
+        path = path.absolute()
+        catalog, data = path / "catalog.sqlite", path / "data"
+        if not catalog.exists() and (read_only or not create):
+            raise ConfigError("lake.path", f"no lake at {path}")
+        catalog_text = _checked_path(catalog, "lake.path")
+        data_text = _checked_path(data, "lake.path")
+        retry = retry or RetryPolicy()
+        if not read_only:
+            data.mkdir(parents=True, exist_ok=True)
+            _use_wal(catalog, retry, sleep)
+        paths = extension_paths(extension_dir)
+        con = duckdb.connect(
+            ":memory:",
+            # Never reach for the network: everything we need is loaded by path below.
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        )
+        lake = cls(con, path, read_only=read_only, retry=retry, sleep=sleep)
+        try:
+            for key in ("ducklake", "sqlite"):
+                con.execute(f"LOAD '{_checked_path(paths[key], 'lake.extension_dir')}'")
+            # DuckLake computes partition values (year/month/day of a TIMESTAMPTZ) in the
+            # session time zone; UTC makes a partition the UTC collection day.
+            con.execute("SET TimeZone = 'UTC'")
+            # The catalog remembers the data path it was created with, as an absolute path;
+            # data file paths are relative to it. Overriding it (for this session only) with
+            # the folder beside the catalog keeps a copied or restored lake readable.
+            attach = (
+                f"ATTACH 'ducklake:sqlite:{catalog_text}' AS {CATALOG} "
+                f"(DATA_PATH '{data_text}/', OVERRIDE_DATA_PATH true"
+                f"{', READ_ONLY' if read_only else ''})"
+            )
+            if read_only:
+                con.execute(attach)
+                lake._lock_down(data)
+            else:
+                lake._retrying("create lake", lambda: lake._attach_and_create(attach))
+        except BaseException:
+            con.close()
+            raise
+        logger.debug("opened lake %s (read_only=%s)", path, read_only)
+        return lake
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        table: str,
+        rows: pa.Table,
+        *,
+        consumer_group: str,
+        topic: str,
+        next_offsets: Mapping[int, int],
+        expected: Mapping[int, int | None],
+    ) -> int:
+        """Append ``rows`` to ``table`` and advance the stored Kafka offsets, atomically.
+
+        ``next_offsets`` maps each partition in the batch to its last offset plus one.
+        ``expected`` maps the same partitions to the stored offset this writer started from:
+        read from :meth:`stored_offsets` at assignment (``None``: nothing stored) or written by
+        its own previous commit. That is not the batch's first offset, which may be larger
+        (transaction markers and compaction leave gaps in a partition's offsets).
+        Returns how many write conflicts were retried.
+
+        Commit order, all inside ONE DuckLake transaction:
+
+        1. Read the stored ``next_offset`` of the group's partitions.
+        2. Compare-and-set: each partition's stored offset must equal ``expected``. If not,
+           another worker committed it since this writer sought (a rebalance): raise
+           :class:`OffsetFenced` and write nothing.
+        3. Insert ``rows`` (Parquet files under their UTC day partitions). An empty table is
+           fine: a batch whose messages were all rejected still advances its offsets.
+        4. Replace the partitions' rows in ``ingest_offsets`` with ``next_offsets``.
+        5. Rewrite the single ``ingest_fence`` row. Every ingest commit thus deletes from the
+           same table, so any two concurrent commits conflict in DuckLake's conflict check,
+           on any catalog database, even when both insert a partition's first offset row; the
+           loser starts again at step 1 on a fresh snapshot and meets step 2.
+        6. Commit. On a write conflict roll back and repeat 1-6 after a jittered backoff;
+           after the last attempt raise :class:`~pipeline.errors.LakeConflict`.
+
+        Only after this returns may the caller tell Kafka (for monitoring only). Exactly-once
+        follows: a batch's rows are visible if and only if its offsets are stored (one
+        transaction); a worker that gets a partition seeks to the stored offset, so it neither
+        skips nor re-reads a committed message; and a worker still holding a batch from before
+        a rebalance is refused at step 2.
+        """
+        spec = DATA_TABLES.get(table)
+        if spec is None:
+            raise ValueError(f"unknown lake table {table!r}")
+        _check_offsets(next_offsets, expected)
+        _check_rows(spec, rows, next_offsets, expected)
+        return self._retrying(
+            f"write {table}",
+            lambda: self._write_once(
+                spec,
+                rows,
+                consumer_group=consumer_group,
+                topic=topic,
+                next_offsets=next_offsets,
+                expected=expected,
+            ),
+        )
+
+    def _write_once(
+        self,
+        spec: TableSpec,
+        rows: pa.Table,
+        *,
+        consumer_group: str,
+        topic: str,
+        next_offsets: Mapping[int, int],
+        expected: Mapping[int, int | None],
+    ) -> None:
+        con = self.con
+        parts = sorted(next_offsets)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            stored = self._read_offsets(consumer_group, topic)  # 1
+            for part in parts:  # 2
+                if stored.get(part) != expected[part]:
+                    raise OffsetFenced(topic, part, expected[part], stored.get(part))
+            if rows.num_rows:  # 3
+                con.register("anpr_batch_rows", rows)
+                try:
+                    con.execute(
+                        f"INSERT INTO {CATALOG}.{quote_ident(spec.name)} BY NAME "
+                        "SELECT * FROM anpr_batch_rows"
+                    )
+                finally:
+                    con.unregister("anpr_batch_rows")
+            con.execute(  # 4
+                f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
+                'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
+                [consumer_group, topic, parts],
+            )
+            con.execute(
+                f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
+                "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
+                [consumer_group, topic, parts, [next_offsets[p] for p in parts]],
+            )
+            con.execute(  # 5
+                f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
+        con.execute("COMMIT")
+
+    def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
+        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
+        policy = self._retry
+        for attempt in range(policy.attempts):
+            try:
+                attempt_once()
+            except duckdb.Error as exc:
+                if not is_write_conflict(exc):
+                    raise
+                delay = policy.delay(attempt)
+                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
+                self._sleep(delay)
+            else:
+                return attempt
+        logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
+        raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def stored_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
+        """Partition -> next offset to consume, as committed with the rows."""
+        return self._read_offsets(consumer_group, topic)
+
+    def recent_events(self, table: str, since: datetime) -> pa.Table:
+        """Event id and time of rows captured at or after ``since`` (to warm the dedup window).
+
+        Columns are named as in the table (``event_id``, ``captured_at`` for plate reads).
+        """
+        spec = DATA_TABLES.get(table)
+        if spec is None or spec.id_column is None or spec.day_column is None:
+            raise ValueError(f"no event ids in lake table {table!r}")
+        if since.tzinfo is None:
+            raise ValueError("since must carry a time zone")
+        return self.con.execute(
+            f"SELECT {quote_ident(spec.id_column)}, {quote_ident(spec.day_column)} "
+            f"FROM {CATALOG}.{quote_ident(table)} WHERE {quote_ident(spec.day_column)} >= ?",
+            [since],
+        ).to_arrow_table()
+
+    def recent_event_ids(self, table: str, since: datetime) -> pa.Array:
+        """Just the event ids of :meth:`recent_events`."""
+        return self.recent_events(table, since).column(0).combine_chunks()
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        """Run one analyst ``SELECT`` (tables are ``lake.<name>``) and return the result."""
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryRefused(f"query does not parse: {exc}") from exc
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise QueryRefused("only a single SELECT statement may be run")
+        return self.con.execute(sql).to_arrow_table()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _read_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
+        found = self.con.execute(
+            f'SELECT "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE} '
+            "WHERE consumer_group = ? AND topic = ?",
+            [consumer_group, topic],
+        ).fetchall()
+        return {int(part): int(nxt) for part, nxt in found}
+
+    def _attach_and_create(self, attach: str) -> None:
+        con = self.con
+        # A failed earlier attempt may have left the catalog attached half way.
+        con.execute(f"DETACH DATABASE IF EXISTS {CATALOG}")
+        con.execute(attach)
+        self._create_missing_tables()
+        self._set_internal_options()
+
+    def _create_missing_tables(self) -> None:
+        """Create what is missing in one transaction, deciding on the transaction's own
+        snapshot: concurrent creators then conflict, and the loser finds the tables on retry."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            existing = {
+                str(name)
+                for (name,) in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
+                ).fetchall()
+            }
+            missing = [
+                s for s in (*DATA_TABLES.values(), *_INTERNAL_TABLES) if s.name not in existing
+            ]
+            if missing and not existing:
+                for option, value in _LAKE_OPTIONS:
+                    con.execute(f"CALL {CATALOG}.set_option(?, ?)", [option, value])
+            for spec in missing:
+                con.execute(create_table_sql(spec.name, spec.schema))
+                # Partition only a new table: altering one that has data conflicts with
+                # every concurrent insert.
+                alter = partition_sql(spec)
+                if alter is not None:
+                    con.execute(alter)
+                if spec.name == FENCE_TABLE:
+                    con.execute(f"INSERT INTO {CATALOG}.{FENCE_TABLE} VALUES (0, 0, now())")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        if missing:
+            logger.info("created lake tables %s", ", ".join(s.name for s in missing))
+
+    def _set_internal_options(self) -> None:
+        done = {
+            str(entry)
+            for (entry,) in self.con.execute(
+                f"SELECT scope_entry FROM {CATALOG}.options() "
+                "WHERE option_name = 'data_inlining_row_limit' AND scope = 'TABLE'"
+            ).fetchall()
+        }
+        for spec in _INTERNAL_TABLES:
+            if f"main.{spec.name}" not in done:
+                self.con.execute(
+                    f"CALL {CATALOG}.set_option('data_inlining_row_limit', ?, table_name => ?)",
+                    [_INTERNAL_INLINING_LIMIT, spec.name],
+                )
+
+    def _lock_down(self, data: Path) -> None:
+        """No file access but the data files, no way to undo it: analysts only read the lake.
+
+        The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
+        the real guard against writes is the read-only attach plus query_arrow's SELECT-only
+        rule (ATTACH is not a SELECT).
+        """
+        self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+
+def _use_wal(catalog: Path, retry: RetryPolicy, sleep: Callable[[float], None]) -> None:
+    """Put the SQLite catalog in WAL mode (persistent in the file; creates an empty one).
+
+    In the default rollback-journal mode an open DuckLake transaction holds a SQLite read lock,
+    so any reader (an analyst's long query) blocks every commit until it ends; in WAL mode
+    readers keep their snapshot and writers go on.
+    """
+    for attempt in range(retry.attempts):
+        db = sqlite3.connect(catalog, timeout=30)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone() == ("wal",):
+                return
+            # Switching needs the file to itself; SQLite does not wait for that, it fails.
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            sleep(retry.delay(attempt))
+        finally:
+            db.close()
+    raise LakeConflict(f"could not switch {catalog} to WAL mode: it stayed locked")
