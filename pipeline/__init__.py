@@ -1,3 +1,3 @@
-"""ANPR border-passage pipeline: Kafka → validated Arrow batches → DuckLake, with the legal limits built in."""
+"""ANPR border-passage pipeline: Kafka → validated Arrow batches → DuckLake, within the law."""
 
 __version__ = "0.1.0"

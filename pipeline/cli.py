@@ -7,16 +7,22 @@ Nothing here holds pipeline logic; each command is a few lines that call into a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.ingest.sites import SiteRegistry
 
 logger = logging.getLogger("pipeline.cli")
 
@@ -70,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_kafka(commands)
     _add_topics(commands)
     _add_config(commands)
+    _add_simulate(commands)
+    _add_ingest(commands)
+    _add_query(commands)
     return parser
 
 
@@ -120,8 +129,20 @@ def _add_kafka(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         _kafka_start,
     )
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
-    _sub(actions, "stop", "stop the broker this tool started", "Stop the local broker (by its pid file) and wait for it to exit.", _kafka_stop)
-    _sub(actions, "status", "exit 0 if the broker answers, 1 if not", "Report whether the broker at the bootstrap address answers.", _kafka_status)
+    _sub(
+        actions,
+        "stop",
+        "stop the broker this tool started",
+        "Stop the local broker (by its pid file) and wait for it to exit.",
+        _kafka_stop,
+    )
+    _sub(
+        actions,
+        "status",
+        "exit 0 if the broker answers, 1 if not",
+        "Report whether the broker at the bootstrap address answers.",
+        _kafka_status,
+    )
     _sub(
         actions,
         "fetch",
@@ -226,6 +247,240 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _config_show(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(settings.redacted(), indent=2, ensure_ascii=False))
     return EXIT_OK
+
+
+# --- simulate ----------------------------------------------------------------------------
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="send synthetic camera traffic to Kafka",
+        description="Generate synthetic traffic. All plates are random; none is a real vehicle's.",
+        formatter_class=_Formatter,
+    )
+    kinds = simulate.add_subparsers(dest="kind", metavar="KIND", required=True)
+    plates = _sub(
+        kinds,
+        "plates",
+        "plate reads from the registered cameras",
+        "Send synthetic plate reads (canonical plate_read/1) to anpr.plate-reads, keyed by\n"
+        "site id: a diurnal curve, weekend shopping round trips Norway-Sweden, foreign plates\n"
+        "in their countries' formats, front and rear cameras per lane, a few retransmissions,\n"
+        "and, with --bad-ratio, hostile input (broken JSON, unknown sites, impossible times).",
+        _simulate_plates,
+        epilog="examples:\n"
+        "  anpr simulate plates --count 100000 --start 2026-11-01T00:00:00Z --bad-ratio 0.01\n"
+        "  anpr simulate plates --rate 200 --count 12000      # a live minute-by-minute feed",
+    )
+    plates.add_argument("--count", type=int, default=10_000, help="reads to send")
+    plates.add_argument(
+        "--rate", type=float, default=0.0, help="reads per second; 0 sends as fast as possible"
+    )
+    plates.add_argument(
+        "--start",
+        type=_utc_time,
+        default=None,
+        help="capture time of the first read (RFC 3339, with zone); default: so that the "
+        "backlog ends now, or with --rate, the wall clock",
+    )
+    plates.add_argument("--bad-ratio", type=float, default=0.0, help="share of hostile input")
+    plates.add_argument("--seed", type=int, default=1, help="random seed (same seed, same feed)")
+    plates.add_argument(
+        "--passages-per-hour", type=float, default=4000.0, help="mean traffic over all sites"
+    )
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no zone: add Z or an offset like +01:00")
+    return value
+
+
+def _registry(settings: Settings) -> SiteRegistry:
+    from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
+
+    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY)
+
+
+def _simulate_plates(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.kafka.clients import make_producer
+    from pipeline.simulate.produce import simulate_plates
+
+    if args.count < 0 or not 0.0 <= args.bad_ratio <= 1.0 or args.rate < 0:
+        raise UsageError("--count and --rate must be >= 0 and --bad-ratio within 0..1")
+    producer = make_producer(settings, **{"linger.ms": 20, "batch.size": 1_000_000})
+    with _progress_bar("simulating plate reads", args.count) as advance:
+        summary = simulate_plates(
+            producer,
+            settings.topics.plate_reads,
+            _registry(settings),
+            count=args.count,
+            rate=args.rate,
+            start=args.start,
+            bad_ratio=args.bad_ratio,
+            seed=args.seed,
+            passages_per_hour=args.passages_per_hour,
+            progress=advance,
+        )
+    print(
+        f"sent {summary.produced} reads to {settings.topics.plate_reads} "
+        f"({summary.hostile} hostile), captured {summary.first_captured_at} .. "
+        f"{summary.last_captured_at}"
+    )
+    return EXIT_OK
+
+
+# --- ingest ------------------------------------------------------------------------------
+
+
+def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ingest = commands.add_parser(
+        "ingest",
+        help="consume from Kafka into the lake (the hot path)",
+        description="Run an ingest worker. Start several (here or on other machines) with the\n"
+        "same consumer group to share the partitions.",
+        formatter_class=_Formatter,
+    )
+    kinds = ingest.add_subparsers(dest="kind", metavar="KIND", required=True)
+    plates = _sub(
+        kinds,
+        "plates",
+        "plate reads from anpr.plate-reads into the plate_reads table",
+        "Consume anpr.plate-reads (group anpr-ingest), validate and normalise each batch, and\n"
+        "write rows plus the consumed offsets in one lake transaction: exactly once, across\n"
+        "crashes and rebalances. Rejected messages go to anpr.dlq with a reason header; reads\n"
+        "already past the retention limit are counted and never stored. SIGTERM or Ctrl-C\n"
+        "finishes the current batch, commits it, and exits 0.",
+        _ingest_plates,
+        epilog="examples:\n"
+        "  anpr ingest plates                      # run until stopped\n"
+        "  anpr ingest plates --until-idle 10      # drain the backlog, then exit 0",
+    )
+    plates.add_argument(
+        "--until-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit 0 once no message has arrived for this long (all committed)",
+    )
+    plates.add_argument(
+        "--max-messages", type=int, default=None, metavar="N", help="exit after N messages"
+    )
+    plates.add_argument(
+        "--metrics-port",
+        dest="ingest__metrics_port",
+        type=int,
+        default=None,
+        help="port of /metrics (default from settings, 9464); 0 disables it",
+    )
+    plates.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
+    plates.add_argument(
+        "--batch-size", dest="ingest__batch_size", type=int, default=None, help="max batch"
+    )
+
+
+def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.ingest.dlq import DeadLetters
+    from pipeline.ingest.loop import PlateIngestor, RunLimits
+    from pipeline.kafka.admin import DLQ_MAX_MESSAGE_BYTES
+    from pipeline.kafka.clients import make_consumer, make_producer
+    from pipeline.lake.catalog import Lake
+    from pipeline.metrics import IngestMetrics, serve
+
+    registry = _registry(settings)  # validated before anything connects
+    metrics_registry = CollectorRegistry()
+    metrics = IngestMetrics(metrics_registry)
+    serve(metrics_registry, settings.ingest.metrics_port)
+    with Lake.open(settings.lake.path) as lake:
+        ingestor = PlateIngestor(
+            settings,
+            consumer=make_consumer(settings, settings.ingest.consumer_group),
+            dead_letters=DeadLetters(
+                make_producer(settings, **{"message.max.bytes": DLQ_MAX_MESSAGE_BYTES}),
+                settings.topics.dlq,
+            ),
+            lake=lake,
+            registry=registry,
+            metrics=metrics,
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: ingestor.request_stop())
+        totals = ingestor.run(RunLimits(args.until_idle, args.max_messages))
+    print(
+        f"consumed {totals.consumed}: stored {totals.written}, rejected {totals.rejected}, "
+        f"expired on arrival {totals.expired}, duplicates {totals.duplicates} "
+        f"in {totals.batches} batches"
+    )
+    return EXIT_OK
+
+
+# --- query -------------------------------------------------------------------------------
+
+
+def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    query = _sub(
+        commands,
+        "query",
+        "run one read-only SQL SELECT over the lake, with a purpose",
+        "Run one SELECT over the lake tables (plate_reads, ...) with DuckDB and print it.\n"
+        "The lake is opened read-only. Reading personal data needs a purpose, recorded with\n"
+        "the query. Timestamps are UTC.",
+        _query,
+        epilog="example:\n"
+        '  anpr query --purpose "case 2026-0042" --format table \\\n'
+        '    "SELECT site_id, direction, count(*) AS reads FROM plate_reads GROUP BY ALL"',
+    )
+    query.add_argument("sql", help="one SELECT statement")
+    query.add_argument("--purpose", required=True, help="why you need this data (required)")
+    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    query.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.access.query import check_purpose, check_select, render, run_query
+    from pipeline.lake.catalog import Lake
+
+    check_purpose(args.purpose)
+    check_select(args.sql)
+    if not (settings.lake.path / "catalog.sqlite").exists():
+        raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
+    with Lake.open(settings.lake.path, read_only=True) as lake:
+        table = run_query(lake, args.sql, purpose=args.purpose)
+    sys.stdout.write(render(table, args.format))
+    return EXIT_OK
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal; a line per 10 % when stderr is a file or pipe."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=False) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda done: progress.update(task, completed=done)
+        return
+    step = max(total // 10, 1)
+    state = {"next": step}
+
+    def line(done: int) -> None:
+        if done >= state["next"] or done == total:
+            print(f"{description}: {done}/{total}", file=sys.stderr, flush=True)
+            state["next"] = done + step
+
+    yield line
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from pipeline.config import Settings
 from pipeline.errors import BrokerError
@@ -53,10 +55,8 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def _admin(settings: Settings) -> Any:
-    from confluent_kafka.admin import AdminClient  # lazy: keep the CLI quick to start
-
-    return AdminClient(settings.kafka.client_config())
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(dict(settings.kafka.client_config()))
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
@@ -65,9 +65,6 @@ def create_topics(settings: Settings) -> dict[str, str]:
     An existing topic is left as it is (its retention is checked by :func:`topic_retentions`,
     not silently changed).
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
-
     admin = _admin(settings)
     specs = topic_plan(settings)
     new = [
@@ -97,9 +94,6 @@ def create_topics(settings: Settings) -> dict[str, str]:
 
 def topic_retentions(settings: Settings, topics: list[str]) -> dict[str, int | None]:
     """``retention.ms`` of each topic as the broker reports it (None: topic missing)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import ConfigResource, ResourceType
-
     admin = _admin(settings)
     existing = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
     present = [t for t in topics if t in existing]

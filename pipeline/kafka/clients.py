@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from confluent_kafka import Consumer, Producer
+
 from pipeline.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -23,8 +25,6 @@ def _log_error(error: Any) -> None:
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Any:
     """A consumer whose offsets are managed by us, never auto-committed."""
-    from confluent_kafka import Consumer
-
     config: dict[str, Any] = {
         **settings.kafka.client_config(),
         "group.id": group_id,
@@ -44,8 +44,6 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Any:
 
 def make_producer(settings: Settings, **overrides: Any) -> Any:
     """An idempotent producer: a retry after a lost ack never writes a message twice."""
-    from confluent_kafka import Producer
-
     config: dict[str, Any] = {
         **settings.kafka.client_config(),
         "enable.idempotence": True,

@@ -1,7 +1,7 @@
 import numpy as np
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.metrics import BulkHistogram, IngestMetrics
 

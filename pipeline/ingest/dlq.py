@@ -1,0 +1,93 @@
+"""The dead-letter topic: every rejected message, its original bytes, and why.
+
+A DLQ record's value is the original message value, unchanged; its key is the original key.
+Headers say why and where it came from:
+
+=========================  ====================================================
+``anpr-reason``            reason code (:class:`pipeline.ingest.reasons.Reason`)
+``anpr-error``             human detail; never holds a plate or other personal value
+``anpr-source-topic``      topic the message was consumed from
+``anpr-source-partition``  its partition (decimal)
+``anpr-source-offset``     its offset (decimal)
+``anpr-original-size``     only when the value had to be cut to fit the DLQ topic
+=========================  ====================================================
+
+Delivery is at least once: records are flushed *before* the lake commit that moves the
+offsets past them, so a crash in between replays the batch and may write a record twice. The
+source coordinates identify such repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.errors import BrokerError
+from pipeline.kafka.admin import DLQ_MAX_MESSAGE_BYTES
+
+logger = logging.getLogger(__name__)
+
+# The DLQ topic is created with max.message.bytes above the largest value a source topic may
+# hold; a value larger than this is cut (its size kept in a header), leaving room for headers.
+DLQ_MAX_VALUE_BYTES = DLQ_MAX_MESSAGE_BYTES - 64 * 1024
+_FLUSH_TIMEOUT_S = 30.0
+
+
+class DeadLetters:
+    """Produce rejected messages to the DLQ; :meth:`flush` raises if any was not delivered."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._failed: list[str] = []
+        self.pending = 0
+
+    def send(
+        self,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        reason: str,
+        detail: str,
+        source_topic: str,
+        source_partition: int,
+        source_offset: int,
+    ) -> None:
+        headers = [
+            ("anpr-reason", reason.encode()),
+            ("anpr-error", detail.encode("utf-8", "replace")[:1024]),
+            ("anpr-source-topic", source_topic.encode()),
+            ("anpr-source-partition", str(source_partition).encode()),
+            ("anpr-source-offset", str(source_offset).encode()),
+        ]
+        if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+            headers.append(("anpr-original-size", str(len(value)).encode()))
+            value = value[:DLQ_MAX_VALUE_BYTES]
+        self._produce(value, key, headers)
+
+    def _produce(self, value: bytes | None, key: bytes | None, headers: list[Any]) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value=value, key=key, headers=headers, on_delivery=self._delivered
+                )
+                self.pending += 1
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.1)
+
+    def _delivered(self, error: Any, message: Any) -> None:
+        self.pending -= 1
+        if error is not None:
+            self._failed.append(str(error))
+
+    def flush(self) -> None:
+        """Wait until every record is acknowledged by the broker, or raise :class:`BrokerError`."""
+        remaining = self._producer.flush(_FLUSH_TIMEOUT_S)
+        if remaining or self._failed:
+            failures, self._failed = self._failed, []
+            raise BrokerError(
+                f"dead-letter topic {self._topic}: {remaining} records not acknowledged, "
+                f"{len(failures)} failed ({'; '.join(failures[:3])})"
+            )

@@ -1,0 +1,359 @@
+"""The ingest loop: poll a batch → decode → drop repeats → DLQ → one lake commit → tell Kafka.
+
+One worker owns some partitions of ``anpr.plate-reads`` (consumer group ``anpr-ingest``).
+Kafka's own committed offsets are informative only: on every assignment the worker seeks to
+the offsets stored *in the lake*, so the lake alone decides what has been ingested. A new lake
+therefore replays the topic from the beginning, which is also how a lake is rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from pipeline.config import Settings, add_months
+from pipeline.ingest.decode import DecodeLimits, DecodeResult, decode_plate_reads
+from pipeline.ingest.dedup import DedupWindow
+from pipeline.ingest.dlq import DeadLetters
+from pipeline.ingest.sites import SiteRegistry
+from pipeline.lake.catalog import Lake, OffsetFenced
+from pipeline.metrics import IngestMetrics
+from pipeline.schemas import PLATE_READS
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+TABLE = "plate_reads"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def retention_cutoff(now: datetime, months: int) -> datetime:
+    """Events captured at or before this instant are already past the legal limit."""
+    day = add_months(now.date(), -months)
+    return datetime.combine(day, now.timetz())
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When a run ends by itself (both None: run until SIGTERM/SIGINT)."""
+
+    until_idle_s: float | None = None
+    max_messages: int | None = None
+
+
+@dataclass
+class IngestTotals:
+    """What one run did; consumed = written + rejected + expired + duplicates."""
+
+    consumed: int = 0
+    written: int = 0
+    rejected: int = 0
+    expired: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def reconciles(self) -> bool:
+        return self.consumed == self.written + self.rejected + self.expired + self.duplicates
+
+
+class PlateIngestor:
+    """Drain plate reads from Kafka into the lake; see :meth:`commit_batch` for the order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: Any,
+        dead_letters: DeadLetters,
+        lake: Lake,
+        registry: SiteRegistry,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._dlq = dead_letters
+        self._lake = lake
+        self._registry = registry
+        self._metrics = metrics
+        self._clock = clock
+        self._topic = settings.topics.plate_reads
+        self._group = settings.ingest.consumer_group
+        self._limits = DecodeLimits(
+            max_message_bytes=settings.ingest.max_message_bytes,
+            future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
+        )
+        self._window = DedupWindow(timedelta(hours=settings.ingest.dedup_window_h))
+        self._positions: dict[int, int | None] = {}  # partition → next offset the lake holds
+        self._stop = threading.Event()
+        self._assigned_at: float | None = None
+        self.totals = IngestTotals()
+
+    # --- control ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the current batch, commit it, and return from :meth:`run` (signal-safe)."""
+        self._stop.set()
+
+    def run(self, limits: RunLimits = RunLimits()) -> IngestTotals:
+        """Consume until stopped, idle for ``until_idle_s``, or ``max_messages`` consumed."""
+        self._consumer.subscribe(
+            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        batch_size = self._settings.ingest.batch_size
+        timeout = self._settings.ingest.batch_timeout_s
+        last_message = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                want = batch_size
+                if limits.max_messages is not None:
+                    want = min(want, limits.max_messages - self.totals.consumed)
+                    if want <= 0:
+                        break
+                messages = self._consumer.consume(num_messages=want, timeout=timeout)
+                batch = [m for m in messages if not _is_error(m)]
+                if batch:
+                    self.commit_batch(batch)
+                    last_message = time.monotonic()
+                elif limits.until_idle_s is not None:
+                    # Idle time counts from the last message or the last (re)assignment,
+                    # whichever is later: a rebalance is not idleness.
+                    since = max(last_message, self._assigned_at or last_message)
+                    if time.monotonic() - since >= limits.until_idle_s:
+                        break
+        finally:
+            self._consumer.close()  # leaves the group; nothing is pending at this point
+        return self.totals
+
+    # --- Kafka callbacks -------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        stored = self._lake.stored_offsets(self._group, self._topic)
+        for tp in partitions:
+            position = stored.get(tp.partition)
+            self._positions[tp.partition] = position
+            tp.offset = position if position is not None else OFFSET_BEGINNING
+        consumer.assign(partitions)
+        self._warm_dedup_window()
+        self._assigned_at = time.monotonic()
+        logger.info(
+            "assigned %s: resuming at %s (from the lake)",
+            self._topic,
+            {tp.partition: self._positions[tp.partition] for tp in partitions},
+        )
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # Every consumed batch is committed before the next consume(), so nothing is pending.
+        for tp in partitions:
+            self._positions.pop(tp.partition, None)
+        logger.info("revoked %s partitions %s", self._topic, [tp.partition for tp in partitions])
+
+    def _warm_dedup_window(self) -> None:
+        """Remember what the lake stored in the last window, so repeats after a restart drop."""
+        since = self._clock() - timedelta(hours=self._settings.ingest.dedup_window_h)
+        recent = self._lake.recent_events(TABLE, since)
+        self._window = DedupWindow(timedelta(hours=self._settings.ingest.dedup_window_h))
+        self._window.remember(recent["event_id"], recent["captured_at"])
+
+    # --- one batch -------------------------------------------------------------------------
+
+    def commit_batch(self, messages: Sequence[Any]) -> None:
+        """Store one polled batch exactly once.
+
+        Commit order (why this is exactly-once):
+
+        1. Decode and validate the whole batch; drop events already in the dedup window.
+        2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
+           after this step replays the batch: DLQ records may repeat (at least once), rows not.
+        3. In ONE lake transaction, insert the rows and set each partition's stored offset to
+           one past the batch's last offset, on condition that the stored offset is still the
+           one this worker started from (compare-and-set). Either both land or neither does.
+           If another worker moved it (a rebalance fenced us out), nothing is written: the
+           batch is dropped, and the new owner replays it from the lake's offsets.
+        4. Only now remember the stored event ids in the dedup window and update metrics.
+        5. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
+           commit is harmless: on assignment, workers seek to the lake's offsets (step 3).
+        """
+        started = time.monotonic()
+        now = self._clock()
+        values = [m.value() for m in messages]
+        partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
+        offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
+
+        # 1. decode, validate, deduplicate
+        result = decode_plate_reads(
+            values,
+            registry=self._registry,
+            now=now,
+            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
+            limits=self._limits,
+        )
+        keep = self._window.filter_new(result.table["event_id"], result.table["captured_at"])
+        rows = self._lake_rows(result.table.filter(pa.array(keep)), partitions, offsets, now)
+        duplicates = int(len(keep) - keep.sum())
+
+        # 2. dead letters, acknowledged before the offsets move past them
+        self._send_dead_letters(result, messages, partitions, offsets)
+
+        # 3. rows and offsets in one lake transaction
+        next_offsets = _next_offsets(partitions, offsets)
+        expected = {p: self._positions.get(p) for p in next_offsets}
+        try:
+            retries = self._lake.write_batch(
+                TABLE,
+                rows,
+                consumer_group=self._group,
+                topic=self._topic,
+                next_offsets=next_offsets,
+                expected=expected,
+            )
+        except OffsetFenced:
+            logger.warning(
+                "lake offsets for %s moved under us (rebalance): batch of %d dropped, "
+                "the partition's new owner replays it",
+                self._topic,
+                len(messages),
+            )
+            self._metrics.fenced_batches.inc()
+            self._seek_to_lake(next_offsets)
+            return
+        self._positions.update(next_offsets)
+        self._metrics.commit_retries.inc(retries)
+        committed = time.time()
+
+        # 4. remember and count
+        self._window.remember(rows["event_id"], rows["captured_at"])
+        self._count(result, rows, duplicates, len(messages), started, committed)
+
+        # 5. informative Kafka commit (lag monitoring)
+        self._commit_to_kafka(next_offsets)
+
+    def _lake_rows(
+        self,
+        decoded: pa.Table,
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+        now: datetime,
+    ) -> pa.Table:
+        index = decoded["msg_index"].to_numpy()
+        columns = {name: decoded[name] for name in decoded.column_names if name != "msg_index"}
+        columns["ingested_at"] = pa.array(
+            np.full(len(index), int(now.timestamp() * 1_000_000), dtype=np.int64)
+        ).cast(PLATE_READS.field("ingested_at").type)
+        columns["source_partition"] = pa.array(partitions[index], pa.int32())
+        columns["source_offset"] = pa.array(offsets[index], pa.int64())
+        return pa.Table.from_pydict(columns, schema=PLATE_READS)
+
+    def _send_dead_letters(
+        self,
+        result: DecodeResult,
+        messages: Sequence[Any],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+    ) -> None:
+        if not result.rejected:
+            return
+        for reject in result.rejected:
+            message = messages[reject.index]
+            self._dlq.send(
+                value=message.value(),
+                key=message.key(),
+                reason=reject.reason.value,
+                detail=reject.detail,
+                source_topic=self._topic,
+                source_partition=int(partitions[reject.index]),
+                source_offset=int(offsets[reject.index]),
+            )
+        self._dlq.flush()
+
+    def _count(
+        self,
+        result: DecodeResult,
+        rows: pa.Table,
+        duplicates: int,
+        consumed: int,
+        started: float,
+        committed: float,
+    ) -> None:
+        m, t = self._metrics, self.totals
+        m.consumed.labels(topic=self._topic, format="canonical").inc(consumed)
+        m.rows_written.labels(table=TABLE).inc(len(rows))
+        for reject in result.rejected:
+            m.rejected.labels(reason=reject.reason.value, format="canonical").inc()
+            t.rejected_by_reason[reject.reason.value] = (
+                t.rejected_by_reason.get(reject.reason.value, 0) + 1
+            )
+        m.expired.labels(topic=self._topic).inc(len(result.expired))
+        m.duplicates.inc(duplicates)
+        m.batch_duration.observe(time.monotonic() - started)
+        if len(rows):
+            captured_s = pc.cast(rows["captured_at"], pa.int64()).to_numpy() / 1e6
+            m.freshness.observe_many(committed - captured_s)
+        m.last_commit.set(committed)
+        t.consumed += consumed
+        t.written += len(rows)
+        t.rejected += len(result.rejected)
+        t.expired += len(result.expired)
+        t.duplicates += duplicates
+        t.batches += 1
+
+    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+        tps = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:  # informative only: the lake holds the truth
+            logger.debug("kafka offset commit skipped: %s", exc)
+        for tp in tps:
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self._metrics.lag.labels(topic=self._topic, partition=str(tp.partition)).set(
+                    max(0, high - tp.offset)
+                )
+
+    def _seek_to_lake(self, partitions: dict[int, int]) -> None:
+        """After being fenced, re-read the lake's offsets and continue from there (if owned)."""
+        stored = self._lake.stored_offsets(self._group, self._topic)
+        for partition in partitions:
+            position = stored.get(partition)
+            self._positions[partition] = position
+            offset = position if position is not None else OFFSET_BEGINNING
+            try:
+                self._consumer.seek(TopicPartition(self._topic, partition, offset))
+            except KafkaException:
+                # Not ours any more: the revoke callback will forget it.
+                self._positions.pop(partition, None)
+
+
+def _is_error(message: Any) -> bool:
+    error = message.error()
+    if error is None:
+        return False
+    logger.warning("kafka consume error: %s", error)
+    return True
+
+
+def _next_offsets(
+    partitions: np.ndarray[Any, np.dtype[np.int32]], offsets: np.ndarray[Any, np.dtype[np.int64]]
+) -> dict[int, int]:
+    """One past the highest offset consumed per partition."""
+    result: dict[int, int] = {}
+    for partition in np.unique(partitions):
+        result[int(partition)] = int(offsets[partitions == partition].max()) + 1
+    return result

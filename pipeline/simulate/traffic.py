@@ -1,0 +1,238 @@
+"""Synthetic border traffic: vehicles, passages and the camera reads they produce.
+
+Everything here is made up from a seeded random generator: plates are random strings in each
+country's format, never taken from a real vehicle or person. The model is simple but has the
+shapes the pipeline must handle:
+
+- a diurnal curve (quiet nights, morning and afternoon peaks) and busier weekends;
+- Norwegian shoppers crossing to Sweden and back within hours (round trips), foreign
+  commuters and lorries, ferry traffic in bursts around departures;
+- each passage read by every camera of its lane (front and rear), with slightly different
+  confidence and a few seconds apart, and occasionally retransmitted with the same event id.
+
+The generator is pure (no Kafka, no clock): :func:`plate_reads` yields ``(key, value)`` pairs
+in capture-time order starting at ``start``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import random
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pipeline.ingest.sites import SiteRegistry
+
+_DIGITS = string.digits
+_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: most countries avoid them on plates
+
+# Hourly traffic shape (0-23 h local-ish time), mean 1.0.
+_DIURNAL = (
+    0.15, 0.1, 0.08, 0.08, 0.12, 0.35, 0.8, 1.3, 1.5, 1.3, 1.2, 1.3,
+    1.4, 1.4, 1.5, 1.7, 1.8, 1.6, 1.2, 0.9, 0.7, 0.5, 0.35, 0.25,
+)  # fmt: skip
+_WEEKEND = 1.6  # Saturday shopping: Norwegians cross to Sweden for cheaper groceries
+_CLASSES = (("car", 0.78), ("van", 0.1), ("truck", 0.08), ("bus", 0.02), ("motorcycle", 0.02))
+# Share of vehicles by plate country at a crossing to a given neighbour.
+_ORIGINS = {
+    "SE": (("NO", 0.62), ("SE", 0.25), ("PL", 0.05), ("LT", 0.04), ("DE", 0.03), ("FI", 0.01)),
+    "FI": (("NO", 0.5), ("FI", 0.4), ("SE", 0.1)),
+    "RU": (("NO", 0.6), ("FI", 0.4)),
+    "DK": (("NO", 0.55), ("DK", 0.3), ("DE", 0.1), ("SE", 0.05)),
+    "DE": (("NO", 0.5), ("DE", 0.4), ("PL", 0.1)),
+}
+
+
+def random_plate(rng: random.Random, country: str) -> str:
+    """A random plate in the country's common format, as a camera would print it."""
+
+    def letters(n: int) -> str:
+        return "".join(rng.choices(_LETTERS, k=n))
+
+    def digits(n: int) -> str:
+        return "".join(rng.choices(_DIGITS, k=n))
+
+    match country:
+        case "NO":
+            return f"{letters(2)} {rng.randint(10000, 99999)}"
+        case "SE":
+            return f"{letters(3)} {digits(2)}{rng.choice([digits(1), letters(1)])}"
+        case "FI":
+            return f"{letters(3)}-{rng.randint(1, 999)}"
+        case "DK":
+            return f"{letters(2)} {digits(2)} {digits(3)}"
+        case "DE":
+            return (
+                f"{letters(rng.randint(1, 3))}-{letters(rng.randint(1, 2))} {rng.randint(1, 9999)}"
+            )
+        case "PL":
+            return f"{letters(2)} {digits(5)}"
+        case "LT":
+            return f"{letters(3)} {digits(3)}"
+    return f"{letters(3)} {digits(3)}"
+
+
+@dataclass(frozen=True)
+class Lane:
+    site_id: str
+    kind: str
+    neighbour: str
+    number: int
+    direction: str
+    cameras: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    plate: str
+    country: str
+    vehicle_class: str
+
+
+def lanes_of(registry: SiteRegistry) -> list[Lane]:
+    """Every lane of every site with the (canonical-format) cameras that read it."""
+    lanes = []
+    for site in registry.sites:
+        for lane in site.lanes:
+            cameras = tuple(
+                c.id for c in site.cameras if c.lane == lane.number and c.vendor == "canonical"
+            )
+            if cameras:
+                lanes.append(
+                    Lane(site.id, site.kind, site.neighbour, lane.number, lane.direction, cameras)
+                )
+    return lanes
+
+
+class TrafficModel:
+    """Seeded generator of passages; round trips are scheduled on a heap of future returns."""
+
+    def __init__(
+        self,
+        registry: SiteRegistry,
+        *,
+        seed: int = 1,
+        passages_per_hour: float = 4000.0,
+        retransmit_ratio: float = 0.002,
+    ) -> None:
+        self._rng = random.Random(seed)
+        self._lanes = lanes_of(registry)
+        if not self._lanes:
+            raise ValueError("the site registry has no lane with a canonical-format camera")
+        self._by_site: dict[tuple[str, str], list[Lane]] = {}
+        for lane in self._lanes:
+            self._by_site.setdefault((lane.site_id, lane.direction), []).append(lane)
+        self._sites = sorted({lane.site_id for lane in self._lanes})
+        # Road crossings carry most traffic; Svinesund (E6) far more than any other.
+        self._site_weights = [
+            (8.0 if "SVINESUND" in s else 1.0) * (0.6 if self._lane_for(s).kind == "ferry" else 1.0)
+            for s in self._sites
+        ]
+        self._rate = passages_per_hour
+        self._retransmit = retransmit_ratio
+        self._returns: list[tuple[float, int, str, Vehicle]] = []  # (time, seq, site, vehicle)
+        self._seq = 0
+        self._event_seq = 0
+
+    def _lane_for(self, site_id: str) -> Lane:
+        return next(lane for lane in self._lanes if lane.site_id == site_id)
+
+    def _vehicle(self, neighbour: str) -> Vehicle:
+        origins = _ORIGINS.get(neighbour, (("NO", 0.7), (neighbour, 0.3)))
+        country = self._rng.choices([c for c, _ in origins], [w for _, w in origins])[0]
+        vclass = self._rng.choices([c for c, _ in _CLASSES], [w for _, w in _CLASSES])[0]
+        return Vehicle(random_plate(self._rng, country), country, vclass)
+
+    def _rate_at(self, t: datetime) -> float:
+        weekend = _WEEKEND if t.weekday() >= 5 else 1.0
+        return self._rate * _DIURNAL[t.hour] * weekend / 3600.0  # passages per second
+
+    def reads(self, start: datetime) -> Iterator[dict[str, object]]:
+        """Canonical ``plate_read/1`` documents in capture-time order, without end."""
+        now = start.timestamp()
+        pending: list[tuple[float, int, dict[str, object]]] = []
+        while True:
+            moment = datetime.fromtimestamp(now, UTC)
+            now += self._rng.expovariate(max(self._rate_at(moment), 1e-6))
+            # Returns that are due come first: a shopper who left earlier comes back.
+            while self._returns and self._returns[0][0] <= now:
+                when, _, site, vehicle = heapq.heappop(self._returns)
+                self._passage(when, site, "entry", vehicle, pending)
+            site = self._rng.choices(self._sites, self._site_weights)[0]
+            direction = self._rng.choice(("entry", "exit"))
+            neighbour = self._lane_for(site).neighbour
+            vehicle = self._vehicle(neighbour)
+            self._passage(now, site, direction, vehicle, pending)
+            if direction == "exit" and vehicle.country == "NO" and self._rng.random() < 0.7:
+                self._schedule_return(now, site, vehicle)
+            # Emit reads whose capture time has passed, in order (cameras read a few s apart).
+            while pending and pending[0][0] <= now:
+                yield heapq.heappop(pending)[2]
+
+    def _schedule_return(self, now: float, site: str, vehicle: Vehicle) -> None:
+        hours = self._rng.choices(
+            (self._rng.uniform(1.5, 3), self._rng.uniform(3, 6), self._rng.uniform(6, 30)),
+            (0.5, 0.35, 0.15),
+        )[0]
+        # Most come back the same way; some return through another crossing.
+        back = site if self._rng.random() < 0.85 else self._rng.choice(self._sites)
+        self._seq += 1
+        heapq.heappush(self._returns, (now + hours * 3600, self._seq, back, vehicle))
+
+    def _passage(
+        self,
+        when: float,
+        site: str,
+        direction: str,
+        vehicle: Vehicle,
+        pending: list[tuple[float, int, dict[str, object]]],
+    ) -> None:
+        lanes = self._by_site.get((site, direction))
+        if not lanes:
+            return
+        lane = self._rng.choice(lanes)
+        for position, camera in enumerate(lane.cameras):
+            captured = when + position * self._rng.uniform(0.3, 2.5)
+            self._event_seq += 1
+            read = {
+                "schema": "plate_read/1",
+                "event_id": f"{camera}-{self._event_seq:09d}",
+                "site_id": site,
+                "camera_id": camera,
+                "lane": lane.number,
+                "direction": direction,
+                "captured_at": _rfc3339(captured),
+                "plate": vehicle.plate,
+                "plate_country": vehicle.country,
+                "confidence": round(min(0.999, self._rng.betavariate(18, 1.2)), 3),
+                "vehicle_class": vehicle.vehicle_class,
+            }
+            heapq.heappush(pending, (captured, self._event_seq, read))
+            if self._rng.random() < self._retransmit:
+                # A camera that did not get its ack sends the same event again a little later.
+                heapq.heappush(pending, (captured + 0.5, -self._event_seq, read))
+
+
+def _rfc3339(epoch: float) -> str:
+    whole = math.floor(epoch)
+    millis = round((epoch - whole) * 1000)
+    if millis == 1000:
+        whole, millis = whole + 1, 0
+    stamp = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+def encode(read: dict[str, object]) -> tuple[bytes, bytes]:
+    """Kafka key (site id, so one site's reads stay in order) and value of a read."""
+    value = json.dumps(read, separators=(",", ":"), ensure_ascii=False).encode()
+    return str(read["site_id"]).encode(), value
+
+
+def start_for(count: int, rate_per_hour: float, now: datetime) -> datetime:
+    """A start time such that ``count`` reads end near ``now`` (for backlogs in the past)."""
+    hours = count / max(rate_per_hour * 1.8, 1.0)  # ~1.8 reads per passage (front + rear)
+    return (now - timedelta(hours=hours)).replace(microsecond=0)
