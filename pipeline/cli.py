@@ -391,8 +391,7 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.ingest.dlq import DeadLetters
     from pipeline.ingest.loop import PlateIngestor, RunLimits
-    from pipeline.kafka.admin import DLQ_MAX_MESSAGE_BYTES
-    from pipeline.kafka.clients import make_consumer, make_producer
+    from pipeline.kafka.clients import make_consumer
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve
 
@@ -404,10 +403,7 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
         ingestor = PlateIngestor(
             settings,
             consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters(
-                make_producer(settings, **{"message.max.bytes": DLQ_MAX_MESSAGE_BYTES}),
-                settings.topics.dlq,
-            ),
+            dead_letters=DeadLetters.create(settings),
             lake=lake,
             registry=registry,
             metrics=metrics,

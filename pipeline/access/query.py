@@ -55,7 +55,11 @@ def run_query(lake: Lake, sql: str, *, purpose: str) -> pa.Table:
     check_purpose(purpose)
     check_select(sql)
     logger.info("query for purpose %r (%d characters of SQL)", purpose, len(sql))
-    return lake.query_arrow(sql)
+    try:
+        return lake.query_arrow(sql)
+    except duckdb.Error as exc:
+        # A wrong column or table name is the user's to fix: say what DuckDB said, exit 2.
+        raise UsageError(f"query failed: {exc}") from None
 
 
 def render(table: pa.Table, fmt: str) -> str:

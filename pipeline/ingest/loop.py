@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 TABLE = "plate_reads"
+# How long --until-idle waits for a first assignment: a crashed member's session (10 s, see
+# pipeline.kafka.clients) must expire and the group rebalance first.
+JOIN_GRACE_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -116,7 +119,7 @@ class PlateIngestor:
         )
         batch_size = self._settings.ingest.batch_size
         timeout = self._settings.ingest.batch_timeout_s
-        last_message = time.monotonic()
+        last_message = started = time.monotonic()
         try:
             while not self._stop.is_set():
                 want = batch_size
@@ -129,15 +132,29 @@ class PlateIngestor:
                 if batch:
                     self.commit_batch(batch)
                     last_message = time.monotonic()
-                elif limits.until_idle_s is not None:
-                    # Idle time counts from the last message or the last (re)assignment,
-                    # whichever is later: a rebalance is not idleness.
-                    since = max(last_message, self._assigned_at or last_message)
-                    if time.monotonic() - since >= limits.until_idle_s:
-                        break
+                elif limits.until_idle_s is not None and self._idle_for(
+                    last_message, started, limits.until_idle_s
+                ):
+                    break
         finally:
             self._consumer.close()  # leaves the group; nothing is pending at this point
         return self.totals
+
+    def _idle_for(self, last_message: float, started: float, until_idle_s: float) -> bool:
+        """True once nothing has arrived for ``until_idle_s`` while holding partitions.
+
+        Waiting to join the group is not idleness: after a crash, the dead member holds its
+        partitions until its session times out, and leaving then would skip the backlog.
+        A worker that gets no partitions at all (more workers than partitions) gives up after
+        the join grace period.
+        """
+        now = time.monotonic()
+        if self._assigned_at is None:
+            if now - started >= until_idle_s + JOIN_GRACE_S:
+                logger.warning("no partitions assigned within %.0f s: nothing to do", now - started)
+                return True
+            return False
+        return now - max(last_message, self._assigned_at) >= until_idle_s
 
     # --- Kafka callbacks -------------------------------------------------------------------
 

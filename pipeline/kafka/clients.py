@@ -33,6 +33,11 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Any:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        # A worker killed without leaving the group holds its partitions until its session
+        # times out; 10 s (librdkafka's default is 45 s) hands them over sooner. Heartbeats run
+        # on librdkafka's own thread, so a long lake commit does not count against it.
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
         # Bound prefetch memory: librdkafka's default queue (64 MB) per consumer adds up.
         "queued.max.messages.kbytes": 16_384,
         "fetch.max.bytes": 16 * 1024 * 1024,

@@ -313,6 +313,8 @@ class Lake:
                 lake._lock_down(data)
             else:
                 lake._retrying("create lake", lambda: lake._attach_and_create(attach))
+            # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
+            con.execute(f"USE {CATALOG}")
         except BaseException:
             con.close()
             raise

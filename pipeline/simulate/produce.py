@@ -21,7 +21,7 @@ from typing import Any
 from pipeline.errors import BrokerError
 from pipeline.ingest.sites import SiteRegistry
 from pipeline.simulate.hostile import corrupt
-from pipeline.simulate.traffic import TrafficModel, encode, start_for
+from pipeline.simulate.traffic import TrafficModel, encode
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,10 @@ def simulate_plates(
     if not 0.0 <= bad_ratio <= 1.0:
         raise ValueError("bad_ratio must be within 0..1")
     live = rate > 0 and start is None
-    if start is None:
-        start = start_for(count, passages_per_hour, datetime.now(UTC))
     rng = random.Random(seed ^ 0x5EED)
     model = TrafficModel(registry, seed=seed, passages_per_hour=passages_per_hour)
+    if start is None:
+        start = model.start_for(count, datetime.now(UTC))
     summary = SimulationSummary()
     failures: list[str] = []
 

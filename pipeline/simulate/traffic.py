@@ -17,6 +17,7 @@ in capture-time order starting at ``start``.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import math
 import random
@@ -120,52 +121,88 @@ class TrafficModel:
         retransmit_ratio: float = 0.002,
     ) -> None:
         self._rng = random.Random(seed)
-        self._lanes = lanes_of(registry)
-        if not self._lanes:
+        lanes = lanes_of(registry)
+        if not lanes:
             raise ValueError("the site registry has no lane with a canonical-format camera")
         self._by_site: dict[tuple[str, str], list[Lane]] = {}
-        for lane in self._lanes:
+        for lane in lanes:
             self._by_site.setdefault((lane.site_id, lane.direction), []).append(lane)
-        self._sites = sorted({lane.site_id for lane in self._lanes})
+        self._site_of = {lane.site_id: lane for lane in lanes}
+        self._sites = sorted(self._site_of)
         # Road crossings carry most traffic; Svinesund (E6) far more than any other.
         self._site_weights = [
-            (8.0 if "SVINESUND" in s else 1.0) * (0.6 if self._lane_for(s).kind == "ferry" else 1.0)
+            (8.0 if "SVINESUND" in s else 1.0) * (0.6 if self._site_of[s].kind == "ferry" else 1.0)
             for s in self._sites
         ]
+        self._site_cum = list(itertools.accumulate(self._site_weights))
+        self._origins = {
+            n: ([c for c, _ in o], list(itertools.accumulate(w for _, w in o)))
+            for n, o in _ORIGINS.items()
+        }
+        self._classes = (
+            [c for c, _ in _CLASSES],
+            list(itertools.accumulate(w for _, w in _CLASSES)),
+        )
         self._rate = passages_per_hour
         self._retransmit = retransmit_ratio
         self._returns: list[tuple[float, int, str, Vehicle]] = []  # (time, seq, site, vehicle)
         self._seq = 0
         self._event_seq = 0
-
-    def _lane_for(self, site_id: str) -> Lane:
-        return next(lane for lane in self._lanes if lane.site_id == site_id)
+        self._stamp_cache: tuple[int, str] = (-1, "")
 
     def _vehicle(self, neighbour: str) -> Vehicle:
-        origins = _ORIGINS.get(neighbour, (("NO", 0.7), (neighbour, 0.3)))
-        country = self._rng.choices([c for c, _ in origins], [w for _, w in origins])[0]
-        vclass = self._rng.choices([c for c, _ in _CLASSES], [w for _, w in _CLASSES])[0]
+        countries, cum = self._origins.get(neighbour, (["NO", neighbour], [0.7, 1.0]))
+        country = self._rng.choices(countries, cum_weights=cum)[0]
+        vclass = self._rng.choices(self._classes[0], cum_weights=self._classes[1])[0]
         return Vehicle(random_plate(self._rng, country), country, vclass)
 
     def _rate_at(self, t: datetime) -> float:
+        """Passages per second at ``t``."""
         weekend = _WEEKEND if t.weekday() >= 5 else 1.0
-        return self._rate * _DIURNAL[t.hour] * weekend / 3600.0  # passages per second
+        return self._rate * _DIURNAL[t.hour] * weekend / 3600.0
+
+    def reads_per_passage(self) -> float:
+        """Expected reads per passage: cameras per lane, zero where a direction has no lane."""
+        total = sum(self._site_weights)
+        expected = 0.0
+        for site, weight in zip(self._sites, self._site_weights, strict=True):
+            for direction in ("entry", "exit"):
+                lanes = self._by_site.get((site, direction), [])
+                if lanes:
+                    mean = sum(len(lane.cameras) for lane in lanes) / len(lanes)
+                    expected += weight / total * 0.5 * mean
+        # Round trips add a return passage for a share of exits (see reads()).
+        return expected * 1.2
+
+    def start_for(self, count: int, end: datetime) -> datetime:
+        """A start time from which ``count`` reads are expected to end shortly before ``end``."""
+        per_passage = self.reads_per_passage()
+        hour = end.replace(minute=0, second=0, microsecond=0)
+        expected = 0.0
+        # Walk back hour by hour through the diurnal curve, with a margin so the tail stays past.
+        while expected < count / 0.95:
+            hour -= timedelta(hours=1)
+            expected += self._rate_at(hour) * 3600 * per_passage
+        return hour
 
     def reads(self, start: datetime) -> Iterator[dict[str, object]]:
         """Canonical ``plate_read/1`` documents in capture-time order, without end."""
         now = start.timestamp()
         pending: list[tuple[float, int, dict[str, object]]] = []
+        rate_hour, rate = -1, 0.0
         while True:
-            moment = datetime.fromtimestamp(now, UTC)
-            now += self._rng.expovariate(max(self._rate_at(moment), 1e-6))
+            hour = int(now // 3600)
+            if hour != rate_hour:
+                rate_hour = hour
+                rate = max(self._rate_at(datetime.fromtimestamp(now, UTC)), 1e-6)
+            now += self._rng.expovariate(rate)
             # Returns that are due come first: a shopper who left earlier comes back.
             while self._returns and self._returns[0][0] <= now:
                 when, _, site, vehicle = heapq.heappop(self._returns)
                 self._passage(when, site, "entry", vehicle, pending)
-            site = self._rng.choices(self._sites, self._site_weights)[0]
-            direction = self._rng.choice(("entry", "exit"))
-            neighbour = self._lane_for(site).neighbour
-            vehicle = self._vehicle(neighbour)
+            site = self._rng.choices(self._sites, cum_weights=self._site_cum)[0]
+            direction = "entry" if self._rng.random() < 0.5 else "exit"
+            vehicle = self._vehicle(self._site_of[site].neighbour)
             self._passage(now, site, direction, vehicle, pending)
             if direction == "exit" and vehicle.country == "NO" and self._rng.random() < 0.7:
                 self._schedule_return(now, site, vehicle)
@@ -174,10 +211,13 @@ class TrafficModel:
                 yield heapq.heappop(pending)[2]
 
     def _schedule_return(self, now: float, site: str, vehicle: Vehicle) -> None:
-        hours = self._rng.choices(
-            (self._rng.uniform(1.5, 3), self._rng.uniform(3, 6), self._rng.uniform(6, 30)),
-            (0.5, 0.35, 0.15),
-        )[0]
+        pick = self._rng.random()
+        if pick < 0.5:
+            hours = self._rng.uniform(1.5, 3)  # a shopping trip
+        elif pick < 0.85:
+            hours = self._rng.uniform(3, 6)
+        else:
+            hours = self._rng.uniform(6, 30)  # a day out, or a night away
         # Most come back the same way; some return through another crossing.
         back = site if self._rng.random() < 0.85 else self._rng.choice(self._sites)
         self._seq += 1
@@ -195,8 +235,8 @@ class TrafficModel:
         if not lanes:
             return
         lane = self._rng.choice(lanes)
-        for position, camera in enumerate(lane.cameras):
-            captured = when + position * self._rng.uniform(0.3, 2.5)
+        captured = when
+        for camera in lane.cameras:
             self._event_seq += 1
             read = {
                 "schema": "plate_read/1",
@@ -205,34 +245,29 @@ class TrafficModel:
                 "camera_id": camera,
                 "lane": lane.number,
                 "direction": direction,
-                "captured_at": _rfc3339(captured),
+                "captured_at": self._rfc3339(captured),
                 "plate": vehicle.plate,
                 "plate_country": vehicle.country,
-                "confidence": round(min(0.999, self._rng.betavariate(18, 1.2)), 3),
+                # Mostly confident reads, a tail of poor ones (dirt, glare, night).
+                "confidence": round(1.0 - 0.25 * self._rng.random() ** 4, 3),
                 "vehicle_class": vehicle.vehicle_class,
             }
             heapq.heappush(pending, (captured, self._event_seq, read))
             if self._rng.random() < self._retransmit:
                 # A camera that did not get its ack sends the same event again a little later.
                 heapq.heappush(pending, (captured + 0.5, -self._event_seq, read))
+            captured += self._rng.uniform(0.3, 2.5)  # the next camera reads a moment later
 
-
-def _rfc3339(epoch: float) -> str:
-    whole = math.floor(epoch)
-    millis = round((epoch - whole) * 1000)
-    if millis == 1000:
-        whole, millis = whole + 1, 0
-    stamp = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{millis:03d}Z"
+    def _rfc3339(self, epoch: float) -> str:
+        whole = math.floor(epoch)
+        millis = min(999, round((epoch - whole) * 1000))
+        if self._stamp_cache[0] != whole:
+            stamp = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._stamp_cache = (whole, stamp)
+        return f"{self._stamp_cache[1]}.{millis:03d}Z"
 
 
 def encode(read: dict[str, object]) -> tuple[bytes, bytes]:
     """Kafka key (site id, so one site's reads stay in order) and value of a read."""
     value = json.dumps(read, separators=(",", ":"), ensure_ascii=False).encode()
     return str(read["site_id"]).encode(), value
-
-
-def start_for(count: int, rate_per_hour: float, now: datetime) -> datetime:
-    """A start time such that ``count`` reads end near ``now`` (for backlogs in the past)."""
-    hours = count / max(rate_per_hour * 1.8, 1.0)  # ~1.8 reads per passage (front + rear)
-    return (now - timedelta(hours=hours)).replace(microsecond=0)

@@ -1,0 +1,506 @@
+"""The hot path end to end on the real broker and real DuckLake files.
+
+Each test gets its own topics and lake, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Settings, load_settings
+from pipeline.ingest.dlq import DeadLetters
+from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
+from pipeline.ingest.reasons import Reason
+from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.kafka.admin import topic_plan
+from pipeline.kafka.clients import make_consumer, make_producer
+from pipeline.lake.catalog import Lake
+from pipeline.metrics import IngestMetrics
+from pipeline.simulate.hostile import VARIANTS
+from pipeline.simulate.produce import simulate_plates
+from pipeline.simulate.traffic import TrafficModel, encode
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Env:
+    """One test's pipeline: its own topics, consumer group and lake."""
+
+    settings: Settings
+    env: dict[str, str]  # the same, as ANPR_* variables for a subprocess
+    registry: SiteRegistry
+
+    @property
+    def lake_path(self) -> Path:
+        return self.settings.lake.path
+
+
+@pytest.fixture(scope="session")
+def registry() -> SiteRegistry:
+    return load_registry(DEFAULT_REGISTRY)
+
+
+@pytest.fixture
+def pipeline_env(
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path, registry: SiteRegistry
+) -> Env:
+    base = load_settings(None, env={})
+    configs = {spec.name: spec.config for spec in topic_plan(base)}
+    reads = make_topic(4, configs[base.topics.plate_reads])
+    dlq = make_topic(1, configs[base.topics.dlq])
+    env = {
+        "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ANPR_TOPICS_PLATE_READS": reads,
+        "ANPR_TOPICS_DLQ": dlq,
+        "ANPR_INGEST_CONSUMER_GROUP": f"g-{reads}",
+        "ANPR_LAKE_PATH": str(tmp_path / "lake"),
+        "ANPR_STATE_DIR": str(tmp_path / "state"),
+        "ANPR_INGEST_METRICS_PORT": "0",
+    }
+    return Env(load_settings(None, env=env), env, registry)
+
+
+def run_ingest(
+    env: Env, *, until_idle: float = 2.0, clock: Callable[[], datetime] | None = None
+) -> tuple[IngestTotals, CollectorRegistry]:
+    """One in-process ingest run until idle; returns its totals and its metrics."""
+    metrics_registry = CollectorRegistry()
+    settings = env.settings
+    extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+    with Lake.open(settings.lake.path) as lake:
+        ingestor = PlateIngestor(
+            settings,
+            consumer=make_consumer(settings, settings.ingest.consumer_group),
+            dead_letters=DeadLetters.create(settings),
+            lake=lake,
+            registry=env.registry,
+            metrics=IngestMetrics(metrics_registry),
+            **extra,
+        )
+        totals = ingestor.run(RunLimits(until_idle_s=until_idle))
+    return totals, metrics_registry
+
+
+def produce(env: Env, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": env.settings.kafka.bootstrap_servers,
+            "message.max.bytes": 2 * 1024 * 1024,
+            "linger.ms": 5,
+        }
+    )
+    failures: list[Any] = []
+    for key, value in messages:
+        producer.produce(
+            env.settings.topics.plate_reads,
+            key=key,
+            value=value,
+            on_delivery=lambda err, _m: failures.append(err) if err else None,
+        )
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert failures == []
+
+
+def simulate(env: Env, count: int, *, seed: int = 7) -> set[str]:
+    """Send ``count`` simulated reads; return their distinct event ids."""
+    start = TrafficModel(env.registry, seed=seed).start_for(count, datetime.now(UTC))
+    simulate_plates(
+        make_producer(env.settings),
+        env.settings.topics.plate_reads,
+        env.registry,
+        count=count,
+        start=start,
+        seed=seed,
+    )
+    reads = TrafficModel(env.registry, seed=seed).reads(start)
+    return {str(next(reads)["event_id"]) for _ in range(count)}
+
+
+def valid_reads(env: Env, count: int, *, seed: int = 3) -> list[dict[str, object]]:
+    """``count`` valid reads ending in the recent past (no retransmissions)."""
+    model = TrafficModel(env.registry, seed=seed, retransmit_ratio=0.0)
+    reads = model.reads(model.start_for(count, datetime.now(UTC)))
+    return [next(reads) for _ in range(count)]
+
+
+def lake_rows(env: Env, sql: str) -> list[tuple[Any, ...]]:
+    with Lake.open(env.lake_path, read_only=True) as lake:
+        return [tuple(r.values()) for r in lake.query_arrow(sql).to_pylist()]
+
+
+def stored_ids(env: Env) -> Counter[str]:
+    return Counter(r[0] for r in lake_rows(env, "SELECT event_id FROM plate_reads"))
+
+
+def read_dlq(env: Env, expected: int, timeout: float = 30.0) -> list[Any]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": env.settings.kafka.bootstrap_servers,
+            "group.id": f"dlq-reader-{env.settings.topics.dlq}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([env.settings.topics.dlq])
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for m in consumer.consume(500, timeout=0.5):
+                if m.error() is None:
+                    records.append(m)
+    finally:
+        consumer.close()
+    return records
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+
+def test_every_produced_read_is_stored_once_and_counters_reconcile(pipeline_env: Env) -> None:
+    reads = valid_reads(pipeline_env, 5000)
+    repeats = reads[100:130]  # camera retransmissions: same event ids at new offsets
+    produce(pipeline_env, [encode(r) for r in reads + repeats])
+
+    totals, metrics = run_ingest(pipeline_env)
+
+    ids = stored_ids(pipeline_env)
+    assert set(ids) == {str(r["event_id"]) for r in reads}
+    assert max(ids.values()) == 1
+    assert totals.consumed == 5030
+    assert totals.written == 5000
+    assert totals.duplicates == 30
+    assert totals.rejected == totals.expired == 0
+    topic = pipeline_env.settings.topics.plate_reads
+    consumed = sample(metrics, "anpr_messages_consumed_total", topic=topic, format="canonical")
+    written = sample(metrics, "anpr_rows_written_total", table="plate_reads")
+    duplicates = sample(metrics, "anpr_duplicates_dropped_total")
+    assert (consumed, written, duplicates) == (5030, 5000, 30)
+    assert metrics.get_sample_value("anpr_freshness_seconds_count") == 5000
+    assert sample(metrics, "anpr_last_commit_timestamp_seconds") > time.time() - 60
+
+    # A second run finds nothing new: the lake's offsets say where it stopped.
+    again, _ = run_ingest(pipeline_env, until_idle=1.0)
+    assert again.consumed == 0
+    assert stored_ids(pipeline_env) == ids
+
+
+def test_retransmission_after_restart_is_still_dropped(pipeline_env: Env) -> None:
+    reads = valid_reads(pipeline_env, 200, seed=11)
+    produce(pipeline_env, [encode(r) for r in reads])
+    run_ingest(pipeline_env, until_idle=1.0)
+    # A new worker process warms its window from the lake, so the repeat is caught.
+    produce(pipeline_env, [encode(reads[5]), encode(reads[6])])
+    totals, _ = run_ingest(pipeline_env, until_idle=1.0)
+    assert (totals.consumed, totals.duplicates, totals.written) == (2, 2, 0)
+    assert sum(stored_ids(pipeline_env).values()) == 200
+
+
+def test_every_reason_code_reaches_the_dlq_with_its_headers(pipeline_env: Env) -> None:
+    good = valid_reads(pipeline_env, 20, seed=5)
+    base = dict(good[0])
+    now = datetime.now(UTC)
+
+    def with_(**changes: object) -> bytes:
+        return json.dumps(
+            {**base, "event_id": f"bad-{len(changes)}-{random.random()}", **changes}
+        ).encode()
+
+    cases: dict[Reason, bytes | None] = {
+        Reason.MALFORMED_JSON: b'{"schema": "plate_read/1", "event_id": ',
+        Reason.SCHEMA_VIOLATION: with_(lane="2"),
+        Reason.UNKNOWN_SITE: with_(site_id="NO-NOWHERE"),
+        Reason.INVALID_PLATE: with_(plate="1;DROP--"),
+        Reason.FUTURE_TIMESTAMP: with_(captured_at=(now + timedelta(hours=2)).isoformat()),
+        Reason.OVERSIZED: with_(padding="x" * 70_000),
+        Reason.UNSUPPORTED_FORMAT: with_(schema="plate_read/9"),
+        Reason.EMPTY_VALUE: None,
+    }
+    expired = with_(captured_at=(now - timedelta(days=200)).isoformat())
+    messages = [(b"NO-SVINESUND", v) for v in cases.values()] + [(b"k", expired)]
+    produce(pipeline_env, messages + [encode(r) for r in good])
+
+    totals, metrics = run_ingest(pipeline_env)
+
+    assert totals.written == 20
+    assert totals.rejected == len(cases)
+    assert totals.expired == 1
+    assert totals.reconciles()
+    records = read_dlq(pipeline_env, len(cases))
+    assert len(records) == len(cases)
+    by_reason = {}
+    for record in records:
+        headers = dict(record.headers())
+        by_reason[headers["anpr-reason"].decode()] = (record, headers)
+        assert headers["anpr-source-topic"].decode() == pipeline_env.settings.topics.plate_reads
+        assert int(headers["anpr-source-partition"]) in range(4)
+        assert int(headers["anpr-source-offset"]) >= 0
+        assert headers["anpr-error"]
+    assert set(by_reason) == {r.value for r in cases}
+    for reason, value in cases.items():
+        record, _ = by_reason[reason.value]
+        assert record.value() == value  # the original bytes, unchanged
+        assert (
+            sample(metrics, "anpr_messages_rejected_total", reason=reason.value, format="canonical")
+            == 1
+        )
+    # The expired read is nowhere: not stored, not in the DLQ.
+    assert all(r.value() != expired for r in records)
+
+
+def test_hostile_corpus_never_stops_the_worker(pipeline_env: Env) -> None:
+    rng = random.Random(99)
+    good = valid_reads(pipeline_env, 300, seed=9)
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    for i, read in enumerate(good):
+        messages.append(encode(read))
+        if i < len(VARIANTS) * 3:
+            variant = sorted(VARIANTS)[i % len(VARIANTS)]
+            messages.append((b"NO-SVINESUND", VARIANTS[variant](dict(read), rng)))
+    messages.append((None, b"\x00" * 1024 * 1024))  # a 1 MB value of NUL bytes
+    produce(pipeline_env, messages)
+
+    totals, _ = run_ingest(pipeline_env)
+
+    assert totals.consumed == len(messages)
+    assert totals.reconciles()
+    assert totals.written == 300
+    assert set(stored_ids(pipeline_env)) == {str(r["event_id"]) for r in good}
+    assert totals.rejected >= len(VARIANTS) * 3  # "future" variants may count as rejected too
+    # Nothing stored came from a hostile value: every stored plate is A-Z0-9.
+    assert lake_rows(
+        pipeline_env,
+        "SELECT count(*) FROM plate_reads WHERE NOT regexp_full_match(plate, '[A-Z0-9]+')",
+    ) == [(0,)]
+
+
+def _cli(env: Env, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def _subprocess_env(env: Env) -> dict[str, str]:
+    return {**os.environ, **env.env, "ANPR_LOG_LEVEL": "WARNING"}
+
+
+def test_sigkill_at_random_points_then_restart_stores_exactly_the_produced_set(
+    pipeline_env: Env,
+) -> None:
+    produced = 200_000
+    expected_ids = simulate(pipeline_env, produced, seed=21)
+    rng = random.Random(5)
+    kills = 0
+    child_env = {**_subprocess_env(pipeline_env), "ANPR_INGEST_BATCH_SIZE": "5000"}
+    lake = pipeline_env.lake_path
+    while kills < 5:
+        proc = subprocess.Popen(
+            _cli(pipeline_env, "ingest", "plates", "--until-idle", "5"), env=child_env
+        )
+        # Kill once the worker has made some progress, at a random moment after it.
+        deadline = time.monotonic() + 120
+        while not (lake / "catalog.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.5, 3.0))
+        if proc.poll() is not None:
+            break  # finished before we could kill it: the run is over
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        kills += 1
+    assert kills >= 5, "the ingest finished too fast to be killed five times"
+    final = subprocess.run(
+        _cli(pipeline_env, "ingest", "plates", "--until-idle", "5"),
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert final.returncode == 0, final.stderr
+
+    dups = lake_rows(pipeline_env, "SELECT count(*) - count(DISTINCT event_id) FROM plate_reads")
+    assert dups == [(0,)]
+    # bad_ratio 0: only camera retransmissions are dropped, so the stored ids are exactly the
+    # distinct produced ids, each once.
+    assert set(stored_ids(pipeline_env)) == expected_ids
+    offsets = lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets")
+    assert offsets == [(produced,)]
+
+
+def test_two_workers_in_one_group_share_the_partitions(pipeline_env: Env) -> None:
+    expected_ids = simulate(pipeline_env, 100_000, seed=33)
+    child_env = {**_subprocess_env(pipeline_env), "ANPR_INGEST_BATCH_SIZE": "5000"}
+    first = subprocess.Popen(
+        _cli(pipeline_env, "ingest", "plates", "--until-idle", "6"), env=child_env
+    )
+    deadline = time.monotonic() + 60
+    while not (pipeline_env.lake_path / "catalog.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    # The second worker joins mid-stream: the group rebalances and both go on.
+    second = subprocess.Popen(
+        _cli(pipeline_env, "ingest", "plates", "--until-idle", "6"), env=child_env
+    )
+    assert first.wait(300) == 0
+    assert second.wait(300) == 0
+    assert lake_rows(
+        pipeline_env, "SELECT count(*) - count(DISTINCT event_id) FROM plate_reads"
+    ) == [(0,)]
+    assert lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets") == [(100_000,)]
+    assert set(stored_ids(pipeline_env)) == expected_ids
+
+
+def test_sigterm_finishes_the_batch_and_exits_zero(pipeline_env: Env) -> None:
+    simulate(pipeline_env, 50_000, seed=44)
+    child_env = {**_subprocess_env(pipeline_env), "ANPR_INGEST_BATCH_SIZE": "2000"}
+    proc = subprocess.Popen(
+        _cli(pipeline_env, "ingest", "plates"), env=child_env, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (pipeline_env.lake_path / "catalog.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    consumed = int(out.split("consumed ")[1].split(":")[0])
+    stored = lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets")[0][0]
+    assert stored == consumed  # everything it consumed was committed before it left
+
+
+def test_max_messages_stops_after_exactly_n(pipeline_env: Env) -> None:
+    produce(pipeline_env, [encode(r) for r in valid_reads(pipeline_env, 1000, seed=2)])
+    result = subprocess.run(
+        _cli(pipeline_env, "ingest", "plates", "--max-messages", "300"),
+        env=_subprocess_env(pipeline_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets") == [(300,)]
+
+
+def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env) -> None:
+    reads = valid_reads(pipeline_env, 50, seed=8)
+    produce(pipeline_env, [encode(r) for r in reads])
+    run_ingest(pipeline_env, until_idle=1.0)
+    env = _subprocess_env(pipeline_env)
+    sql = "SELECT * FROM plate_reads ORDER BY captured_at"
+    result = subprocess.run(
+        _cli(pipeline_env, "query", "--purpose", "test", "--format", "json", sql),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 50
+    first = min(reads, key=lambda r: str(r["captured_at"]))
+    assert rows[0]["event_id"] == first["event_id"]
+    assert rows[0]["plate"] == str(first["plate"]).replace(" ", "").replace("-", "")
+    assert rows[0]["plate_raw"] == first["plate"]
+    assert rows[0]["captured_at"].endswith("+00:00")
+    types = subprocess.run(
+        _cli(
+            pipeline_env,
+            "query",
+            "--purpose",
+            "test",
+            "--format",
+            "csv",
+            "SELECT column_name, column_type FROM (DESCRIBE plate_reads)",
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert types.returncode == 0, types.stderr
+    described = dict(line.replace('"', "").split(",") for line in types.stdout.splitlines()[1:])
+    assert described["captured_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert described["lane"] == "SMALLINT"
+    assert described["confidence"] == "FLOAT"
+    assert described["source_offset"] == "BIGINT"
+    # No purpose: usage error, nothing runs.
+    refused = subprocess.run(
+        _cli(pipeline_env, "query", "--purpose", " ", sql),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "purpose" in refused.stderr
+    writes = subprocess.run(
+        _cli(pipeline_env, "query", "--purpose", "test", "DELETE FROM plate_reads"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert writes.returncode == 2
+    typo = subprocess.run(
+        _cli(pipeline_env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert typo.returncode == 2
+    assert "no_such_column" in typo.stderr
+    assert "Traceback" not in typo.stderr
+    assert lake_rows(pipeline_env, "SELECT count(*) FROM plate_reads") == [(50,)]
+
+
+def test_dlq_on_a_cluster_with_smaller_messages_gets_a_cut_record(
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path, registry: SiteRegistry
+) -> None:
+    # A production DLQ topic created by someone else, with Kafka's default 1 MB limit.
+    base = load_settings(None, env={})
+    reads = make_topic(1, {"max.message.bytes": str(2 * 1024 * 1024)})
+    dlq = make_topic(1)
+    env = {
+        "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ANPR_TOPICS_PLATE_READS": reads,
+        "ANPR_TOPICS_DLQ": dlq,
+        "ANPR_INGEST_CONSUMER_GROUP": f"g-{reads}",
+        "ANPR_LAKE_PATH": str(tmp_path / "lake"),
+    }
+    pipeline_env = Env(load_settings(None, env=env), env, registry)
+    big = random.Random(1).randbytes(1536 * 1024)  # incompressible: zstd cannot shrink it
+    produce(pipeline_env, [(b"k", big)])
+    totals, _ = run_ingest(pipeline_env, until_idle=1.0)
+    assert totals.rejected == 1
+    [record] = read_dlq(pipeline_env, 1)
+    headers = dict(record.headers())
+    assert headers["anpr-reason"] == b"oversized"
+    assert int(headers["anpr-original-size"]) == len(big)
+    assert big.startswith(record.value())
+    assert base.topics.dlq == "anpr.dlq"
