@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_ingest(commands)
     _add_query(commands)
+    _add_schemas(commands)
     return parser
 
 
@@ -453,6 +454,46 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
         table = run_query(lake, args.sql, purpose=args.purpose)
     sys.stdout.write(render(table, args.format))
     return EXIT_OK
+
+
+# --- schemas -----------------------------------------------------------------------------
+
+
+def _add_schemas(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schemas = commands.add_parser(
+        "schemas",
+        help="write or check the schema files under schemas/",
+        description="The JSON Schema for producers (schemas/plate_read-1.schema.json) and the\n"
+        "lake table descriptions are generated from pipeline/schemas.py, the one source of\n"
+        "truth that the decoder enforces.",
+        formatter_class=_Formatter,
+    )
+    actions = schemas.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _sub(actions, "write", "regenerate the files", "Regenerate schemas/*.json.", _schemas_write)
+    _sub(
+        actions,
+        "check",
+        "exit 1 if a file is stale",
+        "Exit 1 naming every schemas/ file that differs from the code.",
+        _schemas_check,
+    )
+
+
+def _schemas_write(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import schema_files
+
+    for path in schema_files.write():
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _schemas_check(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import schema_files
+
+    stale = schema_files.stale()
+    for name in stale:
+        print(f"stale: schemas/{name} (run `anpr schemas write`)")
+    return EXIT_FAILURE if stale else EXIT_OK
 
 
 # --- progress ----------------------------------------------------------------------------

@@ -7,10 +7,27 @@ The JSON Schema for producers (``schemas/plate_read-1.schema.json``) is generate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Final
 
 import pyarrow as pa
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+
+# Field rules shared by the decoder (which enforces them) and the JSON Schema (which tells
+# producers about them).
+EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+VEHICLE_CLASS_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,15}$"
+COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
+SITE_ID_PATTERN: Final = r"^NO-[A-Z0-9]{2,20}$"
+CAMERA_ID_PATTERN: Final = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
+DIRECTIONS: Final = ("entry", "exit")
+LANE_MIN, LANE_MAX = 1, 99
+# RFC 3339 date-time with a mandatory offset; upper-case T and Z only. The calendar (Feb 30,
+# second 60) is checked by Arrow's cast. Fractions beyond microseconds are truncated.
+_RFC3339_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+_RFC3339_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+RFC3339_PATTERN: Final = _RFC3339_DATE_TIME + r"(?:\.[0-9]{1,6})?" + _RFC3339_OFFSET
+RFC3339_LONG_FRACTION_PATTERN: Final = _RFC3339_DATE_TIME + r"\.[0-9]{7,}" + _RFC3339_OFFSET
 
 
 @dataclass(frozen=True)
@@ -66,3 +83,57 @@ PLATE_READS = pa.schema(
 DECODED_PLATE_READS = pa.schema(
     [f for f in PLATE_READS if f.name not in {"ingested_at", "source_partition", "source_offset"}]
 )
+
+
+# The JSON Schema for producers: what each field means and the rules the decoder enforces.
+_JSON_RULES: dict[str, dict[str, Any]] = {
+    "schema": {"const": PLATE_READ_SCHEMA_ID},
+    "event_id": {"pattern": EVENT_ID_PATTERN},
+    "site_id": {"pattern": SITE_ID_PATTERN},
+    "camera_id": {"pattern": CAMERA_ID_PATTERN},
+    "lane": {"minimum": LANE_MIN, "maximum": LANE_MAX},
+    "direction": {"enum": list(DIRECTIONS)},
+    "captured_at": {"format": "date-time", "pattern": RFC3339_PATTERN},
+    "plate_country": {"pattern": COUNTRY_PATTERN},
+    "confidence": {"minimum": 0, "maximum": 1},
+    "vehicle_class": {"pattern": VEHICLE_CLASS_PATTERN},
+}
+
+
+def _json_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type):
+        return "number"
+    return "string"
+
+
+def plate_read_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``plate_read/1`` (committed as schemas/plate_read-1.schema.json)."""
+    properties: dict[str, Any] = {}
+    for f in PLATE_READ_INPUT:
+        prop: dict[str, Any] = {"type": _json_type(f.arrow_type), "description": f.description}
+        if f.max_length is not None:
+            prop["maxLength"] = f.max_length
+        prop.update(_JSON_RULES.get(f.name, {}))
+        if not f.required:
+            prop["type"] = [prop["type"], "null"]
+        properties[f.name] = prop
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:anpr:schema:plate_read:1",
+        "title": "plate_read/1: one camera read of one plate",
+        "description": (
+            "One Kafka message on anpr.plate-reads is exactly one JSON object of this shape "
+            "(UTF-8, no BOM, at most 64 KiB). Key: the site id. Unknown extra fields are "
+            "ignored. Generated from pipeline/schemas.py by `anpr schemas write`."
+        ),
+        "type": "object",
+        "required": [f.name for f in PLATE_READ_INPUT if f.required],
+        "properties": properties,
+    }
+
+
+def lake_table_description(schema: pa.Schema) -> list[dict[str, Any]]:
+    """A lake table's columns as committed under schemas/ (name, Arrow type, nullable)."""
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]

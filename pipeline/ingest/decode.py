@@ -61,7 +61,20 @@ import pyarrow.json as pa_json
 from pipeline.ingest.plates import normalise_plates
 from pipeline.ingest.reasons import Reason
 from pipeline.ingest.sites import PAIR_SEPARATOR, SiteRegistry
-from pipeline.schemas import DECODED_PLATE_READS, PLATE_READ_INPUT, PLATE_READ_SCHEMA_ID, UTC_TS
+from pipeline.schemas import (
+    COUNTRY_PATTERN,
+    DECODED_PLATE_READS,
+    DIRECTIONS,
+    EVENT_ID_PATTERN,
+    LANE_MAX,
+    LANE_MIN,
+    PLATE_READ_INPUT,
+    PLATE_READ_SCHEMA_ID,
+    RFC3339_LONG_FRACTION_PATTERN,
+    RFC3339_PATTERN,
+    UTC_TS,
+    VEHICLE_CLASS_PATTERN,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +82,6 @@ SOURCE_FORMAT: Final = "canonical"
 DECODE_OUTPUT_SCHEMA: Final = DECODED_PLATE_READS.append(
     pa.field("msg_index", pa.int32(), nullable=False)
 )
-
-EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-VEHICLE_CLASS_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,15}$"
-COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
-DIRECTIONS: Final = ("entry", "exit")
-LANE_MIN, LANE_MAX = 1, 99
-# RFC 3339 date-time with a mandatory offset; upper-case T and Z only. The calendar (Feb 30,
-# second 60) is checked by Arrow's cast. Fractions beyond microseconds are truncated.
-_RFC3339_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-_RFC3339_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
-RFC3339_PATTERN: Final = _RFC3339_DATE_TIME + r"(?:\.[0-9]{1,6})?" + _RFC3339_OFFSET
-RFC3339_LONG_FRACTION_PATTERN: Final = _RFC3339_DATE_TIME + r"\.[0-9]{7,}" + _RFC3339_OFFSET
 
 _FIELDS: Final = {f.name: f for f in PLATE_READ_INPUT}
 # lane is read as int64, so a lane of 300 reaches the range rule instead of failing the parse.

@@ -25,14 +25,15 @@ from typing import Final, Literal, cast
 
 import pyarrow as pa
 
+from pipeline import schemas
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY: Final[Path] = Path(__file__).resolve().parents[2] / "deploy" / "sites.toml"
 
-SITE_ID_PATTERN: Final = re.compile(r"^NO-[A-Z0-9]{2,20}$")
-CAMERA_ID_PATTERN: Final = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+SITE_ID_PATTERN: Final = re.compile(schemas.SITE_ID_PATTERN)
+CAMERA_ID_PATTERN: Final = re.compile(schemas.CAMERA_ID_PATTERN)
 _COUNTRY_PATTERN: Final = re.compile(r"^[A-Z]{2}$")
 
 Kind = Literal["road", "ferry"]

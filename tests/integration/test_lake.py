@@ -491,3 +491,23 @@ def test_open_reader_transaction_does_not_block_writers(
     assert count(reader) == 10  # the reader keeps its snapshot
     reader.con.execute("COMMIT")
     assert count(reader) == 20
+
+
+def test_lake_table_columns_match_the_schema_source_of_truth(
+    open_lake: Callable[..., Lake],
+) -> None:
+    lake = open_lake()
+    described = lake.con.execute("DESCRIBE plate_reads").fetchall()
+    assert [row[0] for row in described] == PLATE_READS.names
+    expected_types = {
+        "captured_at": "TIMESTAMP WITH TIME ZONE",
+        "ingested_at": "TIMESTAMP WITH TIME ZONE",
+        "lane": "SMALLINT",
+        "confidence": "FLOAT",
+        "source_partition": "INTEGER",
+        "source_offset": "BIGINT",
+        "event_id": "VARCHAR",
+    }
+    types = {row[0]: row[1] for row in described}
+    for column, duck_type in expected_types.items():
+        assert types[column] == duck_type

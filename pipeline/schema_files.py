@@ -1,0 +1,59 @@
+"""The files under ``schemas/``: generated from :mod:`pipeline.schemas`, checked for drift.
+
+``anpr schemas write`` regenerates them; ``anpr schemas check`` (and a unit test) fails when a
+committed file no longer matches the code, so the contract producers read cannot drift from the
+one the decoder enforces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pipeline.schemas import PLATE_READS, lake_table_description, plate_read_json_schema
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def rendered() -> dict[str, str]:
+    """File name → exact text of every generated schema file."""
+    documents: dict[str, object] = {
+        "plate_read-1.schema.json": plate_read_json_schema(),
+        "lake.plate_reads.json": {
+            "table": "plate_reads",
+            "partitioned_by": "UTC day of captured_at",
+            "columns": lake_table_description(PLATE_READS),
+        },
+    }
+    return {
+        name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        for name, doc in documents.items()
+    }
+
+
+def stale(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Names of files that are missing or differ from what the code generates."""
+    out = []
+    for name, text in rendered().items():
+        path = directory / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            out.append(name)
+    return out
+
+
+def write(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """(Re)write every schema file atomically; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered().items():
+        target = directory / name
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        written.append(target)
+    return written
