@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_ingest(commands)
     _add_query(commands)
     _add_schemas(commands)
+    _add_demo(commands)
     return parser
 
 
@@ -288,7 +289,7 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     plates.add_argument("--bad-ratio", type=float, default=0.0, help="share of hostile input")
     plates.add_argument("--seed", type=int, default=1, help="random seed (same seed, same feed)")
     plates.add_argument(
-        "--passages-per-hour", type=float, default=4000.0, help="mean traffic over all sites"
+        "--passages-per-hour", type=float, default=1500.0, help="mean traffic over all sites"
     )
 
 
@@ -454,6 +455,44 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
         table = run_query(lake, args.sql, purpose=args.purpose)
     sys.stdout.write(render(table, args.format))
     return EXIT_OK
+
+
+# --- demo --------------------------------------------------------------------------------
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = _sub(
+        commands,
+        "demo",
+        "the main job, end to end, in a few minutes",
+        "Start the local Kafka broker, create the topics, simulate a few days of border\n"
+        "traffic (about 1 % hostile input), ingest it into the lake with the real worker, and\n"
+        "print what landed plus example queries. Rerunning adds more traffic; nothing is\n"
+        "stored twice. The broker is stopped at the end unless --keep-running.",
+        _demo,
+    )
+    demo.add_argument("--reads", type=int, default=200_000, help="camera reads to simulate")
+    demo.add_argument("--bad-ratio", type=float, default=0.01, help="share of hostile input")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the broker up for exploration"
+    )
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from pipeline.demo import DemoOptions, run_demo
+    from pipeline.kafka import local
+
+    if args.reads < 1 or not 0.0 <= args.bad_ratio <= 1.0:
+        raise UsageError("--reads must be >= 1 and --bad-ratio within 0..1")
+    return run_demo(
+        settings,
+        _registry(settings),
+        DemoOptions(args.reads, args.bad_ratio, args.keep_running),
+        jars_dir=lambda: local.ensure_jars(_jars_dir(settings), progress=_progress_line),
+        console=Console(),
+    )
 
 
 # --- schemas -----------------------------------------------------------------------------

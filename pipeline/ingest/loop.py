@@ -112,8 +112,16 @@ class PlateIngestor:
         """Finish the current batch, commit it, and return from :meth:`run` (signal-safe)."""
         self._stop.set()
 
-    def run(self, limits: RunLimits = RunLimits()) -> IngestTotals:
-        """Consume until stopped, idle for ``until_idle_s``, or ``max_messages`` consumed."""
+    def run(
+        self,
+        limits: RunLimits = RunLimits(),
+        *,
+        on_batch: Callable[[IngestTotals], None] | None = None,
+    ) -> IngestTotals:
+        """Consume until stopped, idle for ``until_idle_s``, or ``max_messages`` consumed.
+
+        ``on_batch`` is called with the running totals after every committed batch (progress).
+        """
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -131,6 +139,8 @@ class PlateIngestor:
                 batch = [m for m in messages if not _is_error(m)]
                 if batch:
                     self.commit_batch(batch)
+                    if on_batch is not None:
+                        on_batch(self.totals)
                     last_message = time.monotonic()
                 elif limits.until_idle_s is not None and self._idle_for(
                     last_message, started, limits.until_idle_s

@@ -47,7 +47,7 @@ def simulate_plates(
     start: datetime | None = None,
     bad_ratio: float = 0.0,
     seed: int = 1,
-    passages_per_hour: float = 4000.0,
+    passages_per_hour: float = 1500.0,
     progress: Progress | None = None,
 ) -> SimulationSummary:
     """Produce ``count`` reads (some hostile, at ``bad_ratio``) and wait for every ack."""
