@@ -35,7 +35,7 @@ U64Array = npt.NDArray[np.uint64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-def _splitmix64(x: U64Array) -> U64Array:
+def splitmix64(x: U64Array) -> U64Array:
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -74,7 +74,7 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray) -> U64Array:
             # reduceat over empty segments would return a neighbour's value: mask them out.
             reduced = np.add.reduceat(weighted, row_starts[non_empty])
             sums[non_empty] = reduced
-        return _splitmix64(sums ^ lengths.astype(np.uint64))
+        return splitmix64(sums ^ lengths.astype(np.uint64))
 
 
 class DedupWindow:

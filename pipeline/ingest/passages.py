@@ -20,6 +20,7 @@ The id carries no plate: it is a hash, and statistics never publish it anyway.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -27,111 +28,127 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest.dedup import hash_ids
+from pipeline.ingest.dedup import hash_ids, splitmix64
 
-_KEY_COLUMNS = ("site_id", "direction", "plate")
-_STATE_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string()),
-        pa.field("last_us", pa.int64()),
-        pa.field("passage_id", pa.int64()),
-    ]
-)
-# How far behind the newest capture the carried state reaches: longer than any window, so a
-# read that arrives a little out of order still finds its passage.
-_STATE_HORIZON_US = 10 * 60 * 1_000_000
+_SITE_SALT = np.uint64(0xD6E8FEB86659FD93)
+_DIRECTION_SALT = np.uint64(0xA0761D6478BD642F)
+# How far behind the newest capture the carried state reaches: four windows, so a read that
+# arrives a little out of order still finds its passage.
+_HORIZON_WINDOWS = 4
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """Passage ids of one batch, with the key hashes and capture times they were made from."""
+
+    ids: pa.Array
+    key_hashes: npt.NDArray[np.uint64]
+    micros: npt.NDArray[np.int64]
+
+    @classmethod
+    def from_rows(cls, reads: pa.Table) -> Assigned:
+        """Rows already stored with their ``passage_id`` (to warm a grouper from the lake)."""
+        ids = reads["passage_id"]
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        return cls(ids, _key_hashes(reads), _micros(reads["captured_at"]))
 
 
 class PassageGrouper:
-    """Assign passage ids batch by batch; see the module docstring for the rule."""
+    """Assign passage ids batch by batch; see the module docstring for the rule.
+
+    The carried state is three numpy arrays sorted by key hash: a 64-bit hash of
+    (site, direction, plate), the capture time of that key's latest read, and its passage id.
+    """
 
     def __init__(self, window: timedelta = timedelta(seconds=30)) -> None:
         self._window_us = int(window.total_seconds() * 1_000_000)
-        self._state = _STATE_SCHEMA.empty_table()
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._last_us = np.zeros(0, dtype=np.int64)
+        self._ids = np.zeros(0, dtype=np.int64)
 
-    def assign(self, reads: pa.Table) -> pa.Array:
-        """``passage_id`` (int64) for each row of ``reads``, in row order. Does not change state:
-        call :meth:`remember` with the rows and their ids once they are committed."""
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def assign(self, reads: pa.Table) -> Assigned:
+        """Passage ids for ``reads``, in row order (``.ids``). Does not change state: pass the
+        result to :meth:`remember` once the rows are committed."""
         n = len(reads)
-        if n == 0:
-            return pa.array([], pa.int64())
-        keys = _keys(reads)
+        keys = _key_hashes(reads)
         micros = _micros(reads["captured_at"])
-        order = np.lexsort((micros, keys.to_numpy(zero_copy_only=False)))
-        sorted_keys = keys.take(pa.array(order))
-        sorted_us = micros[order]
+        if n == 0:
+            return Assigned(pa.array([], pa.int64()), keys, micros)
+        order = np.lexsort((micros, keys))
+        sorted_keys, sorted_us = keys[order], micros[order]
 
-        # The last read carried over from earlier batches, for each row's key (or null).
-        carried = _lookup(self._state, sorted_keys)
-        carried_us = carried["last_us"].to_numpy(zero_copy_only=False)
-        carried_id = carried["passage_id"].to_numpy(zero_copy_only=False)
-        has_carried = ~np.isnan(carried_us)
+        # The last read carried over from earlier batches for each row's key, if any.
+        has_carried, carried_us, carried_id = self._lookup(sorted_keys)
 
         same_key_as_prev = np.zeros(n, dtype=np.bool_)
-        same_key_as_prev[1:] = pc.equal(sorted_keys[1:], sorted_keys[:-1]).to_numpy(
-            zero_copy_only=False
-        )
-        prev_us = np.empty(n, dtype=np.float64)
-        prev_us[0] = np.nan
+        same_key_as_prev[1:] = sorted_keys[1:] == sorted_keys[:-1]
+        prev_us = np.empty(n, dtype=np.int64)
         prev_us[1:] = sorted_us[:-1]
         # The read before this one in its chain: in this batch, or else the carried one.
+        has_before = same_key_as_prev | has_carried
         before = np.where(same_key_as_prev, prev_us, carried_us)
-        continues = ~np.isnan(before) & (np.abs(sorted_us - before) <= self._window_us)
+        continues = has_before & (np.abs(sorted_us - before) <= self._window_us)
         # The first read of a key in the batch may continue a carried passage.
-        continues_carried = continues & ~same_key_as_prev & has_carried
+        continues_carried = continues & ~same_key_as_prev
 
-        new_ids = _passage_ids(sorted_keys, sorted_us)
-        ids = np.where(continues_carried, carried_id, new_ids)
+        ids = np.where(continues_carried, carried_id, _passage_ids(sorted_keys, sorted_us))
         # Within a chain every read takes the id of the chain's first read in this batch.
-        starts = np.where(~(continues & same_key_as_prev), np.arange(n), 0)
+        starts = np.where(continues & same_key_as_prev, 0, np.arange(n))
         ids = ids[np.maximum.accumulate(starts)]
 
         result = np.empty(n, dtype=np.int64)
         result[order] = ids
-        return pa.array(result, pa.int64())
+        return Assigned(pa.array(result, pa.int64()), keys, micros)
 
-    def remember(self, reads: pa.Table, passage_ids: pa.Array | pa.ChunkedArray) -> None:
+    def remember(self, assigned: Assigned) -> None:
         """Carry the latest read of every key forward; forget keys past the horizon."""
-        if len(reads) == 0:
+        if len(assigned.ids) == 0:
             return
-        fresh = pa.table(
-            {
-                "key": _keys(reads),
-                "last_us": pa.array(_micros(reads["captured_at"]), pa.int64()),
-                "passage_id": pa.array(passage_ids, pa.int64())
-                if not isinstance(passage_ids, pa.ChunkedArray)
-                else passage_ids.combine_chunks().cast(pa.int64()),
-            }
-        )
-        combined = pa.concat_tables([self._state, fresh])
-        newest = pc.max(combined["last_us"]).as_py()
-        combined = combined.filter(
-            pc.greater_equal(combined["last_us"], newest - _STATE_HORIZON_US)
-        )
-        # Keep, per key, the row with the latest capture time.
-        latest = combined.group_by("key").aggregate([("last_us", "max")])
-        self._state = (
-            combined.join(
-                latest,
-                keys=["key", "last_us"],
-                right_keys=["key", "last_us_max"],
-                join_type="inner",
-            )
-            .group_by(["key", "last_us"])
-            .aggregate([("passage_id", "max")])
-            .rename_columns({"passage_id_max": "passage_id"})
-            .select(["key", "last_us", "passage_id"])
-        )
+        ids = assigned.ids.to_numpy(zero_copy_only=False).astype(np.int64)
+        keys = np.concatenate([self._keys, assigned.key_hashes])
+        last_us = np.concatenate([self._last_us, assigned.micros])
+        all_ids = np.concatenate([self._ids, ids])
+        keep = last_us >= last_us.max() - _HORIZON_WINDOWS * self._window_us
+        keys, last_us, all_ids = keys[keep], last_us[keep], all_ids[keep]
+        # Per key, the latest read wins (the last row after sorting by key, then time).
+        order = np.lexsort((last_us, keys))
+        keys, last_us, all_ids = keys[order], last_us[order], all_ids[order]
+        is_last = np.ones(len(keys), dtype=np.bool_)
+        is_last[:-1] = keys[1:] != keys[:-1]
+        self._keys, self._last_us, self._ids = keys[is_last], last_us[is_last], all_ids[is_last]
 
-    def __len__(self) -> int:
-        return len(self._state)
+    def _lookup(
+        self, keys: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if not len(self._keys):
+            zeros = np.zeros(len(keys), dtype=np.int64)
+            return np.zeros(len(keys), dtype=np.bool_), zeros, zeros
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[at] == keys
+        return found, self._last_us[at], self._ids[at]
 
 
-def _keys(reads: pa.Table) -> pa.Array:
-    key = pc.binary_join_element_wise(*(reads[c] for c in _KEY_COLUMNS), "|")
-    if isinstance(key, pa.ChunkedArray):
-        key = key.combine_chunks()
-    return key
+def _key_hashes(reads: pa.Table) -> npt.NDArray[np.uint64]:
+    """64-bit hash of (site, direction, plate) per row.
+
+    Only the plate is hashed row by row; site and direction have few distinct values, so their
+    dictionaries are hashed and mixed in by index (stable across batches: hashes of the text).
+    """
+    mixed = hash_ids(reads["plate"])
+    for name, salt in (("site_id", _SITE_SALT), ("direction", _DIRECTION_SALT)):
+        column = reads[name]
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        encoded = pc.dictionary_encode(column)
+        value_hashes = hash_ids(encoded.dictionary)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        with np.errstate(over="ignore"):
+            mixed = splitmix64(mixed ^ (value_hashes[indices] * salt))
+    return mixed
 
 
 def _micros(captured_at: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
@@ -142,19 +159,10 @@ def _micros(captured_at: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
     return result
 
 
-def _lookup(state: pa.Table, keys: pa.Array) -> pa.Table:
-    """For each key (in order): the carried last_us (float64, NaN = none; capture micros are
-    below 2**53, so exact) and passage_id (int64, 0 where none)."""
-    probe = pa.table({"key": keys, "row": pa.array(np.arange(len(keys)), pa.int64())})
-    joined = probe.join(state, keys="key", join_type="left outer").sort_by("row")
-    return pa.table(
-        {
-            "last_us": pc.cast(joined["last_us"], pa.float64()).fill_null(np.nan),
-            "passage_id": joined["passage_id"].fill_null(0),
-        }
-    )
-
-
-def _passage_ids(keys: pa.Array, micros: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    stamped = pc.binary_join_element_wise(keys, pa.array(micros).cast(pa.string()), "|")
-    return hash_ids(stamped).view(np.int64)
+def _passage_ids(
+    key_hashes: npt.NDArray[np.uint64], micros: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """A new passage's id: a hash of its key and the capture time of its first read."""
+    with np.errstate(over="ignore"):
+        mixed = key_hashes ^ (micros.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    return splitmix64(mixed).view(np.int64)

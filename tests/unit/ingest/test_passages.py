@@ -4,7 +4,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest.passages import PassageGrouper
+from pipeline.ingest.passages import Assigned, PassageGrouper
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -38,7 +38,7 @@ def test_front_and_rear_reads_are_one_passage_other_keys_are_not() -> None:
             ("NO-SVINESUND", "exit", "ZZ99999", 0.5),  # other vehicle
         ]
     )
-    assert groups(PassageGrouper().assign(table)) == [0, 0, 1, 2, 3]
+    assert groups(PassageGrouper().assign(table).ids) == [0, 0, 1, 2, 3]
 
 
 def test_chain_within_window_and_gap_beyond_it() -> None:
@@ -50,30 +50,31 @@ def test_chain_within_window_and_gap_beyond_it() -> None:
             ("S", "exit", "P", 200.0),  # a later passage (came back the same way)
         ]
     )
-    assert groups(PassageGrouper().assign(table)) == [0, 0, 0, 1]
+    assert groups(PassageGrouper().assign(table).ids) == [0, 0, 0, 1]
 
 
 def test_out_of_order_rows_in_a_batch() -> None:
     table = reads([("S", "exit", "P", 3.0), ("S", "exit", "Q", 1.0), ("S", "exit", "P", 1.0)])
-    assert groups(PassageGrouper().assign(table)) == [0, 1, 0]
+    assert groups(PassageGrouper().assign(table).ids) == [0, 1, 0]
 
 
 def test_passage_continues_across_batches_and_restarts_give_same_ids() -> None:
     rows = [("S", "exit", "P", 0.0), ("S", "exit", "P", 10.0), ("S", "exit", "P", 20.0)]
-    whole = PassageGrouper().assign(reads(rows)).to_pylist()
+    whole = PassageGrouper().assign(reads(rows)).ids.to_pylist()
     assert len(set(whole)) == 1
 
     grouper = PassageGrouper()
     first = reads(rows[:1])
-    first_ids = grouper.assign(first)
-    grouper.remember(first, first_ids)
-    second_ids = grouper.assign(reads(rows[1:]))
-    assert first_ids.to_pylist() + second_ids.to_pylist() == whole
+    first_assigned = grouper.assign(first)
+    grouper.remember(first_assigned)
+    second_ids = grouper.assign(reads(rows[1:])).ids
+    assert first_assigned.ids.to_pylist() + second_ids.to_pylist() == whole
 
     # A restarted worker warmed with what the lake holds gives the same ids.
+    stored = first.append_column("passage_id", first_assigned.ids)
     warmed = PassageGrouper()
-    warmed.remember(first, first_ids)
-    assert warmed.assign(reads(rows[1:])).to_pylist() == second_ids.to_pylist()
+    warmed.remember(Assigned.from_rows(stored))
+    assert warmed.assign(reads(rows[1:])).ids.to_pylist() == second_ids.to_pylist()
 
 
 def test_assign_does_not_change_state_until_remember() -> None:
@@ -81,16 +82,16 @@ def test_assign_does_not_change_state_until_remember() -> None:
     table = reads([("S", "exit", "P", 0.0)])
     grouper.assign(table)
     assert len(grouper) == 0
-    grouper.remember(table, grouper.assign(table))
+    grouper.remember(grouper.assign(table))
     assert len(grouper) == 1
 
 
 def test_state_is_bounded_by_capture_time() -> None:
     grouper = PassageGrouper()
     old = reads([("S", "exit", f"P{i}", 0.0) for i in range(100)])
-    grouper.remember(old, grouper.assign(old))
+    grouper.remember(grouper.assign(old))
     later = reads([("S", "exit", "Q", 3600.0)])
-    grouper.remember(later, grouper.assign(later))
+    grouper.remember(grouper.assign(later))
     assert len(grouper) == 1
 
 
@@ -112,14 +113,13 @@ def test_batch_split_never_changes_the_ids(
     rows: list[tuple[str, str, str, float]], cut: int
 ) -> None:
     rows = sorted(rows, key=lambda r: r[3])  # a site's reads arrive roughly in capture order
-    whole = PassageGrouper().assign(reads(rows)).to_pylist()
+    whole = PassageGrouper().assign(reads(rows)).ids.to_pylist()
     grouper = PassageGrouper()
     head, tail = rows[:cut], rows[cut:]
     out: list[int] = []
     for part in (head, tail):
         if part:
-            table = reads(part)
-            ids = grouper.assign(table)
-            grouper.remember(table, ids)
-            out += ids.to_pylist()
+            assigned = grouper.assign(reads(part))
+            grouper.remember(assigned)
+            out += assigned.ids.to_pylist()
     assert out == whole
