@@ -141,6 +141,7 @@ class IngestSettings:
     max_message_bytes: int = 65_536
     future_tolerance_s: float = 300.0
     dedup_window_h: float = 24.0
+    passage_window_s: float = 30.0  # reads of one plate at one site this close: one passage
     metrics_port: int = 9464
     sites_registry: Path | None = None  # None: the registry shipped in deploy/sites.toml
 
@@ -333,5 +334,7 @@ def _check(settings: Settings) -> None:
         raise ConfigError("ingest.batch_size", "batch_size must be >= 1 and timeout > 0")
     if not 1024 <= ingest.max_message_bytes <= 16 * 1024 * 1024:
         raise ConfigError("ingest.max_message_bytes", "must be within 1 KiB..16 MiB")
+    if not 1.0 <= ingest.passage_window_s <= 600.0:
+        raise ConfigError("ingest.passage_window_s", "must be within 1..600 seconds")
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")

@@ -58,6 +58,10 @@ PLATE_READ_INPUT: tuple[InputField, ...] = (
 
 PLATE_READ_SCHEMA_ID = "plate_read/1"
 
+CANDIDATES = pa.list_(
+    pa.struct([pa.field("plate", pa.string()), pa.field("confidence", pa.float32())])
+)
+
 # Columns of the lake table ``plate_reads``, in order.
 PLATE_READS = pa.schema(
     [
@@ -73,16 +77,22 @@ PLATE_READS = pa.schema(
         pa.field("confidence", pa.float32(), nullable=False),
         pa.field("vehicle_class", pa.string(), nullable=True),
         pa.field("source_format", pa.string(), nullable=False),  # canonical, openalpr, ...
+        # Reads of one vehicle passing one site (pipeline/ingest/passages.py); null only for
+        # rows stored before passages existed.
+        pa.field("passage_id", pa.int64(), nullable=True),
+        # The camera's other readings (best first, at most 5), kept for rectification.
+        pa.field("candidates", CANDIDATES, nullable=True),
         pa.field("ingested_at", UTC_TS, nullable=False),
         pa.field("source_partition", pa.int32(), nullable=False),
         pa.field("source_offset", pa.int64(), nullable=False),
     ]
 )
 
-# What the pure decoder produces; the ingest loop adds the ingest metadata columns.
-DECODED_PLATE_READS = pa.schema(
-    [f for f in PLATE_READS if f.name not in {"ingested_at", "source_partition", "source_offset"}]
+# What the pure decoder produces; the ingest loop adds passages and the ingest metadata.
+LOOP_COLUMNS = frozenset(
+    {"passage_id", "candidates", "ingested_at", "source_partition", "source_offset"}
 )
+DECODED_PLATE_READS = pa.schema([f for f in PLATE_READS if f.name not in LOOP_COLUMNS])
 
 
 # The JSON Schema for producers: what each field means and the rules the decoder enforces.

@@ -8,6 +8,7 @@ therefore replays the topic from the beginning, which is also how a lake is rebu
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from pipeline.config import Settings, add_months
 from pipeline.ingest.decode import DecodeLimits, DecodeResult, decode_plate_reads
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
+from pipeline.ingest.passages import Assigned, PassageGrouper
 from pipeline.ingest.sites import SiteRegistry
 from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
@@ -47,6 +49,18 @@ def retention_cutoff(now: datetime, months: int) -> datetime:
     """Events captured at or before this instant are already past the legal limit."""
     day = add_months(now.date(), -months)
     return datetime.combine(day, now.timetz())
+
+
+@dataclass(frozen=True)
+class PartitionMemory:
+    """What a worker remembers of one partition between batches."""
+
+    repeats: DedupWindow
+    passages: PassageGrouper
+
+    def remember(self, rows: pa.Table, assigned: Assigned) -> None:
+        self.repeats.remember(rows["event_id"], rows["captured_at"])
+        self.passages.remember(assigned)
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,12 @@ class PlateIngestor:
             max_message_bytes=settings.ingest.max_message_bytes,
             future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
         )
-        self._window = DedupWindow(timedelta(hours=settings.ingest.dedup_window_h))
+        self._dedup_window = timedelta(hours=settings.ingest.dedup_window_h)
+        self._passage_window = timedelta(seconds=settings.ingest.passage_window_s)
+        # Per partition: a site's reads (key = site id) all arrive in one partition, in order,
+        # while partitions drain at different speeds; windows keyed on "the newest capture
+        # seen" are only right within one partition.
+        self._memory: dict[int, PartitionMemory] = {}
         self._positions: dict[int, int | None] = {}  # partition → next offset the lake holds
         self._stop = threading.Event()
         self._assigned_at: float | None = None
@@ -175,7 +194,8 @@ class PlateIngestor:
             self._positions[tp.partition] = position
             tp.offset = position if position is not None else OFFSET_BEGINNING
         consumer.assign(partitions)
-        self._warm_dedup_window()
+        for tp in partitions:
+            self._memory[tp.partition] = self._recall(tp.partition)
         self._assigned_at = time.monotonic()
         logger.info(
             "assigned %s: resuming at %s (from the lake)",
@@ -187,14 +207,25 @@ class PlateIngestor:
         # Every consumed batch is committed before the next consume(), so nothing is pending.
         for tp in partitions:
             self._positions.pop(tp.partition, None)
+            self._memory.pop(tp.partition, None)
         logger.info("revoked %s partitions %s", self._topic, [tp.partition for tp in partitions])
 
-    def _warm_dedup_window(self) -> None:
-        """Remember what the lake stored in the last window, so repeats after a restart drop."""
-        since = self._clock() - timedelta(hours=self._settings.ingest.dedup_window_h)
-        recent = self._lake.recent_events(TABLE, since)
-        self._window = DedupWindow(timedelta(hours=self._settings.ingest.dedup_window_h))
-        self._window.remember(recent["event_id"], recent["captured_at"])
+    def _recall(self, partition: int) -> PartitionMemory:
+        """What the lake stored recently from ``partition``, so repeats after a restart still
+        drop and passages continue with the same ids as before it."""
+        recent = self._lake.recent_rows(
+            TABLE,
+            ["event_id", "captured_at", "site_id", "direction", "plate", "passage_id"],
+            self._dedup_window,
+            source_partition=partition,
+        )
+        memory = PartitionMemory(
+            DedupWindow(self._dedup_window), PassageGrouper(self._passage_window)
+        )
+        memory.repeats.remember(recent["event_id"], recent["captured_at"])
+        with_passage = recent.filter(pc.is_valid(recent["passage_id"]))
+        memory.passages.remember(Assigned.from_rows(with_passage))
+        return memory
 
     # --- one batch -------------------------------------------------------------------------
 
@@ -203,7 +234,8 @@ class PlateIngestor:
 
         Commit order (why this is exactly-once):
 
-        1. Decode and validate the whole batch; drop events already in the dedup window.
+        1. Decode and validate the whole batch; drop events already in the dedup window;
+           group the reads into passages.
         2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
            after this step replays the batch: DLQ records may repeat (at least once), rows not.
         3. In ONE lake transaction, insert the rows and set each partition's stored offset to
@@ -211,7 +243,7 @@ class PlateIngestor:
            one this worker started from (compare-and-set). Either both land or neither does.
            If another worker moved it (a rebalance fenced us out), nothing is written: the
            batch is dropped, and the new owner replays it from the lake's offsets.
-        4. Only now remember the stored event ids in the dedup window and update metrics.
+        4. Only now remember the stored event ids and passages, and update metrics.
         5. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
            commit is harmless: on assignment, workers seek to the lake's offsets (step 3).
         """
@@ -229,9 +261,9 @@ class PlateIngestor:
             retention_cutoff=retention_cutoff(now, self._settings.retention.months),
             limits=self._limits,
         )
-        keep = self._window.filter_new(result.table["event_id"], result.table["captured_at"])
-        rows = self._lake_rows(result.table.filter(pa.array(keep)), partitions, offsets, now)
-        duplicates = int(len(keep) - keep.sum())
+        kept, passage_ids, remember = self._repeats_and_passages(result.table, partitions)
+        rows = self._lake_rows(kept, passage_ids, partitions, offsets, now)
+        duplicates = len(result.table) - len(kept)
 
         # 2. dead letters, acknowledged before the offsets move past them
         self._send_dead_letters(result, messages, partitions, offsets)
@@ -263,21 +295,52 @@ class PlateIngestor:
         committed = time.time()
 
         # 4. remember and count
-        self._window.remember(rows["event_id"], rows["captured_at"])
+        for step in remember:
+            step()
         self._count(result, rows, duplicates, len(messages), started, committed)
 
         # 5. informative Kafka commit (lag monitoring)
         self._commit_to_kafka(next_offsets)
 
+    def _repeats_and_passages(
+        self, decoded: pa.Table, partitions: np.ndarray[Any, np.dtype[np.int32]]
+    ) -> tuple[pa.Table, pa.Array, list[Callable[[], None]]]:
+        """Drop repeats and assign passages, partition by partition.
+
+        Returns the kept rows, their passage ids, and the steps that remember them: to run only
+        once the rows are committed, so a failed commit leaves the memory as it was.
+        """
+        row_partitions = partitions[decoded["msg_index"].to_numpy()]
+        pieces: list[pa.Table] = []
+        ids: list[pa.Array] = []
+        remember: list[Callable[[], None]] = []
+        for partition in np.unique(row_partitions):
+            memory = self._memory.get(int(partition))
+            if memory is None:  # not assigned any more (revoked mid-batch): recall it
+                memory = self._memory[int(partition)] = self._recall(int(partition))
+            rows = decoded.take(np.flatnonzero(row_partitions == partition))
+            kept = rows.filter(memory.repeats.filter_new(rows["event_id"], rows["captured_at"]))
+            assigned = memory.passages.assign(kept)
+            pieces.append(kept)
+            ids.append(assigned.ids)
+            remember.append(functools.partial(memory.remember, kept, assigned))
+        if not pieces:
+            return decoded, pa.array([], pa.int64()), remember
+        return pa.concat_tables(pieces), pa.concat_arrays(ids), remember
+
     def _lake_rows(
         self,
         decoded: pa.Table,
+        passage_ids: pa.Array,
         partitions: np.ndarray[Any, np.dtype[np.int32]],
         offsets: np.ndarray[Any, np.dtype[np.int64]],
         now: datetime,
     ) -> pa.Table:
         index = decoded["msg_index"].to_numpy()
         columns = {name: decoded[name] for name in decoded.column_names if name != "msg_index"}
+        columns["passage_id"] = passage_ids
+        if "candidates" not in columns:
+            columns["candidates"] = pa.nulls(len(index), PLATE_READS.field("candidates").type)
         columns["ingested_at"] = pa.array(
             np.full(len(index), int(now.timestamp() * 1_000_000), dtype=np.int64)
         ).cast(PLATE_READS.field("ingested_at").type)

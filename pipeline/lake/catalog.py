@@ -16,9 +16,9 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -62,12 +62,11 @@ class TableSpec:
     name: str
     schema: pa.Schema
     day_column: str | None = None  # partitioned by the UTC day of this column
-    id_column: str | None = None  # unique event id, for warming the dedup window
 
 
 # Tables write_batch accepts. Add passengers etc. here once their schema is in schemas.py.
 DATA_TABLES: Mapping[str, TableSpec] = {
-    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at", "event_id"),
+    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
 }
 _INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
 
@@ -155,6 +154,13 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
     for known, sql in _ARROW_TO_DUCKDB:
         if arrow_type.equals(known):
             return sql
+    if pa.types.is_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
+    if pa.types.is_struct(arrow_type):
+        fields = ", ".join(
+            f"{quote_ident(f.name)} {duckdb_type(f.type)}" for f in arrow_type.fields
+        )
+        return f"STRUCT({fields})"
     raise TypeError(f"no lake column type for Arrow type {arrow_type}")
 
 
@@ -464,25 +470,39 @@ class Lake:
         """Partition -> next offset to consume, as committed with the rows."""
         return self._read_offsets(consumer_group, topic)
 
-    def recent_events(self, table: str, since: datetime) -> pa.Table:
-        """Event id and time of rows captured at or after ``since`` (to warm the dedup window).
+    def recent_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        window: timedelta,
+        *,
+        source_partition: int | None = None,
+    ) -> pa.Table:
+        """``columns`` of the rows captured within ``window`` of the newest stored capture,
+        optionally only those consumed from one Kafka partition.
 
-        Columns are named as in the table (``event_id``, ``captured_at`` for plate reads).
+        Warms a worker's in-memory windows (repeats, passages) after a restart or an
+        assignment. Relative to the newest row, not the clock, so replaying an old backlog
+        warms the right rows.
         """
         spec = DATA_TABLES.get(table)
-        if spec is None or spec.id_column is None or spec.day_column is None:
-            raise ValueError(f"no event ids in lake table {table!r}")
-        if since.tzinfo is None:
-            raise ValueError("since must carry a time zone")
+        if spec is None or spec.day_column is None:
+            raise ValueError(f"no capture time in lake table {table!r}")
+        unknown = set(columns) - set(spec.schema.names)
+        if unknown:
+            raise ValueError(f"lake table {table} has no columns {sorted(unknown)}")
+        day = quote_ident(spec.day_column)
+        name = f"{CATALOG}.{quote_ident(table)}"
+        where, params = "", []
+        if source_partition is not None:
+            where, params = "source_partition = ?", [source_partition]
+        only = f"WHERE {where}" if where else ""
+        also = f"AND {where}" if where else ""
         return self.con.execute(
-            f"SELECT {quote_ident(spec.id_column)}, {quote_ident(spec.day_column)} "
-            f"FROM {CATALOG}.{quote_ident(table)} WHERE {quote_ident(spec.day_column)} >= ?",
-            [since],
+            f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {name} "
+            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}",
+            [*params, window, *params],
         ).to_arrow_table()
-
-    def recent_event_ids(self, table: str, since: datetime) -> pa.Array:
-        """Just the event ids of :meth:`recent_events`."""
-        return self.recent_events(table, since).column(0).combine_chunks()
 
     def query_arrow(self, sql: str) -> pa.Table:
         """Run one analyst ``SELECT`` (tables are ``lake.<name>``) and return the result."""
@@ -527,6 +547,9 @@ class Lake:
             missing = [
                 s for s in (*DATA_TABLES.values(), *_INTERNAL_TABLES) if s.name not in existing
             ]
+            for spec in DATA_TABLES.values():
+                if spec.name in existing:
+                    self._add_missing_columns(spec)
             if missing and not existing:
                 for option, value in _LAKE_OPTIONS:
                     con.execute(f"CALL {CATALOG}.set_option(?, ?)", [option, value])
@@ -545,6 +568,33 @@ class Lake:
         con.execute("COMMIT")
         if missing:
             logger.info("created lake tables %s", ", ".join(s.name for s in missing))
+
+    def _add_missing_columns(self, spec: TableSpec) -> None:
+        """Bring a lake made by an older version up to the schema: add new nullable columns.
+
+        Runs inside the creating transaction. A new NOT NULL column cannot be added to stored
+        rows; schemas.py declares new columns nullable for that reason.
+        """
+        have = {
+            str(name)
+            for (name,) in self.con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+                "AND table_name = ?",
+                [CATALOG, spec.name],
+            ).fetchall()
+        }
+        for f in spec.schema:
+            if f.name in have:
+                continue
+            if not f.nullable:
+                raise ConfigError(
+                    "lake.path", f"lake table {spec.name} lacks NOT NULL column {f.name}"
+                )
+            self.con.execute(
+                f"ALTER TABLE {CATALOG}.{quote_ident(spec.name)} "
+                f"ADD COLUMN {quote_ident(f.name)} {duckdb_type(f.type)}"
+            )
+            logger.info("lake table %s: added column %s", spec.name, f.name)
 
     def _set_internal_options(self) -> None:
         done = {

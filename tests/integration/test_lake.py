@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.lake.catalog import Lake, OffsetFenced, QueryRefused
+from pipeline.lake.catalog import Lake, OffsetFenced, QueryRefused, create_table_sql
 from pipeline.schemas import PLATE_READS
 
 GROUP, TOPIC = "anpr-ingest", "anpr.plate-reads"
@@ -64,6 +64,11 @@ def synthetic_reads(
         "confidence": pa.array(rng.random(n).astype(np.float32)),
         "vehicle_class": pa.array(np.full(n, "car"), mask=rng.random(n) >= 0.9),
         "source_format": pa.array(np.full(n, "canonical")),
+        "passage_id": pa.array(offsets + partition * 1_000_000_000),
+        "candidates": pa.array(
+            [[{"plate": "ZZ00000", "confidence": 0.5}]] * n,
+            PLATE_READS.field("candidates").type,
+        ),
         "ingested_at": pa.array(np.full(n, int(DAY.timestamp() * 1_000_000)), ts),
         "source_partition": pa.array(np.full(n, partition, dtype=np.int32)),
         "source_offset": pa.array(offsets),
@@ -144,8 +149,11 @@ def test_three_batches_read_back_exactly(open_lake: Callable[..., Lake]) -> None
         assert back.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
     assert lake.stored_offsets(GROUP, TOPIC) == {0: 300}
     assert lake.stored_offsets(GROUP, "other-topic") == {}
-    assert len(lake.recent_event_ids("plate_reads", DAY)) == 300
-    assert len(lake.recent_event_ids("plate_reads", DAY + timedelta(days=1))) == 0
+    assert len(lake.recent_rows("plate_reads", ["event_id"], timedelta(days=1))) == 300
+    newest = lake.recent_rows("plate_reads", ["event_id", "captured_at"], timedelta(0))
+    assert 1 <= len(newest) < 300
+    with pytest.raises(ValueError, match="no columns"):
+        lake.recent_rows("plate_reads", ["event_id; DROP TABLE x"], timedelta(0))
 
 
 def test_empty_batch_still_advances_offsets(open_lake: Callable[..., Lake]) -> None:
@@ -511,3 +519,27 @@ def test_lake_table_columns_match_the_schema_source_of_truth(
     types = {row[0]: row[1] for row in described}
     for column, duck_type in expected_types.items():
         assert types[column] == duck_type
+
+
+def test_lake_made_before_new_columns_gains_them_on_open(lake_path: Path, ext_dir: Path) -> None:
+    old_schema = pa.schema([f for f in PLATE_READS if f.name not in {"passage_id", "candidates"}])
+    with Lake.open(lake_path, extension_dir=ext_dir) as lake:
+        lake.con.execute("DROP TABLE lake.plate_reads")
+        lake.con.execute(create_table_sql("plate_reads", old_schema))
+    with Lake.open(lake_path, extension_dir=ext_dir) as lake:
+        columns = [r[0] for r in lake.con.execute("DESCRIBE plate_reads").fetchall()]
+        # Added columns come last; rows are inserted BY NAME, so the order does not matter.
+        assert sorted(columns) == sorted(PLATE_READS.names)
+        assert columns[-2:] == ["passage_id", "candidates"]
+        lake.write_batch(
+            "plate_reads",
+            synthetic_reads(10),
+            consumer_group=GROUP,
+            topic=TOPIC,
+            next_offsets={0: 10},
+            expected={0: None},
+        )
+        stored = lake.con.execute(
+            "SELECT count(*), count(passage_id), min(source_offset) FROM plate_reads"
+        ).fetchone()
+        assert stored == (10, 10, 0)

@@ -47,7 +47,8 @@ def test_duckdb_type_maps_lake_types(arrow_type: pa.DataType, sql: str) -> None:
         pa.timestamp("us", tz="Europe/Oslo"),
         pa.timestamp("ns", tz="UTC"),
         pa.uint32(),
-        pa.list_(pa.string()),
+        pa.list_(pa.uint32()),
+        pa.struct([pa.field("x", pa.float16())]),
     ],
 )
 def test_duckdb_type_refuses_other_types(arrow_type: pa.DataType) -> None:
@@ -142,3 +143,9 @@ def test_offset_fenced_is_transient_and_carries_context() -> None:
     exc = OffsetFenced("anpr.plate-reads", 3, 100, 150)
     assert isinstance(exc, Transient)
     assert (exc.topic, exc.partition, exc.expected, exc.stored) == ("anpr.plate-reads", 3, 100, 150)
+
+
+def test_nested_candidates_type_maps_to_a_list_of_structs() -> None:
+    from pipeline.schemas import CANDIDATES
+
+    assert duckdb_type(CANDIDATES) == 'STRUCT("plate" VARCHAR, "confidence" REAL)[]'
