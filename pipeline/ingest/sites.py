@@ -60,7 +60,19 @@ _MAX_NAME = 64
 _MAX_VENDOR_CAMERA_ID = 64
 _SITE_KEYS: Final = frozenset({"id", "name", "kind", "neighbour", "lanes", "cameras"})
 _LANE_KEYS: Final = frozenset({"number", "direction"})
-_CAMERA_KEYS: Final = frozenset({"id", "lane", "position", "vendor", "vendor_camera_id"})
+_CAMERA_KEYS: Final = frozenset(
+    {"id", "lane", "position", "vendor", "vendor_camera_id"}
+    | {"entry_heading", "entry_motion", "date_order"}
+)
+DateOrder = Literal["DMY", "MDY", "YMD"]
+DATE_ORDERS: Final[tuple[DateOrder, ...]] = ("DMY", "MDY", "YMD")
+# The vendor's word for a vehicle's motion that means "entering Norway" is one of these.
+ENTRY_MOTIONS: Final[Mapping[str, tuple[str, str]]] = {
+    "hikvision": ("forward", "reverse"),
+    "genetec": ("approaching", "receding"),
+}
+# Vendors that report a travel heading in degrees.
+HEADING_VENDORS: Final = frozenset({"openalpr", "platerecognizer"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class Camera:
     position: Position
     vendor: Vendor = "canonical"
     vendor_camera_id: str | None = None
+    # How a vendor's own direction maps to entry/exit (else the lane's direction is used):
+    entry_heading: float | None = None  # degrees a vehicle entering Norway travels (0-360)
+    entry_motion: str | None = None  # vendor word meaning entry (see ENTRY_MOTIONS)
+    date_order: DateOrder | None = None  # Genetec exports: day/month order of DateUtc
 
 
 @dataclass(frozen=True)
@@ -260,7 +276,51 @@ def _parse_camera(where: str, site_id: str, lane_numbers: set[int], raw: object)
             where,
             f"vendor_camera_id must be a non-empty string of at most {_MAX_VENDOR_CAMERA_ID} chars",
         )
-    return Camera(camera_id, site_id, lane, position, vendor, vendor_camera_id)
+    return Camera(
+        camera_id,
+        site_id,
+        lane,
+        position,
+        vendor,
+        vendor_camera_id,
+        *_vendor_rules(where, vendor, raw),
+    )
+
+
+def _vendor_rules(
+    where: str, vendor: str, raw: dict[str, object]
+) -> tuple[float | None, str | None, DateOrder | None]:
+    """The optional per-camera keys that say how to read a vendor's direction and dates."""
+    heading = raw.get("entry_heading")
+    if heading is not None:
+        if vendor not in HEADING_VENDORS:
+            raise ConfigError(where, f"entry_heading is for {sorted(HEADING_VENDORS)} cameras")
+        if isinstance(heading, bool) or not isinstance(heading, int | float):
+            raise ConfigError(where, "entry_heading must be a number of degrees")
+        if not 0 <= heading <= 360:
+            raise ConfigError(where, "entry_heading must be within 0..360 degrees")
+    motion = raw.get("entry_motion")
+    if motion is not None and motion not in ENTRY_MOTIONS.get(vendor, ()):
+        allowed = ENTRY_MOTIONS.get(vendor)
+        raise ConfigError(
+            where,
+            f"entry_motion must be one of {allowed}"
+            if allowed
+            else f"entry_motion is not used by {vendor} cameras",
+        )
+    order = raw.get("date_order")
+    if order is not None:
+        if vendor != "genetec":
+            raise ConfigError(where, "date_order is only for genetec cameras")
+        order = _choice(where, "date_order", order, DATE_ORDERS)
+    elif vendor == "genetec":
+        # Genetec's date order follows the exporting locale; guessing would shift dates.
+        raise ConfigError(where, "genetec cameras need date_order (DMY, MDY or YMD)")
+    return (
+        None if heading is None else float(heading),
+        cast(str | None, motion),
+        cast(DateOrder | None, order),
+    )
 
 
 def _check_unique(path: Path, sites: tuple[Site, ...]) -> None:

@@ -206,6 +206,32 @@ _MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "no lanes": (lambda d: _site(d).update(lanes=[]), "lanes must be"),
     "no sites": (lambda d: d.update(sites=[]), "non-empty [[sites]]"),
     "unknown top-level key": (lambda d: d.update(version=2), "unknown top-level keys"),
+    "genetec without date order": (
+        lambda d: _camera(d).update(vendor="genetec", vendor_camera_id="g-1"),
+        "genetec cameras need date_order",
+    ),
+    "genetec with a made-up date order": (
+        lambda d: _camera(d).update(vendor="genetec", vendor_camera_id="g-1", date_order="DDD"),
+        "date_order must be one of",
+    ),
+    "date order on a canonical camera": (
+        lambda d: _camera(d).update(date_order="DMY"),
+        "only for genetec",
+    ),
+    "heading out of range": (
+        lambda d: _camera(d).update(vendor="openalpr", vendor_camera_id="1", entry_heading=400),
+        "within 0..360",
+    ),
+    "heading on a hikvision camera": (
+        lambda d: _camera(d).update(vendor="hikvision", vendor_camera_id="h", entry_heading=10),
+        "entry_heading is for",
+    ),
+    "wrong motion word for the vendor": (
+        lambda d: _camera(d).update(
+            vendor="hikvision", vendor_camera_id="h", entry_motion="approaching"
+        ),
+        "entry_motion must be one of",
+    ),
 }
 
 _FILE_LEVEL = {"no sites", "unknown top-level key"}
