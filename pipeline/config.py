@@ -139,6 +139,8 @@ class IngestSettings:
     batch_size: int = 20_000
     batch_timeout_s: float = 0.5
     max_message_bytes: int = 65_536
+    # Vendor payloads carry base64 image crops (dropped at ingest), so they may be larger.
+    vendor_max_message_bytes: int = 2 * 1024 * 1024
     future_tolerance_s: float = 300.0
     dedup_window_h: float = 24.0
     passage_window_s: float = 30.0  # reads of one plate at one site this close: one passage
@@ -336,5 +338,9 @@ def _check(settings: Settings) -> None:
         raise ConfigError("ingest.max_message_bytes", "must be within 1 KiB..16 MiB")
     if not 1.0 <= ingest.passage_window_s <= 600.0:
         raise ConfigError("ingest.passage_window_s", "must be within 1..600 seconds")
+    if not ingest.max_message_bytes <= ingest.vendor_max_message_bytes <= 16 * 1024 * 1024:
+        raise ConfigError(
+            "ingest.vendor_max_message_bytes", "must be within max_message_bytes..16 MiB"
+        )
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")

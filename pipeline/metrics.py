@@ -61,6 +61,12 @@ class IngestMetrics:
             ["topic", "format"],
             registry=registry,
         )
+        self.extra_reads = Counter(
+            "anpr_extra_reads_total",
+            "Reads beyond the first carried by one vendor payload (several vehicles in view).",
+            ["format"],
+            registry=registry,
+        )
         self.rows_written = Counter(
             "anpr_rows_written_total",
             "Rows committed to a lake table.",

@@ -8,6 +8,7 @@ therefore replays the topic from the beginning, which is also how a lake is rebu
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import threading
@@ -23,9 +24,10 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from pipeline.config import Settings, add_months
-from pipeline.ingest.decode import DecodeLimits, DecodeResult, decode_plate_reads
+from pipeline.ingest.decode import DecodeLimits, DecodeResult
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
+from pipeline.ingest.formats import BatchDecoded, decode_batch
 from pipeline.ingest.passages import Assigned, PassageGrouper
 from pipeline.ingest.sites import SiteRegistry
 from pipeline.lake.catalog import Lake, OffsetFenced
@@ -73,9 +75,14 @@ class RunLimits:
 
 @dataclass
 class IngestTotals:
-    """What one run did; consumed = written + rejected + expired + duplicates."""
+    """What one run did, in messages and reads.
+
+    A vendor payload may carry several reads; the ones beyond the first are ``extra_reads``, so
+    consumed + extra_reads = written + rejected + expired + duplicates.
+    """
 
     consumed: int = 0
+    extra_reads: int = 0
     written: int = 0
     rejected: int = 0
     expired: int = 0
@@ -84,7 +91,8 @@ class IngestTotals:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def reconciles(self) -> bool:
-        return self.consumed == self.written + self.rejected + self.expired + self.duplicates
+        reads = self.consumed + self.extra_reads
+        return reads == self.written + self.rejected + self.expired + self.duplicates
 
 
 class PlateIngestor:
@@ -250,17 +258,21 @@ class PlateIngestor:
         started = time.monotonic()
         now = self._clock()
         values = [m.value() for m in messages]
+        content_types = [_content_type(m.headers()) for m in messages]
         partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
 
         # 1. decode, validate, deduplicate
-        result = decode_plate_reads(
+        batch = decode_batch(
             values,
+            content_types,
             registry=self._registry,
             now=now,
             retention_cutoff=retention_cutoff(now, self._settings.retention.months),
             limits=self._limits,
+            vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
         )
+        result = batch.result
         kept, passage_ids, remember = self._repeats_and_passages(result.table, partitions)
         rows = self._lake_rows(kept, passage_ids, partitions, offsets, now)
         duplicates = len(result.table) - len(kept)
@@ -297,7 +309,7 @@ class PlateIngestor:
         # 4. remember and count
         for step in remember:
             step()
-        self._count(result, rows, duplicates, len(messages), started, committed)
+        self._count(batch, rows, duplicates, started, committed)
 
         # 5. informative Kafka commit (lag monitoring)
         self._commit_to_kafka(next_offsets)
@@ -372,18 +384,20 @@ class PlateIngestor:
 
     def _count(
         self,
-        result: DecodeResult,
+        batch: BatchDecoded,
         rows: pa.Table,
         duplicates: int,
-        consumed: int,
         started: float,
         committed: float,
     ) -> None:
-        m, t = self._metrics, self.totals
-        m.consumed.labels(topic=self._topic, format="canonical").inc(consumed)
+        m, t, result = self._metrics, self.totals, batch.result
+        for fmt, n in collections.Counter(batch.formats).items():
+            m.consumed.labels(topic=self._topic, format=fmt).inc(n)
+        for fmt, n in batch.extra_by_format.items():
+            m.extra_reads.labels(format=fmt).inc(n)
         m.rows_written.labels(table=TABLE).inc(len(rows))
         for reject in result.rejected:
-            m.rejected.labels(reason=reject.reason.value, format="canonical").inc()
+            m.rejected.labels(reason=reject.reason.value, format=batch.formats[reject.index]).inc()
             t.rejected_by_reason[reject.reason.value] = (
                 t.rejected_by_reason.get(reject.reason.value, 0) + 1
             )
@@ -394,7 +408,8 @@ class PlateIngestor:
             captured_s = pc.cast(rows["captured_at"], pa.int64()).to_numpy() / 1e6
             m.freshness.observe_many(committed - captured_s)
         m.last_commit.set(committed)
-        t.consumed += consumed
+        t.consumed += len(batch.formats)
+        t.extra_reads += batch.extra_reads
         t.written += len(rows)
         t.rejected += len(result.rejected)
         t.expired += len(result.expired)
@@ -429,6 +444,13 @@ class PlateIngestor:
             except KafkaException:
                 # Not ours any more: the revoke callback will forget it.
                 self._positions.pop(partition, None)
+
+
+def _content_type(headers: list[tuple[str, bytes | None]] | None) -> str | None:
+    for name, value in headers or ():
+        if name.lower() == "content-type" and value is not None:
+            return value.decode("latin-1")
+    return None
 
 
 def _is_error(message: Any) -> bool:

@@ -18,6 +18,10 @@ class Reason(StrEnum):
     """Not exactly one JSON object in UTF-8: bad syntax, array or scalar, two documents,
     trailing bytes, a byte-order mark, NaN/Infinity literals, nesting too deep."""
 
+    MALFORMED_XML = "malformed_xml"
+    """A vendor XML payload (Hikvision) that is not well-formed, or carries a DTD, entities or
+    external references (refused, never expanded)."""
+
     SCHEMA_VIOLATION = "schema_violation"
     """A well-formed object that breaks ``plate_read/1``: missing field, wrong JSON type,
     string too long, value outside its range, time without an offset."""

@@ -358,8 +358,7 @@ def _parse_json(value: bytes) -> dict[str, object]:
 
 
 def _parse_xml(value: bytes) -> Element:
-    # There is no XML reason code; the DLQ reason says "not a readable document" either way.
-    malformed = Reason.MALFORMED_JSON
+    malformed = Reason.MALFORMED_XML
     try:
         root: Element = safe_xml.fromstring(
             value, forbid_dtd=True, forbid_entities=True, forbid_external=True

@@ -770,11 +770,11 @@ EXTERNAL_DTD = b"""<?xml version="1.0"?>
 <EventNotificationAlert><eventType>ANPR</eventType></EventNotificationAlert>"""
 
 HIKVISION_BROKEN: list[tuple[str, bytes, Reason, str]] = [
-    ("billion laughs", BILLION_LAUGHS, Reason.MALFORMED_JSON, "DTD"),
-    ("external entity", EXTERNAL_ENTITY, Reason.MALFORMED_JSON, "DTD"),
-    ("external DTD", EXTERNAL_DTD, Reason.MALFORMED_JSON, "DTD"),
-    ("not well-formed", hikvision()[:-40], Reason.MALFORMED_JSON, "not well-formed"),
-    ("unknown encoding", b'<?xml version="1.0" encoding="x-none"?><a/>', Reason.MALFORMED_JSON, ""),
+    ("billion laughs", BILLION_LAUGHS, Reason.MALFORMED_XML, "DTD"),
+    ("external entity", EXTERNAL_ENTITY, Reason.MALFORMED_XML, "DTD"),
+    ("external DTD", EXTERNAL_DTD, Reason.MALFORMED_XML, "DTD"),
+    ("not well-formed", hikvision()[:-40], Reason.MALFORMED_XML, "not well-formed"),
+    ("unknown encoding", b'<?xml version="1.0" encoding="x-none"?><a/>', Reason.MALFORMED_XML, ""),
     ("heartbeat", hikvision(event_type="videoloss"), UNSUPPORTED, "eventType"),
     ("other root", b"<ResponseStatus><code>1</code></ResponseStatus>", UNSUPPORTED, "root"),
     ("unknown device", hikvision(device="HK-NOWHERE"), Reason.UNKNOWN_SITE, "registry"),
@@ -810,7 +810,7 @@ def test_entities_are_refused_not_expanded(registry: SiteRegistry) -> None:
     )
     bomb = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">' + deep + b"]><a>&l9;</a>"
     reason, _ = one_reject(bomb, "hikvision", registry)
-    assert reason is Reason.MALFORMED_JSON
+    assert reason is Reason.MALFORMED_XML
 
 
 GENETEC_BROKEN: list[tuple[str, Mutation, Reason, str]] = [

@@ -1,0 +1,195 @@
+"""Decode a polled batch whatever the cameras sent: canonical reads and vendor payloads.
+
+Pure, like :mod:`pipeline.ingest.decode`. Each message's format is recognised by its shape
+(:func:`pipeline.ingest.vendors.detect_format`, a few byte checks, with the ``content-type``
+header as a hint). Then:
+
+- **canonical** ``plate_read/1`` messages go through the vectorised decoder in one piece;
+- **vendor payloads** are mapped to canonical reads (images dropped, candidates kept), and those
+  reads go through the *same* decoder, so there is one implementation of the validation rules.
+
+A vendor payload is all or nothing: if any read in it is rejected, the whole message goes to
+the DLQ with that reason (one message, one DLQ record, original bytes). A payload carrying
+several reads (Plate Recognizer sends one result per vehicle in view) yields several rows; the
+reads beyond the first are counted in ``extra_reads`` so that the counters reconcile:
+
+    consumed messages + extra_reads = stored + rejected + expired + duplicates
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.ingest.decode import DecodeLimits, DecodeResult, Rejected, decode_plate_reads
+from pipeline.ingest.reasons import Reason
+from pipeline.ingest.sites import SiteRegistry
+from pipeline.ingest.vendors import detect_format, map_vendor
+from pipeline.schemas import CANDIDATES
+
+CANONICAL = "canonical"
+# Keys the mappers add beside the plate_read/1 fields; they are carried separately.
+_SIDE_KEYS = ("candidates", "source_format", "retransmission")
+
+
+@dataclass(frozen=True)
+class BatchDecoded:
+    """A batch decoded message by message; rows carry ``source_format`` and ``candidates``."""
+
+    # table: DECODED_PLATE_READS + candidates + msg_index. ``expired`` lists a message once per
+    # expired read, so a multi-read payload may appear more than once.
+    result: DecodeResult
+    formats: list[str]  # detected format of every input message
+    extra_reads: int = 0
+    extra_by_format: dict[str, int] = field(default_factory=dict)
+
+
+def decode_batch(
+    values: Sequence[bytes | None],
+    content_types: Sequence[str | None],
+    *,
+    registry: SiteRegistry,
+    now: datetime,
+    retention_cutoff: datetime,
+    limits: DecodeLimits,
+    vendor_max_bytes: int,
+) -> BatchDecoded:
+    """Decode every message of a batch; see the module docstring."""
+    formats = [
+        detect_format(v, ct) if v else CANONICAL
+        for v, ct in zip(values, content_types, strict=True)
+    ]
+    canonical = [i for i, f in enumerate(formats) if f == CANONICAL]
+    if len(canonical) == len(values):  # the common case: nothing to split or merge
+        result = decode_plate_reads(
+            values, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
+        )
+        table = _with_candidates(result.table, None)
+        return BatchDecoded(DecodeResult(table, result.rejected, result.expired), formats)
+
+    parts: list[DecodeResult] = []
+    if canonical:
+        decoded = decode_plate_reads(
+            [values[i] for i in canonical],
+            registry=registry,
+            now=now,
+            retention_cutoff=retention_cutoff,
+            limits=limits,
+        )
+        parts.append(_reindexed(_with_candidates(decoded.table, None), decoded, canonical))
+
+    vendor = _decode_vendor(
+        values, formats, registry, now, retention_cutoff, limits, vendor_max_bytes
+    )
+    parts.append(vendor.result)
+    merged = DecodeResult(
+        table=pa.concat_tables([p.table for p in parts]),
+        rejected=sorted((r for p in parts for r in p.rejected), key=lambda r: r.index),
+        expired=sorted(i for p in parts for i in p.expired),
+    )
+    return BatchDecoded(merged, formats, vendor.extra_reads, vendor.extra_by_format)
+
+
+def _decode_vendor(
+    values: Sequence[bytes | None],
+    formats: list[str],
+    registry: SiteRegistry,
+    now: datetime,
+    retention_cutoff: datetime,
+    limits: DecodeLimits,
+    vendor_max_bytes: int,
+) -> BatchDecoded:
+    rejected: list[Rejected] = []
+    docs: list[bytes] = []
+    owner: list[int] = []  # message index of each mapped read
+    candidates: list[object] = []
+    doc_format: list[str] = []
+    for i, fmt in enumerate(formats):
+        if fmt == CANONICAL:
+            continue
+        value = values[i] or b""
+        if len(value) > vendor_max_bytes:
+            rejected.append(Rejected(i, Reason.OVERSIZED, f"longer than {vendor_max_bytes} bytes"))
+            continue
+        reads, rejects = map_vendor(value, fmt, registry)
+        if rejects:
+            reason, detail = rejects[0]
+            rejected.append(Rejected(i, reason, f"{fmt}: {detail}"))
+            continue
+        for read in reads:
+            candidates.append(read.get("candidates"))
+            doc_format.append(fmt)
+            owner.append(i)
+            docs.append(json.dumps({k: v for k, v in read.items() if k not in _SIDE_KEYS}).encode())
+    if not docs:
+        empty = _with_candidates(
+            decode_plate_reads(
+                [], registry=registry, now=now, retention_cutoff=retention_cutoff
+            ).table,
+            None,
+        )
+        return BatchDecoded(DecodeResult(empty, rejected, []), formats)
+
+    decoded = decode_plate_reads(
+        docs, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
+    )
+    owners = np.asarray(owner, dtype=np.int64)
+    # All or nothing per message: the first rejected read rejects its whole payload.
+    failed: dict[int, Rejected] = {}
+    for r in decoded.rejected:
+        message = int(owners[r.index])
+        failed.setdefault(message, Rejected(message, r.reason, f"{formats[message]}: {r.detail}"))
+    rejected.extend(failed.values())
+
+    table = _with_candidates(decoded.table, pa.array(candidates, CANDIDATES))
+    rows_owner = owners[table["msg_index"].to_numpy()]
+    keep = ~np.isin(rows_owner, np.fromiter(failed, np.int64, len(failed)))
+    table = table.filter(pa.array(keep))
+    kept_owner = rows_owner[keep]
+    formats_of_rows = pa.array(np.asarray(doc_format, dtype=object)[table["msg_index"].to_numpy()])
+    table = table.set_column(
+        table.schema.get_field_index("source_format"), "source_format", formats_of_rows
+    )
+    table = table.set_column(
+        table.schema.get_field_index("msg_index"), "msg_index", pa.array(kept_owner, pa.int32())
+    )
+    # Expired reads are counted one by one (a message index repeats for each of its reads).
+    expired_reads = sorted(int(owners[e]) for e in decoded.expired if int(owners[e]) not in failed)
+    reads_per_message = np.bincount(owners, minlength=len(values))
+    extra_by_format: dict[str, int] = {}
+    for index in np.flatnonzero(reads_per_message > 1).tolist():
+        if index not in failed:
+            fmt = formats[index]
+            extra_by_format[fmt] = extra_by_format.get(fmt, 0) + int(reads_per_message[index]) - 1
+    return BatchDecoded(
+        DecodeResult(table, rejected, expired_reads),
+        formats,
+        sum(extra_by_format.values()),
+        extra_by_format,
+    )
+
+
+def _with_candidates(table: pa.Table, candidates: pa.Array | None) -> pa.Table:
+    """Insert the ``candidates`` column before ``msg_index`` (null for canonical reads)."""
+    if candidates is None:
+        column = pa.nulls(len(table), CANDIDATES)
+    else:
+        column = candidates.take(table["msg_index"]) if len(table) else candidates.slice(0, 0)
+    return table.add_column(table.schema.get_field_index("msg_index"), "candidates", column)
+
+
+def _reindexed(table: pa.Table, result: DecodeResult, positions: list[int]) -> DecodeResult:
+    """A sub-batch's result with indices mapped back to positions in the whole batch."""
+    where = np.asarray(positions, dtype=np.int64)
+    msg = pc.cast(pa.array(where[table["msg_index"].to_numpy()]), pa.int32())
+    return DecodeResult(
+        table.set_column(table.schema.get_field_index("msg_index"), "msg_index", msg),
+        [Rejected(positions[r.index], r.reason, r.detail) for r in result.rejected],
+        [positions[e] for e in result.expired],
+    )
