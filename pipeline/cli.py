@@ -291,6 +291,23 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     plates.add_argument(
         "--passages-per-hour", type=float, default=1500.0, help="mean traffic over all sites"
     )
+    plates.add_argument(
+        "--formats",
+        type=_formats,
+        default=("canonical",),
+        help="comma-separated camera formats that send: canonical, openalpr, "
+        "platerecognizer, hikvision, genetec (cameras registered with each)",
+    )
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from pipeline.ingest.sites import VENDORS
+
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [f for f in chosen if f not in VENDORS]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(f"formats must be among {', '.join(VENDORS)}")
+    return chosen
 
 
 def _utc_time(text: str) -> datetime:
@@ -327,6 +344,7 @@ def _simulate_plates(args: argparse.Namespace, settings: Settings) -> int:
             bad_ratio=args.bad_ratio,
             seed=args.seed,
             passages_per_hour=args.passages_per_hour,
+            formats=args.formats,
             progress=advance,
         )
     print(

@@ -21,7 +21,7 @@ from rich.table import Table
 from pipeline.config import Settings
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.ingest.sites import VENDORS, SiteRegistry
 from pipeline.kafka import local
 from pipeline.kafka.admin import create_topics
 from pipeline.kafka.clients import make_consumer, make_producer
@@ -100,7 +100,7 @@ def _progress(console: Console) -> Progress:
 def _simulate(
     settings: Settings, registry: SiteRegistry, options: DemoOptions, console: Console
 ) -> None:
-    console.rule("[bold]2. Cameras: simulated traffic of the last days")
+    console.rule("[bold]2. Cameras: simulated traffic of the last days, in five formats")
     with _progress(console) as progress:
         task = progress.add_task("camera reads sent", total=options.reads)
         summary = simulate_plates(
@@ -110,6 +110,7 @@ def _simulate(
             count=options.reads,
             bad_ratio=options.bad_ratio,
             seed=int(datetime.now(UTC).timestamp()),
+            formats=VENDORS,  # every camera sends what its own software sends
             progress=lambda done: progress.update(task, completed=done),
         )
     console.print(

@@ -27,13 +27,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest.decode import DecodeLimits, DecodeResult, Rejected, decode_plate_reads
+from pipeline.ingest.decode import (
+    DECODE_OUTPUT_SCHEMA,
+    DecodeLimits,
+    DecodeResult,
+    Rejected,
+    decode_plate_reads,
+)
 from pipeline.ingest.reasons import Reason
 from pipeline.ingest.sites import SiteRegistry
 from pipeline.ingest.vendors import detect_format, map_vendor
 from pipeline.schemas import CANDIDATES
 
 CANONICAL = "canonical"
+# Output rows: the decoder's columns, then candidates, then the input position.
+OUTPUT_SCHEMA = DECODE_OUTPUT_SCHEMA.insert(
+    DECODE_OUTPUT_SCHEMA.get_field_index("msg_index"), pa.field("candidates", CANDIDATES)
+)
 # Keys the mappers add beside the plate_read/1 fields; they are carried separately.
 _SIDE_KEYS = ("candidates", "source_format", "retransmission")
 
@@ -89,7 +99,7 @@ def decode_batch(
     )
     parts.append(vendor.result)
     merged = DecodeResult(
-        table=pa.concat_tables([p.table for p in parts]),
+        table=pa.concat_tables([_conform(p.table) for p in parts]),
         rejected=sorted((r for p in parts for r in p.rejected), key=lambda r: r.index),
         expired=sorted(i for p in parts for i in p.expired),
     )
@@ -173,6 +183,11 @@ def _decode_vendor(
         sum(extra_by_format.values()),
         extra_by_format,
     )
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """The same columns under :data:`OUTPUT_SCHEMA` (set_column loses nullability flags)."""
+    return pa.Table.from_arrays(table.columns, schema=OUTPUT_SCHEMA)
 
 
 def _with_candidates(table: pa.Table, candidates: pa.Array | None) -> pa.Table:

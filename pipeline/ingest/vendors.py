@@ -899,7 +899,7 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
         vehicle = result.get("vehicle")
         return _canonical(
             target,
-            event_id=_platerecognizer_id(camera_key, str(stamp), i),
+            event_id=platerecognizer_event_id(camera_key, str(stamp), i),
             direction=target.rule.by_heading(_heading(result.get("direction"), "direction")),
             captured_at=captured_at,
             plate=_plate(_required(result, "plate"), "results.plate"),
@@ -919,7 +919,7 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
     return [_attempt(partial(build, i, result)) for i, result in enumerate(results)]
 
 
-def _platerecognizer_id(camera_key: str, timestamp: str, index: int) -> str:
+def platerecognizer_event_id(camera_key: str, timestamp: str, index: int) -> str:
     # No id in the payload: derive one from what a re-sent webhook repeats, never the plate.
     digest = hashlib.blake2b(
         f"{camera_key}\x00{timestamp}\x00{index}".encode(), digest_size=16

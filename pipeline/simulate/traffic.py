@@ -22,7 +22,7 @@ import json
 import math
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -95,13 +95,15 @@ class Vehicle:
     vehicle_class: str
 
 
-def lanes_of(registry: SiteRegistry) -> list[Lane]:
-    """Every lane of every site with the (canonical-format) cameras that read it."""
+def lanes_of(
+    registry: SiteRegistry, vendors: frozenset[str] = frozenset({"canonical"})
+) -> list[Lane]:
+    """Every lane of every site with the cameras of ``vendors`` that read it."""
     lanes = []
     for site in registry.sites:
         for lane in site.lanes:
             cameras = tuple(
-                c.id for c in site.cameras if c.lane == lane.number and c.vendor == "canonical"
+                c.id for c in site.cameras if c.lane == lane.number and c.vendor in vendors
             )
             if cameras:
                 lanes.append(
@@ -120,11 +122,13 @@ class TrafficModel:
         seed: int = 1,
         passages_per_hour: float = 1500.0,
         retransmit_ratio: float = 0.002,
+        formats: Iterable[str] = ("canonical",),
     ) -> None:
         self._rng = random.Random(seed)
-        lanes = lanes_of(registry)
+        vendors = frozenset(formats)
+        lanes = lanes_of(registry, vendors)
         if not lanes:
-            raise ValueError("the site registry has no lane with a canonical-format camera")
+            raise ValueError(f"the site registry has no lane with a camera of {sorted(vendors)}")
         self._by_site: dict[tuple[str, str], list[Lane]] = {}
         for lane in lanes:
             self._by_site.setdefault((lane.site_id, lane.direction), []).append(lane)
