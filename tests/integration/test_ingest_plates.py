@@ -30,7 +30,7 @@ from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.passages import PassageGrouper
 from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.lake.catalog import Lake
@@ -38,6 +38,7 @@ from pipeline.metrics import IngestMetrics
 from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel, encode
+from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -517,3 +518,97 @@ def test_dlq_on_a_cluster_with_smaller_messages_gets_a_cut_record(
     assert int(headers["anpr-original-size"]) == len(big)
     assert big.startswith(record.value())
     assert base.topics.dlq == "anpr.dlq"
+
+
+def test_mixed_vendor_stream_lands_exactly(pipeline_env: Env) -> None:
+    registry = pipeline_env.registry
+    model = TrafficModel(registry, seed=17, formats=VENDORS, retransmit_ratio=0.0)
+    reads = model.reads(model.start_for(600, datetime.now(UTC)))
+    rng = random.Random(17)
+    messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    expected_ids: set[str] = set()
+    formats_sent: Counter[str] = Counter()
+    hikvision: tuple[dict[str, object], Any] | None = None
+    for _ in range(600):
+        read = next(reads)
+        camera = registry.camera(str(read["camera_id"]))
+        assert camera is not None
+        key = str(read["site_id"]).encode()
+        if camera.vendor == "canonical":
+            messages.append((key, encode(read)[1], []))
+            expected_ids.add(str(read["event_id"]))
+        else:
+            value, content_type = encode_vendor(read, camera, rng)
+            messages.append((key, value, [("content-type", content_type.encode())]))
+            expected_ids.add(mapped_event_id(read, camera))
+            if camera.vendor == "hikvision" and hikvision is None:
+                hikvision = (read, camera)
+        formats_sent[camera.vendor] += 1
+    assert set(formats_sent) == set(VENDORS)
+    # Repeats: ten messages sent again as they were; one Hikvision retransmission.
+    repeats = messages[50:60]
+    assert hikvision is not None
+    retransmitted, _ = encode_vendor(hikvision[0], hikvision[1], rng, retransmission=True)
+    assert b"<isDataRetransmission>true" in retransmitted
+    # Unknown cameras: a Hikvision device and an OpenALPR camera nobody registered.
+    unknown_hik = retransmitted.replace(
+        str(hikvision[1].vendor_camera_id).encode(), b"HK-NOT-REGISTERED"
+    )
+    extra = [
+        *repeats,
+        (b"NO-SVINESUND", retransmitted, [("content-type", b"application/xml")]),
+        (b"NO-SVINESUND", unknown_hik, [("content-type", b"application/xml")]),
+    ]
+    openalpr = next(m for m in messages if m[1] and b'"alpr_group"' in m[1])
+    doc = json.loads(openalpr[1].lstrip(b"\xef\xbb\xbf"))  # type: ignore[union-attr]
+    doc["camera_id"] = 999999
+    extra.append((b"NO-SVINESUND", json.dumps(doc).encode(), []))
+
+    producer = Producer({"bootstrap.servers": pipeline_env.settings.kafka.bootstrap_servers})
+    for key, value, headers in messages + extra:
+        producer.produce(
+            pipeline_env.settings.topics.plate_reads, key=key, value=value, headers=headers
+        )
+    assert producer.flush(30) == 0
+
+    totals, metrics = run_ingest(pipeline_env)
+
+    assert totals.consumed == len(messages) + len(extra)
+    assert totals.duplicates == 11  # ten repeats and the retransmission
+    assert totals.rejected == 2
+    assert totals.reconciles()
+    assert set(stored_ids(pipeline_env)) == expected_ids
+    assert max(stored_ids(pipeline_env).values()) == 1
+    stored_formats = dict(
+        lake_rows(pipeline_env, "SELECT source_format, count(*) FROM plate_reads GROUP BY 1")
+    )
+    assert stored_formats == {
+        "canonical": formats_sent["canonical"],
+        "openalpr_group": formats_sent["openalpr"],
+        "platerecognizer": formats_sent["platerecognizer"],
+        "hikvision": formats_sent["hikvision"],
+        "genetec": formats_sent["genetec"],
+    }
+    # Passages: front and rear reads of a vehicle share one id, whatever their formats.
+    with Lake.open(pipeline_env.lake_path, read_only=True) as lake:
+        stored = lake.query_arrow(
+            "SELECT site_id, direction, plate, captured_at, passage_id FROM plate_reads"
+        )
+    assert PassageGrouper().assign(stored).ids.to_pylist() == stored["passage_id"].to_pylist()
+    assert len(set(stored["passage_id"].to_pylist())) < len(stored)
+    records = read_dlq(pipeline_env, 2)
+    assert sorted(dict(r.headers())["anpr-reason"].decode() for r in records) == [
+        "unknown_site",
+        "unknown_site",
+    ]
+    topic = pipeline_env.settings.topics.plate_reads
+    repeated_xml = sum(1 for _, value, _ in repeats if value and value.startswith(b"<"))
+    assert sample(metrics, "anpr_messages_consumed_total", topic=topic, format="hikvision") == (
+        formats_sent["hikvision"] + repeated_xml + 2
+    )
+    assert (
+        sample(
+            metrics, "anpr_messages_rejected_total", reason="unknown_site", format="openalpr_group"
+        )
+        == 1
+    )
