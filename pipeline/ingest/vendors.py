@@ -199,7 +199,7 @@ class VendorRegistry(Protocol):
 # -- format detection --------------------------------------------------------------------------
 
 _BOM: Final = b"\xef\xbb\xbf"
-_CANONICAL_PREFIX: Final = b'{"schema":"plate_read/1"'
+CANONICAL_PREFIX: Final = b'{"schema":"plate_read/1"'
 _JSON_TYPES: Final = frozenset({"application/json", "text/json"})
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
 # Keys and values, not bare words: a plate or filename holding "hook" must not match. Vendor
@@ -231,7 +231,7 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     any other media type such as ``multipart/form-data``).
     """
     media = _media_type(content_type)
-    if media == CANONICAL_CONTENT_TYPE or value.startswith(_CANONICAL_PREFIX):
+    if media == CANONICAL_CONTENT_TYPE or value.startswith(CANONICAL_PREFIX):
         return "canonical"
     start = len(_BOM) if value.startswith(_BOM) else 0
     first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]

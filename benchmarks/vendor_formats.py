@@ -1,0 +1,140 @@
+"""Decode speed per camera format, and the cost of format detection for canonical input.
+
+In one run, in process (no Kafka, no lake: this measures decoding only), on batches of the
+same size as ingest uses:
+
+- ``canonical via decode_plate_reads``: the decoder alone (the hot path before vendor formats);
+- ``canonical via decode_batch``: the same bytes through format detection and dispatch (the hot
+  path now); their ratio is the regression the vendor support costs canonical input;
+- one row per vendor: payloads of that vendor's registered cameras through ``decode_batch``.
+
+Prints events/s (median of ``--repeats`` runs) and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from pipeline.ingest.decode import DecodeLimits, decode_plate_reads
+from pipeline.ingest.formats import decode_batch
+from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
+from pipeline.simulate.traffic import TrafficModel, encode
+from pipeline.simulate.vendor_payloads import encode_vendor
+
+NOW = datetime.now(UTC)
+CUTOFF = NOW - timedelta(days=180)
+
+
+def payloads(
+    registry: SiteRegistry, vendor: str, count: int
+) -> tuple[list[bytes], list[str | None]]:
+    model = TrafficModel(registry, seed=5, formats=(vendor,), retransmit_ratio=0.0)
+    reads = model.reads(model.start_for(count, NOW))
+    rng = random.Random(5)
+    values: list[bytes] = []
+    types: list[str | None] = []
+    for _ in range(count):
+        read = next(reads)
+        camera = registry.camera(str(read["camera_id"]))
+        assert camera is not None
+        if vendor == "canonical":
+            values.append(encode(read)[1])
+            types.append(None)
+        else:
+            value, content_type = encode_vendor(read, camera, rng)
+            values.append(value)
+            types.append(content_type)
+    return values, types
+
+
+def one_pass(
+    decode: Callable[[list[bytes], list[str | None]], int],
+    values: list[bytes],
+    types: list[str | None],
+    batch: int,
+) -> float:
+    """Events/s of one pass over ``values`` in batches."""
+    started = time.perf_counter()
+    stored = 0
+    for s in range(0, len(values), batch):
+        stored += decode(values[s : s + batch], types[s : s + batch])
+    elapsed = time.perf_counter() - started
+    if stored != len(values):
+        raise SystemExit(f"only {stored} of {len(values)} decoded: the benchmark is broken")
+    return len(values) / elapsed
+
+
+def interleaved(
+    decoders: list[Callable[[list[bytes], list[str | None]], int]],
+    values: list[bytes],
+    types: list[str | None],
+    batch: int,
+    repeats: int,
+) -> list[float]:
+    """Median events/s of each decoder, run in turn (ABAB...) so load swings hit them alike."""
+    runs: list[list[float]] = [[] for _ in decoders]
+    for _ in range(repeats):
+        for i, decode in enumerate(decoders):
+            runs[i].append(one_pass(decode, values, types, batch))
+    return [statistics.median(r) for r in runs]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=100_000, help="messages per format")
+    parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="20k messages, 3 repeats")
+    args, _ = parser.parse_known_args()
+    count, repeats = (20_000, 3) if args.quick else (args.count, args.repeats)
+    registry = load_registry(DEFAULT_REGISTRY)
+    limits = DecodeLimits()
+
+    def plain(values: list[bytes], types: list[str | None]) -> int:
+        result = decode_plate_reads(values, registry=registry, now=NOW, retention_cutoff=CUTOFF)
+        return len(result.table)
+
+    def dispatched(values: list[bytes], types: list[str | None]) -> int:
+        batch = decode_batch(
+            values,
+            types,
+            registry=registry,
+            now=NOW,
+            retention_cutoff=CUTOFF,
+            limits=limits,
+            vendor_max_bytes=2 * 1024 * 1024,
+        )
+        return len(batch.result.table)
+
+    rows: list[tuple[str, float]] = []
+    values, types = payloads(registry, "canonical", count)
+    before, after = interleaved([plain, dispatched], values, types, args.batch, repeats)
+    rows += [
+        ("canonical via decode_plate_reads (before)", before),
+        ("canonical via decode_batch (now)", after),
+    ]
+    for vendor in VENDORS:
+        if vendor == "canonical":
+            continue
+        v_values, v_types = payloads(registry, vendor, count // 4)
+        [vendor_rate] = interleaved([dispatched], v_values, v_types, args.batch, repeats)
+        rows.append((f"{vendor} via decode_batch", vendor_rate))
+
+    print(
+        f"decode only, {count} messages per format, batches of {args.batch}, "
+        f"median of {repeats} runs"
+    )
+    print(f"{'format':45} {'events/s':>12} {'vs canonical now':>18}")
+    for label, value in rows:
+        print(f"{label:45} {value:12,.0f} {value / after:18.3f}")
+    print(f"canonical regression from format detection: now/before = {after / before:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
