@@ -167,7 +167,7 @@ def _summary(settings: Settings, totals: IngestTotals, console: Console) -> None
             "min(captured_at) AS first, max(captured_at) AS last "
             "FROM plate_reads GROUP BY site_id ORDER BY reads DESC"
         )
-    table = Table(*per_site.column_names, title=f"lake {settings.lake.path}: plate_reads")
+    table = Table(*per_site.column_names, title=f"plate_reads in {settings.lake.path}")
     for row in per_site.to_pylist():
         table.add_row(*(str(v)[:19] for v in row.values()))
     console.print(table)
