@@ -409,9 +409,7 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from pipeline.ingest.dlq import DeadLetters
     from pipeline.ingest.loop import PlateIngestor, RunLimits
-    from pipeline.kafka.clients import make_consumer
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve
 
@@ -420,14 +418,7 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
     metrics = IngestMetrics(metrics_registry)
     serve(metrics_registry, settings.ingest.metrics_port)
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor(
-            settings,
-            consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters.create(settings),
-            lake=lake,
-            registry=registry,
-            metrics=metrics,
-        )
+        ingestor = PlateIngestor.connect(settings, lake=lake, registry=registry, metrics=metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())
         totals = ingestor.run(RunLimits(args.until_idle, args.max_messages))

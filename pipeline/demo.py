@@ -19,12 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.config import Settings
-from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.sites import VENDORS, SiteRegistry
 from pipeline.kafka import local
 from pipeline.kafka.admin import create_topics
-from pipeline.kafka.clients import make_consumer, make_producer
+from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.simulate.produce import simulate_plates
@@ -125,13 +124,8 @@ def _ingest(
     console.rule("[bold]3. Ingest: validate, deduplicate, write the lake")
     with Lake.open(settings.lake.path) as lake, _progress(console) as progress:
         task = progress.add_task("messages ingested", total=options.reads)
-        ingestor = PlateIngestor(
-            settings,
-            consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters.create(settings),
-            lake=lake,
-            registry=registry,
-            metrics=IngestMetrics(CollectorRegistry()),
+        ingestor = PlateIngestor.connect(
+            settings, lake=lake, registry=registry, metrics=IngestMetrics(CollectorRegistry())
         )
         return ingestor.run(
             RunLimits(until_idle_s=5.0),

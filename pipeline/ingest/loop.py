@@ -30,6 +30,7 @@ from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.formats import BatchDecoded, decode_batch
 from pipeline.ingest.passages import Assigned, PassageGrouper
 from pipeline.ingest.sites import SiteRegistry
+from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
 from pipeline.schemas import PLATE_READS
@@ -132,6 +133,27 @@ class PlateIngestor:
         self._stop = threading.Event()
         self._assigned_at: float | None = None
         self.totals = IngestTotals()
+
+    @classmethod
+    def connect(
+        cls,
+        settings: Settings,
+        *,
+        lake: Lake,
+        registry: SiteRegistry,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> PlateIngestor:
+        """A worker on the configured cluster: its consumer group and dead-letter producer."""
+        return cls(
+            settings,
+            consumer=make_consumer(settings, settings.ingest.consumer_group),
+            dead_letters=DeadLetters.create(settings),
+            lake=lake,
+            registry=registry,
+            metrics=metrics,
+            clock=clock,
+        )
 
     # --- control ---------------------------------------------------------------------------
 

@@ -26,13 +26,12 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, load_settings
-from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.passages import PassageGrouper
 from pipeline.ingest.reasons import Reason
 from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
 from pipeline.kafka.admin import topic_plan
-from pipeline.kafka.clients import make_consumer, make_producer
+from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.simulate.hostile import VARIANTS
@@ -89,10 +88,8 @@ def run_ingest(
     settings = env.settings
     extra: dict[str, Any] = {} if clock is None else {"clock": clock}
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor(
+        ingestor = PlateIngestor.connect(
             settings,
-            consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters.create(settings),
             lake=lake,
             registry=env.registry,
             metrics=IngestMetrics(metrics_registry),
