@@ -1,0 +1,1 @@
+"""Benchmarks: programs that compare the pipeline against baselines in the same run."""
