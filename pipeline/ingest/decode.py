@@ -110,7 +110,12 @@ _MAX_SEGMENT_BYTES: Final = 1 << 30
 # Arrow's JSON block size; a block must hold the longest value (the caller ensures that).
 _BLOCK_BYTES: Final = 1 << 20
 # Bytes that send a value to the slow path; see step 1 of the module docstring.
-_SLOW_NEEDLES: Final = (b"\n", b"\r", b"\x00")
+# Values that cannot be newline-joined, plus the commonest wrong-type shapes from faulty
+# producers (a lane sent as text or a boolean): Arrow's explicit-schema read fails on those,
+# and each failure costs a re-read of the rest of the window; the slow path decides them at once.
+# (Inside a valid JSON string a bare quote cannot occur, so no valid value matches by accident
+# except through the slow path, which accepts it.)
+_SLOW_NEEDLES: Final = (b"\n", b"\r", b"\x00", b'"lane":"', b'"lane":t', b'"lane":f')
 # Non-finite literals Arrow's parser accepts and JSON does not: NaN, Inf, Infinity, signed.
 _LITERAL_NEEDLES: Final = (b"NaN", b"Inf")
 _ROW_HINT: Final = re.compile(r"in row (\d+)\s*$")

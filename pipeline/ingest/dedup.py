@@ -78,12 +78,18 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray) -> U64Array:
 
 
 class DedupWindow:
-    """Event ids stored recently, bucketed by capture hour; see the module docstring."""
+    """Event ids stored recently, bucketed by capture hour; see the module docstring.
+
+    Each hour holds a few sorted runs of hashes rather than one array: appending a batch must
+    not re-sort the whole hour (live traffic all lands in the current hour, and that re-sort
+    grew with every batch). Runs of similar length are merged, like a binary counter, so an
+    hour has O(log n) runs and each hash is merged O(log n) times.
+    """
 
     def __init__(self, window: timedelta, *, max_entries: int = 20_000_000) -> None:
         self._window_hours = max(1, int(window.total_seconds() // 3600))
         self._max_entries = max_entries
-        self._buckets: dict[int, U64Array] = {}  # hour → sorted unique hashes
+        self._buckets: dict[int, list[U64Array]] = {}  # hour → sorted runs of hashes
         self._entries = 0
         self._newest_hour: int | None = None
 
@@ -110,11 +116,12 @@ class DedupWindow:
         in_batch_first[first] = True
         keep &= in_batch_first
         for hour in np.unique(hours):
-            bucket = self._buckets.get(int(hour))
-            if bucket is None or not len(bucket):
+            runs = self._buckets.get(int(hour))
+            if not runs:
                 continue
             rows = np.flatnonzero(hours == hour)
-            keep[rows] &= ~_contains(bucket, hashes[rows])
+            for run in runs:
+                keep[rows] &= ~_contains(run, hashes[rows])
         return keep
 
     def remember(
@@ -126,12 +133,16 @@ class DedupWindow:
             return
         hours = _hours(captured_at)
         for hour in np.unique(hours):
-            key = int(hour)
-            new = hashes[hours == hour]
-            old = self._buckets.get(key)
-            merged = np.union1d(old, new) if old is not None else np.unique(new)
-            self._entries += len(merged) - (len(old) if old is not None else 0)
-            self._buckets[key] = merged
+            runs = self._buckets.setdefault(int(hour), [])
+            new = np.unique(hashes[hours == hour])
+            self._entries += len(new)
+            runs.append(new)
+            # Merge the newest run into the one before while they are of similar size.
+            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+                newer, older = runs.pop(), runs.pop()
+                merged = np.union1d(older, newer)  # a hash in both runs is kept once
+                self._entries += len(merged) - len(older) - len(newer)
+                runs.append(merged)
         newest = int(hours.max())
         if self._newest_hour is None or newest > self._newest_hour:
             self._newest_hour = newest
@@ -149,7 +160,7 @@ class DedupWindow:
                     self._max_entries,
                     hour,
                 )
-            self._entries -= len(self._buckets.pop(hour))
+            self._entries -= sum(len(run) for run in self._buckets.pop(hour))
 
 
 def _hours(captured_at: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:

@@ -76,3 +76,16 @@ def test_empty_batch() -> None:
     window = DedupWindow(timedelta(hours=24))
     assert window.filter_new(pa.array([], pa.string()), _ts()).size == 0
     assert isinstance(hash_ids(pa.array([], pa.string())), np.ndarray)
+
+
+def test_many_batches_in_one_hour_keep_few_runs_and_find_every_id() -> None:
+    window = DedupWindow(timedelta(hours=24))
+    for b in range(200):
+        ids = pa.array([f"cam-{b}-{i}" for i in range(50)])
+        window.remember(ids, _ts(*([0.0] * 50)))
+    assert len(window) == 200 * 50
+    runs = window._buckets[next(iter(window._buckets))]
+    assert len(runs) <= 10  # logarithmic, not one per batch
+    probe = pa.array([f"cam-{b}-7" for b in range(0, 200, 13)] + ["cam-new-1"])
+    keep = window.filter_new(probe, _ts(*([0.0] * len(probe))))
+    assert keep.tolist() == [False] * (len(probe) - 1) + [True]
