@@ -114,7 +114,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol, get_args
 
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
@@ -148,15 +148,7 @@ Format = Literal[
     "genetec",
     "unknown",
 ]
-FORMATS: Final[tuple[Format, ...]] = (
-    "canonical",
-    "openalpr_group",
-    "openalpr_results",
-    "platerecognizer",
-    "hikvision",
-    "genetec",
-    "unknown",
-)
+FORMATS: Final[tuple[Format, ...]] = get_args(Format)
 
 CANONICAL_CONTENT_TYPE: Final = "application/vnd.anpr.plate-read+json"
 MAX_READS_PER_PAYLOAD: Final = 50

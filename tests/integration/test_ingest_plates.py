@@ -300,6 +300,18 @@ def _cli(env: Env, *args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 
 
+def _anpr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion with ``env``; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _subprocess_env(env: Env) -> dict[str, str]:
     return {**os.environ, **env.env, "ANPR_LOG_LEVEL": "WARNING"}
 
@@ -457,33 +469,12 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env) -> Non
     # Front and rear reads of one vehicle share a passage.
     assert len({r["passage_id"] for r in rows}) < len(rows)
     # No purpose: usage error, nothing runs.
-    refused = subprocess.run(
-        _cli(pipeline_env, "query", "--purpose", " ", sql),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = _anpr(env, "query", "--purpose", " ", sql)
     assert refused.returncode == 2
     assert "purpose" in refused.stderr
-    writes = subprocess.run(
-        _cli(pipeline_env, "query", "--purpose", "test", "DELETE FROM plate_reads"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    writes = _anpr(env, "query", "--purpose", "test", "DELETE FROM plate_reads")
     assert writes.returncode == 2
-    typo = subprocess.run(
-        _cli(pipeline_env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    typo = _anpr(env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads")
     assert typo.returncode == 2
     assert "no_such_column" in typo.stderr
     assert "Traceback" not in typo.stderr
