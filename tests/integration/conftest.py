@@ -11,6 +11,8 @@ Every test under tests/integration is marked ``integration`` automatically, so
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 MakeTopic = Callable[..., str]
+RunAnpr = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -120,3 +123,22 @@ def make_topic(kafka_admin: AdminClient) -> Iterator[MakeTopic]:
     if created:
         for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
             future.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def anpr() -> RunAnpr:
+    """``anpr(env, *args, timeout=60)``: run the real CLI to completion, output as text."""
+
+    def run(
+        env: Mapping[str, str], *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

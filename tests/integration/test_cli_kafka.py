@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from confluent_kafka.admin import AdminClient
 
 from pipeline.kafka import local
 
-
-def _anpr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+if TYPE_CHECKING:
+    from tests.integration.conftest import RunAnpr
 
 
 def _alive(pid: int) -> bool:
@@ -30,7 +21,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_start_status_topics_stop_through_the_cli(tmp_path: Path, kafka_jars: Path) -> None:
+def test_start_status_topics_stop_through_the_cli(
+    tmp_path: Path, kafka_jars: Path, anpr: RunAnpr
+) -> None:
     state = tmp_path / "state"
     # The CLI finds its jars in <state>/cache/kafka, where `make setup` fetched them.
     (state / "cache").mkdir(parents=True)
@@ -43,25 +36,25 @@ def test_start_status_topics_stop_through_the_cli(tmp_path: Path, kafka_jars: Pa
         "ANPR_TOPICS_PARTITIONS": "2",
     }
     try:
-        first = _anpr(env, "kafka", "start")
+        first = anpr(env, "kafka", "start")
         assert first.returncode == 0, first.stderr
         pid = int(first.stdout.split("pid ")[1].rstrip(")\n"))
-        again = _anpr(env, "kafka", "start")
+        again = anpr(env, "kafka", "start")
         assert again.returncode == 0
         assert f"pid {pid}" in again.stdout  # idempotent: the same broker
-        assert _anpr(env, "kafka", "status").returncode == 0
+        assert anpr(env, "kafka", "status").returncode == 0
 
-        created = _anpr(env, "topics", "create")
+        created = anpr(env, "topics", "create")
         assert created.returncode == 0, created.stderr
         assert "anpr.plate-reads: created" in created.stdout
-        assert "anpr.plate-reads: exists" in _anpr(env, "topics", "create").stdout
+        assert "anpr.plate-reads: exists" in anpr(env, "topics", "create").stdout
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topics = admin.list_topics(timeout=10).topics
         assert {"anpr.plate-reads", "anpr.passengers", "anpr.dlq", "anpr.watchlist"} <= set(topics)
         assert len(topics["anpr.plate-reads"].partitions) == 2
 
         # A retention above the legal limit is refused before anything is created.
-        illegal = _anpr(
+        illegal = anpr(
             {**env, "ANPR_TOPICS_PERSONAL_RETENTION_MS": str(200 * 86_400_000)},
             "topics",
             "create",
@@ -69,8 +62,8 @@ def test_start_status_topics_stop_through_the_cli(tmp_path: Path, kafka_jars: Pa
         assert illegal.returncode == 2
         assert "personal_retention_ms" in illegal.stderr
     finally:
-        stopped = _anpr(env, "kafka", "stop")
+        stopped = anpr(env, "kafka", "stop")
     assert stopped.returncode == 0
     assert not _alive(pid), "stop left the broker process running"
-    assert _anpr(env, "kafka", "status").returncode == 1
-    assert "not running" in _anpr(env, "kafka", "stop").stdout
+    assert anpr(env, "kafka", "status").returncode == 1
+    assert "not running" in anpr(env, "kafka", "stop").stdout

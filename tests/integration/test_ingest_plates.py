@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -38,6 +38,9 @@ from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import RunAnpr
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -300,24 +303,12 @@ def _cli(env: Env, *args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 
 
-def _anpr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion with ``env``; its output as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def _subprocess_env(env: Env) -> dict[str, str]:
     return {**os.environ, **env.env, "ANPR_LOG_LEVEL": "WARNING"}
 
 
 def test_sigkill_at_random_points_then_restart_stores_exactly_the_produced_set(
-    pipeline_env: Env,
+    pipeline_env: Env, anpr: RunAnpr
 ) -> None:
     produced = 200_000
     expected_ids = simulate(pipeline_env, produced, seed=21)
@@ -340,14 +331,7 @@ def test_sigkill_at_random_points_then_restart_stores_exactly_the_produced_set(
         proc.wait(30)
         kills += 1
     assert kills >= 5, "the ingest finished too fast to be killed five times"
-    final = subprocess.run(
-        _cli(pipeline_env, "ingest", "plates", "--until-idle", "5"),
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    final = anpr(child_env, "ingest", "plates", "--until-idle", "5", timeout=600)
     assert final.returncode == 0, final.stderr
 
     dups = lake_rows(pipeline_env, "SELECT count(*) - count(DISTINCT event_id) FROM plate_reads")
@@ -407,34 +391,20 @@ def test_sigterm_finishes_the_batch_and_exits_zero(pipeline_env: Env) -> None:
     assert stored == consumed  # everything it consumed was committed before it left
 
 
-def test_max_messages_stops_after_exactly_n(pipeline_env: Env) -> None:
+def test_max_messages_stops_after_exactly_n(pipeline_env: Env, anpr: RunAnpr) -> None:
     produce(pipeline_env, [encode(r) for r in valid_reads(pipeline_env, 1000, seed=2)])
-    result = subprocess.run(
-        _cli(pipeline_env, "ingest", "plates", "--max-messages", "300"),
-        env=_subprocess_env(pipeline_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = anpr(_subprocess_env(pipeline_env), "ingest", "plates", "--max-messages", "300")
     assert result.returncode == 0, result.stderr
     assert lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets") == [(300,)]
 
 
-def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env) -> None:
+def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: RunAnpr) -> None:
     reads = valid_reads(pipeline_env, 50, seed=8)
     produce(pipeline_env, [encode(r) for r in reads])
     run_ingest(pipeline_env, until_idle=1.0)
     env = _subprocess_env(pipeline_env)
     sql = "SELECT * FROM plate_reads ORDER BY captured_at"
-    result = subprocess.run(
-        _cli(pipeline_env, "query", "--purpose", "test", "--format", "json", sql),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = anpr(env, "query", "--purpose", "test", "--format", "json", sql)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 50
@@ -443,21 +413,14 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env) -> Non
     assert rows[0]["plate"] == str(first["plate"]).replace(" ", "").replace("-", "")
     assert rows[0]["plate_raw"] == first["plate"]
     assert rows[0]["captured_at"].endswith("+00:00")
-    types = subprocess.run(
-        _cli(
-            pipeline_env,
-            "query",
-            "--purpose",
-            "test",
-            "--format",
-            "csv",
-            "SELECT column_name, column_type FROM (DESCRIBE plate_reads)",
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    types = anpr(
+        env,
+        "query",
+        "--purpose",
+        "test",
+        "--format",
+        "csv",
+        "SELECT column_name, column_type FROM (DESCRIBE plate_reads)",
     )
     assert types.returncode == 0, types.stderr
     described = dict(tuple(row) for row in list(csv.reader(io.StringIO(types.stdout)))[1:])
@@ -469,12 +432,12 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env) -> Non
     # Front and rear reads of one vehicle share a passage.
     assert len({r["passage_id"] for r in rows}) < len(rows)
     # No purpose: usage error, nothing runs.
-    refused = _anpr(env, "query", "--purpose", " ", sql)
+    refused = anpr(env, "query", "--purpose", " ", sql)
     assert refused.returncode == 2
     assert "purpose" in refused.stderr
-    writes = _anpr(env, "query", "--purpose", "test", "DELETE FROM plate_reads")
+    writes = anpr(env, "query", "--purpose", "test", "DELETE FROM plate_reads")
     assert writes.returncode == 2
-    typo = _anpr(env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads")
+    typo = anpr(env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads")
     assert typo.returncode == 2
     assert "no_such_column" in typo.stderr
     assert "Traceback" not in typo.stderr
