@@ -8,15 +8,27 @@ STAMP := $(VENV)/.installed
 STATE_DIR ?= $(or $(ANPR_STATE_DIR),.anpr)
 JARS_STAMP := $(STATE_DIR)/cache/kafka/.fetched
 
-.PHONY: setup demo test lint typecheck unit integration bench clean help
+.PHONY: setup tools demo test lint typecheck unit integration rules bench clean help
 
 help:
 	@echo "make demo   - set up, start Kafka, run the main job"
 	@echo "make test   - set up, lint, type-check, unit and integration tests"
+	@echo "make rules  - promtool: check the Prometheus config and rules, run the alert tests"
 	@echo "make bench  - benchmarks (prints rates and ratios)"
 	@echo "make clean  - stop the local broker, remove .venv, .anpr and ./lake"
 
-setup: $(STAMP) $(JARS_STAMP)
+setup: $(STAMP) $(JARS_STAMP) tools
+
+# promtool and the Prometheus server (Debian package `prometheus`) for the alert-rule checks and
+# the real-scrape test. Installed only when missing, as root or with passwordless sudo. Our tests
+# never use the package's own service on :9090: they start their own server on a free port.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "need promtool and prometheus: run 'apt-get install prometheus' as root"; exit 1; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 # Reinstall only when the declared or pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +58,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest tests/integration -q
+
+rules: tools
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/*.yml
 
 test: lint typecheck
 	$(BIN)/pytest -q
