@@ -10,6 +10,7 @@ the ingest jobs that are not running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -123,17 +124,20 @@ def scraped(
     config = yaml.safe_load((oc.PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
     ports = {job["job_name"]: free_port() for job in config["scrape_configs"]}
 
-    processes: list[subprocess.Popen[str]] = []
-    try:
+    with contextlib.ExitStack() as stack:
+
+        def start(argv: list[str], log_name: str, **env_extra: str) -> None:
+            log = stack.enter_context((tmp_path / log_name).open("w"))
+            process = subprocess.Popen(
+                argv, env={**env, **env_extra}, stdout=subprocess.DEVNULL, stderr=log, text=True
+            )
+            stack.callback(_stop, process)  # stopped before its log is closed
+
         for job, (port_variable, args) in RUNNING.items():
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "pipeline", *args],
-                    env={**env, port_variable: str(ports[job])},
-                    stdout=subprocess.DEVNULL,
-                    stderr=(tmp_path / f"{job}.log").open("w"),
-                    text=True,
-                )
+            start(
+                [sys.executable, "-m", "pipeline", *args],
+                f"{job}.log",
+                **{port_variable: str(ports[job])},
             )
         sent = anpr(env, "simulate", "plates", "--count", str(READS))
         assert sent.returncode == 0, sent.stderr
@@ -142,26 +146,19 @@ def scraped(
         config_path.write_text(
             yaml.safe_dump(_render_config(ports, oc.RULES_DIR / "*.yml")), encoding="utf-8"
         )
-        processes.append(
-            subprocess.Popen(
-                [
-                    server,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                    "--log.level=warn",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(tmp_path / "prometheus.log").open("w"),
-                text=True,
-            )
+        start(
+            [
+                server,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                "--log.level=warn",
+            ],
+            "prometheus.log",
         )
         api = PrometheusApi(ports["prometheus"])
         _poll("Prometheus to be ready", api.ready, time.monotonic() + DEADLINE_S)
         yield api, ports
-    finally:
-        for process in reversed(processes):
-            _stop(process)
 
 
 def _value(api: PrometheusApi, expr: str) -> float | None:
