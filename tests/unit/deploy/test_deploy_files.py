@@ -368,3 +368,20 @@ def test_an_unknown_command_or_flag_is_caught() -> None:
     for args in (["ingest", "plate"], ["ingest", "plates", "--bogus"], ["mantain"]):
         assert not _parses(args), args
         assert not _pending(args), args
+
+
+def test_alertmanager_routes_to_defined_receivers_and_inhibits_real_alerts() -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text("utf-8"))
+    receivers = {r["name"] for r in config["receivers"]}
+    routes = [config["route"], *config["route"].get("routes", [])]
+    assert {r["receiver"] for r in routes} <= receivers
+    severities = {rule["labels"]["severity"] for rule in oc.rules() if "alert" in rule}
+    assert {f'severity="{s}"' for s in severities} - {'severity="warning"'} == {
+        m for r in config["route"]["routes"] for m in r["matchers"]
+    }
+    alerts = {rule["alert"] for rule in oc.rules() if "alert" in rule}
+    for inhibit in config["inhibit_rules"]:
+        for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]:
+            name = re.fullmatch(r'alertname="(\w+)"', matcher)
+            assert name, matcher
+            assert name.group(1) in alerts
