@@ -379,10 +379,17 @@ def test_sigterm_finishes_the_batch_and_exits_zero(pipeline_env: Env) -> None:
     proc = subprocess.Popen(
         _cli(pipeline_env, "ingest", "plates"), env=child_env, stdout=subprocess.PIPE, text=True
     )
+
+    def committed_rows() -> int:
+        try:
+            return int(lake_rows(pipeline_env, "SELECT count(*) FROM plate_reads")[0][0])
+        except Exception:  # the worker is still creating the lake
+            return 0
+
+    # Signal once the worker commits (its handler is installed by then), mid-backlog.
     deadline = time.monotonic() + 60
-    while not (pipeline_env.lake_path / "catalog.sqlite").exists() and time.monotonic() < deadline:
+    while committed_rows() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
