@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import tomllib
 import types
 import typing
@@ -39,6 +40,10 @@ ENV_PREFIX = "ANPR_"
 DEFAULT_CONFIG_FILE = Path("anpr.toml")
 LEGAL_RETENTION_MONTHS = 6  # the law: ANPR data at most 6 months after collection
 _SECRET_WORDS = ("password", "secret", "key", "token", "credential")
+# Who may read what (pipeline/access/views.py builds each role's views).
+ROLES = ("analyst", "investigator", "statistics", "dpo")
+_CODE = r"[a-z][a-z0-9_]{0,31}"
+_USER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"
 
 
 class Secret:
@@ -154,6 +159,27 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """``[access]``: roles, purposes, the analyst tier, the pseudonym key and the activity log.
+
+    ``users`` maps a user name to a role (TOML table, or ``ANPR_ACCESS_USERS="ann=analyst,..."``).
+    Identity is the OS user unless ``user_flag`` is true, which lets ``--user`` name it (for a
+    front end that authenticated the user itself). Paths left empty default under
+    ``state.dir/access/``. The key file is created (mode 0600) on first use and never printed.
+    """
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ("control", "investigation", "intelligence", "dsar")
+    case_required_for: tuple[str, ...] = ("investigation", "intelligence", "dsar")
+    user_flag: bool = False
+    analyst_max_age_days: int = 90
+    pseudonym_key_file: Path | None = None
+    activity_log: Path | None = None
+    log_retention_months: int = 24
+    reports_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
@@ -161,6 +187,7 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     def redacted(self) -> dict[str, dict[str, str]]:
         """Every setting as text, secrets masked: safe to print (``anpr config``)."""
@@ -174,6 +201,8 @@ class Settings:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(v) for v in value)
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + "}"
     return str(value)
@@ -270,6 +299,10 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
         inner = next(a for a in args if a is not type(None))
         return _coerce(key, inner, value)
+    if origin is not None and issubclass(origin, Mapping) and args == (str, str):
+        return _plain_mapping(key, value)
+    if origin is tuple:
+        return _string_tuple(key, value)
     if origin is not None and issubclass(origin, Mapping):  # kafka.client
         if not isinstance(value, Mapping):
             raise ConfigError(key, "expected a table of librdkafka settings")
@@ -298,6 +331,27 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(key, f"expected {hint.__name__}, got {value!r}") from None
     raise ConfigError(key, f"unsupported setting type {hint!r}")  # a bug in this module
+
+
+def _plain_mapping(key: str, value: Any) -> dict[str, str]:
+    """A TOML table of strings, or ``"a=x,b=y"`` from an environment variable."""
+    if isinstance(value, str):
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(key, "expected name=value pairs separated by commas")
+        return {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(key, "expected a table of strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def _string_tuple(key: str, value: Any) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated environment variable."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, "expected a list of strings")
+    return tuple(value)
 
 
 def _parse_bool(text: str) -> bool:
@@ -344,3 +398,25 @@ def _check(settings: Settings) -> None:
         )
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")
+    _check_access(settings.access, months)
+
+
+def _check_access(access: AccessSettings, months: int) -> None:
+    for user, role in access.users.items():
+        if not re.fullmatch(_USER_NAME, user):
+            raise ConfigError("access.users", f"{user!r} is not a plain user name")
+        if role not in ROLES:
+            raise ConfigError("access.users", f"role {role!r} of {user} is not one of {ROLES}")
+    for code in access.reasons:
+        if not re.fullmatch(_CODE, code):
+            raise ConfigError("access.reasons", f"{code!r}: codes are lower-case words")
+    if not access.reasons:
+        raise ConfigError("access.reasons", "at least one reason code is needed")
+    unknown = set(access.case_required_for) - set(access.reasons)
+    if unknown:
+        raise ConfigError("access.case_required_for", f"not reason codes: {sorted(unknown)}")
+    legal_days = shortest_span_days(months)
+    if not 1 <= access.analyst_max_age_days <= legal_days:
+        raise ConfigError("access.analyst_max_age_days", f"must be within 1..{legal_days}")
+    if not 1 <= access.log_retention_months <= 120:
+        raise ConfigError("access.log_retention_months", "must be within 1..120")

@@ -16,9 +16,9 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Sequence, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -87,6 +87,7 @@ _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
 # Table-scoped options can only be set once the table is committed.
 _INTERNAL_INLINING_LIMIT = 1000
 
+_DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Paths end up inside SQL string literals (ATTACH and LOAD take no parameters).
 _SAFE_PATH = re.compile(r"[\w./@+=,: -]+")
@@ -619,6 +620,8 @@ class Lake:
         rule (ATTACH is not a SELECT).
         """
         self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
+        # The lake is on local disk: no network file systems, no reading from pipes.
+        self.con.execute(f"SET disabled_filesystems = '{_DISABLED_FILESYSTEMS}'")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 
