@@ -448,6 +448,13 @@ class Lake:
         # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
         con.execute("COMMIT")
 
+    def retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
+        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts.
+
+        ``attempt_once`` opens and commits (or rolls back) its own transaction.
+        """
+        return self._retrying(what, attempt_once)
+
     def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
         """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
         policy = self._retry
