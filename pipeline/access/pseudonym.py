@@ -10,6 +10,7 @@ without storing it. Without the key a pseudonym cannot be reversed or recomputed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -81,9 +82,8 @@ def _create_key(path: Path) -> None:
             handle.write(secrets.token_hex(_KEY_BYTES) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)  # fails if another process created the key first: keep theirs
-        except FileExistsError:
-            pass
+        # Fails if another process created the key first: then theirs is kept.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -112,7 +112,7 @@ class AccessSession:
                 analyst_max_age_days=analyst_max_age_days,
                 retention_months=retention_months,
             )
-            con.create_function(
+            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
                 PSEUDONYM_FUNCTION,
                 pseudo.many,
                 [duckdb.sqltype("VARCHAR")],

@@ -101,10 +101,11 @@ def parse(sql: str) -> dict[str, Any]:
         row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     finally:
         con.close()
-    tree = json.loads(row[0]) if row else {"error": True}
-    if tree.get("error") or len(tree.get("statements", ())) != 1:
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
+    found: list[dict[str, Any]] = list(tree.get("statements") or ())
+    if tree.get("error") or len(found) != 1:
         raise QueryRefused(f"only a single SELECT is allowed ({tree.get('error_message', '')})")
-    node: dict[str, Any] = tree["statements"][0]["node"]
+    node: dict[str, Any] = found[0]["node"]
     return node
 
 

@@ -33,6 +33,7 @@ from pipeline.access.views import (
 )
 from pipeline.config import add_months
 from pipeline.errors import UsageError
+from pipeline.ingest.plates import normalise_plate
 from pipeline.lake.catalog import (
     CATALOG,
     Lake,
@@ -62,8 +63,6 @@ _NOT_PLATE_CHARS = "'[^A-Z0-9]', '', 'g'"
 
 def checked_plate(text: str) -> str:
     """``text`` normalised like ingest does; refuse anything that is not a plate."""
-    from pipeline.ingest.plates import normalise_plate
-
     plate = normalise_plate(text)
     if not _PLATE_TEXT.fullmatch(plate):
         raise UsageError("--plate must be a number plate (letters and digits)")

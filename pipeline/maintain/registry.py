@@ -16,5 +16,7 @@ PERSONAL_DATA_TABLES: Mapping[str, str] = MappingProxyType(
     {
         "plate_reads": "captured_at",
         "passengers": "collected_at",
+        "plate_read_versions": "captured_at",  # the rectified read's own collection time
+        "subject_restrictions": "collected_at",  # the newest row the restriction covers
     }
 )
