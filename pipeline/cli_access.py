@@ -33,7 +33,7 @@ from pipeline.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _Formatter, _sub
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 
-Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+Commands = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 _ROLES_HELP = """\
 roles ([access] users maps user names to roles):
