@@ -29,13 +29,25 @@ def render(table: pa.Table, fmt: str) -> str:
     """The result as ``csv``, ``json`` (an array of objects) or ``table`` (a terminal table)."""
     if fmt == "csv":
         sink = io.BytesIO()
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(_flat(table), sink)
         return sink.getvalue().decode()
     if fmt == "json":
         return json.dumps(table.to_pylist(), default=_json_value, ensure_ascii=False, indent=1)
     if fmt == "table":
         return _rich_table(table)
     raise UsageError(f"unknown format {fmt!r}: use csv, json or table")
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs) as JSON text: CSV has no other way to hold them."""
+    for index, column in enumerate(table.columns):
+        if pa.types.is_nested(column.type):
+            text = [
+                None if v is None else json.dumps(v, default=_json_value, ensure_ascii=False)
+                for v in column.to_pylist()
+            ]
+            table = table.set_column(index, table.field(index).name, pa.array(text, pa.string()))
+    return table
 
 
 def _json_value(value: object) -> str | float:

@@ -291,3 +291,69 @@ def test_erase_leaves_no_byte_of_the_plate_under_the_lake(world: World, anpr: Ru
     ]  # fmt: skip
     assert TARGET not in world.log.path.read_text()
     assert [e["kind"] for e in entries].count("subject.refused") == 1
+
+
+def test_rectify_keeps_the_original_in_the_versions_table(world: World, anpr: RunAnpr) -> None:
+    _dpo(world, anpr, "rectify", "--event-id", "ev-NEW-000017", "--plate", "qxt 12346",
+         "--reason", "misread 5 as 6", "--case", "DSAR-9")  # fmt: skip
+    dpo = ["query", "--user", "dora", "--reason", "dsar", "--case", "DSAR-9", "--format", "json"]
+    versions = _json(anpr(world.env, *dpo, "SELECT * FROM plate_read_versions"))
+    assert len(versions) == 1
+    version = versions[0]
+    assert (version["event_id"], version["old_plate"], version["new_plate"]) == (
+        "ev-NEW-000017", TARGET, "QXT12346"
+    )  # fmt: skip
+    assert version["changed_by"] == "dora" and version["reason"] == "misread 5 as 6"
+    assert version["old_plate_raw"] == "NEW 00017" or version["old_plate_raw"].startswith("QXT")
+    # It ages out with the read: same collection time, so retention deletes both together.
+    read = _json(
+        anpr(world.env, *dpo, "SELECT * FROM plate_reads WHERE event_id = 'ev-NEW-000017'")
+    )
+    assert read[0]["plate"] == "QXT12346" and read[0]["captured_at"] == version["captured_at"]
+    # Unknown event ids and non-dpo users are refused.
+    missing = anpr(world.env, "subject", "rectify", "--event-id", "nope", "--plate", "AB1",
+                   "--reason", "x", "--user", "dora")  # fmt: skip
+    assert missing.returncode == 2
+
+
+def test_restricted_rows_are_seen_by_the_dpo_only(world: World, anpr: RunAnpr) -> None:
+    out = _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    assert "capped at the expiry" in out  # never longer than the newest row may be kept
+    sql = f"SELECT count(*) AS n FROM plate_reads WHERE plate = '{TARGET}'"
+    pseudo = world.pseudo().one(TARGET)
+    ann = ["--user", "ann", "--reason", "control", "--format", "json"]
+    ivan = ["--user", "ivan", "--reason", "investigation", "--case", "C-7", "--format", "json"]
+    dora = ["--user", "dora", "--reason", "dsar", "--case", "D-1", "--format", "json"]
+    assert _json(anpr(world.env, "query", *ivan, sql)) == [{"n": 0}]
+    seen = _json(anpr(world.env, "query", *ann, "SELECT plate_pseudonym FROM plate_reads"))
+    assert pseudo not in {r["plate_pseudonym"] for r in seen} and len(seen) == 28
+    assert _json(anpr(world.env, "query", *dora, sql)) == [{"n": 3}]
+    restriction = _json(anpr(world.env, "query", *dora, "SELECT * FROM subject_restrictions"))
+    until = datetime.fromisoformat(str(restriction[0]["restricted_until"]))
+    assert until <= RECENT + timedelta(minutes=5 * 17) + timedelta(days=185)
+    # Only the dpo's view lists restrictions at all.
+    assert anpr(world.env, "query", *ivan, "SELECT * FROM subject_restrictions").returncode == 2
+    _dpo(world, anpr, "unrestrict", "--plate", TARGET)
+    assert _json(anpr(world.env, "query", *ivan, sql)) == [{"n": 3}]
+
+
+def test_subject_access_reports_rows_and_who_saw_them(world: World, anpr: RunAnpr) -> None:
+    ivan = ["--user", "ivan", "--reason", "investigation", "--case", "C-7", "--format", "csv"]
+    assert (
+        anpr(world.env, "query", *ivan, "SELECT * FROM plate_reads WHERE lane = 1").returncode == 0
+    )
+    assert anpr(world.env, "query", *ivan, "SELECT 1 AS x").returncode == 0
+    out = _dpo(world, anpr, "access", "--plate", TARGET.lower())
+    path = Path(out.strip().rsplit(": ", 1)[1])
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    report = json.loads(path.read_text())
+    assert len(report["tables"]["plate_reads"]) == 4  # 3 reads and 1 OCR candidate
+    who = [e for e in report["activity_log_entries"] if e["kind"] == "query.end"]
+    assert len(who) == 1  # the first query returned it, the second did not
+    csv_out = _dpo(world, anpr, "access", "--plate", TARGET, "--format", "csv")
+    csv_text = Path(csv_out.strip().rsplit(": ", 1)[1]).read_text()
+    assert csv_text.startswith("source,row,column,value\n") and TARGET in csv_text
+    kinds = [e.get("request") for e in world.log.entries() if e["kind"] == "subject.end"]
+    assert kinds == ["access", "access"]
+    prom = (world.state / "metrics" / "access.prom").read_text()
+    assert 'anpr_subject_requests_total{kind="access"} 2.0' in prom
