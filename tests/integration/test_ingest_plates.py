@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import getpass
 import json
 import os
 import random
@@ -402,9 +403,14 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     reads = valid_reads(pipeline_env, 50, seed=8)
     produce(pipeline_env, [encode(r) for r in reads])
     run_ingest(pipeline_env, until_idle=1.0)
-    env = _subprocess_env(pipeline_env)
+    # The OS user running the tests, as an investigator (clear plates, for a case).
+    env = {
+        **_subprocess_env(pipeline_env),
+        "ANPR_ACCESS_USERS": f"{getpass.getuser()}=investigator",
+    }
+    who = ["--reason", "investigation", "--case", "TEST-1"]
     sql = "SELECT * FROM plate_reads ORDER BY captured_at"
-    result = anpr(env, "query", "--purpose", "test", "--format", "json", sql)
+    result = anpr(env, "query", *who, "--format", "json", sql)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 50
@@ -416,8 +422,7 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     types = anpr(
         env,
         "query",
-        "--purpose",
-        "test",
+        *who,
         "--format",
         "csv",
         "SELECT column_name, column_type FROM (DESCRIBE plate_reads)",
@@ -431,13 +436,13 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     assert described["passage_id"] == "BIGINT"
     # Front and rear reads of one vehicle share a passage.
     assert len({r["passage_id"] for r in rows}) < len(rows)
-    # No purpose: usage error, nothing runs.
-    refused = anpr(env, "query", "--purpose", " ", sql)
+    # No reason: usage error, nothing runs.
+    refused = anpr(env, "query", "--reason", "", sql)
     assert refused.returncode == 2
-    assert "purpose" in refused.stderr
-    writes = anpr(env, "query", "--purpose", "test", "DELETE FROM plate_reads")
+    assert "--reason" in refused.stderr
+    writes = anpr(env, "query", *who, "DELETE FROM plate_reads")
     assert writes.returncode == 2
-    typo = anpr(env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads")
+    typo = anpr(env, "query", *who, "SELECT no_such_column FROM plate_reads")
     assert typo.returncode == 2
     assert "no_such_column" in typo.stderr
     assert "Traceback" not in typo.stderr
