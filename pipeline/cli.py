@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     _reg_access(commands)
     _add_schemas(commands)
     _add_demo(commands)
+    from pipeline.cli_maintain import register as _reg_maintain
+
+    _reg_maintain(commands)
     return parser
 
 

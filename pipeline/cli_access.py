@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.access.audit import ActivityLog, summarise
 from pipeline.access.identity import (
@@ -33,7 +33,8 @@ from pipeline.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _Formatter, _sub
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 
-Commands = "argparse._SubParsersAction[argparse.ArgumentParser]"
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 _ROLES_HELP = """\
 roles ([access] users maps user names to roles):

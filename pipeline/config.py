@@ -156,6 +156,22 @@ class IngestSettings:
 @dataclass(frozen=True)
 class RetentionSettings:
     months: int = LEGAL_RETENTION_MONTHS
+    # Per-table limits in months (TOML ``[retention.tables] passengers = 3``, or
+    # ``ANPR_RETENTION_TABLES="passengers=3,plate_reads=6"``); tables not named use ``months``.
+    tables: Mapping[str, int] = field(default_factory=dict)
+
+    def months_for(self, table: str) -> int:
+        return self.tables.get(table, self.months)
+
+
+@dataclass(frozen=True)
+class MaintainSettings:
+    # A UTC day is closed (its statistics may be computed) this long after it ended.
+    late_grace_h: float = 2.0
+    k_anonymity: int = 5  # statistics cells with a count from 1 to k-1 are suppressed
+    # Unreferenced data files younger than this may be an ingest writer's uncommitted batch.
+    orphan_grace_s: float = 3600.0
+    compact_min_files: int = 2  # a closed day with at least this many files is compacted
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
     def redacted(self) -> dict[str, dict[str, str]]:
         """Every setting as text, secrets masked: safe to print (``anpr config``)."""
@@ -303,6 +320,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         return _plain_mapping(key, value)
     if origin is tuple:
         return _string_tuple(key, value)
+    if origin is not None and issubclass(origin, Mapping) and args[1:] == (int,):
+        return _int_mapping(key, value)
     if origin is not None and issubclass(origin, Mapping):  # kafka.client
         if not isinstance(value, Mapping):
             raise ConfigError(key, "expected a table of librdkafka settings")
@@ -354,6 +373,21 @@ def _string_tuple(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _int_mapping(key: str, value: Any) -> dict[str, int]:
+    """A TOML table of integers, or ``"name=3,other=2"`` from an environment variable."""
+    if isinstance(value, str):
+        pairs: list[tuple[str, Any]] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, number = item.partition("=")
+            if not sep:
+                raise ConfigError(key, f"expected name=number pairs, got {item!r}")
+            pairs.append((name.strip(), number.strip()))
+        value = dict(pairs)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "expected a table of name = number")
+    return {str(k): _coerce(f"{key}.{k}", int, v) for k, v in value.items()}
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -372,6 +406,20 @@ def _check(settings: Settings) -> None:
             f"{months} is outside 1..{LEGAL_RETENTION_MONTHS}: ANPR data may be kept at most "
             f"{LEGAL_RETENTION_MONTHS} months after collection",
         )
+    for table, table_months in settings.retention.tables.items():
+        if not 1 <= table_months <= LEGAL_RETENTION_MONTHS:
+            raise ConfigError(
+                f"retention.tables.{table}",
+                f"{table_months} is outside 1..{LEGAL_RETENTION_MONTHS}: personal data may be "
+                f"kept at most {LEGAL_RETENTION_MONTHS} months after collection",
+            )
+    maintain = settings.maintain
+    if maintain.late_grace_h < 0 or maintain.orphan_grace_s < 0:
+        raise ConfigError("maintain.late_grace_h", "grace periods cannot be negative")
+    if not 1 <= maintain.k_anonymity <= 1000:
+        raise ConfigError("maintain.k_anonymity", "must be within 1..1000")
+    if maintain.compact_min_files < 2:
+        raise ConfigError("maintain.compact_min_files", "must be at least 2")
     topics = settings.topics
     limit_ms = shortest_span_days(months) * 24 * 3600 * 1000
     for key in ("personal_retention_ms", "hits_retention_ms"):

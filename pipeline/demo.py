@@ -168,7 +168,7 @@ def _summary(settings: Settings, totals: IngestTotals, console: Console) -> None
     console.rule("[bold]5. Try it yourself")
     console.print(
         "Every read is logged. Give yourself a role first (an analyst sees plates only as keyed "
-        "pseudonyms, 90 days back):  export ANPR_ACCESS_USERS=\"$USER=analyst\"",
+        'pseudonyms, 90 days back):  export ANPR_ACCESS_USERS="$USER=analyst"',
         soft_wrap=True,
         highlight=False,
     )
