@@ -37,25 +37,11 @@ from pipeline.ingest.plates import normalise_plate
 from pipeline.lake.catalog import (
     CATALOG,
     Lake,
-    TableSpec,
-    create_table_sql,
-    partition_sql,
     quote_ident,
 )
-from pipeline.schemas import PLATE_READ_VERSIONS, SUBJECT_RESTRICTIONS
 
 logger = logging.getLogger(__name__)
 
-SUBJECT_TABLES = (
-    TableSpec(VERSIONS_TABLE, PLATE_READ_VERSIONS, "captured_at"),
-    TableSpec(RESTRICTIONS_TABLE, SUBJECT_RESTRICTIONS),
-)
-# Collection-time column of each personal table: the clock retention and restriction caps use.
-COLLECTION_TIME: Mapping[str, str] = {
-    **PERSONAL_TABLES,
-    VERSIONS_TABLE: "captured_at",
-    RESTRICTIONS_TABLE: "collected_at",
-}
 _NORMALISED = frozenset({"plate", "old_plate", "new_plate"})
 _PLATE_TEXT = re.compile(r"[A-Z0-9]{1,16}")
 _NOT_PLATE_CHARS = "'[^A-Z0-9]', '', 'g'"
@@ -67,29 +53,6 @@ def checked_plate(text: str) -> str:
     if not _PLATE_TEXT.fullmatch(plate):
         raise UsageError("--plate must be a number plate (letters and digits)")
     return plate
-
-
-def ensure_tables(lake: Lake) -> None:
-    """Create the versions and restrictions tables if this lake does not have them yet."""
-
-    def once() -> None:
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            have = set(_columns(con))
-            for spec in SUBJECT_TABLES:
-                if spec.name in have:
-                    continue
-                con.execute(create_table_sql(spec.name, spec.schema))
-                alter = partition_sql(spec)
-                if alter is not None:
-                    con.execute(alter)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-
-    lake.retrying("create subject tables", once)
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
@@ -167,7 +130,6 @@ def rectify(
     One transaction: read the row, insert its version (who, when, why, old value; partitioned
     by the read's own captured_at so it ages out with it), update ``plate`` and ``plate_raw``.
     """
-    ensure_tables(lake)
     result: list[Rectified] = []
 
     def once() -> None:
@@ -259,7 +221,6 @@ def restrict(
     retention_months: int,
 ) -> Restriction:
     """Hide ``plate`` from every role but dpo until ``until`` (capped at its data's expiry)."""
-    ensure_tables(lake)
     requested = datetime.combine(until, time(), UTC)
     if requested <= now:
         raise UsageError("--until must lie in the future")
@@ -294,7 +255,6 @@ def restrict(
 
 def unrestrict(lake: Lake, plate: str) -> int:
     """Lift a restriction; return how many restriction rows were removed (0 or 1)."""
-    ensure_tables(lake)
     removed: list[int] = []
 
     def once() -> None:

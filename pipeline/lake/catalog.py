@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
 from pipeline.lake.extensions import extension_paths
-from pipeline.schemas import PLATE_READS, UTC_TS
+from pipeline.schemas import PLATE_READ_VERSIONS, PLATE_READS, SUBJECT_RESTRICTIONS, UTC_TS
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ class TableSpec:
 DATA_TABLES: Mapping[str, TableSpec] = {
     "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
 }
+# Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
+# the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).
+SUBJECT_TABLES = (
+    TableSpec("plate_read_versions", PLATE_READ_VERSIONS, "captured_at"),
+    TableSpec("subject_restrictions", SUBJECT_RESTRICTIONS),
+)
 _INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
 
 # Lake-wide DuckLake options, set when the lake is created.
@@ -552,9 +558,8 @@ class Lake:
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
                 ).fetchall()
             }
-            missing = [
-                s for s in (*DATA_TABLES.values(), *_INTERNAL_TABLES) if s.name not in existing
-            ]
+            every = (*DATA_TABLES.values(), *SUBJECT_TABLES, *_INTERNAL_TABLES)
+            missing = [s for s in every if s.name not in existing]
             for spec in DATA_TABLES.values():
                 if spec.name in existing:
                     self._add_missing_columns(spec)

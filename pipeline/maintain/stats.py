@@ -92,7 +92,11 @@ def plate_reads_source() -> str:
     Every statistic reads ``plate_reads`` through this one relation, so a rule such as
     "leave out restricted plates" is added here and nowhere else.
     """
-    return f"(SELECT * FROM {CATALOG}.plate_reads)"
+    # Restricted plates (pipeline/access/subjects.py) are left out while the restriction holds.
+    return (
+        f"(SELECT * FROM {CATALOG}.plate_reads WHERE plate NOT IN "
+        f"(SELECT plate FROM {CATALOG}.subject_restrictions WHERE restricted_until > now()))"
+    )
 
 
 def passages_sql() -> str:

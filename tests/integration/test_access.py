@@ -357,3 +357,24 @@ def test_subject_access_reports_rows_and_who_saw_them(world: World, anpr: RunAnp
     assert kinds == ["access", "access"]
     prom = (world.state / "metrics" / "access.prom").read_text()
     assert 'anpr_subject_requests_total{kind="access"} 2.0' in prom
+
+
+def test_statistics_computed_after_a_restriction_leave_the_plate_out(
+    world: World, anpr: RunAnpr
+) -> None:
+    # Every statistic reads plate_reads through this one source (pipeline/maintain/stats.py).
+    from pipeline.maintain.stats import plate_reads_source
+
+    def passages_of_target() -> int:
+        with Lake.open(world.lake) as lake:
+            rows = lake.con.execute(
+                f"SELECT count(*) FROM {plate_reads_source()} WHERE plate = ?", [TARGET]
+            ).fetchone()
+        assert rows is not None
+        return int(rows[0])
+
+    assert passages_of_target() == 3
+    _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    assert passages_of_target() == 0
+    _dpo(world, anpr, "unrestrict", "--plate", TARGET)
+    assert passages_of_target() == 3
