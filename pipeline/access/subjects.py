@@ -4,8 +4,9 @@ Each function takes a writable :class:`Lake`, works in one DuckLake transaction 
 write conflict) and returns what it did; the CLI checks the role and writes the activity log.
 A plate is found in every column that can hold it:
 
-- a plate column (``plate``, ``old_plate``, ``new_plate``, and any other ``*plate*`` text
-  column, compared after removing everything but A-Z and 0-9),
+- a plate column (``plate``, ``old_plate``, ``new_plate`` as stored, normalised; any other
+  ``*plate*`` text column after removing everything but A-Z and 0-9; ``plate_raw`` and
+  ``old_plate_raw`` are found through the normalised column of the same row),
 - the OCR ``candidates`` of a read (a list of ``{plate, confidence}``).
 
 Erasure deletes those rows in every table and then makes them physically unreadable with the
@@ -76,6 +77,10 @@ def plate_predicates(columns: Mapping[str, Mapping[str, str]]) -> dict[str, str]
         terms = []
         for column, kind in types.items():
             col = quote_ident(column)
+            if column.removesuffix("_raw") in _NORMALISED and column.endswith("_raw"):
+                # The raw text of a normalised column in the same row (ingest derives one from
+                # the other; rectification sets both): that column finds the row.
+                continue
             if "plate" in column and kind == "VARCHAR":
                 if column in _NORMALISED:
                     terms.append(f"{col} = $plate")
