@@ -187,6 +187,8 @@ def statements(lines: TextIO, prompt: Callable[[str], None]) -> Iterator[str]:
         stripped = line.strip()
         if not buffer and stripped in (".quit", ".exit"):
             return
+        if not buffer and not stripped:
+            continue
         buffer.append(line.rstrip("\n"))
         if stripped.endswith(";"):
             text = "\n".join(buffer).strip().removesuffix(";").strip()

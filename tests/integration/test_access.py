@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ from pipeline.access.audit import ActivityLog
 from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession
 from pipeline.lake.catalog import Lake
+from pipeline.maintain.stats import plate_reads_source
 from pipeline.schemas import CANDIDATES
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -104,7 +107,9 @@ def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnp
     assert len(rows) == 30  # the 21 reads 100 days old are past the analyst tier
     assert min(str(r["captured_at"]) for r in rows) >= RECENT.isoformat()
     text = json.dumps(rows)
-    assert "NEW000" not in text and TARGET not in text and "OLD" not in text
+    assert "NEW000" not in text
+    assert TARGET not in text
+    assert "OLD" not in text
     pseudo = world.pseudo()
     assert sum(r["plate_pseudonym"] == pseudo.one(TARGET) for r in rows) == 2
     # No column gives the plate back, in any spelling.
@@ -191,10 +196,7 @@ def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: R
 
 def anpr_stdin(
     env: dict[str, str], args: list[str], stdin: str
-) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-    import sys
-
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         env=env,
@@ -244,7 +246,8 @@ def test_audit_verify_catches_edits_deletions_reorders_and_truncation(
         query = ["query", "--user", "ann", "--reason", "control", f"SELECT {n} AS n"]
         assert anpr(world.env, *query).returncode == 0
     intact = anpr(world.env, "audit", "verify")
-    assert intact.returncode == 0 and "6 entries" in intact.stdout
+    assert intact.returncode == 0
+    assert "6 entries" in intact.stdout
 
     def one_byte(lines: list[str]) -> list[str]:
         lines[2] = lines[2].replace('"user":"ann"', '"user":"anm"')
@@ -303,13 +306,15 @@ def test_rectify_keeps_the_original_in_the_versions_table(world: World, anpr: Ru
     assert (version["event_id"], version["old_plate"], version["new_plate"]) == (
         "ev-NEW-000017", TARGET, "QXT12346"
     )  # fmt: skip
-    assert version["changed_by"] == "dora" and version["reason"] == "misread 5 as 6"
+    assert version["changed_by"] == "dora"
+    assert version["reason"] == "misread 5 as 6"
     assert version["old_plate_raw"] == "NEW 00017" or version["old_plate_raw"].startswith("QXT")
     # It ages out with the read: same collection time, so retention deletes both together.
     read = _json(
         anpr(world.env, *dpo, "SELECT * FROM plate_reads WHERE event_id = 'ev-NEW-000017'")
     )
-    assert read[0]["plate"] == "QXT12346" and read[0]["captured_at"] == version["captured_at"]
+    assert read[0]["plate"] == "QXT12346"
+    assert read[0]["captured_at"] == version["captured_at"]
     # Unknown event ids and non-dpo users are refused.
     missing = anpr(world.env, "subject", "rectify", "--event-id", "nope", "--plate", "AB1",
                    "--reason", "x", "--user", "dora")  # fmt: skip
@@ -326,7 +331,8 @@ def test_restricted_rows_are_seen_by_the_dpo_only(world: World, anpr: RunAnpr) -
     dora = ["--user", "dora", "--reason", "dsar", "--case", "D-1", "--format", "json"]
     assert _json(anpr(world.env, "query", *ivan, sql)) == [{"n": 0}]
     seen = _json(anpr(world.env, "query", *ann, "SELECT plate_pseudonym FROM plate_reads"))
-    assert pseudo not in {r["plate_pseudonym"] for r in seen} and len(seen) == 28
+    assert pseudo not in {r["plate_pseudonym"] for r in seen}
+    assert len(seen) == 28
     assert _json(anpr(world.env, "query", *dora, sql)) == [{"n": 3}]
     restriction = _json(anpr(world.env, "query", *dora, "SELECT * FROM subject_restrictions"))
     until = datetime.fromisoformat(str(restriction[0]["restricted_until"]))
@@ -352,7 +358,8 @@ def test_subject_access_reports_rows_and_who_saw_them(world: World, anpr: RunAnp
     assert len(who) == 1  # the first query returned it, the second did not
     csv_out = _dpo(world, anpr, "access", "--plate", TARGET, "--format", "csv")
     csv_text = Path(csv_out.strip().rsplit(": ", 1)[1]).read_text()
-    assert csv_text.startswith("source,row,column,value\n") and TARGET in csv_text
+    assert csv_text.startswith("source,row,column,value\n")
+    assert TARGET in csv_text
     kinds = [e.get("request") for e in world.log.entries() if e["kind"] == "subject.end"]
     assert kinds == ["access", "access"]
     prom = (world.state / "metrics" / "access.prom").read_text()
@@ -363,8 +370,6 @@ def test_statistics_computed_after_a_restriction_leave_the_plate_out(
     world: World, anpr: RunAnpr
 ) -> None:
     # Every statistic reads plate_reads through this one source (pipeline/maintain/stats.py).
-    from pipeline.maintain.stats import plate_reads_source
-
     def passages_of_target() -> int:
         with Lake.open(world.lake) as lake:
             rows = lake.con.execute(

@@ -6,8 +6,8 @@ Each test gets its own topics and lake, so tests never see each other's data.
 from __future__ import annotations
 
 import csv
-import io
 import getpass
+import io
 import json
 import os
 import random
