@@ -142,6 +142,7 @@ ESCAPES = [
     "SELECT * FROM '{data}/main/plate_reads/**/*.parquet'",
     "SELECT * FROM glob('{data}/**')",
     "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",  # read files past enable_external_access once
     "SELECT * FROM read_text('{lake}/catalog.sqlite')",
     "SELECT * FROM read_blob('{lake}/catalog.sqlite')",
     "SELECT * FROM sqlite_scan('{lake}/catalog.sqlite', 'ducklake_data_file')",
