@@ -384,3 +384,24 @@ def test_statistics_computed_after_a_restriction_leave_the_plate_out(
     assert passages_of_target() == 0
     _dpo(world, anpr, "unrestrict", "--plate", TARGET)
     assert passages_of_target() == 3
+
+
+def test_versions_and_restrictions_age_out_with_the_reads(world: World, anpr: RunAnpr) -> None:
+    _dpo(world, anpr, "rectify", "--event-id", "ev-OLD-000002", "--plate", "OLD77777",
+         "--reason", "misread")  # fmt: skip
+    _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    # Just past six months after the old reads: they, and the version of one, must go; the
+    # restriction covers a recent read too, so it stays until that one expires.
+    as_of = OLD + timedelta(days=186)
+    result = anpr(world.env, "maintain", "--only", "retention", "--no-topic-check",
+                  "--as-of", as_of.isoformat(), timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with Lake.open(world.lake) as lake:
+        left = lake.con.execute(
+            "SELECT (SELECT count(*) FROM plate_read_versions), "
+            "(SELECT count(*) FROM subject_restrictions), "
+            "(SELECT count(*) FROM plate_reads WHERE captured_at < ?)",
+            [OLD + timedelta(days=1)],
+        ).fetchone()
+    assert left == (0, 1, 0)
+    assert files_holding(world.lake, ["OLD77777", "OLD00002"]) == {}
