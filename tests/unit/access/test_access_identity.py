@@ -50,3 +50,25 @@ def test_pseudonyms_are_keyed_stable_and_never_show_the_key(tmp_path: Path) -> N
     key.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         Pseudonymiser.from_key_file(key)
+
+
+def test_access_settings_from_env_and_their_checks() -> None:
+    from pipeline.config import load_settings
+
+    env = {
+        "ANPR_ACCESS_USERS": "ann=analyst, dora=dpo",
+        "ANPR_ACCESS_REASONS": "control,dsar",
+        "ANPR_ACCESS_CASE_REQUIRED_FOR": "dsar",
+    }
+    access = load_settings(None, env=env).access
+    assert access.users == {"ann": "analyst", "dora": "dpo"}
+    assert (access.reasons, access.case_required_for) == (("control", "dsar"), ("dsar",))
+    for bad in (
+        {"ANPR_ACCESS_USERS": "ann=root"},
+        {"ANPR_ACCESS_USERS": "ann"},
+        {"ANPR_ACCESS_CASE_REQUIRED_FOR": "nope"},
+        {"ANPR_ACCESS_ANALYST_MAX_AGE_DAYS": "200"},  # beyond the legal limit
+        {"ANPR_ACCESS_REASONS": "Control!"},
+    ):
+        with pytest.raises(ConfigError):
+            load_settings(None, env=bad)
