@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.access.identity import Identity, check_purpose, resolve_identity
 from pipeline.access.pseudonym import PSEUDONYM, Pseudonymiser
-from pipeline.config import AccessSettings
+from pipeline.config import AccessSettings, load_settings
 from pipeline.errors import ConfigError, UsageError
 
 ACCESS = AccessSettings(users={"ann": "analyst", "ivan": "investigator"})
@@ -53,8 +53,6 @@ def test_pseudonyms_are_keyed_stable_and_never_show_the_key(tmp_path: Path) -> N
 
 
 def test_access_settings_from_env_and_their_checks() -> None:
-    from pipeline.config import load_settings
-
     env = {
         "ANPR_ACCESS_USERS": "ann=analyst, dora=dpo",
         "ANPR_ACCESS_REASONS": "control,dsar",
