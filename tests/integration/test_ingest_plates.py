@@ -22,11 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.passages import PassageGrouper
 from pipeline.ingest.reasons import Reason
@@ -149,6 +151,15 @@ def valid_reads(env: Env, count: int, *, seed: int = 3) -> list[dict[str, object
 def lake_rows(env: Env, sql: str) -> list[tuple[Any, ...]]:
     with Lake.open(env.lake_path, read_only=True) as lake:
         return [tuple(r.values()) for r in lake.query_arrow(sql).to_pylist()]
+
+
+def _committed_once(env: Env) -> bool:
+    if not (env.lake_path / "catalog.sqlite").exists():
+        return False
+    try:
+        return lake_rows(env, "SELECT count(*) FROM ingest_offsets") != [(0,)]
+    except (duckdb.Error, ConfigError):
+        return False  # the lake is still being created
 
 
 def stored_ids(env: Env) -> Counter[str]:
@@ -380,10 +391,11 @@ def test_sigterm_finishes_the_batch_and_exits_zero(pipeline_env: Env) -> None:
     proc = subprocess.Popen(
         _cli(pipeline_env, "ingest", "plates"), env=child_env, stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 60
-    while not (pipeline_env.lake_path / "catalog.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)
+    # Signal once the worker has committed a batch: its handlers are installed by then (a fixed
+    # sleep after the catalog appears raced the worker's start-up on a loaded machine).
+    deadline = time.monotonic() + 120
+    while not _committed_once(pipeline_env) and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
