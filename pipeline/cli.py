@@ -48,7 +48,7 @@ first steps:
   anpr topics create          create the pipeline's topics
   anpr simulate plates --count 10000
   anpr ingest plates --until-idle 5
-  anpr query --purpose "training" "SELECT site_id, count(*) FROM plate_reads GROUP BY 1"
+  anpr query --reason control "SELECT site_id, count(*) FROM plate_reads GROUP BY 1"
 
 exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """
@@ -78,9 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(commands)
     _add_simulate(commands)
     _add_ingest(commands)
-    _add_query(commands)
+    from pipeline.cli_access import register as _reg_access
+
+    _reg_access(commands)
     _add_schemas(commands)
     _add_demo(commands)
+    from pipeline.cli_maintain import register as _reg_maintain
+
+    _reg_maintain(commands)
     return parser
 
 
@@ -427,42 +432,6 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
         f"expired on arrival {totals.expired}, duplicates {totals.duplicates} "
         f"in {totals.batches} batches"
     )
-    return EXIT_OK
-
-
-# --- query -------------------------------------------------------------------------------
-
-
-def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    query = _sub(
-        commands,
-        "query",
-        "run one read-only SQL SELECT over the lake, with a purpose",
-        "Run one SELECT over the lake tables (plate_reads, ...) with DuckDB and print it.\n"
-        "The lake is opened read-only. Reading personal data needs a purpose, recorded with\n"
-        "the query. Timestamps are UTC.",
-        _query,
-        epilog="example:\n"
-        '  anpr query --purpose "case 2026-0042" --format table \\\n'
-        '    "SELECT site_id, direction, count(*) AS reads FROM plate_reads GROUP BY ALL"',
-    )
-    query.add_argument("sql", help="one SELECT statement")
-    query.add_argument("--purpose", required=True, help="why you need this data (required)")
-    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    query.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
-
-
-def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.access.query import check_purpose, check_select, render, run_query
-    from pipeline.lake.catalog import Lake
-
-    check_purpose(args.purpose)
-    check_select(args.sql)
-    if not (settings.lake.path / "catalog.sqlite").exists():
-        raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
-    with Lake.open(settings.lake.path, read_only=True) as lake:
-        table = run_query(lake, args.sql, purpose=args.purpose)
-    sys.stdout.write(render(table, args.format))
     return EXIT_OK
 
 

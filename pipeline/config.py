@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import tomllib
 import types
 import typing
@@ -39,6 +40,10 @@ ENV_PREFIX = "ANPR_"
 DEFAULT_CONFIG_FILE = Path("anpr.toml")
 LEGAL_RETENTION_MONTHS = 6  # the law: ANPR data at most 6 months after collection
 _SECRET_WORDS = ("password", "secret", "key", "token", "credential")
+# Who may read what (pipeline/access/views.py builds each role's views).
+ROLES = ("analyst", "investigator", "statistics", "dpo")
+_CODE = r"[a-z][a-z0-9_]{0,31}"
+_USER_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"
 
 
 class Secret:
@@ -151,6 +156,43 @@ class IngestSettings:
 @dataclass(frozen=True)
 class RetentionSettings:
     months: int = LEGAL_RETENTION_MONTHS
+    # Per-table limits in months (TOML ``[retention.tables] passengers = 3``, or
+    # ``ANPR_RETENTION_TABLES="passengers=3,plate_reads=6"``); tables not named use ``months``.
+    tables: Mapping[str, int] = field(default_factory=dict)
+
+    def months_for(self, table: str) -> int:
+        return self.tables.get(table, self.months)
+
+
+@dataclass(frozen=True)
+class MaintainSettings:
+    # A UTC day is closed (its statistics may be computed) this long after it ended.
+    late_grace_h: float = 2.0
+    k_anonymity: int = 5  # statistics cells with a count from 1 to k-1 are suppressed
+    # Unreferenced data files younger than this may be an ingest writer's uncommitted batch.
+    orphan_grace_s: float = 3600.0
+    compact_min_files: int = 2  # a closed day with at least this many files is compacted
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """``[access]``: roles, purposes, the analyst tier, the pseudonym key and the activity log.
+
+    ``users`` maps a user name to a role (TOML table, or ``ANPR_ACCESS_USERS="ann=analyst,..."``).
+    Identity is the OS user unless ``user_flag`` is true, which lets ``--user`` name it (for a
+    front end that authenticated the user itself). Paths left empty default under
+    ``state.dir/access/``. The key file is created (mode 0600) on first use and never printed.
+    """
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ("control", "investigation", "intelligence", "dsar")
+    case_required_for: tuple[str, ...] = ("investigation", "intelligence", "dsar")
+    user_flag: bool = False
+    analyst_max_age_days: int = 90
+    pseudonym_key_file: Path | None = None
+    activity_log: Path | None = None
+    log_retention_months: int = 24
+    reports_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +203,8 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
     def redacted(self) -> dict[str, dict[str, str]]:
         """Every setting as text, secrets masked: safe to print (``anpr config``)."""
@@ -174,6 +218,8 @@ class Settings:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(v) for v in value)
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + "}"
     return str(value)
@@ -270,6 +316,12 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
         inner = next(a for a in args if a is not type(None))
         return _coerce(key, inner, value)
+    if origin is not None and issubclass(origin, Mapping) and args == (str, str):
+        return _plain_mapping(key, value)
+    if origin is tuple:
+        return _string_tuple(key, value)
+    if origin is not None and issubclass(origin, Mapping) and args[1:] == (int,):
+        return _int_mapping(key, value)
     if origin is not None and issubclass(origin, Mapping):  # kafka.client
         if not isinstance(value, Mapping):
             raise ConfigError(key, "expected a table of librdkafka settings")
@@ -300,6 +352,42 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     raise ConfigError(key, f"unsupported setting type {hint!r}")  # a bug in this module
 
 
+def _plain_mapping(key: str, value: Any) -> dict[str, str]:
+    """A TOML table of strings, or ``"a=x,b=y"`` from an environment variable."""
+    if isinstance(value, str):
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(key, "expected name=value pairs separated by commas")
+        return {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(key, "expected a table of strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def _string_tuple(key: str, value: Any) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated environment variable."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, "expected a list of strings")
+    return tuple(value)
+
+
+def _int_mapping(key: str, value: Any) -> dict[str, int]:
+    """A TOML table of integers, or ``"name=3,other=2"`` from an environment variable."""
+    if isinstance(value, str):
+        pairs: list[tuple[str, Any]] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, number = item.partition("=")
+            if not sep:
+                raise ConfigError(key, f"expected name=number pairs, got {item!r}")
+            pairs.append((name.strip(), number.strip()))
+        value = dict(pairs)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "expected a table of name = number")
+    return {str(k): _coerce(f"{key}.{k}", int, v) for k, v in value.items()}
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -318,6 +406,20 @@ def _check(settings: Settings) -> None:
             f"{months} is outside 1..{LEGAL_RETENTION_MONTHS}: ANPR data may be kept at most "
             f"{LEGAL_RETENTION_MONTHS} months after collection",
         )
+    for table, table_months in settings.retention.tables.items():
+        if not 1 <= table_months <= LEGAL_RETENTION_MONTHS:
+            raise ConfigError(
+                f"retention.tables.{table}",
+                f"{table_months} is outside 1..{LEGAL_RETENTION_MONTHS}: personal data may be "
+                f"kept at most {LEGAL_RETENTION_MONTHS} months after collection",
+            )
+    maintain = settings.maintain
+    if maintain.late_grace_h < 0 or maintain.orphan_grace_s < 0:
+        raise ConfigError("maintain.late_grace_h", "grace periods cannot be negative")
+    if not 1 <= maintain.k_anonymity <= 1000:
+        raise ConfigError("maintain.k_anonymity", "must be within 1..1000")
+    if maintain.compact_min_files < 2:
+        raise ConfigError("maintain.compact_min_files", "must be at least 2")
     topics = settings.topics
     limit_ms = shortest_span_days(months) * 24 * 3600 * 1000
     for key in ("personal_retention_ms", "hits_retention_ms"):
@@ -344,3 +446,25 @@ def _check(settings: Settings) -> None:
         )
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")
+    _check_access(settings.access, months)
+
+
+def _check_access(access: AccessSettings, months: int) -> None:
+    for user, role in access.users.items():
+        if not re.fullmatch(_USER_NAME, user):
+            raise ConfigError("access.users", f"{user!r} is not a plain user name")
+        if role not in ROLES:
+            raise ConfigError("access.users", f"role {role!r} of {user} is not one of {ROLES}")
+    for code in access.reasons:
+        if not re.fullmatch(_CODE, code):
+            raise ConfigError("access.reasons", f"{code!r}: codes are lower-case words")
+    if not access.reasons:
+        raise ConfigError("access.reasons", "at least one reason code is needed")
+    unknown = set(access.case_required_for) - set(access.reasons)
+    if unknown:
+        raise ConfigError("access.case_required_for", f"not reason codes: {sorted(unknown)}")
+    legal_days = shortest_span_days(months)
+    if not 1 <= access.analyst_max_age_days <= legal_days:
+        raise ConfigError("access.analyst_max_age_days", f"must be within 1..{legal_days}")
+    if not 1 <= access.log_retention_months <= 120:
+        raise ConfigError("access.log_retention_months", "must be within 1..120")

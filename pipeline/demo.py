@@ -41,7 +41,7 @@ EXAMPLE_QUERIES = (
     ),
     (
         "Foreign vehicles by plate country",
-        "SELECT plate_country, count(DISTINCT plate) AS vehicles FROM plate_reads "
+        "SELECT plate_country, count(DISTINCT plate_pseudonym) AS vehicles FROM plate_reads "
         "WHERE plate_country <> 'NO' GROUP BY 1 ORDER BY 2 DESC",
     ),
 )
@@ -166,8 +166,15 @@ def _summary(settings: Settings, totals: IngestTotals, console: Console) -> None
         table.add_row(*(str(v)[:19] for v in row.values()))
     console.print(table)
     console.rule("[bold]5. Try it yourself")
+    console.print(
+        "Every read is logged. Give yourself a role first (an analyst sees plates only as keyed "
+        'pseudonyms, 90 days back):  export ANPR_ACCESS_USERS="$USER=analyst"',
+        soft_wrap=True,
+        highlight=False,
+    )
     for title, sql in EXAMPLE_QUERIES:
         console.print(f"[bold]{title}[/bold]")
         console.print(
-            f'  .venv/bin/anpr query --purpose "demo" "{sql}"', soft_wrap=True, highlight=False
+            f'  .venv/bin/anpr query --reason control "{sql}"', soft_wrap=True, highlight=False
         )
+    console.print("Then: .venv/bin/anpr audit verify", highlight=False)

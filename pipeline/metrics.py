@@ -129,3 +129,43 @@ def serve(registry: CollectorRegistry, port: int) -> None:
     """Expose ``registry`` on ``http://0.0.0.0:port/metrics``; port 0 disables the endpoint."""
     if port:
         start_http_server(port, registry=registry)
+
+
+class AccessMetrics:
+    """Metrics of ``anpr query|sql|subject|audit`` (short-lived: written as a textfile).
+
+    Counters are cumulative over the life of the activity log: they are kept in its head
+    record and loaded here, so each run's textfile carries the totals, not one run's share.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.queries = Counter(
+            "anpr_queries",
+            "Statements run against the lake, by role, reason code and outcome "
+            "(ok, failed, refused, interrupted).",
+            ["role", "reason", "outcome"],
+            registry=registry,
+        )
+        self.subject_requests = Counter(
+            "anpr_subject_requests",
+            "Data-subject requests completed, by kind (access, rectify, erase, restrict, "
+            "unrestrict).",
+            ["kind"],
+            registry=registry,
+        )
+        self.log_entries = Counter(
+            "anpr_audit_log_entries",
+            "Entries ever appended to the activity log.",
+            registry=registry,
+        )
+
+    def load(self, counts: dict[str, int], entries: int) -> None:
+        """Set the counters from the log head's totals (``queries|role|reason|outcome``...)."""
+        for key, value in counts.items():
+            parts = key.split("|")
+            if parts[0] == "queries" and len(parts) == 4:
+                self.queries.labels(role=parts[1], reason=parts[2], outcome=parts[3]).inc(value)
+            elif parts[0] == "subject" and len(parts) == 2:
+                self.subject_requests.labels(kind=parts[1]).inc(value)
+        self.log_entries.inc(entries)

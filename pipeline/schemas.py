@@ -88,6 +88,35 @@ PLATE_READS = pa.schema(
     ]
 )
 
+# Data-subject rights (pipeline/access/subjects.py). Both hold plates: personal data, kept no
+# longer than the reads they are about.
+# One row per rectified read: the original value, who changed it, when and why. Partitioned by
+# the original read's captured_at, so it ages out with the read.
+PLATE_READ_VERSIONS = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("captured_at", UTC_TS, nullable=False),  # the original collection time
+        pa.field("old_plate", pa.string(), nullable=False),
+        pa.field("old_plate_raw", pa.string(), nullable=False),
+        pa.field("new_plate", pa.string(), nullable=False),
+        pa.field("changed_at", UTC_TS, nullable=False),
+        pa.field("changed_by", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+# Plates whose rows no role but the dpo may see until restricted_until (never past the expiry
+# of the newest row it covers, collected_at).
+SUBJECT_RESTRICTIONS = pa.schema(
+    [
+        pa.field("plate", pa.string(), nullable=False),
+        pa.field("restricted_at", UTC_TS, nullable=False),
+        pa.field("restricted_until", UTC_TS, nullable=False),
+        pa.field("restricted_by", pa.string(), nullable=False),
+        pa.field("collected_at", UTC_TS, nullable=False),  # newest row covered: the legal clock
+        pa.field("reason", pa.string(), nullable=True),
+    ]
+)
+
 # What the pure decoder produces; the ingest loop adds passages and the ingest metadata.
 LOOP_COLUMNS = frozenset(
     {"passage_id", "candidates", "ingested_at", "source_partition", "source_offset"}

@@ -16,9 +16,9 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Sequence, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
 from pipeline.lake.extensions import extension_paths
-from pipeline.schemas import PLATE_READS, UTC_TS
+from pipeline.schemas import PLATE_READ_VERSIONS, PLATE_READS, SUBJECT_RESTRICTIONS, UTC_TS
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ class TableSpec:
 DATA_TABLES: Mapping[str, TableSpec] = {
     "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
 }
+# Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
+# the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).
+SUBJECT_TABLES = (
+    TableSpec("plate_read_versions", PLATE_READ_VERSIONS, "captured_at"),
+    TableSpec("subject_restrictions", SUBJECT_RESTRICTIONS),
+)
 _INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
 
 # Lake-wide DuckLake options, set when the lake is created.
@@ -87,6 +93,7 @@ _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
 # Table-scoped options can only be set once the table is committed.
 _INTERNAL_INLINING_LIMIT = 1000
 
+_DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Paths end up inside SQL string literals (ATTACH and LOAD take no parameters).
 _SAFE_PATH = re.compile(r"[\w./@+=,: -]+")
@@ -447,6 +454,13 @@ class Lake:
         # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
         con.execute("COMMIT")
 
+    def retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
+        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts.
+
+        ``attempt_once`` opens and commits (or rolls back) its own transaction.
+        """
+        return self._retrying(what, attempt_once)
+
     def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
         """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
         policy = self._retry
@@ -544,9 +558,8 @@ class Lake:
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
                 ).fetchall()
             }
-            missing = [
-                s for s in (*DATA_TABLES.values(), *_INTERNAL_TABLES) if s.name not in existing
-            ]
+            every = (*DATA_TABLES.values(), *SUBJECT_TABLES, *_INTERNAL_TABLES)
+            missing = [s for s in every if s.name not in existing]
             for spec in DATA_TABLES.values():
                 if spec.name in existing:
                     self._add_missing_columns(spec)
@@ -619,6 +632,8 @@ class Lake:
         rule (ATTACH is not a SELECT).
         """
         self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
+        # The lake is on local disk: no network file systems, no reading from pipes.
+        self.con.execute(f"SET disabled_filesystems = '{_DISABLED_FILESYSTEMS}'")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

@@ -6,6 +6,7 @@ Each test gets its own topics and lake, so tests never see each other's data.
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import os
@@ -21,11 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings, load_settings
+from pipeline.errors import ConfigError
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.passages import PassageGrouper
 from pipeline.ingest.reasons import Reason
@@ -148,6 +151,15 @@ def valid_reads(env: Env, count: int, *, seed: int = 3) -> list[dict[str, object
 def lake_rows(env: Env, sql: str) -> list[tuple[Any, ...]]:
     with Lake.open(env.lake_path, read_only=True) as lake:
         return [tuple(r.values()) for r in lake.query_arrow(sql).to_pylist()]
+
+
+def _committed_once(env: Env) -> bool:
+    if not (env.lake_path / "catalog.sqlite").exists():
+        return False
+    try:
+        return lake_rows(env, "SELECT count(*) FROM ingest_offsets") != [(0,)]
+    except (duckdb.Error, ConfigError):
+        return False  # the lake is still being created
 
 
 def stored_ids(env: Env) -> Counter[str]:
@@ -379,17 +391,11 @@ def test_sigterm_finishes_the_batch_and_exits_zero(pipeline_env: Env) -> None:
     proc = subprocess.Popen(
         _cli(pipeline_env, "ingest", "plates"), env=child_env, stdout=subprocess.PIPE, text=True
     )
-
-    def committed_rows() -> int:
-        try:
-            return int(lake_rows(pipeline_env, "SELECT count(*) FROM plate_reads")[0][0])
-        except Exception:  # the worker is still creating the lake
-            return 0
-
-    # Signal once the worker commits (its handler is installed by then), mid-backlog.
-    deadline = time.monotonic() + 60
-    while committed_rows() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Signal once the worker has committed a batch: its handlers are installed by then (a fixed
+    # sleep after the catalog appears raced the worker's start-up on a loaded machine).
+    deadline = time.monotonic() + 120
+    while not _committed_once(pipeline_env) and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
@@ -409,9 +415,14 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     reads = valid_reads(pipeline_env, 50, seed=8)
     produce(pipeline_env, [encode(r) for r in reads])
     run_ingest(pipeline_env, until_idle=1.0)
-    env = _subprocess_env(pipeline_env)
+    # The OS user running the tests, as an investigator (clear plates, for a case).
+    env = {
+        **_subprocess_env(pipeline_env),
+        "ANPR_ACCESS_USERS": f"{getpass.getuser()}=investigator",
+    }
+    who = ["--reason", "investigation", "--case", "TEST-1"]
     sql = "SELECT * FROM plate_reads ORDER BY captured_at"
-    result = anpr(env, "query", "--purpose", "test", "--format", "json", sql)
+    result = anpr(env, "query", *who, "--format", "json", sql)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 50
@@ -423,8 +434,7 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     types = anpr(
         env,
         "query",
-        "--purpose",
-        "test",
+        *who,
         "--format",
         "csv",
         "SELECT column_name, column_type FROM (DESCRIBE plate_reads)",
@@ -438,13 +448,13 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     assert described["passage_id"] == "BIGINT"
     # Front and rear reads of one vehicle share a passage.
     assert len({r["passage_id"] for r in rows}) < len(rows)
-    # No purpose: usage error, nothing runs.
-    refused = anpr(env, "query", "--purpose", " ", sql)
+    # No reason: usage error, nothing runs.
+    refused = anpr(env, "query", "--reason", "", sql)
     assert refused.returncode == 2
-    assert "purpose" in refused.stderr
-    writes = anpr(env, "query", "--purpose", "test", "DELETE FROM plate_reads")
+    assert "--reason" in refused.stderr
+    writes = anpr(env, "query", *who, "DELETE FROM plate_reads")
     assert writes.returncode == 2
-    typo = anpr(env, "query", "--purpose", "test", "SELECT no_such_column FROM plate_reads")
+    typo = anpr(env, "query", *who, "SELECT no_such_column FROM plate_reads")
     assert typo.returncode == 2
     assert "no_such_column" in typo.stderr
     assert "Traceback" not in typo.stderr

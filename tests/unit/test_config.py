@@ -63,6 +63,9 @@ def test_librdkafka_settings_pass_through_and_secrets_are_masked(tmp_path: Path)
         ({"ANPR_TOPICS_PERSONAL_RETENTION_MS": "-1"}, "topics.personal_retention_ms"),
         ({"ANPR_INGEST_BATCH_SIZE": "many"}, "ingest.batch_size"),
         ({"ANPR_INGEST_BATCH_SIZE": "1.5"}, "ingest.batch_size"),
+        ({"ANPR_RETENTION_TABLES": "passengers=7"}, "retention.tables.passengers"),
+        ({"ANPR_RETENTION_TABLES": "passengers"}, "retention.tables"),
+        ({"ANPR_MAINTAIN_K_ANONYMITY": "0"}, "maintain.k_anonymity"),
     ],
 )
 def test_illegal_values_are_refused_with_the_key(env: dict[str, str], key: str) -> None:
@@ -107,3 +110,12 @@ def test_calendar_month_arithmetic(day: dt.date, months: int, expected: dt.date)
 def test_shortest_six_months_is_181_days() -> None:
     assert shortest_span_days(6) == 181
     assert shortest_span_days(1) == 28
+
+
+def test_per_table_retention_from_toml_and_env(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text("[retention]\nmonths = 5\n[retention.tables]\npassengers = 2\n")
+    s = load_settings(config, env={})
+    assert (s.retention.months_for("passengers"), s.retention.months_for("plate_reads")) == (2, 5)
+    s = load_settings(None, env={"ANPR_RETENTION_TABLES": "plate_reads=4, passengers=3"})
+    assert dict(s.retention.tables) == {"plate_reads": 4, "passengers": 3}

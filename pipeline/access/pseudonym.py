@@ -1,0 +1,89 @@
+"""Keyed pseudonyms of plates: HMAC-SHA256 with a secret key file, never printed.
+
+The same plate always gets the same pseudonym under one key, so analysts can count and join
+passages without seeing a plate, and the activity log can answer "who looked at this plate"
+without storing it. Without the key a pseudonym cannot be reversed or recomputed from a guess.
+
+    pseudo = Pseudonymiser.from_key_file(Path(".anpr/access/pseudonym.key"))
+    pseudo.one("AB12345")        # 'p_3f0c...' (18 characters)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.errors import ConfigError
+
+PREFIX = "p_"
+HEX_CHARS = 16  # 64 bits: collisions stay unlikely far beyond the lake's plate count
+PSEUDONYM = re.compile(rf"{PREFIX}[0-9a-f]{{{HEX_CHARS}}}")
+_KEY_BYTES = 32
+
+
+class Pseudonymiser:
+    """HMAC-SHA256 of the normalised plate under a secret key, truncated to 64 bits."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("a pseudonym key needs at least 16 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "Pseudonymiser(key=********)"
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> Pseudonymiser:
+        """Read the key; create it (random, mode 0600) if the file does not exist yet."""
+        if not path.exists():
+            _create_key(path)
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                "access.pseudonym_key_file", f"{path} is readable by others: chmod 600 it"
+            )
+        text = path.read_text(encoding="ascii").strip()
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError("access.pseudonym_key_file", f"{path} is not a hex key") from None
+        return cls(key)
+
+    def one(self, plate: str) -> str:
+        digest = hmac.new(self._key, plate.encode(), hashlib.sha256).hexdigest()
+        return PREFIX + digest[:HEX_CHARS]
+
+    def many(self, plates: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Pseudonyms of a string column, computing each distinct plate once (nulls stay null)."""
+        array = plates.combine_chunks() if isinstance(plates, pa.ChunkedArray) else plates
+        encoded = pc.dictionary_encode(array)
+        names = pa.array([self.one(v) for v in encoded.dictionary.to_pylist()], pa.string())
+        return pc.take(names, encoded.indices)
+
+
+def _create_key(path: Path) -> None:
+    """Write a new random key atomically, readable by its owner only; keep a racing winner's."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(_KEY_BYTES) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Fails if another process created the key first: then theirs is kept.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

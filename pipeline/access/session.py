@@ -1,0 +1,260 @@
+"""A query session confined to one role's views, and the logged way to run a statement in it.
+
+Opening a session, in order:
+
+1. Open the lake read-only (:meth:`Lake.open`): the catalog is attached ``READ_ONLY``, file
+   access is limited to the lake's data folder, network and pipe file systems are disabled,
+   ``enable_external_access = false``, and ``lock_configuration = true`` so none of it can be
+   undone by the session.
+2. Register the pseudonym function (a Python UDF holding the key; the key is never in SQL).
+3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
+
+Running a statement (:func:`run_logged`):
+
+1. Check it (:func:`statement.check`): one SELECT naming only the role's views. A refusal is
+   logged as ``query.refused`` and nothing runs.
+2. Append ``query.begin`` (user, role, reason, case, SQL, start) and fsync it. If the log
+   cannot be written, the query does not run.
+3. Run it; append ``query.end`` (outcome, rows, duration, keyed pseudonyms of the plates in the
+   result, never values).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.access import statement
+from pipeline.access.audit import ActivityLog
+from pipeline.access.identity import Identity, Purpose
+from pipeline.access.pseudonym import PSEUDONYM, Pseudonymiser
+from pipeline.access.views import ACTIVITY_VIEW, PSEUDONYM_FUNCTION, ViewPlan, plan_views
+from pipeline.errors import UsageError
+from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "access"
+# A normalised plate: what a result value must look like to be logged as a plate's pseudonym.
+_PLATE_LIKE = re.compile(r"[A-Z0-9]{2,10}")
+
+ACTIVITY_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64()),
+        pa.field("at", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("user", pa.string()),
+        pa.field("role", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("case", pa.string()),
+        pa.field("request", pa.string()),
+        pa.field("sql", pa.string()),
+        pa.field("begin", pa.int64()),
+        pa.field("outcome", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("subject", pa.string()),
+        pa.field("pseudonyms", pa.list_(pa.string())),
+    ]
+)
+
+
+def lake_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Table name -> column names of the lake's ``main`` schema."""
+    tables: dict[str, list[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
+        [CATALOG],
+    ).fetchall():
+        tables.setdefault(str(table), []).append(str(column))
+    return tables
+
+
+class AccessSession:
+    """One role's confined view of the lake (see the module docstring for how it is built)."""
+
+    def __init__(self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser) -> None:
+        self.lake = lake
+        self.plan = plan
+        self.pseudo = pseudo
+
+    @classmethod
+    def open(
+        cls,
+        lake_path: Path,
+        role: str,
+        *,
+        now: datetime,
+        analyst_max_age_days: int,
+        retention_months: int,
+        pseudo: Pseudonymiser,
+        activity: ActivityLog | None = None,
+        extension_dir: Path | None = None,
+    ) -> AccessSession:
+        lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir)
+        try:
+            con = lake.con
+            plan = plan_views(
+                role,
+                lake_tables(con),
+                now=now,
+                analyst_max_age_days=analyst_max_age_days,
+                retention_months=retention_months,
+            )
+            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
+                PSEUDONYM_FUNCTION,
+                pseudo.many,
+                [duckdb.sqltype("VARCHAR")],
+                duckdb.sqltype("VARCHAR"),
+                type="arrow",
+            )
+            con.execute(f"CREATE SCHEMA memory.{SCHEMA}")
+            for view in plan.views:
+                con.execute(f"CREATE VIEW memory.{SCHEMA}.{quote_ident(view.name)} AS {view.sql}")
+            if plan.activity_log:
+                _load_activity(con, activity)
+            con.execute(f"USE memory.{SCHEMA}")
+        except BaseException:
+            lake.close()
+            raise
+        return cls(lake, plan, pseudo)
+
+    @property
+    def role(self) -> str:
+        return self.plan.role
+
+    def close(self) -> None:
+        self.lake.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def check(self, sql: str) -> str:
+        return statement.check(sql, statement.Allowed(self.plan.names))
+
+    def result_pseudonyms(self, table: pa.Table) -> list[str]:
+        """Sorted keyed pseudonyms of the plates in a result (never the plates themselves)."""
+        found: set[str] = set()
+        for array in _string_leaves(table):
+            values = pc.unique(array.drop_null()).to_pylist()
+            if self.role == "analyst":
+                found.update(v for v in values if PSEUDONYM.fullmatch(v))
+                continue
+            for value in values:
+                plate = value.upper().replace(" ", "").replace("-", "")
+                if PSEUDONYM.fullmatch(value):
+                    found.add(value)
+                elif _PLATE_LIKE.fullmatch(plate):
+                    found.add(self.pseudo.one(plate))
+        return sorted(found)
+
+
+def _load_activity(con: duckdb.DuckDBPyConnection, activity: ActivityLog | None) -> None:
+    rows: list[dict[str, Any]] = []
+    if activity is not None:
+        names = ACTIVITY_SCHEMA.names
+        rows = [{n: e.get(n) for n in names} for e in activity.entries()]
+    table = pa.Table.from_pylist(rows, schema=ACTIVITY_SCHEMA)
+    con.register("anpr_activity_rows", table)
+    try:
+        con.execute(
+            f"CREATE TABLE memory.{SCHEMA}.{ACTIVITY_VIEW} AS "
+            'SELECT * REPLACE ("at"::TIMESTAMPTZ AS "at") FROM anpr_activity_rows'
+        )
+    finally:
+        con.unregister("anpr_activity_rows")
+
+
+def _string_leaves(table: pa.Table) -> Iterator[pa.Array]:
+    """Every string array in a result, looking inside lists and structs."""
+    stack: list[pa.Array] = [col.combine_chunks() for col in table.columns]
+    while stack:
+        array = stack.pop()
+        kind = array.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            yield array
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            stack.append(pc.list_flatten(array))
+        elif pa.types.is_struct(kind):
+            stack.extend(array.field(i) for i in range(kind.num_fields))
+
+
+def _now_text(clock: Callable[[], datetime]) -> str:
+    return clock().astimezone(UTC).isoformat()
+
+
+def run_logged(
+    session: AccessSession,
+    log: ActivityLog,
+    identity: Identity,
+    purpose: Purpose,
+    sql: str,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> pa.Table:
+    """Check, log, run and log the outcome of one statement (steps in the module docstring)."""
+    base = {
+        "user": identity.user,
+        "role": identity.role,
+        "reason": purpose.reason,
+        "case": purpose.case,
+        "sql": sql,
+    }
+    try:
+        session.check(sql)
+    except statement.QueryRefused as exc:
+        log.append({**base, "kind": "query.refused", "at": _now_text(clock), "outcome": "refused",
+                    "why": exc.why})  # fmt: skip
+        logger.info("query refused for %s (%s)", identity.user, identity.role)
+        raise
+    begin = log.append({**base, "kind": "query.begin", "at": _now_text(clock)})
+    started = time.monotonic()
+    end = {
+        "kind": "query.end",
+        "begin": begin["seq"],
+        "role": identity.role,
+        "reason": purpose.reason,
+    }
+    outcome, error = "interrupted", None
+    try:
+        table = session.lake.con.execute(sql).to_arrow_table()
+        outcome = "ok"
+    except duckdb.Error as exc:
+        outcome, error = "failed", exc
+        raise UsageError(f"query failed: {exc}") from None
+    finally:
+        if outcome != "ok":
+            log.append({**end, "at": _now_text(clock), "outcome": outcome, "rows": 0,
+                        "duration_s": round(time.monotonic() - started, 6),
+                        "error": type(error).__name__ if error else None})  # fmt: skip
+    log.append(
+        {
+            **end,
+            "at": _now_text(clock),
+            "outcome": "ok",
+            "rows": table.num_rows,
+            "duration_s": round(time.monotonic() - started, 6),
+            "pseudonyms": session.result_pseudonyms(table),
+        }
+    )
+    logger.info("query by %s (%s): %d rows", identity.user, identity.role, table.num_rows)
+    return table

@@ -1,0 +1,290 @@
+"""Data-subject requests on the lake: access, rectify, erase, restrict (the dpo's tools).
+
+Each function takes a writable :class:`Lake`, works in one DuckLake transaction (retried on a
+write conflict) and returns what it did; the CLI checks the role and writes the activity log.
+A plate is found in every column that can hold it:
+
+- a plate column (``plate``, ``old_plate``, ``new_plate`` as stored, normalised; any other
+  ``*plate*`` text column after removing everything but A-Z and 0-9; ``plate_raw`` and
+  ``old_plate_raw`` are found through the normalised column of the same row),
+- the OCR ``candidates`` of a read (a list of ``{plate, confidence}``).
+
+Erasure deletes those rows in every table and then makes them physically unreadable with the
+same purge retention uses (passed in as ``purge``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.access.views import (
+    INTERNAL_TABLES,
+    PERSONAL_TABLES,
+    RESTRICTIONS_TABLE,
+    STATISTICS_TABLES,
+    VERSIONS_TABLE,
+)
+from pipeline.config import add_months
+from pipeline.errors import UsageError
+from pipeline.ingest.plates import normalise_plate
+from pipeline.lake.catalog import (
+    CATALOG,
+    Lake,
+    quote_ident,
+)
+
+logger = logging.getLogger(__name__)
+
+_NORMALISED = frozenset({"plate", "old_plate", "new_plate"})
+_PLATE_TEXT = re.compile(r"[A-Z0-9]{1,16}")
+_NOT_PLATE_CHARS = "'[^A-Z0-9]', '', 'g'"
+
+
+def checked_plate(text: str) -> str:
+    """``text`` normalised like ingest does; refuse anything that is not a plate."""
+    plate = normalise_plate(text)
+    if not _PLATE_TEXT.fullmatch(plate):
+        raise UsageError("--plate must be a number plate (letters and digits)")
+    return plate
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """Table -> column -> type, for the lake's main schema."""
+    out: dict[str, dict[str, str]] = {}
+    for table, column, kind in con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
+        [CATALOG],
+    ).fetchall():
+        out.setdefault(str(table), {})[str(column)] = str(kind)
+    return out
+
+
+def plate_predicates(columns: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Table -> SQL condition (one ``$plate`` parameter) matching rows about a plate (pure)."""
+    out: dict[str, str] = {}
+    for table, types in sorted(columns.items()):
+        if table in INTERNAL_TABLES or table in STATISTICS_TABLES:
+            continue
+        terms = []
+        for column, kind in types.items():
+            col = quote_ident(column)
+            if column.removesuffix("_raw") in _NORMALISED and column.endswith("_raw"):
+                # The raw text of a normalised column in the same row (ingest derives one from
+                # the other; rectification sets both): that column finds the row.
+                continue
+            if "plate" in column and kind == "VARCHAR":
+                if column in _NORMALISED:
+                    terms.append(f"{col} = $plate")
+                else:
+                    terms.append(f"regexp_replace(upper({col}), {_NOT_PLATE_CHARS}) = $plate")
+            elif column == "candidates" and kind.startswith("STRUCT(plate VARCHAR"):
+                terms.append(
+                    f"list_contains(list_transform({col}, c -> "
+                    f"regexp_replace(upper(c.plate), {_NOT_PLATE_CHARS})), $plate)"
+                )
+        if terms:
+            out[table] = " OR ".join(terms)
+    return out
+
+
+def _table(name: str) -> str:
+    return f"{CATALOG}.main.{quote_ident(name)}"
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    tables: dict[str, pa.Table]
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())
+
+
+def subject_access(lake: Lake, plate: str) -> AccessResult:
+    """Every row about ``plate`` in every lake table (restricted ones included)."""
+    con = lake.con
+    found: dict[str, pa.Table] = {}
+    for table, condition in plate_predicates(_columns(con)).items():
+        found[table] = con.execute(
+            f"SELECT * FROM {_table(table)} WHERE {condition}", {"plate": plate}
+        ).to_arrow_table()
+    return AccessResult(found)
+
+
+@dataclass(frozen=True)
+class Rectified:
+    event_id: str
+    captured_at: datetime
+    old_plate: str
+
+
+def rectify(
+    lake: Lake, event_id: str, new_plate: str, *, user: str, reason: str, now: datetime
+) -> Rectified:
+    """Correct the plate of one read; keep the original in ``plate_read_versions``.
+
+    One transaction: read the row, insert its version (who, when, why, old value; partitioned
+    by the read's own captured_at so it ages out with it), update ``plate`` and ``plate_raw``.
+    """
+    result: list[Rectified] = []
+
+    def once() -> None:
+        result.clear()
+        con = lake.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            rows = con.execute(
+                f"SELECT captured_at, plate, plate_raw FROM {_table('plate_reads')} "
+                "WHERE event_id = ?",
+                [event_id],
+            ).fetchall()
+            if len(rows) != 1:
+                raise UsageError(f"no single read with event id {event_id} (found {len(rows)})")
+            captured_at, old_plate, old_raw = rows[0]
+            if old_plate == new_plate:
+                raise UsageError("the read already has that plate")
+            con.execute(
+                f"INSERT INTO {_table(VERSIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [event_id, captured_at, old_plate, old_raw, new_plate, now, user, reason],
+            )
+            con.execute(
+                f"UPDATE {_table('plate_reads')} SET plate = ?, plate_raw = ? WHERE event_id = ?",
+                [new_plate, new_plate, event_id],
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        result.append(Rectified(event_id, captured_at, str(old_plate)))
+
+    lake.retrying("rectify", once)
+    return result[0]
+
+
+@dataclass(frozen=True)
+class Erased:
+    deleted: dict[str, int] = field(default_factory=dict)
+    purge_report: Any = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.deleted.values())
+
+
+def erase(lake: Lake, plate: str, *, now: datetime, purge: Callable[[Lake], Any]) -> Erased:
+    """Delete every row about ``plate`` in every table (one transaction), then ``purge``.
+
+    ``purge`` must leave no deleted row readable anywhere under the lake: rewrite the data
+    files that carry deletes, expire snapshots, remove old files, purge the catalog.
+    """
+    deleted: dict[str, int] = {}
+
+    def once() -> None:
+        deleted.clear()
+        con = lake.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, condition in plate_predicates(_columns(con)).items():
+                row = con.execute(
+                    f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
+                ).fetchone()
+                deleted[table] = int(row[0]) if row else 0
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    lake.retrying("erase", once)
+    logger.info("erased %d rows of one plate; purging", sum(deleted.values()))
+    return Erased(deleted, purge(lake))
+
+
+@dataclass(frozen=True)
+class Restriction:
+    until: datetime
+    capped: bool  # until was cut to the expiry of the newest row
+    newest: datetime
+
+
+def restrict(
+    lake: Lake,
+    plate: str,
+    until: date,
+    *,
+    user: str,
+    reason: str | None,
+    now: datetime,
+    retention_months: int,
+) -> Restriction:
+    """Hide ``plate`` from every role but dpo until ``until`` (capped at its data's expiry)."""
+    requested = datetime.combine(until, time(), UTC)
+    if requested <= now:
+        raise UsageError("--until must lie in the future")
+    out: list[Restriction] = []
+
+    def once() -> None:
+        out.clear()
+        con = lake.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            newest = _newest(con, plate)
+            if newest is None:
+                raise UsageError("no stored data about that plate: nothing to restrict")
+            expiry = datetime.combine(
+                add_months(newest.astimezone(UTC).date(), retention_months), newest.timetz()
+            )
+            limit = min(requested, expiry)
+            con.execute(f"DELETE FROM {_table(RESTRICTIONS_TABLE)} WHERE plate = ?", [plate])
+            con.execute(
+                f"INSERT INTO {_table(RESTRICTIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?)",
+                [plate, now, limit, user, newest, reason],
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        out.append(Restriction(limit, limit < requested, newest))
+
+    lake.retrying("restrict", once)
+    return out[0]
+
+
+def unrestrict(lake: Lake, plate: str) -> int:
+    """Lift a restriction; return how many restriction rows were removed (0 or 1)."""
+    removed: list[int] = []
+
+    def once() -> None:
+        removed.clear()
+        row = lake.con.execute(
+            f"DELETE FROM {_table(RESTRICTIONS_TABLE)} WHERE plate = ?", [plate]
+        ).fetchone()
+        removed.append(int(row[0]) if row else 0)
+
+    lake.retrying("unrestrict", once)
+    return removed[0]
+
+
+def _newest(con: duckdb.DuckDBPyConnection, plate: str) -> datetime | None:
+    """The newest collection time of any personal row about ``plate``."""
+    columns = _columns(con)
+    newest: list[datetime] = []
+    for table, condition in plate_predicates(columns).items():
+        time_column = PERSONAL_TABLES.get(table)
+        if time_column is None or time_column not in columns[table]:
+            continue
+        row = con.execute(
+            f"SELECT max({quote_ident(time_column)}) FROM {_table(table)} WHERE {condition}",
+            {"plate": plate},
+        ).fetchone()
+        if row and row[0] is not None:
+            newest.append(row[0])
+    return max(newest) if newest else None

@@ -1,0 +1,97 @@
+"""``anpr maintain``: the nightly statistics, compaction and retention run."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.cli import EXIT_OK, _sub
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+
+_DESCRIPTION = """\
+Nightly maintenance of the lake, in this order (each step idempotent; a run killed at any
+point is finished by the next):
+
+  1. stats      anonymous statistics for every closed UTC day (ended more than
+                maintain.late_grace_h ago) and every ISO week whose 30-day trip window
+                closed: traffic_stats (passages per hour, site, direction, vehicle class,
+                plate country) and trip_stats (round trips per week, exit site, entry site,
+                duration). Cells from 1 to k-1 (maintain.k_anonymity, default 5) are
+                suppressed, plus enough others that none can be derived from the totals.
+  2. compact    closed days with many small files rewritten as few large ones, sorted.
+  3. retention  every row of a personal-data table collected at or before as-of minus its
+                limit (retention.months, at most 6; per table [retention.tables]) is
+                deleted, whole UTC days (up to one day early, never late); then physically
+                purged (files rewritten, snapshots expired, old and orphaned files removed,
+                catalog vacuumed) and verified.
+
+A failing stats or compact step never blocks retention; the run then exits 1. Metrics go to
+<state.dir>/metrics/maintain.prom (node_exporter textfile), a JSON report of counts (never
+identifiers) to <lake>/reports/. Kafka topics carrying personal data are checked for a
+retention.ms above the limit (warning + anpr_topic_retention_exceeded).
+"""
+
+_EPILOG = """\
+examples:
+  anpr maintain
+  anpr maintain --dry-run
+  anpr maintain --as-of 2026-05-01T00:00:00Z --only retention
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = _sub(
+        commands,
+        "maintain",
+        "statistics, compaction and retention (the nightly job)",
+        _DESCRIPTION,
+        _maintain,
+        epilog=_EPILOG,
+    )
+    sub.add_argument(
+        "--as-of",
+        type=_instant,
+        default=None,
+        help="behave as if run at this UTC time (ISO 8601 with offset); default: now",
+    )
+    sub.add_argument("--dry-run", action="store_true", help="print what each step would do")
+    sub.add_argument(
+        "--only",
+        choices=["stats", "compact", "retention"],
+        action="append",
+        default=None,
+        help="run only this step (repeatable); retention includes purge and verify",
+    )
+    sub.add_argument(
+        "--no-topic-check",
+        action="store_true",
+        help="skip reading Kafka topic retention (no broker reachable)",
+    )
+    sub.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-05-01T00:00:00Z")
+    return value.astimezone(UTC)
+
+
+def _maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.maintain.run import STEPS, MaintainOptions, maintain
+
+    if not (settings.lake.path / "catalog.sqlite").exists():
+        raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
+    options = MaintainOptions(
+        as_of=args.as_of or datetime.now(UTC),
+        dry_run=args.dry_run,
+        only=frozenset(args.only or STEPS),
+        check_topics=not args.no_topic_check,
+    )
+    maintain(settings, options)
+    return EXIT_OK

@@ -1,0 +1,92 @@
+"""Kafka topics that carry personal data must not keep it longer than the lake may.
+
+``anpr maintain`` and ``anpr ingest`` (at start) read each such topic's ``retention.ms`` and
+compare it with the shortest span the legal limit can have (:func:`shortest_span_days`);
+a topic above it gets a warning and ``anpr_topic_retention_exceeded{topic} 1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from pipeline.config import Settings, shortest_span_days
+from pipeline.kafka.admin import topic_retentions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicRetention:
+    topic: str
+    seconds: float  # inf: retention.ms = -1 (kept for ever)
+    limit_seconds: float
+
+    @property
+    def exceeded(self) -> bool:
+        return self.seconds >= self.limit_seconds
+
+
+def limit_seconds(settings: Settings) -> float:
+    """The shortest legal span of the strictest retention limit that applies."""
+    months = min([settings.retention.months, *settings.retention.tables.values()])
+    return float(shortest_span_days(months) * 86400)
+
+
+def assess(retention_ms: Mapping[str, int | None], limit_s: float) -> list[TopicRetention]:
+    """Pure: each existing topic's retention against ``limit_s`` (missing topics skipped)."""
+    out = []
+    for topic, ms in sorted(retention_ms.items()):
+        if ms is None:
+            continue
+        seconds = math.inf if ms < 0 else ms / 1000.0
+        out.append(TopicRetention(topic, seconds, limit_s))
+    return out
+
+
+class TopicRetentionGauges:
+    """``anpr_topic_retention_seconds{topic}`` and ``anpr_topic_retention_exceeded{topic}``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Gauge(
+            "anpr_topic_retention_seconds",
+            "retention.ms of a Kafka topic carrying personal data, in seconds.",
+            ["topic"],
+            registry=registry,
+        )
+        self.exceeded = Gauge(
+            "anpr_topic_retention_exceeded",
+            "1 when a topic carrying personal data keeps it longer than the legal limit.",
+            ["topic"],
+            registry=registry,
+        )
+
+    def record(self, checks: list[TopicRetention]) -> None:
+        for check in checks:
+            self.seconds.labels(check.topic).set(check.seconds)
+            self.exceeded.labels(check.topic).set(1 if check.exceeded else 0)
+
+
+def check_topic_retentions(
+    settings: Settings, gauges: TopicRetentionGauges
+) -> list[TopicRetention]:
+    """Read the personal-data topics' retention from the broker, record and warn."""
+    checks = assess(
+        topic_retentions(settings, list(settings.topics.personal_data_topics())),
+        limit_seconds(settings),
+    )
+    gauges.record(checks)
+    for check in checks:
+        if check.exceeded:
+            logger.warning(
+                "Kafka topic %s keeps data %.0f s, longer than the legal limit (%.0f s): "
+                "lower its retention.ms",
+                check.topic,
+                check.seconds,
+                check.limit_seconds,
+            )
+    return checks

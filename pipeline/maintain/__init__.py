@@ -1,0 +1,1 @@
+"""Nightly maintenance: statistics, compaction, retention, physical purge and verification."""

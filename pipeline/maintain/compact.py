@@ -1,0 +1,124 @@
+"""Compaction: rewrite a closed day's many small files as few large ones, rows sorted.
+
+Ingest writes one file per batch and day, so a busy day ends as hundreds of small files. For
+each closed day with at least ``min_files`` files (or with delete files), in ONE transaction:
+
+1. Read the largest row id of the day's rows in the transaction's snapshot.
+2. Insert the day's rows again, sorted by plate then capture time (new files of up to the
+   lake's ``target_file_size``). The day partition already gives time pruning; inside a day,
+   plate order lets a plate lookup read one row group per day.
+3. Delete the day's rows with a row id up to the one read in 1: exactly the old rows (rows
+   inserted in this transaction get row ids above every committed one).
+4. Check the day's row count is unchanged, then commit.
+
+Readers see the old files or the new ones, never both, never neither (one snapshot). A write
+conflict (a late read for that day committed meanwhile) re-runs 1-4 on a fresh snapshot, so
+the late read is kept. The old files stay until :func:`pipeline.maintain.purge.purge` expires
+the snapshots that still reference them. A run killed mid-way leaves at most uncommitted files
+(orphans, removed by purge) and a day still to compact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.maintain.inventory import DayFiles
+from pipeline.maintain.lakeops import Retrying, in_transaction
+from pipeline.maintain.stats import day_start
+
+logger = logging.getLogger(__name__)
+
+# Sort order of compacted files per table (default: the collection time column).
+SORT_ORDER: Mapping[str, tuple[str, ...]] = {"plate_reads": ("plate", "captured_at")}
+
+
+@dataclass(frozen=True)
+class CompactTask:
+    table: str
+    day_column: str
+    day: date
+    files: int
+
+
+def plan_compaction(
+    table: str,
+    day_column: str,
+    days: Mapping[date, DayFiles],
+    *,
+    as_of: datetime,
+    grace: timedelta,
+    first_kept_day: date,
+    min_files: int,
+) -> list[CompactTask]:
+    """Closed, unexpired days with ``min_files`` or more files, or with delete files."""
+    return [
+        CompactTask(table, day_column, d, f.files)
+        for d, f in sorted(days.items())
+        if as_of >= day_start(d) + timedelta(days=1) + grace
+        and d >= first_kept_day
+        and (f.files >= min_files or f.delete_files > 0)
+    ]
+
+
+class CompactionChangedRows(RuntimeError):
+    """The rewrite would change a day's row count: a bug, so the transaction is rolled back."""
+
+
+def compact_day(lake: Lake, task: CompactTask, retrying: Retrying) -> int:
+    """Rewrite one day (steps 1-4 above); returns the day's row count."""
+    name = f"{CATALOG}.{quote_ident(task.table)}"
+    col = quote_ident(task.day_column)
+    order = ", ".join(quote_ident(c) for c in SORT_ORDER.get(task.table, (task.day_column,)))
+    start = day_start(task.day)
+    bounds = [start, start + timedelta(days=1)]
+    where = f"{col} >= ? AND {col} < ?"
+    con = lake.con
+
+    def body() -> int:
+        max_id, rows = con.execute(  # 1
+            f"SELECT max(rowid), count(*) FROM {name} WHERE {where}", bounds
+        ).fetchone() or (None, 0)
+        if not rows:
+            return 0
+        con.execute(  # 2
+            f"INSERT INTO {name} SELECT * FROM {name} WHERE {where} ORDER BY {order}", bounds
+        )
+        con.execute(f"DELETE FROM {name} WHERE {where} AND rowid <= ?", [*bounds, max_id])  # 3
+        (after,) = con.execute(f"SELECT count(*) FROM {name} WHERE {where}", bounds).fetchone() or (
+            0,
+        )
+        if after != rows:  # 4
+            raise CompactionChangedRows(f"{task.table} {task.day}: {rows} rows became {after}")
+        return int(rows)
+
+    return retrying(f"compact {task.table} {task.day}", lambda: in_transaction(lake, body))
+
+
+def merge_small_tables(lake: Lake, tables: Sequence[str], retrying: Retrying) -> None:
+    """Let DuckLake merge the small files of unpartitioned tables (statistics)."""
+    sql = f"SELECT * FROM ducklake_merge_adjacent_files('{CATALOG}', ?)"
+    for table in tables:
+
+        def once(t: str = table) -> None:
+            lake.con.execute(sql, [t]).fetchall()
+
+        retrying(f"merge {table}", once)
+
+
+def run_compaction(
+    lake: Lake,
+    tasks: Sequence[CompactTask],
+    retrying: Retrying,
+    progress: Callable[[CompactTask], None] = lambda _t: None,
+) -> int:
+    """Compact every task; returns the rows rewritten."""
+    total = 0
+    for task in tasks:
+        total += compact_day(lake, task, retrying)
+        logger.debug("compacted %s %s (%d files)", task.table, task.day, task.files)
+        progress(task)
+    return total

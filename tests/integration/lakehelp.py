@@ -1,0 +1,102 @@
+"""Look for values in every byte of a lake folder: Parquet decoded column by column (and its
+footer statistics), every other file (the SQLite catalog, its WAL) raw."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lake.catalog import Lake
+from pipeline.schemas import CANDIDATES, PLATE_READS, UTC_TS
+
+
+def _parquet_texts(path: Path) -> Iterable[str]:
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            stats = group.column(c).statistics
+            if stats is not None and stats.has_min_max:
+                yield f"{stats.min!r} {stats.max!r}"
+    if meta.metadata:
+        yield repr(meta.metadata)
+    table = pf.read()
+    for column in table.columns:
+        yield repr(column.to_pylist())
+
+
+def files_holding(root: Path, needles: Iterable[str]) -> dict[str, list[str]]:
+    """needle -> relative paths of the files under ``root`` that contain it."""
+    wanted = [n for n in needles if n]
+    found: dict[str, list[str]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        texts = [raw.decode("latin-1")]
+        if raw[:4] == b"PAR1":
+            texts.extend(_parquet_texts(path))
+        blob = "\n".join(texts)
+        for needle in wanted:
+            if needle in blob:
+                found.setdefault(needle, []).append(str(path.relative_to(root)))
+    return found
+
+
+def plate_reads(
+    captured: Sequence[datetime],
+    *,
+    prefix: str,
+    sites: Sequence[str] = ("NO-SVINESUND",),
+    directions: Sequence[str] = ("entry", "exit"),
+    plates: Sequence[str] | None = None,
+) -> pa.Table:
+    """Synthetic ``plate_reads`` rows captured at ``captured``; plates and event ids carry
+    ``prefix`` (upper-case letters) so a test can look for them byte by byte."""
+    n = len(captured)
+    plate = list(plates) if plates is not None else [f"{prefix}{i:05d}" for i in range(n)]
+    return pa.table(
+        {
+            "event_id": [f"ev-{prefix}-{i:06d}" for i in range(n)],
+            "site_id": [sites[i % len(sites)] for i in range(n)],
+            "camera_id": ["CAM-1"] * n,
+            "lane": pa.array([1] * n, pa.int16()),
+            "direction": [directions[i % len(directions)] for i in range(n)],
+            "captured_at": pa.array(captured, UTC_TS),
+            "plate": plate,
+            "plate_raw": [f"{p[:3]} {p[3:]}" for p in plate],
+            "plate_country": ["NO"] * n,
+            "confidence": pa.array([0.9] * n, pa.float32()),
+            "vehicle_class": ["car"] * n,
+            "source_format": ["canonical"] * n,
+            "passage_id": pa.array(range(n), pa.int64()),
+            "candidates": pa.array([None] * n, CANDIDATES),
+            "ingested_at": pa.array(captured, UTC_TS),
+            "source_partition": pa.array([0] * n, pa.int32()),
+            "source_offset": pa.array(range(n), pa.int64()),
+        },
+        schema=PLATE_READS,
+    )
+
+
+def write_reads(lake: Lake, rows: pa.Table, *, topic: str = "anpr.plate-reads") -> None:
+    """Append ``rows`` through :meth:`Lake.write_batch` (the ingest code path), as the next
+    offsets of partition 0."""
+    start = lake.stored_offsets("test-ingest", topic).get(0)
+    first = start or 0
+    rows = rows.set_column(
+        rows.schema.get_field_index("source_offset"),
+        "source_offset",
+        pa.array(range(first, first + rows.num_rows), pa.int64()),
+    )
+    lake.write_batch(
+        "plate_reads",
+        rows,
+        consumer_group="test-ingest",
+        topic=topic,
+        next_offsets={0: first + rows.num_rows},
+        expected={0: start},
+    )

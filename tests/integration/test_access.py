@@ -1,0 +1,407 @@
+"""anpr query / sql / audit / subject against real DuckLake lakes, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from conftest import RunAnpr
+from lakehelp import files_holding, plate_reads, write_reads
+
+from pipeline.access.audit import ActivityLog
+from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.session import AccessSession
+from pipeline.lake.catalog import Lake
+from pipeline.maintain.stats import plate_reads_source
+from pipeline.schemas import CANDIDATES
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+RECENT = NOW - timedelta(days=10)
+OLD = NOW - timedelta(days=100)  # past the analyst tier, within the legal limit
+TARGET = "QXT12345"  # the data subject's plate
+USERS = "ann=analyst,ivan=investigator,stan=statistics,dora=dpo"
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    lake: Path
+    state: Path
+    env: dict[str, str]
+
+    @property
+    def log(self) -> ActivityLog:
+        return ActivityLog(self.state / "access" / "activity.jsonl")
+
+    def pseudo(self) -> Pseudonymiser:
+        return Pseudonymiser.from_key_file(self.state / "access" / "pseudonym.key")
+
+
+def _times(start: datetime, n: int) -> list[datetime]:
+    return [start + timedelta(minutes=5 * i) for i in range(n)]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    lake_dir, state = tmp_path / "lake", tmp_path / "state"
+    with Lake.open(lake_dir) as lake:
+        write_reads(lake, plate_reads(_times(OLD, 20), prefix="OLD"))
+        plates = [f"NEW{i:05d}" for i in range(30)]
+        plates[3] = plates[17] = TARGET  # the subject passed twice, recently...
+        recent = plate_reads(_times(RECENT, 30), prefix="NEW", plates=plates)
+        candidates = [None] * 30
+        candidates[5] = [{"plate": TARGET, "confidence": 0.4}]  # ...and maybe a third time
+        index = recent.schema.get_field_index("candidates")
+        recent = recent.set_column(
+            index, recent.schema.field(index), pa.array(candidates, CANDIDATES)
+        )
+        write_reads(lake, recent)
+        old_target = plate_reads(_times(OLD + timedelta(hours=3), 1), prefix="OLT", plates=[TARGET])
+        write_reads(lake, old_target)
+    env = {
+        **os.environ,
+        "ANPR_LAKE_PATH": str(lake_dir),
+        "ANPR_STATE_DIR": str(state),
+        "ANPR_ACCESS_USERS": USERS,
+        "ANPR_ACCESS_USER_FLAG": "true",
+    }
+    return World(tmp_path, lake_dir, state, env)
+
+
+def _json(result: object) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads(result.stdout)  # type: ignore[attr-defined]
+    return rows
+
+
+def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAnpr) -> None:
+    sql = "SELECT count(*) AS n FROM plate_reads"
+    for args in (
+        ["--user", "ann"],  # no reason
+        ["--user", "ann", "--reason", "curiosity"],  # not a configured code
+        ["--user", "ivan", "--reason", "control"],  # investigators always need a case
+        ["--user", "mallory", "--reason", "control"],  # no role
+    ):
+        result = anpr(world.env, "query", *args, sql)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert list(world.log.entries()) == []
+    no_flag = {**world.env, "ANPR_ACCESS_USER_FLAG": "false"}
+    assert anpr(no_flag, "query", "--user", "ann", "--reason", "control", sql).returncode == 2
+    ok = anpr(world.env, "query", "--user", "ann", "--reason", "control", "--format", "json", sql)
+    assert ok.returncode == 0, ok.stderr
+    assert [e["kind"] for e in world.log.entries()] == ["query.begin", "query.end"]
+
+
+def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnpr) -> None:
+    args = ["query", "--user", "ann", "--reason", "control", "--format", "json"]
+    rows = _json(anpr(world.env, *args, "SELECT * FROM plate_reads"))
+    assert len(rows) == 30  # the 21 reads 100 days old are past the analyst tier
+    assert min(str(r["captured_at"]) for r in rows) >= RECENT.isoformat()
+    text = json.dumps(rows)
+    assert "NEW000" not in text
+    assert TARGET not in text
+    assert "OLD" not in text
+    pseudo = world.pseudo()
+    assert sum(r["plate_pseudonym"] == pseudo.one(TARGET) for r in rows) == 2
+    # No column gives the plate back, in any spelling.
+    for sql in ("SELECT plate FROM plate_reads", "SELECT plate_raw FROM plate_reads"):
+        refused = anpr(world.env, *args, sql)
+        assert refused.returncode == 2
+        assert "not found" in refused.stderr.lower() or "does not have" in refused.stderr
+    # The investigator, for a case, sees clear plates of any age within the legal limit.
+    inv = ["query", "--user", "ivan", "--reason", "investigation", "--case", "C-1", "--format"]
+    clear = _json(
+        anpr(world.env, *inv, "json", f"SELECT * FROM plate_reads WHERE plate = '{TARGET}'")
+    )
+    assert len(clear) == 3
+    # The log keeps who, why and the pseudonyms of the plates returned, never the plates.
+    entries = list(world.log.entries())
+    ends = [e for e in entries if e["kind"] == "query.end" and e["outcome"] == "ok"]
+    assert pseudo.one(TARGET) in ends[0]["pseudonyms"]
+    assert (
+        ends[-1]["pseudonyms"] == [pseudo.one(TARGET)]
+        or pseudo.one(TARGET) in ends[-1]["pseudonyms"]
+    )
+    log_text = world.log.path.read_text()
+    assert "NEW00000" not in log_text
+    prom = (world.state / "metrics" / "access.prom").read_text()
+    assert 'anpr_queries_total{outcome="ok",reason="control",role="analyst"} 1.0' in prom
+
+
+ESCAPES = [
+    "SELECT * FROM read_parquet('{data}/**/*.parquet')",
+    "SELECT * FROM '{data}/main/plate_reads/**/*.parquet'",
+    "SELECT * FROM glob('{data}/**')",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",  # read files past enable_external_access once
+    "SELECT * FROM read_text('{lake}/catalog.sqlite')",
+    "SELECT * FROM read_blob('{lake}/catalog.sqlite')",
+    "SELECT * FROM sqlite_scan('{lake}/catalog.sqlite', 'ducklake_data_file')",
+    "SELECT * FROM lake.plate_reads",
+    "SELECT * FROM lake.main.plate_reads AT (VERSION => 1)",
+    "SELECT * FROM plate_reads AT (VERSION => 1)",
+    "SELECT * FROM ducklake_list_files('lake', 'plate_reads')",
+    "SELECT * FROM lake.snapshots()",
+    "SELECT * FROM duckdb_databases()",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM duckdb_databases",
+    "SELECT current_setting('allowed_directories')",
+    "SELECT anpr_pseudonym('{target}')",
+    "WITH duckdb_views AS (SELECT * FROM duckdb_views) SELECT * FROM duckdb_views",
+    "SELECT * FROM query('SELECT * FROM lake.plate_reads')",
+    "ATTACH '{root}/other.db' AS other",
+    "ATTACH ':memory:' AS scratch",
+    "DETACH lake",
+    "COPY (SELECT 1) TO '{root}/out.csv'",
+    "INSTALL httpfs",
+    "LOAD '{root}/evil.duckdb_extension'",
+    "SET enable_external_access = true",
+    "RESET lock_configuration",
+    "PRAGMA database_list",
+    "CALL lake.set_option('data_inlining_row_limit', 1000)",
+    "CREATE TABLE t AS SELECT * FROM plate_reads",
+    "USE lake",
+    "SELECT 1; SELECT * FROM lake.plate_reads",
+]
+
+
+def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: RunAnpr) -> None:
+    corpus = [
+        s.format(data=world.lake / "data", lake=world.lake, root=world.root, target=TARGET)
+        for s in ESCAPES
+    ]
+    stdin = "".join(f"{s};\n" for s in corpus) + "SELECT count(*) AS n FROM plate_reads;\n"
+    result = anpr_stdin(
+        world.env, ["sql", "--user", "ann", "--reason", "control", "--format", "csv"], stdin
+    )
+    assert result.returncode == 2
+    assert result.stdout.strip().splitlines()[-1] == "30"  # the session still works
+    entries = list(world.log.entries())
+    refused = [e for e in entries if e["kind"] == "query.refused"]
+    # "SELECT 1; SELECT ..." is one text to the shell: refused as a whole.
+    assert len(refused) == len(corpus)
+    assert [e["sql"] for e in refused] == [s.rstrip() for s in corpus]
+    assert sum(e["kind"] == "query.begin" for e in entries) == 1
+    assert not (world.root / "out.csv").exists()
+    assert world.log.verify().ok
+
+
+def anpr_stdin(
+    env: dict[str, str], args: list[str], stdin: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_locked_session_itself_cannot_loosen_its_settings(world: World) -> None:
+    # Defence in depth below the statement check: what DuckDB itself refuses once locked.
+    pseudo = Pseudonymiser(b"k" * 32)
+    with AccessSession.open(
+        world.lake, "analyst", now=NOW, analyst_max_age_days=90, retention_months=6, pseudo=pseudo
+    ) as session:
+        con = session.lake.con
+        for sql in (
+            "SET enable_external_access = true",
+            "SET lock_configuration = false",
+            "SET allowed_directories = ['/']",
+            "SET disabled_filesystems = ''",
+            "INSERT INTO lake.plate_reads SELECT * FROM lake.plate_reads",
+            f"COPY (SELECT 1) TO '{world.root}/x.csv'",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            "INSTALL httpfs",
+        ):
+            with pytest.raises(duckdb.Error):
+                con.execute(sql)
+
+
+def _tamper(world: World, anpr: RunAnpr, edit: Callable[[list[str]], list[str]]) -> str:
+    path = world.root / "tampered.jsonl"
+    lines = world.log.path.read_text().splitlines()
+    path.write_text("".join(f"{line}\n" for line in edit(lines)))
+    (world.root / "tampered.jsonl.head.json").write_bytes(world.log.head_path.read_bytes())
+    result = anpr(world.env, "audit", "verify", "--log", str(path))
+    assert result.returncode == 1, result.stdout
+    return result.stdout
+
+
+def test_audit_verify_catches_edits_deletions_reorders_and_truncation(
+    world: World, anpr: RunAnpr
+) -> None:
+    for n in range(3):
+        query = ["query", "--user", "ann", "--reason", "control", f"SELECT {n} AS n"]
+        assert anpr(world.env, *query).returncode == 0
+    intact = anpr(world.env, "audit", "verify")
+    assert intact.returncode == 0
+    assert "6 entries" in intact.stdout
+
+    def one_byte(lines: list[str]) -> list[str]:
+        lines[2] = lines[2].replace('"user":"ann"', '"user":"anm"')
+        return lines
+
+    assert "line 3 (seq 2)" in _tamper(world, anpr, one_byte)
+    assert "line 4 (seq 3)" in _tamper(world, anpr, lambda ls: ls[:3] + ls[4:])
+    assert "line 2 (seq 1)" in _tamper(world, anpr, lambda ls: [ls[0], ls[2], ls[1], *ls[3:]])
+    assert "line 5 (seq 4)" in _tamper(world, anpr, lambda ls: ls[:4])
+
+
+def _dpo(world: World, anpr: RunAnpr, *args: str) -> str:
+    result = anpr(world.env, "subject", *args, "--user", "dora")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_erase_leaves_no_byte_of_the_plate_under_the_lake(world: World, anpr: RunAnpr) -> None:
+    # A rectification (old value kept in the versions table) and a restriction hold it too.
+    _dpo(world, anpr, "rectify", "--event-id", "ev-NEW-000003", "--plate", "NEW99999",
+         "--reason", "misread")  # fmt: skip
+    _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    assert files_holding(world.lake, [TARGET])  # before: it is everywhere
+    refused = anpr(
+        world.env, "subject", "erase", "--plate", TARGET, "--reason", "x", "--user", "ann"
+    )
+    assert refused.returncode == 2
+    out = _dpo(world, anpr, "erase", "--plate", TARGET, "--reason", "art. 17 request")
+    assert "erased" in out
+    assert files_holding(world.lake, [TARGET]) == {}
+    kept = files_holding(world.lake, ["NEW00004", "OLD00001", "NEW99999"])
+    assert set(kept) == {"NEW00004", "OLD00001", "NEW99999"}
+    with Lake.open(world.lake) as lake:
+        counts = lake.con.execute(
+            "SELECT (SELECT count(*) FROM plate_reads), (SELECT count(*) FROM "
+            "plate_read_versions), (SELECT count(*) FROM subject_restrictions)"
+        ).fetchone()
+    # 51 reads less: its other recent read, the one naming it as an OCR candidate, the old one
+    # (the rectified read now carries another plate); its version and restriction rows.
+    assert counts == (51 - 3, 0, 0)
+    entries = list(world.log.entries())
+    assert [e["request"] for e in entries if e["kind"] == "subject.end"] == [
+        "rectify", "restrict", "erase"
+    ]  # fmt: skip
+    assert TARGET not in world.log.path.read_text()
+    assert [e["kind"] for e in entries].count("subject.refused") == 1
+
+
+def test_rectify_keeps_the_original_in_the_versions_table(world: World, anpr: RunAnpr) -> None:
+    _dpo(world, anpr, "rectify", "--event-id", "ev-NEW-000017", "--plate", "qxt 12346",
+         "--reason", "misread 5 as 6", "--case", "DSAR-9")  # fmt: skip
+    dpo = ["query", "--user", "dora", "--reason", "dsar", "--case", "DSAR-9", "--format", "json"]
+    versions = _json(anpr(world.env, *dpo, "SELECT * FROM plate_read_versions"))
+    assert len(versions) == 1
+    version = versions[0]
+    assert (version["event_id"], version["old_plate"], version["new_plate"]) == (
+        "ev-NEW-000017", TARGET, "QXT12346"
+    )  # fmt: skip
+    assert version["changed_by"] == "dora"
+    assert version["reason"] == "misread 5 as 6"
+    assert version["old_plate_raw"] == "NEW 00017" or version["old_plate_raw"].startswith("QXT")
+    # It ages out with the read: same collection time, so retention deletes both together.
+    read = _json(
+        anpr(world.env, *dpo, "SELECT * FROM plate_reads WHERE event_id = 'ev-NEW-000017'")
+    )
+    assert read[0]["plate"] == "QXT12346"
+    assert read[0]["captured_at"] == version["captured_at"]
+    # Unknown event ids and non-dpo users are refused.
+    missing = anpr(world.env, "subject", "rectify", "--event-id", "nope", "--plate", "AB1",
+                   "--reason", "x", "--user", "dora")  # fmt: skip
+    assert missing.returncode == 2
+
+
+def test_restricted_rows_are_seen_by_the_dpo_only(world: World, anpr: RunAnpr) -> None:
+    out = _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    assert "capped at the expiry" in out  # never longer than the newest row may be kept
+    sql = f"SELECT count(*) AS n FROM plate_reads WHERE plate = '{TARGET}'"
+    pseudo = world.pseudo().one(TARGET)
+    ann = ["--user", "ann", "--reason", "control", "--format", "json"]
+    ivan = ["--user", "ivan", "--reason", "investigation", "--case", "C-7", "--format", "json"]
+    dora = ["--user", "dora", "--reason", "dsar", "--case", "D-1", "--format", "json"]
+    assert _json(anpr(world.env, "query", *ivan, sql)) == [{"n": 0}]
+    seen = _json(anpr(world.env, "query", *ann, "SELECT plate_pseudonym FROM plate_reads"))
+    assert pseudo not in {r["plate_pseudonym"] for r in seen}
+    assert len(seen) == 28
+    assert _json(anpr(world.env, "query", *dora, sql)) == [{"n": 3}]
+    restriction = _json(anpr(world.env, "query", *dora, "SELECT * FROM subject_restrictions"))
+    until = datetime.fromisoformat(str(restriction[0]["restricted_until"]))
+    assert until <= RECENT + timedelta(minutes=5 * 17) + timedelta(days=185)
+    # Only the dpo's view lists restrictions at all.
+    assert anpr(world.env, "query", *ivan, "SELECT * FROM subject_restrictions").returncode == 2
+    _dpo(world, anpr, "unrestrict", "--plate", TARGET)
+    assert _json(anpr(world.env, "query", *ivan, sql)) == [{"n": 3}]
+
+
+def test_subject_access_reports_rows_and_who_saw_them(world: World, anpr: RunAnpr) -> None:
+    ivan = ["--user", "ivan", "--reason", "investigation", "--case", "C-7", "--format", "csv"]
+    assert (
+        anpr(world.env, "query", *ivan, "SELECT * FROM plate_reads WHERE lane = 1").returncode == 0
+    )
+    assert anpr(world.env, "query", *ivan, "SELECT 1 AS x").returncode == 0
+    out = _dpo(world, anpr, "access", "--plate", TARGET.lower())
+    path = Path(out.strip().rsplit(": ", 1)[1])
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    report = json.loads(path.read_text())
+    assert len(report["tables"]["plate_reads"]) == 4  # 3 reads and 1 OCR candidate
+    who = [e for e in report["activity_log_entries"] if e["kind"] == "query.end"]
+    assert len(who) == 1  # the first query returned it, the second did not
+    csv_out = _dpo(world, anpr, "access", "--plate", TARGET, "--format", "csv")
+    csv_text = Path(csv_out.strip().rsplit(": ", 1)[1]).read_text()
+    assert csv_text.startswith("source,row,column,value\n")
+    assert TARGET in csv_text
+    kinds = [e.get("request") for e in world.log.entries() if e["kind"] == "subject.end"]
+    assert kinds == ["access", "access"]
+    prom = (world.state / "metrics" / "access.prom").read_text()
+    assert 'anpr_subject_requests_total{kind="access"} 2.0' in prom
+
+
+def test_statistics_computed_after_a_restriction_leave_the_plate_out(
+    world: World, anpr: RunAnpr
+) -> None:
+    # Every statistic reads plate_reads through this one source (pipeline/maintain/stats.py).
+    def passages_of_target() -> int:
+        with Lake.open(world.lake) as lake:
+            rows = lake.con.execute(
+                f"SELECT count(*) FROM {plate_reads_source()} WHERE plate = ?", [TARGET]
+            ).fetchone()
+        assert rows is not None
+        return int(rows[0])
+
+    assert passages_of_target() == 3
+    _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    assert passages_of_target() == 0
+    _dpo(world, anpr, "unrestrict", "--plate", TARGET)
+    assert passages_of_target() == 3
+
+
+def test_versions_and_restrictions_age_out_with_the_reads(world: World, anpr: RunAnpr) -> None:
+    _dpo(world, anpr, "rectify", "--event-id", "ev-OLD-000002", "--plate", "OLD77777",
+         "--reason", "misread")  # fmt: skip
+    _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
+    # Just past six months after the old reads: they, and the version of one, must go; the
+    # restriction covers a recent read too, so it stays until that one expires.
+    as_of = OLD + timedelta(days=186)
+    result = anpr(world.env, "maintain", "--only", "retention", "--no-topic-check",
+                  "--as-of", as_of.isoformat(), timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with Lake.open(world.lake) as lake:
+        left = lake.con.execute(
+            "SELECT (SELECT count(*) FROM plate_read_versions), "
+            "(SELECT count(*) FROM subject_restrictions), "
+            "(SELECT count(*) FROM plate_reads WHERE captured_at < ?)",
+            [OLD + timedelta(days=1)],
+        ).fetchone()
+    assert left == (0, 1, 0)
+    assert files_holding(world.lake, ["OLD77777", "OLD00002"]) == {}
