@@ -53,6 +53,13 @@ class Assigned:
             ids = ids.combine_chunks()
         return cls(ids, _key_hashes(reads), _micros(reads["captured_at"]))
 
+    def starts(self) -> npt.NDArray[np.bool_]:
+        """True for the reads that start a passage (its first read), in row order: counting
+        them counts vehicles, however many cameras read each one."""
+        ids = self.ids.to_numpy(zero_copy_only=False).astype(np.int64)
+        first: npt.NDArray[np.bool_] = ids == _passage_ids(self.key_hashes, self.micros)
+        return first
+
 
 class PassageGrouper:
     """Assign passage ids batch by batch; see the module docstring for the rule.
