@@ -141,8 +141,7 @@ class LiveApp:
             "partitions": 1,
             "recovery_buffer_size": 1,
             "use_partitioner": True,  # writable from the timer, outside a stream
-            "key_serializer": "json",
-            "value_serializer": "json",
+            # No key_type/value_type: faust then (de)serialises keys and values as JSON.
             "extra_topic_configs": _CHANGELOG_CONFIG,
         }
         self.watchlist = app.GlobalTable("watchlist", **table_options)

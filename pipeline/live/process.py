@@ -93,7 +93,8 @@ class LiveProcessor:
 
         assigned = self._passages.assign(reads)
         self._passages.remember(assigned)
-        starts = reads.select(["site_id", "direction"]).filter(pa.array(assigned.starts()))
+        assert assigned.starts is not None  # always set by assign()
+        starts = reads.select(["site_id", "direction"]).filter(pa.array(assigned.starts))
         counted = starts.group_by(["site_id", "direction"]).aggregate([([], "count_all")])
         for row in counted.to_pylist():
             batch.passages[(row["site_id"], row["direction"])] = row["count_all"]
