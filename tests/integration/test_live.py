@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from pipeline.config import load_settings
 from pipeline.kafka.clients import make_producer
@@ -270,3 +269,76 @@ def test_exact_and_possible_hits_removal_and_expiry(harness: Harness) -> None:
         code = live.stop()
     assert code == 0
     assert "AB12345" not in harness.tmp.joinpath("live.log").read_text()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in tps]
+    finally:
+        consumer.close()
+
+
+def test_restart_keeps_the_watchlist_and_a_redelivered_read_gives_no_second_hit(
+    harness: Harness,
+) -> None:
+    harness.list_plate("RS12345", "stolen", datetime.now(UTC) + timedelta(days=1))
+    first = read("e-first", "RS12345")
+    live = harness.start()
+    try:
+        live.wait_metric("anpr_watchlist_entries", 1)
+        harness.send_read(first)
+        harness.hit_for("e-first", live)
+    finally:
+        code = live.stop()
+    assert code == 0
+    # The app had read the watchlist topic to its end: after the restart, the entry can
+    # only come back from the table's changelog.
+    assert committed(harness.bootstrap, harness.group, harness.watchlist, 1) == [1]
+
+    live = harness.start()
+    try:
+        live.wait_metric("anpr_watchlist_entries", 1)
+        # The same read delivered again after the restart: the hit ids already sent came
+        # back from their changelog too, so it gives no second hit.
+        harness.send_read(first)
+        harness.send_read(read("e-second", "RS12345"))
+        harness.hit_for("e-second", live)
+        assert live.metric("anpr_watchlist_duplicate_hits_total") == 1
+        assert live.metric("anpr_live_reads_total") == 2
+        assert len(harness.hits_of("e-first")) == 1
+    finally:
+        code = live.stop()
+    assert code == 0
+
+
+def test_a_camera_that_stops_reading_is_reported_silent(harness: Harness) -> None:
+    harness.list_plate("SN10000", "sentinel", datetime.now(UTC) + timedelta(days=1))
+    live = harness.start()
+    try:
+        live.wait_metric("anpr_watchlist_entries", 1)
+        captured = datetime.now(UTC)
+        harness.send_read(read("e-quiet", "QT12345", site=QUIET_SITE, camera=QUIET_CAMERA,
+                               captured=captured))  # fmt: skip
+        harness.send_read(read("e-busy", "SN10000"))
+        harness.hit_for("e-busy", live)
+        quiet = {"camera": QUIET_CAMERA, "site": QUIET_SITE}
+        busy = {"camera": CAMERA, "site": SITE}
+        last = int(captured.timestamp() * 1000) / 1000  # the read carries milliseconds
+        wait_until(
+            lambda: (
+                live.metric("anpr_camera_last_read_timestamp_seconds", quiet)
+                == pytest.approx(last, abs=1e-6)
+            ),
+            "the quiet camera's last read",
+        )
+        assert live.metric("anpr_camera_silence_threshold_seconds", quiet) == 3.0  # [live]
+        assert live.metric("anpr_camera_silence_threshold_seconds", busy) in (300.0, 1800.0)
+        # No more reads from it: silent once its 3 s threshold has passed, while the
+        # Svinesund camera, with its site's 300 s threshold, is not.
+        live.wait_metric("anpr_camera_silent", 1, quiet)
+        assert live.metric("anpr_camera_silent", busy) == 0
+    finally:
+        code = live.stop()
+    assert code == 0
