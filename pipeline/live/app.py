@@ -44,6 +44,7 @@ recovery hangs (faust-streaming #47) the id-based guarantee is the safer one her
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -139,7 +140,6 @@ class LiveApp:
         self.hits_topic = app.topic(topics.watchlist_hits, key_type=bytes, value_type=bytes)
         table_options: dict[str, Any] = {
             "partitions": 1,
-            "recovery_buffer_size": 1,
             "use_partitioner": True,  # writable from the timer, outside a stream
             # No key_type/value_type: faust then (de)serialises keys and values as JSON.
             "extra_topic_configs": _CHANGELOG_CONFIG,
@@ -149,8 +149,9 @@ class LiveApp:
         self.watchlist.on_recover(self._rebuild_index)
 
         async def watchlist_agent(stream: Any) -> None:
-            async for event in stream.events():
-                self.apply_change(event.key, event.value)
+            async for events in stream.take_events(1000, within=live.batch_within_s):
+                for event in events:
+                    self.apply_change(event.key, event.value)
 
         async def reads_agent(stream: Any) -> None:
             async for events in stream.take_events(live.batch_size, within=live.batch_within_s):
@@ -207,14 +208,20 @@ class LiveApp:
         fresh = unseen(batch.hits, self.recent_hits)
         if len(fresh) < len(batch.hits):
             self._metrics.duplicate_hits.inc(len(batch.hits) - len(fresh))
+        # force=True: send now, not when the event is acknowledged. All of the batch's hits
+        # are in flight together; then wait for every acknowledgement (step 3).
+        pending = [
+            await self.hits_topic.send(key=hit.key(), value=hit.to_json(), force=True)
+            for hit in fresh
+        ]
+        if pending:
+            await asyncio.gather(*pending)
+        sent = time.time()
         for hit in fresh:
-            # force=True: send now, not when the event is acknowledged; then wait for the ack.
-            pending = await self.hits_topic.send(key=hit.key(), value=hit.to_json(), force=True)
-            await pending
-            sent = time.time()
             self.recent_hits[hit.hit_id] = sent
             self._metrics.hits.labels(list=hit.list_name, match=hit.match).inc()
             self._metrics.hit_latency.observe(max(sent - hit.captured_at.timestamp(), 0.0))
+        if fresh:
             self._metrics.last_hit.set(sent)
 
     def _count(self, batch: LiveBatch) -> None:
