@@ -17,7 +17,8 @@ changelog topics (``<app id>-watchlist-changelog``, ``<app id>-hits-changelog``)
 watchlist, and the ids of hits already sent. On start faust replays them before any agent
 runs; the index is rebuilt from the table in the recovery callback. Global tables, so every
 worker of the group holds the whole watchlist whatever plate-read partitions it owns; one
-partition with ``recovery_buffer_size=1``, as faust-streaming recommends (ADR 0002). The
+partition each, run as one instance (ADR 0002: upstream's multi-instance workaround,
+``recovery_buffer_size=1``, makes recovering 100,000 entries take minutes). The
 faust web server is off; metrics go through prometheus-client on ``live.metrics_port``.
 
 **Delivery semantics: at-least-once sends, exactly-once hits by id.** faust acknowledges a
