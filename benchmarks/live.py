@@ -331,7 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             say(f"hot path: anpr ingest plates drains the same {total:,} reads")
             ingest = Child.spawn(
-                [ANPR, "--log-level", "WARNING", "ingest", "plates", "--max-messages", str(total)],
+                # --until-idle, not --max-messages: it stays up (and scrapable) after the drain.
+                [ANPR, "--log-level", "WARNING", "ingest", "plates", "--until-idle", "15"],
                 env=env,
                 log=work / "ingest.log",
             )
