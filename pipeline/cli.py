@@ -48,6 +48,7 @@ first steps:
   anpr topics create          create the pipeline's topics
   anpr simulate plates --count 10000
   anpr ingest plates --until-idle 5
+  anpr live                   watchlist hits, live traffic, camera silence
   anpr query --reason control "SELECT site_id, count(*) FROM plate_reads GROUP BY 1"
 
 exit codes: 0 ok, 1 failure, 2 usage or configuration error.
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline.cli_maintain import register as _reg_maintain
 
     _reg_maintain(commands)
+    from pipeline.cli_live import register as _reg_live
+
+    _reg_live(commands)
     return parser
 
 

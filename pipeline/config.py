@@ -29,6 +29,7 @@ import re
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,29 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """``anpr live``: the faust-streaming app (watchlist hits, live traffic, camera silence)."""
+
+    consumer_group: str = "anpr-live"  # also the faust app id: its changelog topics' prefix
+    metrics_port: int = 9466
+    # Every watchlist entry must expire, at most this many days after it is read.
+    watchlist_max_days: int = 90
+    batch_size: int = 500  # reads per faust ``take()`` batch
+    batch_within_s: float = 0.05  # how long a batch may wait to fill: adds to hit latency
+    # Reads captured longer ago than this are counted but neither matched nor counted as
+    # traffic: a new consumer group replaying a week of topic must not page anyone.
+    max_read_age_s: float = 3600.0
+    hit_dedup_window_s: float = 24 * 3600.0  # how long a hit id is remembered
+    # Camera silence: defaults for sites without their own values in the site registry.
+    silence_day_s: float = 900.0
+    silence_night_s: float = 3600.0
+    night_start_hour: int = 22  # local time (timezone below), inclusive
+    night_end_hour: int = 6  # exclusive
+    timezone: str = "Europe/Oslo"
+    check_interval_s: float = 1.0  # silence and expiry checks
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     months: int = LEGAL_RETENTION_MONTHS
     # Per-table limits in months (TOML ``[retention.tables] passengers = 3``, or
@@ -205,6 +229,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     def redacted(self) -> dict[str, dict[str, str]]:
         """Every setting as text, secrets masked: safe to print (``anpr config``)."""
@@ -447,6 +472,28 @@ def _check(settings: Settings) -> None:
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")
     _check_access(settings.access, months)
+    _check_live(settings.live)
+
+
+def _check_live(live: LiveSettings) -> None:
+    if not 0 <= live.metrics_port <= 65535:
+        raise ConfigError("live.metrics_port", "must be a TCP port, or 0 to disable")
+    if not 1 <= live.watchlist_max_days <= 366:
+        raise ConfigError("live.watchlist_max_days", "must be within 1..366 days")
+    if live.batch_size < 1 or live.batch_within_s <= 0:
+        raise ConfigError("live.batch_size", "batch_size must be >= 1 and batch_within_s > 0")
+    for key in ("max_read_age_s", "hit_dedup_window_s", "silence_day_s", "silence_night_s"):
+        if getattr(live, key) <= 0:
+            raise ConfigError(f"live.{key}", "must be a positive number of seconds")
+    if not 0.05 <= live.check_interval_s <= 60:
+        raise ConfigError("live.check_interval_s", "must be within 0.05..60 seconds")
+    for key in ("night_start_hour", "night_end_hour"):
+        if not 0 <= getattr(live, key) <= 23:
+            raise ConfigError(f"live.{key}", "must be an hour 0..23")
+    try:
+        zoneinfo.ZoneInfo(live.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("live.timezone", f"unknown time zone {live.timezone!r}") from None
 
 
 def _check_access(access: AccessSettings, months: int) -> None:

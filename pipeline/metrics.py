@@ -125,6 +125,93 @@ class IngestMetrics:
         )
 
 
+# Hit latency (capture → hit acknowledged by Kafka): the target is p99 <= 1 s.
+_HIT_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0)
+
+
+class LiveMetrics:
+    """Metrics of the live app (``anpr live``). Labels are sites, cameras, directions, list
+    names (a validated vocabulary), match kinds and reason codes: never a plate."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.reads = Counter(
+            "anpr_live_reads_total",
+            "Plate-read messages taken by the live app, by detected payload format.",
+            ["format"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "anpr_live_reads_skipped_total",
+            "Reads not matched nor counted: a rejection reason code, or stale (too old).",
+            ["reason"],
+            registry=registry,
+        )
+        self.passages = Counter(
+            "anpr_live_passages_total",
+            "Vehicles passing (reads of one vehicle grouped into one passage), by site and "
+            "direction; rate() over 1m gives passages per minute.",
+            ["site", "direction"],
+            registry=registry,
+        )
+        self.camera_last_read = Gauge(
+            "anpr_camera_last_read_timestamp_seconds",
+            "Capture time (Unix seconds) of the newest read of each camera seen since start.",
+            ["camera", "site"],
+            registry=registry,
+        )
+        self.camera_silent = Gauge(
+            "anpr_camera_silent",
+            "1 while a camera has read nothing for longer than its site's threshold.",
+            ["camera", "site"],
+            registry=registry,
+        )
+        self.camera_threshold = Gauge(
+            "anpr_camera_silence_threshold_seconds",
+            "The silence threshold in force for the camera now (day or night value).",
+            ["camera", "site"],
+            registry=registry,
+        )
+        self.hits = Counter(
+            "anpr_watchlist_hits_total",
+            "Watchlist hits sent to the hits topic, by list and match kind (exact, possible).",
+            ["list", "match"],
+            registry=registry,
+        )
+        self.duplicate_hits = Counter(
+            "anpr_watchlist_duplicate_hits_total",
+            "Hits not sent again because their hit id was already sent (redelivered reads).",
+            registry=registry,
+        )
+        self.entries = Gauge(
+            "anpr_watchlist_entries",
+            "Watchlist entries in force.",
+            registry=registry,
+        )
+        self.rejected_entries = Counter(
+            "anpr_watchlist_rejected_total",
+            "Watchlist records refused, by reason (every entry must expire, within the limit).",
+            ["reason"],
+            registry=registry,
+        )
+        self.expired_entries = Counter(
+            "anpr_watchlist_expired_total",
+            "Watchlist entries removed because they expired.",
+            registry=registry,
+        )
+        self.hit_latency = Histogram(
+            "anpr_watchlist_hit_latency_seconds",
+            "Time from capture (captured_at) to the hit being acknowledged by Kafka.",
+            buckets=_HIT_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.last_hit = Gauge(
+            "anpr_live_last_hit_timestamp_seconds",
+            "Unix time of the last hit sent.",
+            registry=registry,
+        )
+
+
 def serve(registry: CollectorRegistry, port: int) -> None:
     """Expose ``registry`` on ``http://0.0.0.0:port/metrics``; port 0 disables the endpoint."""
     if port:

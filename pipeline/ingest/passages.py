@@ -44,6 +44,10 @@ class Assigned:
     ids: pa.Array
     key_hashes: npt.NDArray[np.uint64]
     micros: npt.NDArray[np.int64]
+    # Per row, True if the read starts a new passage (continues none, in this batch or
+    # carried): counting them counts vehicles, however many cameras read each one. Only
+    # known for batches that went through :meth:`PassageGrouper.assign`.
+    starts: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def from_rows(cls, reads: pa.Table) -> Assigned:
@@ -77,7 +81,7 @@ class PassageGrouper:
         keys = _key_hashes(reads)
         micros = _micros(reads["captured_at"])
         if n == 0:
-            return Assigned(pa.array([], pa.int64()), keys, micros)
+            return Assigned(pa.array([], pa.int64()), keys, micros, np.zeros(0, dtype=np.bool_))
         order = np.lexsort((micros, keys))
         sorted_keys, sorted_us = keys[order], micros[order]
 
@@ -102,7 +106,9 @@ class PassageGrouper:
 
         result = np.empty(n, dtype=np.int64)
         result[order] = ids
-        return Assigned(pa.array(result, pa.int64()), keys, micros)
+        starts = np.empty(n, dtype=np.bool_)
+        starts[order] = ~continues
+        return Assigned(pa.array(result, pa.int64()), keys, micros, starts)
 
     def remember(self, assigned: Assigned) -> None:
         """Carry the latest read of every key forward; forget keys past the horizon."""

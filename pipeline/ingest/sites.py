@@ -58,7 +58,11 @@ PAIR_SEPARATOR: Final = "|"
 
 _MAX_NAME = 64
 _MAX_VENDOR_CAMERA_ID = 64
-_SITE_KEYS: Final = frozenset({"id", "name", "kind", "neighbour", "lanes", "cameras"})
+_SITE_REQUIRED: Final = frozenset({"id", "name", "kind", "neighbour", "lanes", "cameras"})
+# Optional: how long the site's cameras may be silent before the live app says so.
+_SILENCE_KEYS: Final = frozenset({"silence_day_s", "silence_night_s"})
+_SITE_KEYS: Final = _SITE_REQUIRED | _SILENCE_KEYS
+_MAX_SILENCE_S = 7 * 24 * 3600
 _LANE_KEYS: Final = frozenset({"number", "direction"})
 _CAMERA_KEYS: Final = frozenset(
     {"id", "lane", "position", "vendor", "vendor_camera_id"}
@@ -109,6 +113,9 @@ class Site:
     neighbour: str
     lanes: tuple[Lane, ...]
     cameras: tuple[Camera, ...]
+    # Camera silence thresholds (None: the live app's defaults, ``live.silence_*_s``).
+    silence_day_s: float | None = None
+    silence_night_s: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,7 +221,7 @@ def _parse_site(path: Path, index: int, raw: object) -> Site:
     site_id = raw.get("id")
     if isinstance(site_id, str):
         where = f"{where} ({site_id})"
-    _check_keys(where, raw, _SITE_KEYS, required=_SITE_KEYS)
+    _check_keys(where, raw, _SITE_KEYS, required=_SITE_REQUIRED)
     site_id = _pattern(where, "id", raw["id"], SITE_ID_PATTERN)
     name = raw["name"]
     if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
@@ -232,7 +239,19 @@ def _parse_site(path: Path, index: int, raw: object) -> Site:
         _parse_camera(f"{where}.cameras[{j}]", site_id, lane_numbers, cam)
         for j, cam in enumerate(raw_cameras)
     )
-    return Site(site_id, name, kind, neighbour, lanes, cameras)
+    day = _silence(where, "silence_day_s", raw.get("silence_day_s"))
+    night = _silence(where, "silence_night_s", raw.get("silence_night_s"))
+    return Site(site_id, name, kind, neighbour, lanes, cameras, day, night)
+
+
+def _silence(where: str, key: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(where, f"{key} must be a number of seconds, got {value!r}")
+    if not 0 < value <= _MAX_SILENCE_S:
+        raise ConfigError(where, f"{key} must be within 0..{_MAX_SILENCE_S} seconds")
+    return float(value)
 
 
 def _parse_lanes(where: str, raw: object) -> tuple[Lane, ...]:

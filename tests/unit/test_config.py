@@ -66,6 +66,11 @@ def test_librdkafka_settings_pass_through_and_secrets_are_masked(tmp_path: Path)
         ({"ANPR_RETENTION_TABLES": "passengers=7"}, "retention.tables.passengers"),
         ({"ANPR_RETENTION_TABLES": "passengers"}, "retention.tables"),
         ({"ANPR_MAINTAIN_K_ANONYMITY": "0"}, "maintain.k_anonymity"),
+        ({"ANPR_LIVE_WATCHLIST_MAX_DAYS": "0"}, "live.watchlist_max_days"),
+        ({"ANPR_LIVE_METRICS_PORT": "70000"}, "live.metrics_port"),
+        ({"ANPR_LIVE_SILENCE_NIGHT_S": "0"}, "live.silence_night_s"),
+        ({"ANPR_LIVE_NIGHT_START_HOUR": "24"}, "live.night_start_hour"),
+        ({"ANPR_LIVE_TIMEZONE": "Mars/Olympus"}, "live.timezone"),
     ],
 )
 def test_illegal_values_are_refused_with_the_key(env: dict[str, str], key: str) -> None:

@@ -152,6 +152,17 @@ def test_minimal_file_loads(tmp_path: Path) -> None:
     assert registry.camera("TA-L2-R").vendor_camera_id == "900001"
 
 
+def test_silence_thresholds_are_optional_per_site(tmp_path: Path) -> None:
+    document = copy.deepcopy(_BASE)
+    document["sites"][0].update(silence_day_s=600, silence_night_s=3600.5)
+    registry = load_registry(_write(tmp_path, document))
+    assert (registry.site("NO-TESTA").silence_day_s, registry.site("NO-TESTA").silence_night_s) == (
+        600.0,
+        3600.5,
+    )
+    assert registry.site("NO-TESTB").silence_day_s is None
+
+
 def _site(doc: dict[str, Any], i: int = 0) -> dict[str, Any]:
     site: dict[str, Any] = doc["sites"][i]
     return site
@@ -231,6 +242,14 @@ _MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
             vendor="hikvision", vendor_camera_id="h", entry_motion="approaching"
         ),
         "entry_motion must be one of",
+    ),
+    "silence threshold not a number": (
+        lambda d: _site(d).update(silence_day_s="10 minutes"),
+        "silence_day_s must be a number",
+    ),
+    "silence threshold zero": (
+        lambda d: _site(d).update(silence_night_s=0),
+        "silence_night_s must be within",
     ),
 }
 
