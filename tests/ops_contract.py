@@ -25,42 +25,15 @@ DASHBOARD_DIR = REPO / "deploy" / "grafana"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
 # Metric names of the contract (shared/DESIGN + the brief) that no code on this branch defines
-# yet, with their type: issue 6 (maintain), issue 7 (live), issue 8 (access), issue 5
-# (passengers). Empty it as the branches are merged.
+# yet, with their type. Empty it as the work is merged.
 PENDING_METRICS: dict[str, str] = {
-    # maintain (issue 6), from the textfile <state.dir>/metrics/maintain.prom
-    "anpr_oldest_record_age_seconds": "gauge",
-    "anpr_retention_limit_seconds": "gauge",
-    "anpr_rows_deleted_total": "counter",
-    "anpr_maintenance_last_success_timestamp_seconds": "gauge",
-    "anpr_maintenance_last_run_timestamp_seconds": "gauge",
-    "anpr_statistics_days_pending": "gauge",
-    "anpr_compaction_files": "gauge",
-    "anpr_topic_retention_seconds": "gauge",
-    "anpr_topic_retention_exceeded": "gauge",
-    # live app (issue 7), :9466
-    "anpr_live_passages_total": "counter",
-    "anpr_camera_last_read_timestamp_seconds": "gauge",
-    "anpr_camera_silent": "gauge",
-    "anpr_camera_silence_threshold_seconds": "gauge",
-    "anpr_watchlist_hits_total": "counter",
-    "anpr_watchlist_entries": "gauge",
-    "anpr_watchlist_hit_latency_seconds": "histogram",
-    "anpr_live_reads_total": "counter",
-    "anpr_live_last_hit_timestamp_seconds": "gauge",
-    # access (issue 8), from the textfile <state.dir>/metrics/access.prom
-    "anpr_queries_total": "counter",
-    "anpr_subject_requests_total": "counter",
-    "anpr_audit_log_entries_total": "counter",
     # passengers ingest (issue 5), :9465 (plus IngestMetrics)
     "anpr_people_written_total": "counter",
 }
 
-# Commands the deployment files run that the CLI on this branch does not have yet (issues 5,
-# 6 and 7). Only the command words are checked for them, not their flags.
-PENDING_COMMANDS: frozenset[tuple[str, ...]] = frozenset(
-    {("ingest", "passengers"), ("maintain",), ("live",)}
-)
+# Commands the deployment files run that the CLI on this branch does not have yet. Only the
+# command words are checked for them, not their flags.
+PENDING_COMMANDS: frozenset[tuple[str, ...]] = frozenset({("ingest", "passengers")})
 
 # Series that Prometheus and node_exporter make, not our code.
 EXTERNAL_METRICS: dict[str, str] = {

@@ -47,7 +47,7 @@ class MaintainMetrics:
             registry=r,
         )
         self.last_success = Gauge(
-            _LAST_SUCCESS,
+            "anpr_maintenance_last_success_timestamp_seconds",
             "When a maintenance step last completed successfully (Unix time).",
             ["step"],
             registry=r,
