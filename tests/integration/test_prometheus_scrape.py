@@ -1,10 +1,10 @@
-"""A real Prometheus server scrapes a running `anpr ingest plates` with our config and rules.
+"""A real Prometheus server scrapes a running `anpr ingest plates` and `anpr live`.
 
 The server (Debian package `prometheus`, installed by `make setup`) runs on a free loopback
 port with its storage in a tmp dir, on a copy of deploy/prometheus/prometheus.yml whose targets
 are rewritten to the processes this test starts (jobs it does not start point at a closed port,
 so they are down). Then, through the HTTP API: our series arrive with the values the worker
-reports, every rule evaluates without error on real data, and AnprIngestDown picks out exactly
+and the live app report, every rule evaluates without error on real data, and AnprIngestDown picks out exactly
 the ingest jobs that are not running.
 """
 
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from tests.integration.conftest import MakeTopic, RunAnpr
 
 # Our long-running processes this test starts, by Prometheus job: the variable that sets the
-# /metrics port, and the `anpr` arguments. The live app joins with one line once it is merged:
-#     "anpr-live": ("ANPR_LIVE_METRICS_PORT", ("live",)),
+# /metrics port, and the `anpr` arguments.
 RUNNING: dict[str, tuple[str, tuple[str, ...]]] = {
     "anpr-ingest-plates": ("ANPR_INGEST_METRICS_PORT", ("ingest", "plates")),
+    "anpr-live": ("ANPR_LIVE_METRICS_PORT", ("live",)),
 }
 READS = 300
 DEADLINE_S = 90.0
@@ -117,10 +117,14 @@ def scraped(
         "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "ANPR_TOPICS_PLATE_READS": make_topic(2, configs[defaults.plate_reads]),
         "ANPR_TOPICS_DLQ": make_topic(1, configs[defaults.dlq]),
+        "ANPR_TOPICS_WATCHLIST": make_topic(1, configs[defaults.watchlist]),
+        "ANPR_TOPICS_WATCHLIST_HITS": make_topic(2, configs[defaults.watchlist_hits]),
+        "ANPR_TOPICS_PARTITIONS": "2",
         "ANPR_LAKE_PATH": str(tmp_path / "lake"),
         "ANPR_STATE_DIR": str(tmp_path / "state"),
     }
     env["ANPR_INGEST_CONSUMER_GROUP"] = f"g-{env['ANPR_TOPICS_PLATE_READS']}"
+    env["ANPR_LIVE_CONSUMER_GROUP"] = f"live-{env['ANPR_TOPICS_PLATE_READS']}"
     config = yaml.safe_load((oc.PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
     ports = {job["job_name"]: free_port() for job in config["scrape_configs"]}
 
@@ -189,6 +193,9 @@ def test_prometheus_scrapes_our_processes_and_evaluates_our_rules(
     assert _value(api, accounted) == READS
     assert _value(api, 'anpr_last_commit_timestamp_seconds{job="anpr-ingest-plates"}')
     assert _value(api, 'count(anpr_freshness_seconds_bucket{job="anpr-ingest-plates"})')
+    # The live app took the same reads from its own consumer group.
+    live = 'sum(anpr_live_reads_total{job="anpr-live"})'
+    _poll(f"{live} == {READS}", lambda: _value(api, live) == READS, deadline)
 
     # Every target we run is up; every other job points at a closed port and is down.
     def up_by_job() -> dict[str, float] | None:
