@@ -37,6 +37,7 @@ Passenger manifests (issue 5) are not wired in yet: see the ``PASSENGERS`` marke
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -74,7 +75,7 @@ from pipeline.report import ReportInputs, write_report
 from pipeline.simulate.produce import SimulationSummary, simulate_plates
 from pipeline.simulate.traffic import TrafficModel
 
-ANALYST_SETUP: Final = 'export ANPR_ACCESS_USERS="$USER=analyst"'
+ANALYST_SETUP: Final = 'export ANPR_ACCESS_USERS="$(id -un)=analyst"'
 # (what it shows, the command). They are run by tests/integration/test_demo.py as printed.
 EXAMPLE_QUERIES: Final = (
     (
@@ -275,11 +276,12 @@ def _watchlist(demo: Demo) -> None:
         passages_per_hour=demo.options.passages_per_hour,
         formats=VENDORS,
     )
-    # The simulated days end at the last full hour; they start --days before.
+    # The simulated days end at the last full hour; the model's diurnal and weekend curve
+    # decides where they start (about --days before) for the number of reads they need.
     demo.end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    demo.start = demo.end - timedelta(days=demo.options.days)
     hours = demo.options.days * 24
     demo.expected_reads = int(hours * demo.options.passages_per_hour * model.reads_per_passage())
+    demo.start = model.start_for(demo.expected_reads, demo.end)
     demo.watchlist = pick_watchlist(
         demo.registry,
         seed=demo.seed,
@@ -287,7 +289,7 @@ def _watchlist(demo: Demo) -> None:
         passages_per_hour=demo.options.passages_per_hour,
         now=datetime.now(UTC),
     )
-    producer = make_producer(demo.settings)
+    producer = make_producer(demo.settings, **{"log_level": 4})
     for entry in demo.watchlist:
         value = json.dumps(entry.to_record()).encode()
         producer.produce(demo.settings.topics.watchlist, value, entry.plate.encode())
@@ -468,7 +470,9 @@ def _traffic(demo: Demo) -> None:
                     poll(max(n, demo.expected_reads))
 
             demo.simulated = simulate_plates(
-                make_producer(settings, **{"linger.ms": 20, "batch.size": 1_000_000}),
+                make_producer(
+                    settings, **{"linger.ms": 20, "batch.size": 1_000_000, "log_level": 4}
+                ),
                 topic,
                 demo.registry,
                 count=demo.expected_reads,
@@ -648,24 +652,30 @@ def _day_end(day: date) -> datetime:
 def _maintain(demo: Demo) -> None:
     settings = demo.settings
     grace = timedelta(hours=settings.maintain.late_grace_h)
-    runs = [(t, MaintainOptions(as_of=t)) for t in maintenance_times(demo.start, demo.end, grace)]
+    sim = demo.simulated
+    first, last = demo.start, demo.end
+    if sim and sim.first_captured_at and sim.last_captured_at:
+        first = datetime.fromisoformat(sim.first_captured_at)
+        last = datetime.fromisoformat(sim.last_captured_at) + timedelta(seconds=1)
+    runs = [(t, MaintainOptions(as_of=t)) for t in maintenance_times(first, last, grace)]
     # Round trips are published once their 30-day window closed: fast-forward the clock for
     # the statistics step only (retention never runs on a future date here).
-    ahead = trips_publish_time(demo.end, grace)
+    ahead = trips_publish_time(last, grace)
     runs.append((ahead, MaintainOptions(as_of=ahead, only=frozenset({"stats"}))))
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
+    # maintain logs each step at INFO; the table below says the same in one line per run.
+    maintain_log = logging.getLogger("pipeline.maintain")
+    level = maintain_log.level
+    maintain_log.setLevel(logging.WARNING)
     try:
         with _bars(demo.console) as bars:
             task = bars.add_task("anpr maintain --as-of ...", total=len(runs))
             for as_of, options in runs:
                 report = maintain(settings, options, console=quiet)
-                steps = ", ".join(
-                    f"{name} {_step_counts(result)}".strip()
-                    for name, result in report.steps.items()
-                )
-                demo.maintained.append((as_of.isoformat(timespec="minutes"), steps))
+                demo.maintained.append((f"{as_of:%Y-%m-%d %H:%M}", describe_steps(report.steps)))
                 bars.advance(task)
     finally:
+        maintain_log.setLevel(level)
         quiet.file.close()
     table = Table("as of (UTC)", "what each step did", title="anpr maintain, stepping the clock")
     for when, steps in demo.maintained:
@@ -673,13 +683,32 @@ def _maintain(demo: Demo) -> None:
     demo.console.print(table)
 
 
-def _step_counts(result: dict[str, Any]) -> str:
-    shown = {
-        k: v
-        for k, v in result.items()
-        if k not in {"ok", "seconds"} and isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    return "(" + ", ".join(f"{k} {v}" for k, v in shown.items()) + ")" if shown else ""
+def describe_steps(steps: dict[str, dict[str, Any]]) -> str:
+    """One line for a maintenance run's report: counts only."""
+    parts = []
+    for name, result in steps.items():
+        if not result.get("ok", True):
+            parts.append(f"{name} FAILED")
+        elif name == "stats":
+            parts.append(
+                f"statistics: {result.get('traffic_days', 0)} day(s), "
+                f"{result.get('trip_weeks', 0)} trip week(s)"
+            )
+        elif name == "compact" and result.get("days"):
+            parts.append(
+                f"compacted {result['days']} day(s), "
+                f"{result.get('files_before', 0)}->{result.get('files_after', 0)} files"
+            )
+        elif name == "retention":
+            deleted = sum(
+                sum(table.get("deleted_per_day", {}).values())
+                for table in result.values()
+                if isinstance(table, dict)
+            )
+            parts.append(f"retention: {deleted} rows deleted")
+        elif name == "verify":
+            parts.append("verified")
+    return "; ".join(parts)
 
 
 # -- 6. summary ------------------------------------------------------------------------------
@@ -698,6 +727,7 @@ class Findings:
     suppressed_share: float = 0.0
     oldest: dict[str, datetime | None] = field(default_factory=dict)
     listed_reads: int = 0
+    no_return: int = 0  # exits without an entry within 30 days (foreign vehicles, mostly)
 
 
 def _findings(demo: Demo) -> Findings:
@@ -744,9 +774,8 @@ def _findings(demo: Demo) -> Findings:
                     "WHERE entry_site = '*' AND duration <> '*' AND NOT suppressed GROUP BY 1"
                 ).fetchall()
             )
-            found.trip_durations = [
-                (bucket, int(got.get(bucket) or 0)) for bucket in (*DURATION_BUCKETS, NO_RETURN)
-            ]
+            found.trip_durations = [(b, int(got.get(b) or 0)) for b in DURATION_BUCKETS]
+            found.no_return = int(got.get(NO_RETURN) or 0)
     return found
 
 
@@ -808,10 +837,11 @@ def _summary(demo: Demo) -> None:
         hour, site, n = found.peak
         stats.add_row("busiest hour", f"{site} {hour:%a %d %b %H:00} UTC: {n:,} passages")
     stats.add_row("cells suppressed (count below k)", f"{found.suppressed_share:.1%}")
-    returned = sum(n for b, n in found.trip_durations if b != NO_RETURN)
+    returned = sum(n for _, n in found.trip_durations)
     short = sum(n for b, n in found.trip_durations if b in ("lt3h", "3-6h"))
     if returned:
         stats.add_row("round trips back within 6 h", f"{short / returned:.0%} of {returned:,}")
+        stats.add_row("exits without a return within 30 days", f"{found.no_return:,}")
     console.print(stats)
 
     console.print(_retention_table(demo, found))
@@ -884,7 +914,8 @@ def _report(demo: Demo) -> None:
                 "Passages per hour come from traffic_stats (published by anpr maintain for "
                 "each closed day; cells below k are suppressed). Round trips come from "
                 "trip_stats, published once a week's 30-day return window has closed: the "
-                "demo fast-forwards the statistics step's clock to publish them.",
+                "demo fast-forwards the statistics step's clock to publish them. Exits "
+                f"without a return within 30 days ({found.no_return:,}) are not in the chart.",
                 "Rejects are read back from the dead-letter topic's reason headers.",
             ],
         ),

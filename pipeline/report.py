@@ -81,8 +81,9 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
 # -- charts (pure: data in, PNG bytes out) --------------------------------------------------
 
 
-def passages_chart(rows: Sequence[tuple[datetime, str, int]]) -> bytes:
-    """One line per crossing: passages per UTC hour."""
+def passages_chart(rows: Sequence[tuple[datetime, str, int]], *, lines: int = 6) -> bytes:
+    """One line per crossing, passages per UTC hour; the quieter crossings beyond ``lines``
+    are summed into one line so that every line keeps its own colour."""
     fig, ax = _figure("Passages per hour per crossing (UTC)")
     by_site: dict[str, dict[datetime, int]] = {}
     for hour, site, passages in rows:
@@ -91,11 +92,22 @@ def passages_chart(rows: Sequence[tuple[datetime, str, int]]) -> bytes:
     if not any(by_site.values()):
         return _no_data(fig, ax)
     # Busiest crossing first, so the legend reads like a ranking.
-    for site in sorted(by_site, key=lambda s: -sum(by_site[s].values())):
-        hours = sorted(by_site[site])
+    ranked = sorted(by_site, key=lambda s: (-sum(by_site[s].values()), s))
+    shown = {site: by_site[site] for site in ranked[:lines]}
+    rest = ranked[lines:]
+    if len(rest) == 1:
+        shown[rest[0]] = by_site[rest[0]]
+    elif rest:
+        other: dict[datetime, int] = {}
+        for site in rest:
+            for hour, n in by_site[site].items():
+                other[hour] = other.get(hour, 0) + n
+        shown[f"{len(rest)} other crossings"] = other
+    for label, series in shown.items():
+        hours = sorted(series)
         # numpy datetimes (naive UTC): matplotlib picks date ticks for them by itself.
         x = np.array([h.astimezone(UTC).replace(tzinfo=None) for h in hours], "datetime64[s]")
-        ax.plot(x, [by_site[site][h] for h in hours], label=site, linewidth=1.4)
+        ax.plot(x, [series[h] for h in hours], label=label, linewidth=1.4)
     ax.set_ylabel("passages")
     ax.legend(fontsize="small", ncols=2, loc="upper left")
     return _png(fig)
