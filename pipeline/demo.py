@@ -71,7 +71,7 @@ from pipeline.live.watchlist import CONFUSION_GROUPS, Entry
 from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
-from pipeline.report import ReportInputs, write_report
+from pipeline.report import ReportInputs, write_atomic, write_report
 from pipeline.simulate.produce import SimulationSummary, simulate_plates
 from pipeline.simulate.traffic import TrafficModel
 
@@ -102,6 +102,7 @@ _WATCH_CONFUSED: Final = 2  # OCR-confusable variants of passing plates: "possib
 _WATCH_ABSENT: Final = 2  # plates that never pass
 _SAMPLE_READS: Final = 5_000  # reads generated (again, purely) to pick listed plates from
 _POLL_S: Final = 0.5
+SUMMARY_JSON: Final = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -204,18 +205,20 @@ def run_demo(
 def _kafka(demo: Demo) -> None:
     settings = demo.settings
     endpoints = local.parse_bootstrap(settings.kafka.bootstrap_servers)
-    if len(endpoints) == 1 and local.is_loopback(endpoints[0].host):
-        already = local.status(settings.kafka.bootstrap_servers)
+    if local.status(settings.kafka.bootstrap_servers):
+        demo.console.print(f"reusing the broker at {settings.kafka.bootstrap_servers}")
+    elif len(endpoints) == 1 and local.is_loopback(endpoints[0].host):
         pid = local.start(
             settings.state.dir, settings.kafka.bootstrap_servers, jars_dir=demo.jars_dir()
         )
-        demo.started_broker = not already
-        state = "already running" if already else "started"
+        demo.started_broker = True
         demo.console.print(
-            f"local broker {state} at {settings.kafka.bootstrap_servers} (pid {pid})"
+            f"local broker started at {settings.kafka.bootstrap_servers} (pid {pid})"
         )
     else:
-        demo.console.print(f"using the configured cluster {settings.kafka.bootstrap_servers}")
+        raise PipelineError(
+            f"the Kafka cluster at {settings.kafka.bootstrap_servers} does not answer"
+        )
     for name, state in sorted(create_topics(settings).items()):
         demo.console.print(f"topic {name}: {state}", highlight=False)
 
@@ -921,7 +924,27 @@ def _report(demo: Demo) -> None:
         ),
         out,
     )
+    write_atomic(out / SUMMARY_JSON, json.dumps(summary_record(demo), indent=2).encode())
     demo.console.print(f"report: {demo.report}", highlight=False, soft_wrap=True)
+
+
+def summary_record(demo: Demo) -> dict[str, Any]:
+    """The run's numbers for scripts and tests (``summary.json`` beside the report)."""
+    found = demo.findings
+    sim = demo.simulated
+    return {
+        "seed": demo.seed,
+        "days": demo.options.days,
+        "sent": sim.produced if sim else 0,
+        "hostile": sim.hostile if sim else 0,
+        "ingest": demo.ingest_counts,
+        "dlq_by_reason": dict(demo.rejects),
+        "hits": [{"list": ls, "match": m, "hits": n} for (ls, m), n in sorted(demo.hits.items())],
+        "listed_reads_in_lake": found.listed_reads if found else 0,
+        "tables": demo.tables,
+        "maintain": [{"as_of": a, "did": d} for a, d in demo.maintained],
+        "report": str(demo.report),
+    }
 
 
 def _queries(demo: Demo) -> None:
