@@ -90,10 +90,10 @@ EXAMPLE_QUERIES: Final = (
         'GROUP BY ALL ORDER BY passages DESC LIMIT 5"',
     ),
     (
-        "A SQL session on stdin: vehicles seen more than once, by plate country",
+        "A SQL session on stdin: vehicles seen both leaving and entering, by plate country",
         'echo "SELECT plate_country, count(*) AS vehicles FROM (SELECT plate_pseudonym, '
         "any_value(plate_country) AS plate_country FROM plate_reads GROUP BY 1 "
-        'HAVING count(DISTINCT captured_at::DATE) > 1) GROUP BY 1 ORDER BY 2 DESC;" '
+        'HAVING count(DISTINCT direction) = 2) GROUP BY 1 ORDER BY 2 DESC;" '
         "| anpr sql --reason control",
     ),
 )
@@ -954,6 +954,7 @@ def _queries(demo: Demo) -> None:
         "(an analyst sees plates only as keyed pseudonyms, 90 days back):",
         highlight=False,
     )
+    console.print("  . .venv/bin/activate    # puts anpr on PATH (make setup made .venv)")
     console.print(f"  {ANALYST_SETUP}", highlight=False, soft_wrap=True)
     for what, command in EXAMPLE_QUERIES:
         console.print(f"[bold]{what}[/bold]")
