@@ -135,3 +135,17 @@ def test_passages_of_one_site_and_hour_add_up() -> None:
                             "NO-ORJE", 5)])  # fmt: skip
     summed = passages_chart([(T0, "NO-ORJE", 7), (T0 + timedelta(hours=1), "NO-ORJE", 5)])
     assert _image(split).tobytes() == _image(summed).tobytes()
+
+
+def test_many_crossings_keep_distinct_colours_by_summing_the_quiet_ones() -> None:
+    sites = [f"NO-SITE{n:02d}" for n in range(13)]
+    rows = [
+        (T0 + timedelta(hours=h), site, (n + 1) * 10 + h % 5)
+        for h in range(24)
+        for n, site in enumerate(sites)
+    ]
+    six = passages_chart(rows, lines=6)
+    _, colours = _ink(six)
+    assert colours >= 6
+    # Summing the 7 quietest crossings into one line changes the picture (fewer lines).
+    assert _image(six).tobytes() != _image(passages_chart(rows, lines=13)).tobytes()
