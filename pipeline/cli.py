@@ -447,16 +447,41 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         commands,
         "demo",
         "the main job, end to end, in a few minutes",
-        "Start the local Kafka broker, create the topics, simulate a few days of border\n"
-        "traffic (about 1 % hostile input), ingest it into the lake with the real worker, and\n"
-        "print what landed plus example queries. Rerunning adds more traffic; nothing is\n"
-        "stored twice. The broker is stopped at the end unless --keep-running.",
+        "Start the local Kafka broker (or reuse it), create the topics, load a small\n"
+        "watchlist, and run `anpr ingest plates` and `anpr live` as child processes while the\n"
+        "cameras of every vendor format send --days of synthetic border traffic (road and\n"
+        "ferry, about 1 % hostile input), compressed in time. Then run `anpr maintain` with\n"
+        "--as-of stepping through the days, print a summary (rows per table, rejects by\n"
+        "reason, watchlist hits, statistics, retention), write an HTML report with charts,\n"
+        "and print three queries to paste.\n\n"
+        "Rerunning continues on the same broker, topics and lake with new traffic; nothing is\n"
+        "stored twice. `make clean` starts over. Child process logs and the report go to\n"
+        "<state.dir>/demo/.",
         _demo,
+        epilog="examples:\n"
+        "  anpr demo                          # about 4 days, ~200k reads\n"
+        "  anpr demo --days 2 --passages-per-hour 300\n"
+        "  anpr demo --keep-running           # leave the broker and anpr live up",
     )
-    demo.add_argument("--reads", type=int, default=200_000, help="camera reads to simulate")
-    demo.add_argument("--bad-ratio", type=float, default=0.01, help="share of hostile input")
+    demo.add_argument("--days", type=int, default=4, help="days of traffic to simulate")
     demo.add_argument(
-        "--keep-running", action="store_true", help="leave the broker up for exploration"
+        "--passages-per-hour",
+        type=float,
+        default=1200.0,
+        help="mean passages per hour over all crossings (each read by 1-2 cameras)",
+    )
+    demo.add_argument("--bad-ratio", type=float, default=0.01, help="share of hostile input")
+    demo.add_argument("--seed", type=int, default=None, help="random seed (default: the clock)")
+    demo.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="where to write the report (default <state.dir>/demo/report)",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the broker and the live app up for exploration (prints how to stop them)",
     )
 
 
@@ -466,15 +491,26 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import DemoOptions, run_demo
     from pipeline.kafka import local
 
-    if args.reads < 1 or not 0.0 <= args.bad_ratio <= 1.0:
-        raise UsageError("--reads must be >= 1 and --bad-ratio within 0..1")
-    return run_demo(
+    if not 1 <= args.days <= 14 or args.passages_per_hour <= 0:
+        raise UsageError("--days must be within 1..14 and --passages-per-hour above 0")
+    if not 0.0 <= args.bad_ratio <= 1.0:
+        raise UsageError("--bad-ratio must be within 0..1")
+    run_demo(
         settings,
         _registry(settings),
-        DemoOptions(args.reads, args.bad_ratio, args.keep_running),
+        DemoOptions(
+            days=args.days,
+            passages_per_hour=args.passages_per_hour,
+            bad_ratio=args.bad_ratio,
+            keep_running=args.keep_running,
+            seed=args.seed,
+            config=args.config,
+            report_dir=args.report_dir,
+        ),
         jars_dir=lambda: local.ensure_jars(_jars_dir(settings), progress=_progress_line),
         console=Console(),
     )
+    return EXIT_OK
 
 
 # --- schemas -----------------------------------------------------------------------------
