@@ -146,7 +146,7 @@ def _service_advice(value: bytes) -> tuple[Separators, bytes]:
     if len(value) < 9:
         raise _malformed("UNA is shorter than its 6 service characters")
     chars = value[3:9].decode("latin-1")
-    component, element, decimal, release, _repetition, segment = chars
+    component, element, decimal, release, segment = (chars[i] for i in (0, 1, 2, 3, 5))
     release_char = None if release == " " else release
     used = [component, element, segment] + ([release_char] if release_char else [])
     if len(set(used)) != len(used):
@@ -176,7 +176,7 @@ def _tokenise(text: str, seps: Separators) -> list[list[list[str]]]:
         return _tokenise_plain(text, seps)
     segments: list[list[list[str]]] = []
     element: list[str] = []
-    current: list[str] = []
+    current: list[list[str]] = []
     chars: list[str] = []
     i, n = 0, len(text)
     while i < n:

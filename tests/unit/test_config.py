@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.config import Secret, add_months, load_settings, shortest_span_days
 from pipeline.errors import ConfigError
+from pipeline.schemas import MINIMISABLE_FIELDS
 
 
 def test_defaults_without_file_or_env() -> None:
@@ -135,7 +136,7 @@ def test_passenger_settings_defaults_and_env_override() -> None:
         2 * 1024 * 1024,
     )
     assert p.dedup_window_h == 72.0
-    assert "document_number" in p.kept_fields and "vehicle_plate" in p.kept_fields
+    assert p.kept_fields == MINIMISABLE_FIELDS  # every droppable field is kept by default
     s = load_settings(
         None,
         env={
