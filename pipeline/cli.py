@@ -311,6 +311,33 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "platerecognizer, hikvision, genetec (cameras registered with each)",
     )
 
+    passengers = _sub(
+        kinds,
+        "passengers",
+        "passenger and crew lists of ferry departures",
+        "Send synthetic passenger lists to anpr.passengers, keyed carrier:voyage, mixed\n"
+        "passenger_list/1 JSON and UN/EDIFACT PAXLST (varied separators, some with UNG\n"
+        "groups, some with a crew list in the same interchange). Departures are built from the\n"
+        "vehicles that `anpr simulate plates` with the same --seed, --start and --plate-reads\n"
+        "sends leaving Norway through ferry terminals, so plates in the lists match plate\n"
+        "reads at the terminal before departure. Names are invented syllables: no real person.",
+        _simulate_passengers,
+        epilog="example (the two feeds match):\n"
+        "  anpr simulate plates --count 20000 --start 2026-11-20T00:00:00Z --seed 5\n"
+        "  anpr simulate passengers --plate-reads 20000 --start 2026-11-20T00:00:00Z --seed 5",
+    )
+    passengers.add_argument("--count", type=int, default=1000, help="departures at most")
+    passengers.add_argument(
+        "--plate-reads", type=int, default=10_000, help="plate reads of the matching plate run"
+    )
+    passengers.add_argument(
+        "--start", type=_utc_time, required=True, help="the --start of the matching plate run"
+    )
+    passengers.add_argument("--seed", type=int, default=1, help="the --seed of the plate run")
+    passengers.add_argument(
+        "--paxlst-ratio", type=float, default=0.5, help="share of lists sent as PAXLST"
+    )
+
 
 def _formats(text: str) -> tuple[str, ...]:
     from pipeline.ingest.sites import VENDORS
@@ -363,6 +390,33 @@ def _simulate_plates(args: argparse.Namespace, settings: Settings) -> int:
         f"sent {summary.produced} reads to {settings.topics.plate_reads} "
         f"({summary.hostile} hostile), captured {summary.first_captured_at} .. "
         f"{summary.last_captured_at}"
+    )
+    return EXIT_OK
+
+
+def _simulate_passengers(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.kafka.clients import make_producer
+    from pipeline.simulate.passengers import simulate_passengers
+
+    if args.count < 0 or args.plate_reads < 0 or not 0.0 <= args.paxlst_ratio <= 1.0:
+        raise UsageError("--count and --plate-reads must be >= 0, --paxlst-ratio within 0..1")
+    producer = make_producer(settings, **{"message.max.bytes": 4 * 1024 * 1024})
+    with _progress_bar("simulating departures", args.count) as advance:
+        summary = simulate_passengers(
+            producer,
+            settings.topics.passengers,
+            _registry(settings),
+            count=args.count,
+            start=args.start,
+            seed=args.seed,
+            plate_reads=args.plate_reads,
+            paxlst_ratio=args.paxlst_ratio,
+            progress=advance,
+        )
+    print(
+        f"sent {summary.messages} lists ({summary.json_messages} JSON, "
+        f"{summary.paxlst_messages} PAXLST) with {summary.people} people to "
+        f"{settings.topics.passengers}"
     )
     return EXIT_OK
 
