@@ -15,14 +15,17 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, UsageError
 
 if TYPE_CHECKING:
+    from pipeline.ingest.loop import LakeIngestor
     from pipeline.ingest.sites import SiteRegistry
+    from pipeline.lake.catalog import Lake
+    from pipeline.metrics import IngestMetrics
 
 logger = logging.getLogger("pipeline.cli")
 
@@ -308,6 +311,33 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "platerecognizer, hikvision, genetec (cameras registered with each)",
     )
 
+    passengers = _sub(
+        kinds,
+        "passengers",
+        "passenger and crew lists of ferry departures",
+        "Send synthetic passenger lists to anpr.passengers, keyed carrier:voyage, mixed\n"
+        "passenger_list/1 JSON and UN/EDIFACT PAXLST (varied separators, some with UNG\n"
+        "groups, some with a crew list in the same interchange). Departures are built from the\n"
+        "vehicles that `anpr simulate plates` with the same --seed, --start and --plate-reads\n"
+        "sends leaving Norway through ferry terminals, so plates in the lists match plate\n"
+        "reads at the terminal before departure. Names are invented syllables: no real person.",
+        _simulate_passengers,
+        epilog="example (the two feeds match):\n"
+        "  anpr simulate plates --count 20000 --start 2026-11-20T00:00:00Z --seed 5\n"
+        "  anpr simulate passengers --plate-reads 20000 --start 2026-11-20T00:00:00Z --seed 5",
+    )
+    passengers.add_argument("--count", type=int, default=1000, help="departures at most")
+    passengers.add_argument(
+        "--plate-reads", type=int, default=10_000, help="plate reads of the matching plate run"
+    )
+    passengers.add_argument(
+        "--start", type=_utc_time, required=True, help="the --start of the matching plate run"
+    )
+    passengers.add_argument("--seed", type=int, default=1, help="the --seed of the plate run")
+    passengers.add_argument(
+        "--paxlst-ratio", type=float, default=0.5, help="share of lists sent as PAXLST"
+    )
+
 
 def _formats(text: str) -> tuple[str, ...]:
     from pipeline.ingest.sites import VENDORS
@@ -364,6 +394,33 @@ def _simulate_plates(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _simulate_passengers(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.kafka.clients import make_producer
+    from pipeline.simulate.passengers import simulate_passengers
+
+    if args.count < 0 or args.plate_reads < 0 or not 0.0 <= args.paxlst_ratio <= 1.0:
+        raise UsageError("--count and --plate-reads must be >= 0, --paxlst-ratio within 0..1")
+    producer = make_producer(settings, **{"message.max.bytes": 4 * 1024 * 1024})
+    with _progress_bar("simulating departures", args.count) as advance:
+        summary = simulate_passengers(
+            producer,
+            settings.topics.passengers,
+            _registry(settings),
+            count=args.count,
+            start=args.start,
+            seed=args.seed,
+            plate_reads=args.plate_reads,
+            paxlst_ratio=args.paxlst_ratio,
+            progress=advance,
+        )
+    print(
+        f"sent {summary.messages} lists ({summary.json_messages} JSON, "
+        f"{summary.paxlst_messages} PAXLST) with {summary.people} people to "
+        f"{settings.topics.passengers}"
+    )
+    return EXIT_OK
+
+
 # --- ingest ------------------------------------------------------------------------------
 
 
@@ -390,44 +447,94 @@ def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "  anpr ingest plates                      # run until stopped\n"
         "  anpr ingest plates --until-idle 10      # drain the backlog, then exit 0",
     )
-    plates.add_argument(
+    _ingest_flags(plates, "ingest", 9464)
+    passengers = _sub(
+        kinds,
+        "passengers",
+        "passenger and crew lists from anpr.passengers into the passengers table",
+        "Consume anpr.passengers (group anpr-ingest-passengers): one message per departure,\n"
+        "as passenger_list/1 JSON or UN/EDIFACT PAXLST (recognised by UNA/UNB). Each person\n"
+        "becomes one row (names upper-cased, vehicle plate normalised like ANPR plates so the\n"
+        "two tables join); fields not in passengers.kept_fields are dropped at ingest. Rows\n"
+        "and offsets are committed in one lake transaction; rejected lists go to anpr.dlq\n"
+        "with a reason (malformed_edifact, control_total_mismatch, malformed_json, ...).\n"
+        "SIGTERM or Ctrl-C finishes the current batch, commits it, and exits 0.",
+        _ingest_passengers,
+        epilog="examples:\n"
+        "  anpr ingest passengers                      # run until stopped\n"
+        "  anpr ingest passengers --until-idle 10      # drain the backlog, then exit 0",
+    )
+    _ingest_flags(passengers, "passengers", 9465)
+
+
+def _ingest_flags(sub: argparse.ArgumentParser, section: str, port: int) -> None:
+    sub.add_argument(
         "--until-idle",
         type=float,
         default=None,
         metavar="SECONDS",
         help="exit 0 once no message has arrived for this long (all committed)",
     )
-    plates.add_argument(
+    sub.add_argument(
         "--max-messages", type=int, default=None, metavar="N", help="exit after N messages"
     )
-    plates.add_argument(
+    sub.add_argument(
         "--metrics-port",
-        dest="ingest__metrics_port",
+        dest=f"{section}__metrics_port",
         type=int,
         default=None,
-        help="port of /metrics (default from settings, 9464); 0 disables it",
+        help=f"port of /metrics (default from settings, {port}); 0 disables it",
     )
-    plates.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
-    plates.add_argument(
-        "--batch-size", dest="ingest__batch_size", type=int, default=None, help="max batch"
+    sub.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
+    sub.add_argument(
+        "--batch-size", dest=f"{section}__batch_size", type=int, default=None, help="max batch"
     )
 
 
 def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.ingest.loop import PlateIngestor
+
+    registry = _registry(settings)  # validated before anything connects
+    return _run_ingest(
+        args,
+        settings.ingest.metrics_port,
+        lambda lake, metrics: PlateIngestor.connect(
+            settings, lake=lake, registry=registry, metrics=metrics
+        ),
+        settings,
+    )
+
+
+def _ingest_passengers(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.ingest.passenger_loop import PassengerIngestor
+
+    return _run_ingest(
+        args,
+        settings.passengers.metrics_port,
+        lambda lake, metrics: PassengerIngestor.connect(settings, lake=lake, metrics=metrics),
+        settings,
+    )
+
+
+def _run_ingest(
+    args: argparse.Namespace,
+    metrics_port: int,
+    make: Callable[[Lake, IngestMetrics], LakeIngestor[Any]],
+    settings: Settings,
+) -> int:
     import signal
 
     from prometheus_client import CollectorRegistry
 
-    from pipeline.ingest.loop import PlateIngestor, RunLimits
+    from pipeline.ingest.loop import RunLimits
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve
 
-    registry = _registry(settings)  # validated before anything connects
     metrics_registry = CollectorRegistry()
     metrics = IngestMetrics(metrics_registry)
-    serve(metrics_registry, settings.ingest.metrics_port)
+    serve(metrics_registry, metrics_port)
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor.connect(settings, lake=lake, registry=registry, metrics=metrics)
+        ingestor = make(lake, metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())
         totals = ingestor.run(RunLimits(args.until_idle, args.max_messages))

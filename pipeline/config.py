@@ -155,6 +155,33 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class PassengerSettings:
+    """``anpr ingest passengers``: passenger and crew lists (JSON or PAXLST) per departure."""
+
+    consumer_group: str = "anpr-ingest-passengers"
+    batch_size: int = 500  # messages (manifests) per batch: each holds many people
+    batch_timeout_s: float = 0.5
+    max_message_bytes: int = 2 * 1024 * 1024
+    # A resent (amended) list repeats its people: one row per person per departure within this.
+    dedup_window_h: float = 72.0
+    metrics_port: int = 9465
+    # Data minimisation: person fields stored; any other is null in the lake. Contact details,
+    # addresses, seat, baggage and reservation references are never stored (no column).
+    # The default is every field that may be dropped (schemas.MINIMISABLE_FIELDS; a test checks).
+    kept_fields: tuple[str, ...] = (
+        "surname",
+        "given_names",
+        "date_of_birth",
+        "sex",
+        "nationality",
+        "document_type",
+        "document_number",
+        "document_issuing_country",
+        "vehicle_plate",
+    )
+
+
+@dataclass(frozen=True)
 class LiveSettings:
     """``anpr live``: the faust-streaming app (watchlist hits, live traffic, camera silence)."""
 
@@ -226,6 +253,7 @@ class Settings:
     lake: LakeSettings = field(default_factory=LakeSettings)
     state: StateSettings = field(default_factory=StateSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    passengers: PassengerSettings = field(default_factory=PassengerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
@@ -473,6 +501,24 @@ def _check(settings: Settings) -> None:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")
     _check_access(settings.access, months)
     _check_live(settings.live)
+    _check_passengers(settings.passengers)
+
+
+def _check_passengers(passengers: PassengerSettings) -> None:
+    if passengers.batch_size < 1 or passengers.batch_timeout_s <= 0:
+        raise ConfigError("passengers.batch_size", "batch_size must be >= 1 and timeout > 0")
+    if not 1024 <= passengers.max_message_bytes <= 16 * 1024 * 1024:
+        raise ConfigError("passengers.max_message_bytes", "must be within 1 KiB..16 MiB")
+    if not 1.0 <= passengers.dedup_window_h <= 24 * 31:
+        raise ConfigError("passengers.dedup_window_h", "must be within 1..744 hours")
+    if not 0 <= passengers.metrics_port <= 65535:
+        raise ConfigError("passengers.metrics_port", "must be a TCP port, or 0 to disable")
+    known = PassengerSettings().kept_fields  # every minimisable field is kept by default
+    unknown = [f for f in passengers.kept_fields if f not in known]
+    if unknown:
+        raise ConfigError(
+            "passengers.kept_fields", f"not person fields: {unknown}; known: {', '.join(known)}"
+        )
 
 
 def _check_live(live: LiveSettings) -> None:

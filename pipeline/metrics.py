@@ -67,6 +67,13 @@ class IngestMetrics:
             ["format"],
             registry=registry,
         )
+        self.people_written = Counter(
+            "anpr_people_written_total",
+            "People from passenger and crew lists committed to the lake, by list format "
+            "(json, paxlst) and role (passenger, crew, driver).",
+            ["format", "role"],
+            registry=registry,
+        )
         self.rows_written = Counter(
             "anpr_rows_written_total",
             "Rows committed to a lake table.",

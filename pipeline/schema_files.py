@@ -12,7 +12,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from pipeline.schemas import PLATE_READS, lake_table_description, plate_read_json_schema
+from pipeline.schemas import (
+    PASSENGERS,
+    PLATE_READS,
+    lake_table_description,
+    passenger_list_json_schema,
+    plate_read_json_schema,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -25,6 +31,12 @@ def rendered() -> dict[str, str]:
             "table": "plate_reads",
             "partitioned_by": "UTC day of captured_at",
             "columns": lake_table_description(PLATE_READS),
+        },
+        "passenger_list-1.schema.json": passenger_list_json_schema(),
+        "lake.passengers.json": {
+            "table": "passengers",
+            "partitioned_by": "UTC day of collected_at (Kafka message timestamp)",
+            "columns": lake_table_description(PASSENGERS),
         },
     }
     return {

@@ -149,15 +149,7 @@ def _json_type(arrow_type: pa.DataType) -> str:
 
 def plate_read_json_schema() -> dict[str, Any]:
     """The JSON Schema of ``plate_read/1`` (committed as schemas/plate_read-1.schema.json)."""
-    properties: dict[str, Any] = {}
-    for f in PLATE_READ_INPUT:
-        prop: dict[str, Any] = {"type": _json_type(f.arrow_type), "description": f.description}
-        if f.max_length is not None:
-            prop["maxLength"] = f.max_length
-        prop.update(_JSON_RULES.get(f.name, {}))
-        if not f.required:
-            prop["type"] = [prop["type"], "null"]
-        properties[f.name] = prop
+    properties = _json_properties(PLATE_READ_INPUT, _JSON_RULES)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "urn:anpr:schema:plate_read:1",
@@ -169,6 +161,150 @@ def plate_read_json_schema() -> dict[str, Any]:
         ),
         "type": "object",
         "required": [f.name for f in PLATE_READ_INPUT if f.required],
+        "properties": properties,
+    }
+
+
+# --- passenger lists (issue 5) --------------------------------------------------------------
+
+PASSENGER_LIST_SCHEMA_ID = "passenger_list/1"
+# UN/LOCODE: country (alpha-2) and a 3-character place code.
+PORT_PATTERN: Final = r"^[A-Z]{2}[A-Z2-9]{3}$"
+CARRIER_PATTERN: Final = r"^[A-Z0-9]{2,17}$"
+VOYAGE_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,34}$"
+NATION_PATTERN: Final = r"^[A-Z]{3}$"  # ISO 3166-1 alpha-3 (and ICAO codes such as D, UNK)
+DOCUMENT_TYPE_PATTERN: Final = r"^[A-Z0-9]{1,3}$"
+DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ROLES: Final = ("passenger", "crew", "driver")
+SEXES: Final = ("M", "F", "U", "X")
+MAX_PEOPLE: Final = 10_000  # a large ferry carries about 3,000
+
+# One departure, as transport companies send it (JSON; PAXLST is mapped to the same fields).
+PASSENGER_LIST_INPUT: tuple[InputField, ...] = (
+    InputField("schema", pa.string(), True, 32, 'Always "passenger_list/1".'),
+    InputField("carrier", pa.string(), True, 17, "Carrier code (operator), upper case."),
+    InputField("vessel", pa.string(), False, 35, "Vessel name or IMO number."),
+    InputField("voyage_id", pa.string(), True, 35, "The carrier's voyage (sailing) id."),
+    InputField("departure_port", pa.string(), True, 5, "UN/LOCODE of the departure port."),
+    InputField("departure_at", pa.string(), True, 40, "Scheduled departure, RFC 3339."),
+    InputField("arrival_port", pa.string(), True, 5, "UN/LOCODE of the arrival port."),
+    InputField("arrival_at", pa.string(), False, 40, "Scheduled arrival, RFC 3339."),
+    InputField("direction", pa.string(), True, 8, "Relative to Norway: entry or exit."),
+)
+# One person in ``people`` (at least one, at most MAX_PEOPLE).
+PERSON_INPUT: tuple[InputField, ...] = (
+    InputField("role", pa.string(), True, 16, "passenger, crew or driver (of a vehicle)."),
+    InputField("surname", pa.string(), True, 70, "Family name as in the travel document."),
+    InputField("given_names", pa.string(), False, 70, "Given names, space separated."),
+    InputField("date_of_birth", pa.string(), False, 10, "YYYY-MM-DD."),
+    InputField("sex", pa.string(), False, 1, "M, F, U (unknown) or X."),
+    InputField("nationality", pa.string(), False, 3, "ISO 3166-1 alpha-3."),
+    InputField("document_type", pa.string(), False, 3, "Travel document type (P passport, I id)."),
+    InputField("document_number", pa.string(), False, 35, "Travel document number."),
+    InputField("document_issuing_country", pa.string(), False, 3, "ISO 3166-1 alpha-3."),
+    InputField(
+        "vehicle_plate", pa.string(), False, 24, "Registration plate of the vehicle travelled in."
+    ),
+)
+# Person fields an operator may drop by configuration (passengers.kept_fields); role is always
+# kept. Contact details, addresses, seat, baggage and reservation references have no column at
+# all: they are dropped at ingest whatever the configuration says.
+MINIMISABLE_FIELDS: Final = tuple(f.name for f in PERSON_INPUT if f.name != "role")
+
+_PASSENGER_JSON_RULES: dict[str, dict[str, Any]] = {
+    "schema": {"const": PASSENGER_LIST_SCHEMA_ID},
+    "carrier": {"pattern": CARRIER_PATTERN},
+    "voyage_id": {"pattern": VOYAGE_ID_PATTERN},
+    "departure_port": {"pattern": PORT_PATTERN},
+    "arrival_port": {"pattern": PORT_PATTERN},
+    "departure_at": {"format": "date-time", "pattern": RFC3339_PATTERN},
+    "arrival_at": {"format": "date-time", "pattern": RFC3339_PATTERN},
+    "direction": {"enum": list(DIRECTIONS)},
+    "role": {"enum": list(ROLES)},
+    "date_of_birth": {"format": "date", "pattern": DATE_PATTERN},
+    "sex": {"enum": list(SEXES)},
+    "nationality": {"pattern": NATION_PATTERN},
+    "document_type": {"pattern": DOCUMENT_TYPE_PATTERN},
+    "document_issuing_country": {"pattern": NATION_PATTERN},
+}
+
+# Lake table ``passengers``: one row per person per departure. Personal columns are nullable:
+# a field dropped by passengers.kept_fields is stored as null.
+PASSENGERS = pa.schema(
+    [
+        pa.field("person_id", pa.string(), nullable=False),  # digest: departure + person
+        pa.field("collected_at", UTC_TS, nullable=False),  # Kafka timestamp: the legal clock
+        pa.field("carrier", pa.string(), nullable=False),
+        pa.field("vessel", pa.string(), nullable=True),
+        pa.field("voyage_id", pa.string(), nullable=False),
+        pa.field("departure_port", pa.string(), nullable=False),
+        pa.field("departure_at", UTC_TS, nullable=False),
+        pa.field("arrival_port", pa.string(), nullable=False),
+        pa.field("arrival_at", UTC_TS, nullable=True),
+        pa.field("direction", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("surname", pa.string(), nullable=True),  # upper case, spaces collapsed
+        pa.field("given_names", pa.string(), nullable=True),
+        pa.field("date_of_birth", pa.date32(), nullable=True),
+        pa.field("sex", pa.string(), nullable=True),
+        pa.field("nationality", pa.string(), nullable=True),
+        pa.field("document_type", pa.string(), nullable=True),
+        pa.field("document_number", pa.string(), nullable=True),
+        pa.field("document_issuing_country", pa.string(), nullable=True),
+        pa.field("vehicle_plate", pa.string(), nullable=True),  # normalised like plate_reads
+        pa.field("vehicle_plate_raw", pa.string(), nullable=True),
+        pa.field("source_format", pa.string(), nullable=False),  # json | paxlst
+        pa.field("ingested_at", UTC_TS, nullable=False),
+        pa.field("source_partition", pa.int32(), nullable=False),
+        pa.field("source_offset", pa.int64(), nullable=False),
+    ]
+)
+PASSENGER_LOOP_COLUMNS = frozenset({"ingested_at", "source_partition", "source_offset"})
+DECODED_PASSENGERS = pa.schema([f for f in PASSENGERS if f.name not in PASSENGER_LOOP_COLUMNS])
+
+
+def _json_properties(
+    fields: tuple[InputField, ...], rules: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for f in fields:
+        prop: dict[str, Any] = {"type": _json_type(f.arrow_type), "description": f.description}
+        if f.max_length is not None:
+            prop["maxLength"] = f.max_length
+        prop.update(rules.get(f.name, {}))
+        if not f.required:
+            prop["type"] = [prop["type"], "null"]
+        properties[f.name] = prop
+    return properties
+
+
+def passenger_list_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``passenger_list/1`` (schemas/passenger_list-1.schema.json)."""
+    properties = _json_properties(PASSENGER_LIST_INPUT, _PASSENGER_JSON_RULES)
+    properties["people"] = {
+        "type": "array",
+        "description": "Everyone on board this departure that the list covers.",
+        "minItems": 1,
+        "maxItems": MAX_PEOPLE,
+        "items": {
+            "type": "object",
+            "required": [f.name for f in PERSON_INPUT if f.required],
+            "properties": _json_properties(PERSON_INPUT, _PASSENGER_JSON_RULES),
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:anpr:schema:passenger_list:1",
+        "title": "passenger_list/1: the people on one ferry departure",
+        "description": (
+            "One Kafka message on anpr.passengers is one JSON object of this shape (UTF-8, at "
+            "most passengers.max_message_bytes, default 2 MiB), or a UN/EDIFACT PAXLST "
+            "interchange. Key: carrier and voyage id. Unknown extra fields (contact details, "
+            "addresses, seat, baggage, booking references) are accepted and dropped at ingest. "
+            "Generated from pipeline/schemas.py by `anpr schemas write`."
+        ),
+        "type": "object",
+        "required": [*(f.name for f in PASSENGER_LIST_INPUT if f.required), "people"],
         "properties": properties,
     }
 

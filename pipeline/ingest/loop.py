@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from pipeline.config import Settings, add_months
-from pipeline.ingest.decode import DecodeLimits, DecodeResult
+from pipeline.ingest.decode import DecodeLimits, Rejected
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.formats import BatchDecoded, decode_batch
@@ -38,7 +38,7 @@ from pipeline.schemas import PLATE_READS
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-TABLE = "plate_reads"
+TABLE = "plate_reads"  # the plate reads' lake table (PlateIngestor.TABLE)
 # How long --until-idle waits for a first assignment: a crashed member's session (10 s, see
 # pipeline.kafka.clients) must expire and the group rebalance first.
 JOIN_GRACE_S = 60.0
@@ -96,64 +96,80 @@ class IngestTotals:
         return reads == self.written + self.rejected + self.expired + self.duplicates
 
 
-class PlateIngestor:
-    """Drain plate reads from Kafka into the lake; see :meth:`commit_batch` for the order."""
+Memory = TypeVar("Memory")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One batch decoded and ready to commit (step 1 of :meth:`LakeIngestor.commit_batch`)."""
+
+    rows: pa.Table
+    rejected: Sequence[Rejected]  # by index into the batch
+    remember: list[Callable[[], None]]  # to run once the rows are committed
+    count: Callable[[float, float], None]  # metrics and totals: (started, committed)
+
+
+class LakeIngestor(Generic[Memory]):
+    """Drain one topic into one lake table exactly once; see :meth:`commit_batch` for the order.
+
+    The machinery every ingest worker shares: subscribe, seek to the lake's offsets on
+    assignment, poll batches, dead letters, one lake transaction for rows and offsets, fencing
+    after a rebalance, the informative Kafka commit, ``--until-idle`` and a signal-safe stop.
+    Subclasses decode (:meth:`_prepare`) and warm their per-partition memory (:meth:`_recall`).
+    """
+
+    TABLE: ClassVar[str]
 
     def __init__(
         self,
-        settings: Settings,
         *,
         consumer: Any,
         dead_letters: DeadLetters,
         lake: Lake,
-        registry: SiteRegistry,
         metrics: IngestMetrics,
+        topic: str,
+        group: str,
+        batch_size: int,
+        batch_timeout_s: float,
         clock: Clock = utc_now,
     ) -> None:
-        self._settings = settings
         self._consumer = consumer
         self._dlq = dead_letters
         self._lake = lake
-        self._registry = registry
         self._metrics = metrics
         self._clock = clock
-        self._topic = settings.topics.plate_reads
-        self._group = settings.ingest.consumer_group
-        self._limits = DecodeLimits(
-            max_message_bytes=settings.ingest.max_message_bytes,
-            future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
-        )
-        self._dedup_window = timedelta(hours=settings.ingest.dedup_window_h)
-        self._passage_window = timedelta(seconds=settings.ingest.passage_window_s)
-        # Per partition: a site's reads (key = site id) all arrive in one partition, in order,
-        # while partitions drain at different speeds; windows keyed on "the newest capture
-        # seen" are only right within one partition.
-        self._memory: dict[int, PartitionMemory] = {}
+        self._topic = topic
+        self._group = group
+        self._batch_size = batch_size
+        self._batch_timeout_s = batch_timeout_s
+        # Per partition: a key's messages all arrive in one partition, in order, while
+        # partitions drain at different speeds; windows keyed on "the newest time seen" are
+        # only right within one partition.
+        self._memory: dict[int, Memory] = {}
         self._positions: dict[int, int | None] = {}  # partition → next offset the lake holds
         self._stop = threading.Event()
         self._assigned_at: float | None = None
         self.totals = IngestTotals()
 
-    @classmethod
-    def connect(
-        cls,
-        settings: Settings,
-        *,
-        lake: Lake,
-        registry: SiteRegistry,
-        metrics: IngestMetrics,
-        clock: Clock = utc_now,
-    ) -> PlateIngestor:
-        """A worker on the configured cluster: its consumer group and dead-letter producer."""
-        return cls(
-            settings,
-            consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters.create(settings),
-            lake=lake,
-            registry=registry,
-            metrics=metrics,
-            clock=clock,
-        )
+    def _recall(self, partition: int) -> Memory:
+        """What the lake stored recently from ``partition`` (after a restart or assignment)."""
+        raise NotImplementedError
+
+    def _prepare(
+        self,
+        messages: Sequence[Any],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+        now: datetime,
+    ) -> Prepared:
+        """Decode, validate and deduplicate one batch (pure apart from the memory it reads)."""
+        raise NotImplementedError
+
+    def _partition_memory(self, partition: int) -> Memory:
+        memory = self._memory.get(partition)
+        if memory is None:  # not assigned any more (revoked mid-batch): recall it
+            memory = self._memory[partition] = self._recall(partition)
+        return memory
 
     # --- control ---------------------------------------------------------------------------
 
@@ -174,8 +190,8 @@ class PlateIngestor:
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        batch_size = self._settings.ingest.batch_size
-        timeout = self._settings.ingest.batch_timeout_s
+        batch_size = self._batch_size
+        timeout = self._batch_timeout_s
         last_message = started = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -240,23 +256,6 @@ class PlateIngestor:
             self._memory.pop(tp.partition, None)
         logger.info("revoked %s partitions %s", self._topic, [tp.partition for tp in partitions])
 
-    def _recall(self, partition: int) -> PartitionMemory:
-        """What the lake stored recently from ``partition``, so repeats after a restart still
-        drop and passages continue with the same ids as before it."""
-        recent = self._lake.recent_rows(
-            TABLE,
-            ["event_id", "captured_at", "site_id", "direction", "plate", "passage_id"],
-            self._dedup_window,
-            source_partition=partition,
-        )
-        memory = PartitionMemory(
-            DedupWindow(self._dedup_window), PassageGrouper(self._passage_window)
-        )
-        memory.repeats.remember(recent["event_id"], recent["captured_at"])
-        with_passage = recent.filter(pc.is_valid(recent["passage_id"]))
-        memory.passages.remember(Assigned.from_rows(with_passage))
-        return memory
-
     # --- one batch -------------------------------------------------------------------------
 
     def commit_batch(self, messages: Sequence[Any]) -> None:
@@ -264,8 +263,8 @@ class PlateIngestor:
 
         Commit order (why this is exactly-once):
 
-        1. Decode and validate the whole batch; drop events already in the dedup window;
-           group the reads into passages.
+        1. Decode and validate the whole batch; drop events already in the dedup window
+           (plate reads are also grouped into passages) (:meth:`_prepare`).
         2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
            after this step replays the batch: DLQ records may repeat (at least once), rows not.
         3. In ONE lake transaction, insert the rows and set each partition's stored offset to
@@ -273,42 +272,28 @@ class PlateIngestor:
            one this worker started from (compare-and-set). Either both land or neither does.
            If another worker moved it (a rebalance fenced us out), nothing is written: the
            batch is dropped, and the new owner replays it from the lake's offsets.
-        4. Only now remember the stored event ids and passages, and update metrics.
+        4. Only now remember the stored rows (dedup windows, passages), and update metrics.
         5. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
            commit is harmless: on assignment, workers seek to the lake's offsets (step 3).
         """
         started = time.monotonic()
         now = self._clock()
-        values = [m.value() for m in messages]
-        content_types = [_content_type(m.headers()) for m in messages]
         partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
 
         # 1. decode, validate, deduplicate
-        batch = decode_batch(
-            values,
-            content_types,
-            registry=self._registry,
-            now=now,
-            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
-            limits=self._limits,
-            vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
-        )
-        result = batch.result
-        kept, passage_ids, remember = self._repeats_and_passages(result.table, partitions)
-        rows = self._lake_rows(kept, passage_ids, partitions, offsets, now)
-        duplicates = len(result.table) - len(kept)
+        prepared = self._prepare(messages, partitions, offsets, now)
 
         # 2. dead letters, acknowledged before the offsets move past them
-        self._send_dead_letters(result, messages, partitions, offsets)
+        self._send_dead_letters(prepared.rejected, messages, partitions, offsets)
 
         # 3. rows and offsets in one lake transaction
         next_offsets = _next_offsets(partitions, offsets)
         expected = {p: self._positions.get(p) for p in next_offsets}
         try:
             retries = self._lake.write_batch(
-                TABLE,
-                rows,
+                self.TABLE,
+                prepared.rows,
                 consumer_group=self._group,
                 topic=self._topic,
                 next_offsets=next_offsets,
@@ -329,12 +314,167 @@ class PlateIngestor:
         committed = time.time()
 
         # 4. remember and count
-        for step in remember:
+        for step in prepared.remember:
             step()
-        self._count(batch, rows, duplicates, started, committed)
+        prepared.count(started, committed)
 
         # 5. informative Kafka commit (lag monitoring)
         self._commit_to_kafka(next_offsets)
+
+    def _send_dead_letters(
+        self,
+        rejected: Sequence[Rejected],
+        messages: Sequence[Any],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+    ) -> None:
+        if not rejected:
+            return
+        for reject in rejected:
+            message = messages[reject.index]
+            self._dlq.send(
+                value=message.value(),
+                key=message.key(),
+                reason=reject.reason.value,
+                detail=reject.detail,
+                source_topic=self._topic,
+                source_partition=int(partitions[reject.index]),
+                source_offset=int(offsets[reject.index]),
+            )
+        self._dlq.flush()
+
+    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+        tps = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:  # informative only: the lake holds the truth
+            logger.debug("kafka offset commit skipped: %s", exc)
+        for tp in tps:
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self._metrics.lag.labels(topic=self._topic, partition=str(tp.partition)).set(
+                    max(0, high - tp.offset)
+                )
+
+    def _seek_to_lake(self, partitions: dict[int, int]) -> None:
+        """After being fenced, re-read the lake's offsets and continue from there (if owned)."""
+        stored = self._lake.stored_offsets(self._group, self._topic)
+        for partition in partitions:
+            position = stored.get(partition)
+            self._positions[partition] = position
+            offset = position if position is not None else OFFSET_BEGINNING
+            try:
+                self._consumer.seek(TopicPartition(self._topic, partition, offset))
+            except KafkaException:
+                # Not ours any more: the revoke callback will forget it.
+                self._positions.pop(partition, None)
+
+
+class PlateIngestor(LakeIngestor[PartitionMemory]):
+    """Drain plate reads from Kafka into ``plate_reads``; see :meth:`commit_batch`."""
+
+    TABLE = TABLE
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: Any,
+        dead_letters: DeadLetters,
+        lake: Lake,
+        registry: SiteRegistry,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        super().__init__(
+            consumer=consumer,
+            dead_letters=dead_letters,
+            lake=lake,
+            metrics=metrics,
+            topic=settings.topics.plate_reads,
+            group=settings.ingest.consumer_group,
+            batch_size=settings.ingest.batch_size,
+            batch_timeout_s=settings.ingest.batch_timeout_s,
+            clock=clock,
+        )
+        self._settings = settings
+        self._registry = registry
+        self._limits = DecodeLimits(
+            max_message_bytes=settings.ingest.max_message_bytes,
+            future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
+        )
+        self._dedup_window = timedelta(hours=settings.ingest.dedup_window_h)
+        self._passage_window = timedelta(seconds=settings.ingest.passage_window_s)
+
+    @classmethod
+    def connect(
+        cls,
+        settings: Settings,
+        *,
+        lake: Lake,
+        registry: SiteRegistry,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> PlateIngestor:
+        """A worker on the configured cluster: its consumer group and dead-letter producer."""
+        return cls(
+            settings,
+            consumer=make_consumer(settings, settings.ingest.consumer_group),
+            dead_letters=DeadLetters.create(settings),
+            lake=lake,
+            registry=registry,
+            metrics=metrics,
+            clock=clock,
+        )
+
+    def _recall(self, partition: int) -> PartitionMemory:
+        """What the lake stored recently from ``partition``, so repeats after a restart still
+        drop and passages continue with the same ids as before it."""
+        recent = self._lake.recent_rows(
+            self.TABLE,
+            ["event_id", "captured_at", "site_id", "direction", "plate", "passage_id"],
+            self._dedup_window,
+            source_partition=partition,
+        )
+        memory = PartitionMemory(
+            DedupWindow(self._dedup_window), PassageGrouper(self._passage_window)
+        )
+        memory.repeats.remember(recent["event_id"], recent["captured_at"])
+        with_passage = recent.filter(pc.is_valid(recent["passage_id"]))
+        memory.passages.remember(Assigned.from_rows(with_passage))
+        return memory
+
+    def _prepare(
+        self,
+        messages: Sequence[Any],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+        now: datetime,
+    ) -> Prepared:
+        values = [m.value() for m in messages]
+        content_types = [_content_type(m.headers()) for m in messages]
+        batch = decode_batch(
+            values,
+            content_types,
+            registry=self._registry,
+            now=now,
+            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
+            limits=self._limits,
+            vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
+        )
+        result = batch.result
+        kept, passage_ids, remember = self._repeats_and_passages(result.table, partitions)
+        rows = self._lake_rows(kept, passage_ids, partitions, offsets, now)
+        duplicates = len(result.table) - len(kept)
+        return Prepared(
+            rows,
+            result.rejected,
+            remember,
+            functools.partial(self._count, batch, rows, duplicates),
+        )
 
     def _repeats_and_passages(
         self, decoded: pa.Table, partitions: np.ndarray[Any, np.dtype[np.int32]]
@@ -349,9 +489,7 @@ class PlateIngestor:
         ids: list[pa.Array] = []
         remember: list[Callable[[], None]] = []
         for partition in np.unique(row_partitions):
-            memory = self._memory.get(int(partition))
-            if memory is None:  # not assigned any more (revoked mid-batch): recall it
-                memory = self._memory[int(partition)] = self._recall(int(partition))
+            memory = self._partition_memory(int(partition))
             rows = decoded.take(np.flatnonzero(row_partitions == partition))
             kept = rows.filter(memory.repeats.filter_new(rows["event_id"], rows["captured_at"]))
             assigned = memory.passages.assign(kept)
@@ -382,28 +520,6 @@ class PlateIngestor:
         columns["source_offset"] = pa.array(offsets[index], pa.int64())
         return pa.Table.from_pydict(columns, schema=PLATE_READS)
 
-    def _send_dead_letters(
-        self,
-        result: DecodeResult,
-        messages: Sequence[Any],
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-    ) -> None:
-        if not result.rejected:
-            return
-        for reject in result.rejected:
-            message = messages[reject.index]
-            self._dlq.send(
-                value=message.value(),
-                key=message.key(),
-                reason=reject.reason.value,
-                detail=reject.detail,
-                source_topic=self._topic,
-                source_partition=int(partitions[reject.index]),
-                source_offset=int(offsets[reject.index]),
-            )
-        self._dlq.flush()
-
     def _count(
         self,
         batch: BatchDecoded,
@@ -417,7 +533,7 @@ class PlateIngestor:
             m.consumed.labels(topic=self._topic, format=fmt).inc(n)
         for fmt, n in batch.extra_by_format.items():
             m.extra_reads.labels(format=fmt).inc(n)
-        m.rows_written.labels(table=TABLE).inc(len(rows))
+        m.rows_written.labels(table=self.TABLE).inc(len(rows))
         for reject in result.rejected:
             m.rejected.labels(reason=reject.reason.value, format=batch.formats[reject.index]).inc()
             t.rejected_by_reason[reject.reason.value] = (
@@ -437,35 +553,6 @@ class PlateIngestor:
         t.expired += len(result.expired)
         t.duplicates += duplicates
         t.batches += 1
-
-    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
-        tps = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items()]
-        try:
-            self._consumer.commit(offsets=tps, asynchronous=True)
-        except KafkaException as exc:  # informative only: the lake holds the truth
-            logger.debug("kafka offset commit skipped: %s", exc)
-        for tp in tps:
-            try:
-                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
-                self._metrics.lag.labels(topic=self._topic, partition=str(tp.partition)).set(
-                    max(0, high - tp.offset)
-                )
-
-    def _seek_to_lake(self, partitions: dict[int, int]) -> None:
-        """After being fenced, re-read the lake's offsets and continue from there (if owned)."""
-        stored = self._lake.stored_offsets(self._group, self._topic)
-        for partition in partitions:
-            position = stored.get(partition)
-            self._positions[partition] = position
-            offset = position if position is not None else OFFSET_BEGINNING
-            try:
-                self._consumer.seek(TopicPartition(self._topic, partition, offset))
-            except KafkaException:
-                # Not ours any more: the revoke callback will forget it.
-                self._positions.pop(partition, None)
 
 
 def _content_type(headers: list[tuple[str, bytes | None]] | None) -> str | None:

@@ -43,3 +43,11 @@ class Reason(StrEnum):
 
     EMPTY_VALUE = "empty_value"
     """No bytes at all: an empty value or a tombstone (``None``)."""
+
+    MALFORMED_EDIFACT = "malformed_edifact"
+    """A UN/EDIFACT PAXLST interchange that breaks the syntax: bad UNA, missing or misplaced
+    envelope segments (UNB/UNG/UNH/UNT/UNE/UNZ), counts or references that disagree,
+    truncated data, a character set other than the UNB header says, unreadable dates."""
+
+    CONTROL_TOTAL_MISMATCH = "control_total_mismatch"
+    """A PAXLST message whose CNT control total disagrees with the people it lists."""

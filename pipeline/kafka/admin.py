@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 
 _ADMIN_TIMEOUT_S = 30.0
 SOURCE_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+# Passenger lists: a producer's oversized list (a 10 MB manifest) must reach the worker, which
+# rejects it as `oversized` with a reason (the DLQ keeps its start and original size), instead
+# of the producer getting only a broker error. The worker's own limit is
+# passengers.max_message_bytes (2 MiB).
+PASSENGERS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -40,7 +45,8 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
         # rejects anything over ingest.max_message_bytes as `oversized` anyway.
         "max.message.bytes": str(SOURCE_MAX_MESSAGE_BYTES),
     }
-    # The DLQ must hold any message a source topic accepted, plus our headers.
+    # The DLQ holds any plate-read message a source topic accepted, plus our headers; larger
+    # values (passenger lists) are cut, their size kept in a header (pipeline/ingest/dlq.py).
     dlq = {**personal, "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
     hits = {"cleanup.policy": "delete", "retention.ms": str(t.hits_retention_ms)}
     # The watchlist is a compacted table keyed by plate: the latest entry per plate wins and a
@@ -48,7 +54,12 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
     watchlist = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
     return [
         TopicSpec(t.plate_reads, t.partitions, personal, personal_data=True),
-        TopicSpec(t.passengers, t.partitions, personal, personal_data=True),
+        TopicSpec(
+            t.passengers,
+            t.partitions,
+            {**personal, "max.message.bytes": str(PASSENGERS_MAX_MESSAGE_BYTES)},
+            personal_data=True,
+        ),
         TopicSpec(t.dlq, t.partitions, dlq, personal_data=True),
         TopicSpec(t.watchlist, 1, watchlist, personal_data=True),
         TopicSpec(t.watchlist_hits, t.partitions, hits, personal_data=True),

@@ -28,7 +28,13 @@ import pyarrow as pa
 
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
 from pipeline.lake.extensions import extension_paths
-from pipeline.schemas import PLATE_READ_VERSIONS, PLATE_READS, SUBJECT_RESTRICTIONS, UTC_TS
+from pipeline.schemas import (
+    PASSENGERS,
+    PLATE_READ_VERSIONS,
+    PLATE_READS,
+    SUBJECT_RESTRICTIONS,
+    UTC_TS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +70,10 @@ class TableSpec:
     day_column: str | None = None  # partitioned by the UTC day of this column
 
 
-# Tables write_batch accepts. Add passengers etc. here once their schema is in schemas.py.
+# Tables write_batch accepts.
 DATA_TABLES: Mapping[str, TableSpec] = {
     "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
+    "passengers": TableSpec("passengers", PASSENGERS, "collected_at"),
 }
 # Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
 # the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).

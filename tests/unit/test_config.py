@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.config import Secret, add_months, load_settings, shortest_span_days
 from pipeline.errors import ConfigError
+from pipeline.schemas import MINIMISABLE_FIELDS
 
 
 def test_defaults_without_file_or_env() -> None:
@@ -124,3 +125,49 @@ def test_per_table_retention_from_toml_and_env(tmp_path: Path) -> None:
     assert (s.retention.months_for("passengers"), s.retention.months_for("plate_reads")) == (2, 5)
     s = load_settings(None, env={"ANPR_RETENTION_TABLES": "plate_reads=4, passengers=3"})
     assert dict(s.retention.tables) == {"plate_reads": 4, "passengers": 3}
+
+
+def test_passenger_settings_defaults_and_env_override() -> None:
+    s = load_settings(None, env={})
+    p = s.passengers
+    assert (p.consumer_group, p.metrics_port, p.max_message_bytes) == (
+        "anpr-ingest-passengers",
+        9465,
+        2 * 1024 * 1024,
+    )
+    assert p.dedup_window_h == 72.0
+    assert p.kept_fields == MINIMISABLE_FIELDS  # every droppable field is kept by default
+    s = load_settings(
+        None,
+        env={
+            "ANPR_PASSENGERS_KEPT_FIELDS": "surname, vehicle_plate",
+            "ANPR_PASSENGERS_MAX_MESSAGE_BYTES": "4096",
+            "ANPR_PASSENGERS_CONSUMER_GROUP": "g2",
+        },
+    )
+    assert s.passengers.kept_fields == ("surname", "vehicle_plate")
+    assert (s.passengers.max_message_bytes, s.passengers.consumer_group) == (4096, "g2")
+
+
+def test_passenger_settings_from_toml(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text('[passengers]\nkept_fields = ["vehicle_plate"]\ndedup_window_h = 24\n')
+    s = load_settings(config, env={})
+    assert s.passengers.kept_fields == ("vehicle_plate",)
+    assert s.passengers.dedup_window_h == 24.0
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"ANPR_PASSENGERS_KEPT_FIELDS": "surname,email"}, "passengers.kept_fields"),
+        ({"ANPR_PASSENGERS_KEPT_FIELDS": "seat"}, "passengers.kept_fields"),
+        ({"ANPR_PASSENGERS_MAX_MESSAGE_BYTES": "100"}, "passengers.max_message_bytes"),
+        ({"ANPR_PASSENGERS_METRICS_PORT": "70000"}, "passengers.metrics_port"),
+        ({"ANPR_PASSENGERS_DEDUP_WINDOW_H": "0"}, "passengers.dedup_window_h"),
+    ],
+)
+def test_bad_passenger_settings_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env=env)
+    assert info.value.key == key
