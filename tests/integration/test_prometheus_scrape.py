@@ -4,8 +4,8 @@ The server (Debian package `prometheus`, installed by `make setup`) runs on a fr
 port with its storage in a tmp dir, on a copy of deploy/prometheus/prometheus.yml whose targets
 are rewritten to the processes this test starts (jobs it does not start point at a closed port,
 so they are down). Then, through the HTTP API: our series arrive with the values the worker
-and the live app report, every rule evaluates without error on real data, and AnprIngestDown picks out exactly
-the ingest jobs that are not running.
+and the live app report, every rule evaluates without error on real data, and AnprIngestDown
+picks out exactly the ingest jobs that are not running.
 """
 
 from __future__ import annotations
