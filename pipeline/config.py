@@ -191,6 +191,9 @@ class LiveSettings:
     watchlist_max_days: int = 90
     batch_size: int = 500  # reads per faust ``take()`` batch
     batch_within_s: float = 0.05  # how long a batch may wait to fill: adds to hit latency
+    # How long the broker may hold a fetch that finds no new records. Bounds the stall while
+    # the quiet partitions are fetched without the busy ones (pipeline/live/transport.py).
+    fetch_max_wait_s: float = 0.1
     # Reads captured longer ago than this are counted but neither matched nor counted as
     # traffic: a new consumer group replaying a week of topic must not page anyone.
     max_read_age_s: float = 3600.0
@@ -531,6 +534,8 @@ def _check_live(live: LiveSettings) -> None:
     for key in ("max_read_age_s", "hit_dedup_window_s", "silence_day_s", "silence_night_s"):
         if getattr(live, key) <= 0:
             raise ConfigError(f"live.{key}", "must be a positive number of seconds")
+    if not 0.01 <= live.fetch_max_wait_s <= 1.5:
+        raise ConfigError("live.fetch_max_wait_s", "must be within 0.01..1.5 seconds")
     if not 0.05 <= live.check_interval_s <= 60:
         raise ConfigError("live.check_interval_s", "must be within 0.05..60 seconds")
     for key in ("night_start_hour", "night_end_hour"):

@@ -60,6 +60,7 @@ from pipeline.ingest.sites import SiteRegistry
 from pipeline.live.hits import unseen
 from pipeline.live.process import LiveBatch, LiveProcessor
 from pipeline.live.silence import SilenceMonitor
+from pipeline.live.transport import App as LiveFaustApp
 from pipeline.live.watchlist import (
     Removal,
     Upsert,
@@ -122,8 +123,9 @@ class LiveApp:
         self.silence = SilenceMonitor.for_registry(registry, live)
         self._pruned_at = 0.0
 
-        app = faust.App(
+        app = LiveFaustApp(
             live.consumer_group,
+            fetch_max_wait_ms=round(live.fetch_max_wait_s * 1000),
             broker=broker_urls(settings),
             key_serializer="raw",
             value_serializer="raw",

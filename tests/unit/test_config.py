@@ -72,6 +72,7 @@ def test_librdkafka_settings_pass_through_and_secrets_are_masked(tmp_path: Path)
         ({"ANPR_LIVE_SILENCE_NIGHT_S": "0"}, "live.silence_night_s"),
         ({"ANPR_LIVE_NIGHT_START_HOUR": "24"}, "live.night_start_hour"),
         ({"ANPR_LIVE_TIMEZONE": "Mars/Olympus"}, "live.timezone"),
+        ({"ANPR_LIVE_FETCH_MAX_WAIT_S": "2"}, "live.fetch_max_wait_s"),
     ],
 )
 def test_illegal_values_are_refused_with_the_key(env: dict[str, str], key: str) -> None:
