@@ -55,7 +55,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -167,6 +167,13 @@ _WATCH_CONFUSED: Final = 2  # OCR-confusable variants of passing plates: "possib
 _WATCH_ABSENT: Final = 2  # plates that never pass
 _SAMPLE_READS: Final = 5_000  # reads generated (again, purely) to pick listed plates from
 _POLL_S: Final = 0.5
+_NO_LEADER_YET: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 SUMMARY_JSON: Final = "summary.json"
 
 
@@ -288,15 +295,6 @@ def _kafka(demo: Demo) -> None:
         )
     for name, state in sorted(create_topics(settings).items()):
         demo.console.print(f"topic {name}: {state}", highlight=False)
-    # What this run adds to the topics it reads back is after their ends now.
-    offsets = _Offsets(settings)
-    try:
-        topics = settings.topics
-        for t in (topics.plate_reads, topics.passengers, topics.dlq, topics.watchlist_hits):
-            for p, end in offsets.ends(t).items():
-                demo.begin[(t, p)] = end
-    finally:
-        offsets.close()
 
 
 # -- 2. watchlist ----------------------------------------------------------------------------
@@ -464,6 +462,15 @@ def _metric(port: int, name: str) -> float | None:
 def _ferries(demo: Demo) -> None:
     """Every departure's lists, before the cameras send: ingest finds them waiting."""
     settings = demo.settings
+    # What this run adds to the topics it reads back is after their ends now.
+    offsets = _Offsets(settings)
+    try:
+        topics = settings.topics
+        for t in (topics.plate_reads, topics.passengers, topics.dlq, topics.watchlist_hits):
+            for p, end in offsets.ends(t).items():
+                demo.begin[(t, p)] = end
+    finally:
+        offsets.close()
     with _bars(demo.console) as bars:
         task = bars.add_task("passenger lists sent (one per departure)", total=None)
         demo.ferries = simulate_passengers(
@@ -518,7 +525,16 @@ class _Offsets:
         consumer = self._consumer("anpr-demo-probe")
         out = {}
         for p in self.partitions(topic):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    break
+                except KafkaException as e:
+                    # A topic created a moment ago may have no partition leader yet.
+                    if e.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
+                        raise
+                    time.sleep(_POLL_S)
             out[p] = int(high)
         return out
 
