@@ -104,7 +104,7 @@ class Voyage:
     carrier: str
     voyage_id: str
     site_id: str
-    reads: int  # reads the join finds
+    rows: int  # what the join returns: reads of its vehicles x people listed with each
 
 
 _ANALYST_QUERIES: Final = (
@@ -935,13 +935,13 @@ def _busiest_voyage(con: Any, start: datetime, end: datetime) -> Voyage | None:
     """This run's departure whose vehicles the terminal's cameras read most often: the
     README's ferry join, over every departure of the run's days at once."""
     row = con.execute(
-        f"SELECT p.carrier, p.voyage_id, r.site_id, count(*) AS reads "
+        f"SELECT p.carrier, p.voyage_id, r.site_id, count(*) AS n "
         f"FROM {CATALOG}.passengers AS p JOIN {CATALOG}.plate_reads AS r "
         "ON r.plate = p.vehicle_plate "
         "AND r.captured_at BETWEEN p.departure_at - INTERVAL 3 HOUR "
         "AND p.departure_at + INTERVAL 1 HOUR "
         "WHERE p.departure_at BETWEEN ? AND ? "
-        "GROUP BY ALL ORDER BY reads DESC, p.voyage_id, r.site_id LIMIT 1",
+        "GROUP BY ALL ORDER BY n DESC, p.voyage_id, r.site_id LIMIT 1",
         [start, end + timedelta(hours=2)],
     ).fetchone()
     return Voyage(str(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
@@ -1221,8 +1221,9 @@ def _queries(demo: Demo) -> None:
     voyage = demo.findings.voyage if demo.findings else None
     if voyage is not None:
         console.print(
-            f"(the join should list {voyage.reads} reads; any departure of this run works: "
-            f"SELECT DISTINCT carrier, voyage_id FROM passengers)",
+            f"(it lists {voyage.rows} rows: each read of a vehicle on board, once per person "
+            "listed with that vehicle; any departure of this run works, see SELECT DISTINCT "
+            "carrier, voyage_id FROM passengers)",
             highlight=False,
         )
     console.print("Then check the activity log: anpr audit verify", highlight=False)

@@ -155,7 +155,7 @@ def test_demo_runs_reconciles_and_its_queries_work(
         assert counted is not None, pasted.stdout
         assert int(counted.group(1)) > 0, pasted.stdout
     # The join finds exactly the reads the demo said it would.
-    said = re.search(r"the join should list (\d+) reads", printed)
+    said = re.search(r"it lists (\d+) rows", printed)
     assert said is not None
     assert said.group(1) == counted.group(1)
 
