@@ -572,12 +572,14 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "demo",
         "the main job, end to end, in a few minutes",
         "Start the local Kafka broker (or reuse it), create the topics, load a small\n"
-        "watchlist, and run `anpr ingest plates` and `anpr live` as child processes while the\n"
-        "cameras of every vendor format send --days of synthetic border traffic (road and\n"
-        "ferry, about 1 % hostile input), compressed in time. Then run `anpr maintain` with\n"
-        "--as-of stepping through the days, print a summary (rows per table, rejects by\n"
-        "reason, watchlist hits, statistics, retention), write an HTML report with charts,\n"
-        "and print three queries to paste.\n\n"
+        "watchlist, send the ferry departures' passenger lists (JSON and PAXLST), and run\n"
+        "`anpr ingest plates`, `anpr ingest passengers` and `anpr live` as child processes\n"
+        "while the cameras of every vendor format send --days of synthetic border traffic\n"
+        "(road and ferry, about 1 % hostile input; --bad-ratio also breaks that share of the\n"
+        "lists), compressed in time. Then run `anpr maintain` with --as-of stepping through\n"
+        "the days, print a summary (rows per table, people by role and format, rejects by\n"
+        "feed and reason, watchlist hits, statistics, retention), write an HTML report with\n"
+        "charts, and print three queries to paste (the last: the ferry join, as investigator).\n\n"
         "Rerunning continues on the same broker, topics and lake with new traffic; nothing is\n"
         "stored twice. `make clean` starts over. Child process logs and the report go to\n"
         "<state.dir>/demo/.",
