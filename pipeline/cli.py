@@ -337,6 +337,18 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     passengers.add_argument(
         "--paxlst-ratio", type=float, default=0.5, help="share of lists sent as PAXLST"
     )
+    passengers.add_argument(
+        "--bad-ratio",
+        type=float,
+        default=0.0,
+        help="share of departures that send a broken list instead (rejected to the DLQ)",
+    )
+    passengers.add_argument(
+        "--formats",
+        type=_formats,
+        default=("canonical",),
+        help="the --formats of the plate run (which cameras send decides the traffic)",
+    )
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -398,8 +410,11 @@ def _simulate_passengers(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.kafka.clients import make_producer
     from pipeline.simulate.passengers import simulate_passengers
 
-    if args.count < 0 or args.plate_reads < 0 or not 0.0 <= args.paxlst_ratio <= 1.0:
-        raise UsageError("--count and --plate-reads must be >= 0, --paxlst-ratio within 0..1")
+    ratios = (args.paxlst_ratio, args.bad_ratio)
+    if args.count < 0 or args.plate_reads < 0 or not all(0.0 <= r <= 1.0 for r in ratios):
+        raise UsageError(
+            "--count and --plate-reads must be >= 0, --paxlst-ratio and --bad-ratio within 0..1"
+        )
     producer = make_producer(settings, **{"message.max.bytes": 4 * 1024 * 1024})
     with _progress_bar("simulating departures", args.count) as advance:
         summary = simulate_passengers(
@@ -411,12 +426,14 @@ def _simulate_passengers(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             plate_reads=args.plate_reads,
             paxlst_ratio=args.paxlst_ratio,
+            formats=args.formats,
+            bad_ratio=args.bad_ratio,
             progress=advance,
         )
     print(
         f"sent {summary.messages} lists ({summary.json_messages} JSON, "
-        f"{summary.paxlst_messages} PAXLST) with {summary.people} people to "
-        f"{settings.topics.passengers}"
+        f"{summary.paxlst_messages} PAXLST, {summary.hostile} broken on purpose) with "
+        f"{summary.people} people to {settings.topics.passengers}"
     )
     return EXIT_OK
 
@@ -555,12 +572,14 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "demo",
         "the main job, end to end, in a few minutes",
         "Start the local Kafka broker (or reuse it), create the topics, load a small\n"
-        "watchlist, and run `anpr ingest plates` and `anpr live` as child processes while the\n"
-        "cameras of every vendor format send --days of synthetic border traffic (road and\n"
-        "ferry, about 1 % hostile input), compressed in time. Then run `anpr maintain` with\n"
-        "--as-of stepping through the days, print a summary (rows per table, rejects by\n"
-        "reason, watchlist hits, statistics, retention), write an HTML report with charts,\n"
-        "and print three queries to paste.\n\n"
+        "watchlist, send the ferry departures' passenger lists (JSON and PAXLST), and run\n"
+        "`anpr ingest plates`, `anpr ingest passengers` and `anpr live` as child processes\n"
+        "while the cameras of every vendor format send --days of synthetic border traffic\n"
+        "(road and ferry, about 1 % hostile input; --bad-ratio also breaks that share of the\n"
+        "lists), compressed in time. Then run `anpr maintain` with --as-of stepping through\n"
+        "the days, print a summary (rows per table, people by role and format, rejects by\n"
+        "feed and reason, watchlist hits, statistics, retention), write an HTML report with\n"
+        "charts, and print three queries to paste (the last: the ferry join, as investigator).\n\n"
         "Rerunning continues on the same broker, topics and lake with new traffic; nothing is\n"
         "stored twice. `make clean` starts over. Child process logs and the report go to\n"
         "<state.dir>/demo/.",

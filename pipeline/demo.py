@@ -11,27 +11,29 @@ collects what each step found:
  3. **Live app**: ``anpr live`` as a child process; the demo waits until it has loaded the
     watchlist. Its ``live.max_read_age_s`` is stretched over the simulated days so that the
     replayed traffic counts as current for the watchlist.
- 4. **Cameras and ingest**: ``anpr ingest plates --until-idle`` as a child process while the
-    cameras of every vendor format send ``--days`` of traffic (road and ferry, ~1 % hostile
-    input) as fast as the broker takes it. Progress: reads sent, and each consumer group's
-    committed offsets against the topic's end.
- 5. **Catch up**: wait for ingest to drain and exit, and for the live app's committed offsets
-    to reach the end; then stop the live app (unless ``--keep-running``).
+ 4. **Ferries**: the passenger and crew lists of every departure from a ferry terminal in
+    those days, JSON and PAXLST mixed (``--bad-ratio`` of them broken on purpose), built from
+    the vehicles the cameras will read leaving on board (the same seeded traffic model).
+ 5. **Cameras and ingest**: ``anpr ingest plates --until-idle`` and ``anpr ingest passengers
+    --until-idle`` as child processes, beside the live app, while the cameras of every vendor
+    format send ``--days`` of traffic (road and ferry, ~1 % hostile input) as fast as the
+    broker takes it. Progress: reads sent, and each consumer group's committed offsets against
+    its topic's end. Then wait for both workers to drain and exit, and for the live app's
+    committed offsets to reach the end; then stop the live app (unless ``--keep-running``).
  6. **Maintain**: ``maintain`` once per simulated day, ``as_of`` stepping to the end of each
     day (plus the late-arrival grace), so that traffic statistics appear day by day as the
     nightly job would publish them; then one statistics-only run fast-forwarded past the
     30-day round-trip window so the weeks' trip statistics are published too.
- 7. **Summary**, **report**, **queries**: rows per table, rejects by reason (read back from
-    the DLQ topic), watchlist hits (read back from the hits topic), statistics highlights,
-    retention state; the HTML report; three queries to paste.
+ 7. **Summary**, **report**, **queries**: rows per table, people by role and format, rejects
+    by feed and reason (read back from the DLQ topic), watchlist hits (read back from the hits
+    topic), statistics highlights, retention state; the HTML report (anonymous statistics
+    only); three queries to paste, the last one the ferry join an investigator runs.
 
 **Rerunning** continues cleanly on the same state: the broker, topics, lake and consumer
 groups are kept, a new seed makes new traffic (new event ids), ingest and live pick up where
 their committed offsets are, and statistics of days that changed are recomputed. Counts of
 the run (sent, stored, rejected, hits) are measured over this run's offsets only; rows per
 table are the lake's totals. ``make clean`` (or removing the lake and ``.anpr``) starts over.
-
-Passenger manifests (issue 5) are not wired in yet: see the ``PASSENGERS`` markers.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,36 +74,106 @@ from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
 from pipeline.report import ReportInputs, write_atomic, write_report
+from pipeline.simulate.passengers import PassengerSummary, simulate_passengers
 from pipeline.simulate.produce import SimulationSummary, simulate_plates
 from pipeline.simulate.traffic import TrafficModel
 
-ANALYST_SETUP: Final = 'export ANPR_ACCESS_USERS="$(id -un)=analyst"'
-# (what it shows, the command). They are run by tests/integration/test_demo.py as printed.
-EXAMPLE_QUERIES: Final = (
-    (
+
+def role_setup(role: str) -> str:
+    """The line that gives the OS user a role (``[access] users``), as printed."""
+    return f'export ANPR_ACCESS_USERS="$(id -un)={role}"'
+
+
+ANALYST_SETUP: Final = role_setup("analyst")
+DEMO_CASE: Final = "DEMO-1"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A query to paste: what it shows, the role it is run as, the command (as printed)."""
+
+    what: str
+    role: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Voyage:
+    """A departure of this run whose vehicles the cameras read at the terminal."""
+
+    carrier: str
+    voyage_id: str
+    site_id: str
+    rows: int  # what the join returns: reads of its vehicles x people listed with each
+
+
+_ANALYST_QUERIES: Final = (
+    Example(
         "Reads per crossing and direction (analyst: plates appear only as pseudonyms)",
+        "analyst",
         'anpr query --reason control "SELECT site_id, direction, count(*) AS reads '
         'FROM plate_reads GROUP BY ALL ORDER BY reads DESC"',
     ),
-    (
+    Example(
         "The busiest hours per crossing, from the anonymous statistics kept for ever",
+        "analyst",
         'anpr query --reason control "SELECT hour, site_id, sum(passages) AS passages '
         "FROM traffic_stats WHERE vehicle_class = '*' AND plate_country = '*' "
         'GROUP BY ALL ORDER BY passages DESC LIMIT 5"',
     ),
-    (
-        "A SQL session on stdin: vehicles seen both leaving and entering, by plate country",
-        'echo "SELECT plate_country, count(*) AS vehicles FROM (SELECT plate_pseudonym, '
-        "any_value(plate_country) AS plate_country FROM plate_reads GROUP BY 1 "
-        'HAVING count(DISTINCT direction) = 2) GROUP BY 1 ORDER BY 2 DESC;" '
-        "| anpr sql --reason control",
-    ),
 )
+# Without a departure to show (no ferry traffic in a tiny run): the analyst's SQL session.
+_NO_FERRY_QUERY: Final = Example(
+    "A SQL session on stdin: vehicles seen both leaving and entering, by plate country",
+    "analyst",
+    'echo "SELECT plate_country, count(*) AS vehicles FROM (SELECT plate_pseudonym, '
+    "any_value(plate_country) AS plate_country FROM plate_reads GROUP BY 1 "
+    'HAVING count(DISTINCT direction) = 2) GROUP BY 1 ORDER BY 2 DESC;" '
+    "| anpr sql --reason control",
+)
+# The README's analyst join (section "Passenger lists"), with the departure's values inlined.
+_FERRY_JOIN: Final = (
+    "SELECT r.event_id, r.captured_at, r.camera_id, p.role, p.vehicle_plate "
+    "FROM passengers AS p JOIN plate_reads AS r ON r.plate = p.vehicle_plate "
+    "AND r.captured_at BETWEEN p.departure_at - INTERVAL 3 HOUR "
+    "AND p.departure_at + INTERVAL 1 HOUR "
+    "WHERE p.carrier = '{carrier}' AND p.voyage_id = '{voyage_id}' AND r.site_id = '{site_id}' "
+    "ORDER BY r.captured_at, p.role"
+)
+# Values put into printed SQL: codes of our own simulator and registry, checked all the same.
+_LITERAL: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def example_queries(voyage: Voyage | None) -> list[Example]:
+    """The three queries the demo prints (tests/integration/test_demo.py runs them)."""
+    if voyage is None:
+        return [*_ANALYST_QUERIES, _NO_FERRY_QUERY]
+    values = {"carrier": voyage.carrier, "voyage_id": voyage.voyage_id, "site_id": voyage.site_id}
+    for name, value in values.items():
+        if not _LITERAL.fullmatch(value):
+            raise ValueError(f"{name} {value!r} is not a plain code")
+    join = Example(
+        f"The ferry join: reads at {voyage.site_id} of the vehicles on departure "
+        f"{voyage.voyage_id}'s passenger list (a SQL session on stdin)",
+        "investigator",
+        f'echo "{_FERRY_JOIN.format(**values)};" '
+        f"| anpr sql --reason investigation --case {DEMO_CASE}",
+    )
+    return [*_ANALYST_QUERIES, join]
+
+
 _WATCH_EXACT: Final = 8  # plates listed that the traffic contains
 _WATCH_CONFUSED: Final = 2  # OCR-confusable variants of passing plates: "possible" hits
 _WATCH_ABSENT: Final = 2  # plates that never pass
 _SAMPLE_READS: Final = 5_000  # reads generated (again, purely) to pick listed plates from
 _POLL_S: Final = 0.5
+_NO_LEADER_YET: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 SUMMARY_JSON: Final = "summary.json"
 
 
@@ -134,18 +206,23 @@ class Demo:
     watchlist: list[Entry] = field(default_factory=list)
     live: subprocess.Popen[bytes] | None = None
     ingest: subprocess.Popen[bytes] | None = None
+    ingest_passengers: subprocess.Popen[bytes] | None = None
     live_port: int = 0
     # (topic, partition) -> end offset before this run: what this run added is after it.
     begin: dict[tuple[str, int], int] = field(default_factory=dict)
     simulated: SimulationSummary | None = None
+    ferries: PassengerSummary | None = None
     ingest_line: str = ""
     ingest_counts: dict[str, int] = field(default_factory=dict)
-    rejects: Counter[str] = field(default_factory=Counter)
+    passengers_line: str = ""
+    passengers_counts: dict[str, int] = field(default_factory=dict)
+    rejects: Counter[tuple[str, str]] = field(default_factory=Counter)  # (feed, reason)
     hits: Counter[tuple[str, str]] = field(default_factory=Counter)
     expected_exact_hits: int = 0
     maintained: list[tuple[str, str]] = field(default_factory=list)  # (as of, outcome)
     tables: dict[str, int] = field(default_factory=dict)
     findings: Findings | None = None
+    queries: list[Example] = field(default_factory=list)
     report: Path | None = None
     timings: list[tuple[str, float]] = field(default_factory=list)
 
@@ -163,10 +240,7 @@ def demo_steps() -> list[Step]:
         ("Kafka: broker and topics", _kafka),
         ("Watchlist: plates to look out for", _watchlist),
         ("Live app: anpr live", _start_live),
-        # PASSENGERS (issue 5): the ferry manifests go here, before ingest starts, e.g.
-        #   ("Ferries: passenger manifests", _simulate_passengers),
-        # using pipeline.simulate.passengers over the same days and seed; and in _cameras_and_
-        # ingest start `anpr ingest passengers --until-idle` beside `ingest plates` (see there).
+        ("Ferries: passenger and crew lists of the departures", _ferries),
         ("Cameras, ingest and live app at work", _traffic),
         ("Maintain: statistics day by day (anpr maintain --as-of)", _maintain),
         ("What landed", _summary),
@@ -382,7 +456,47 @@ def _metric(port: int, name: str) -> float | None:
     return total
 
 
-# -- 4. cameras, ingest, live app ----------------------------------------------------------
+# -- 4. ferries -----------------------------------------------------------------------------
+
+
+def _ferries(demo: Demo) -> None:
+    """Every departure's lists, before the cameras send: ingest finds them waiting."""
+    settings = demo.settings
+    # What this run adds to the topics it reads back is after their ends now.
+    offsets = _Offsets(settings)
+    try:
+        topics = settings.topics
+        for t in (topics.plate_reads, topics.passengers, topics.dlq, topics.watchlist_hits):
+            for p, end in offsets.ends(t).items():
+                demo.begin[(t, p)] = end
+    finally:
+        offsets.close()
+    with _bars(demo.console) as bars:
+        task = bars.add_task("passenger lists sent (one per departure)", total=None)
+        demo.ferries = simulate_passengers(
+            make_producer(settings, **{"linger.ms": 20, "log_level": 4}),
+            settings.topics.passengers,
+            demo.registry,
+            count=1_000_000,  # every departure of the days: the traffic decides how many
+            start=demo.start,
+            seed=demo.seed,
+            plate_reads=demo.expected_reads,
+            passages_per_hour=demo.options.passages_per_hour,
+            formats=VENDORS,  # the cameras of the plate run: the same traffic
+            bad_ratio=demo.options.bad_ratio,
+            progress=lambda n: bars.update(task, completed=n),
+        )
+        bars.update(task, total=demo.ferries.departures)
+    f = demo.ferries
+    demo.console.print(
+        f"ferry operators: {f.messages} lists sent to {settings.topics.passengers} "
+        f"({f.json_messages} JSON, {f.paxlst_messages} PAXLST; {f.hostile} broken on purpose), "
+        f"{f.people:,} people listed",
+        highlight=False,
+    )
+
+
+# -- 5. cameras, ingest, live app ----------------------------------------------------------
 
 
 class _Offsets:
@@ -411,7 +525,16 @@ class _Offsets:
         consumer = self._consumer("anpr-demo-probe")
         out = {}
         for p in self.partitions(topic):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    break
+                except KafkaException as e:
+                    # A topic created a moment ago may have no partition leader yet.
+                    if e.args[0].code() not in _NO_LEADER_YET or time.monotonic() > deadline:
+                        raise
+                    time.sleep(_POLL_S)
             out[p] = int(high)
         return out
 
@@ -432,19 +555,23 @@ class _Offsets:
 def _traffic(demo: Demo) -> None:
     """Ingest and the live app consume while the cameras send; then both catch up."""
     settings = demo.settings
-    topic = settings.topics.plate_reads
+    topic, lists = settings.topics.plate_reads, settings.topics.passengers
     offsets = _Offsets(settings)
     try:
-        for t in (topic, settings.topics.dlq, settings.topics.watchlist_hits):
-            for p, end in offsets.ends(t).items():
-                demo.begin[(t, p)] = end
         begin = {p: end for (t, p), end in demo.begin.items() if t == topic}
-        # PASSENGERS (issue 5): start `anpr ingest passengers --until-idle` here as well, and
-        # wait for it below like the plates worker.
+        lists_begin = {p: end for (t, p), end in demo.begin.items() if t == lists}
+        lists_sent = sum(offsets.ends(lists).values()) - sum(lists_begin.values())
+        idle = str(demo.options.until_idle_s)
         demo.ingest = _child(
             demo,
             "ingest-plates",
-            ["ingest", "plates", "--until-idle", str(demo.options.until_idle_s),
+            ["ingest", "plates", "--until-idle", idle, "--metrics-port", str(local.free_port())],
+            {},
+        )
+        demo.ingest_passengers = _child(
+            demo,
+            "ingest-passengers",
+            ["ingest", "passengers", "--until-idle", idle,
              "--metrics-port", str(local.free_port())],
             {},
         )  # fmt: skip
@@ -457,6 +584,8 @@ def _traffic(demo: Demo) -> None:
                     ("anpr live", settings.live.consumer_group),
                 )
             }
+            pax_group = settings.passengers.consumer_group
+            pax_task = bars.add_task(f"anpr ingest passengers ({pax_group})", total=lists_sent)
             polled = [0.0]
 
             def poll(total: int) -> dict[str, int]:
@@ -464,6 +593,8 @@ def _traffic(demo: Demo) -> None:
                 done = {g: offsets.committed(g, topic, begin) for g in groups}
                 for group, task in groups.items():
                     bars.update(task, completed=done[group], total=total)
+                done[pax_group] = offsets.committed(pax_group, lists, lists_begin)
+                bars.update(pax_task, completed=done[pax_group])
                 return done
 
             def sending(n: int) -> None:
@@ -489,17 +620,13 @@ def _traffic(demo: Demo) -> None:
             produced = sum(offsets.ends(topic).values()) - sum(begin.values())
             bars.update(sent, completed=produced, total=produced)
             deadline = time.monotonic() + 600
+            workers = (demo.ingest, demo.ingest_passengers)
             while True:
                 done = poll(produced)
-                ingest_exited = demo.ingest.poll() is not None
-                if ingest_exited and demo.ingest.returncode != 0:
-                    raise PipelineError(
-                        f"anpr ingest plates failed ({demo.ingest.returncode}):\n"
-                        f"{_log_tail(demo, 'ingest-plates')}"
-                    )
-                if ingest_exited and done[settings.live.consumer_group] >= produced:
+                _check_alive(demo)  # a worker that exited with an error stops the demo
+                exited = all(w.poll() is not None for w in workers)
+                if exited and done[settings.live.consumer_group] >= produced:
                     break
-                _check_alive(demo, ingest=False)
                 if time.monotonic() > deadline:
                     raise PipelineError("ingest or the live app did not catch up in 10 minutes")
                 time.sleep(_POLL_S)
@@ -508,12 +635,15 @@ def _traffic(demo: Demo) -> None:
     summary = demo.simulated
     demo.ingest_line = _log_tail(demo, "ingest-plates", 1).strip()
     demo.ingest_counts = parse_ingest_line(demo.ingest_line)
+    demo.passengers_line = _log_tail(demo, "ingest-passengers", 1).strip()
+    demo.passengers_counts = parse_ingest_line(demo.passengers_line)
     demo.console.print(
         f"cameras: {summary.produced} reads sent ({summary.hostile} hostile on purpose), "
         f"captured {summary.first_captured_at} .. {summary.last_captured_at}",
         highlight=False,
     )
     demo.console.print(f"anpr ingest plates: {demo.ingest_line}", highlight=False)
+    demo.console.print(f"anpr ingest passengers: {demo.passengers_line}", highlight=False)
     demo.console.print("anpr live: committed up to the end of the topic", highlight=False)
     if not demo.options.keep_running:
         _stop(demo.live, "anpr live")
@@ -527,13 +657,20 @@ _INGEST_LINE: Final = re.compile(
 
 
 def parse_ingest_line(line: str) -> dict[str, int]:
-    """The counts of ``anpr ingest plates``' closing line (empty if it is not there)."""
+    """The counts of an ``anpr ingest`` closing line (empty if it is not there).
+
+    For ``ingest passengers`` consumed and rejected count lists, stored and duplicates people.
+    """
     found = _INGEST_LINE.search(line)
     return {k: int(v) for k, v in found.groupdict().items()} if found else {}
 
 
-def _check_alive(demo: Demo, *, ingest: bool = True) -> None:
-    children = [("live", demo.live)] + ([("ingest-plates", demo.ingest)] if ingest else [])
+def _check_alive(demo: Demo) -> None:
+    children = [
+        ("live", demo.live),
+        ("ingest-plates", demo.ingest),
+        ("ingest-passengers", demo.ingest_passengers),
+    ]
     for name, child in children:
         if child is not None and child.poll() is not None and child.returncode != 0:
             raise PipelineError(
@@ -557,6 +694,7 @@ def _stop(child: subprocess.Popen[bytes] | None, what: str, timeout: float = 30.
 def _shutdown(demo: Demo) -> None:
     """Stop what the demo started, unless asked to keep it running (then say how to stop)."""
     _stop(demo.ingest, "anpr ingest plates")
+    _stop(demo.ingest_passengers, "anpr ingest passengers")
     if demo.options.keep_running:
         console = demo.console
         console.rule("[bold]Left running")
@@ -628,7 +766,7 @@ def _read_topic(settings: Settings, topic: str, begin: dict[int, int]) -> Iterat
         consumer.close()
 
 
-# -- 5. maintain -----------------------------------------------------------------------------
+# -- 6. maintain -----------------------------------------------------------------------------
 
 
 def maintenance_times(start: datetime, end: datetime, grace: timedelta) -> list[datetime]:
@@ -714,7 +852,7 @@ def describe_steps(steps: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-# -- 6. summary ------------------------------------------------------------------------------
+# -- 7. summary ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -731,6 +869,8 @@ class Findings:
     oldest: dict[str, datetime | None] = field(default_factory=dict)
     listed_reads: int = 0
     no_return: int = 0  # exits without an entry within 30 days (foreign vehicles, mostly)
+    people: list[tuple[str, str, int]] = field(default_factory=list)  # role, format, rows
+    voyage: Voyage | None = None  # for the printed ferry join (not in the report)
 
 
 def _findings(demo: Demo) -> Findings:
@@ -779,15 +919,43 @@ def _findings(demo: Demo) -> Findings:
             )
             found.trip_durations = [(b, int(got.get(b) or 0)) for b in DURATION_BUCKETS]
             found.no_return = int(got.get(NO_RETURN) or 0)
+        if "passengers" in found.tables:
+            found.people = [
+                (str(role), str(fmt), int(n))
+                for role, fmt, n in con.execute(
+                    f"SELECT role, source_format, count(*) FROM {CATALOG}.passengers "
+                    "GROUP BY ALL ORDER BY 1, 2"
+                ).fetchall()
+            ]
+            found.voyage = _busiest_voyage(con, demo.start, demo.end)
     return found
+
+
+def _busiest_voyage(con: Any, start: datetime, end: datetime) -> Voyage | None:
+    """This run's departure whose vehicles the terminal's cameras read most often: the
+    README's ferry join, over every departure of the run's days at once."""
+    row = con.execute(
+        f"SELECT p.carrier, p.voyage_id, r.site_id, count(*) AS n "
+        f"FROM {CATALOG}.passengers AS p JOIN {CATALOG}.plate_reads AS r "
+        "ON r.plate = p.vehicle_plate "
+        "AND r.captured_at BETWEEN p.departure_at - INTERVAL 3 HOUR "
+        "AND p.departure_at + INTERVAL 1 HOUR "
+        "WHERE p.departure_at BETWEEN ? AND ? "
+        "GROUP BY ALL ORDER BY n DESC, p.voyage_id, r.site_id LIMIT 1",
+        [start, end + timedelta(hours=2)],
+    ).fetchone()
+    return Voyage(str(row[0]), str(row[1]), str(row[2]), int(row[3])) if row else None
 
 
 def _summary(demo: Demo) -> None:
     settings, console = demo.settings, demo.console
+    feeds = {settings.topics.plate_reads: "plate reads", settings.topics.passengers: "lists"}
     begin = {p: o for (t, p), o in demo.begin.items() if t == settings.topics.dlq}
     for message in _read_topic(settings, settings.topics.dlq, begin):
-        reason = header_dict(message.headers()).get("anpr-reason", b"?").decode()
-        demo.rejects[reason] += 1
+        headers = header_dict(message.headers())
+        reason = headers.get("anpr-reason", b"?").decode()
+        source = headers.get("anpr-source-topic", b"?").decode()
+        demo.rejects[(feeds.get(source, source), reason)] += 1
     begin = {p: o for (t, p), o in demo.begin.items() if t == settings.topics.watchlist_hits}
     for message in _read_topic(settings, settings.topics.watchlist_hits, begin):
         hit = json.loads(message.value())
@@ -795,6 +963,7 @@ def _summary(demo: Demo) -> None:
     found = _findings(demo)
     demo.findings = found
     demo.tables = found.tables
+    demo.queries = example_queries(found.voyage)
 
     sim, counts = demo.simulated, demo.ingest_counts
     run = Table("this run", "messages", title="Cameras to lake: every message accounted for")
@@ -809,13 +978,23 @@ def _summary(demo: Demo) -> None:
         ("expired", "expired on arrival"),
     ):
         run.add_row(label, f"{counts.get(key, 0):,}")
-    run.add_row("DLQ records read back", f"{sum(demo.rejects.values()):,}")
+    run.add_row("DLQ records read back", f"{_dlq_count(demo, 'plate reads'):,}")
     console.print(run)
+    console.print(_ferry_table(demo))
+    for line in passenger_reconciliation(demo.ferries, demo.passengers_counts):
+        console.print(line, highlight=False)
     if demo.rejects:
-        reasons = Table("reason", "messages", title="Rejects by reason (from the DLQ headers)")
-        for reason, n in demo.rejects.most_common():
-            reasons.add_row(reason, f"{n:,}")
+        reasons = Table(
+            "feed", "reason", "messages", title="Rejects by reason (from the DLQ headers)"
+        )
+        for (feed, reason), n in sorted(demo.rejects.items()):
+            reasons.add_row(feed, reason, f"{n:,}")
         console.print(reasons)
+    if found.people:
+        people = Table("role", "format", "rows", title="People in the passengers table")
+        for role, fmt, n in found.people:
+            people.add_row(role, fmt, f"{n:,}")
+        console.print(people)
 
     hits = Table("list", "match", "hits", title="Watchlist hits (anpr.watchlist-hits)")
     for (list_name, match), n in sorted(demo.hits.items()):
@@ -850,6 +1029,48 @@ def _summary(demo: Demo) -> None:
     console.print(_retention_table(demo, found))
 
 
+def _dlq_count(demo: Demo, feed: str) -> int:
+    return sum(n for (f, _), n in demo.rejects.items() if f == feed)
+
+
+def _ferry_table(demo: Demo) -> Table:
+    f, counts = demo.ferries or PassengerSummary(), demo.passengers_counts
+    table = Table("this run", "count", title="Ferry operators to lake: every list and person")
+    table.add_row("lists sent (one per departure)", f"{f.messages:,}")
+    table.add_row("  JSON / PAXLST", f"{f.json_messages:,} / {f.paxlst_messages:,}")
+    table.add_row("  of which broken on purpose", f"{f.hostile:,}")
+    table.add_row("lists consumed by anpr ingest passengers", f"{counts.get('consumed', 0):,}")
+    table.add_row("lists rejected to the DLQ with a reason", f"{counts.get('rejected', 0):,}")
+    table.add_row("DLQ records read back", f"{_dlq_count(demo, 'lists'):,}")
+    table.add_row("people listed", f"{f.people:,}")
+    table.add_row("people stored in passengers", f"{counts.get('stored', 0):,}")
+    table.add_row("people on the rejected lists", f"{f.hostile_people:,}")
+    table.add_row("people dropped as repeats", f"{counts.get('duplicates', 0):,}")
+    return table
+
+
+def passenger_reconciliation(sim: PassengerSummary | None, counts: dict[str, int]) -> list[str]:
+    """Lines that check the passenger counts: lists sent = consumed = accepted + rejected,
+    and people listed = stored + on rejected lists + repeats dropped."""
+    if sim is None or not counts:
+        return ["passenger lists: no counts from anpr ingest passengers"]
+    consumed, rejected = counts["consumed"], counts["rejected"]
+    accepted = consumed - rejected - counts["expired"]
+    people = counts["stored"] + sim.hostile_people + counts["duplicates"]
+
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISMATCH"
+
+    return [
+        f"lists: sent {sim.messages:,} = consumed {consumed:,} = accepted {accepted:,} + "
+        f"rejected {rejected:,} (broken on purpose {sim.hostile:,}): "
+        f"{mark(sim.messages == consumed and rejected == sim.hostile)}",
+        f"people: listed {sim.people:,} = stored {counts['stored']:,} + on rejected lists "
+        f"{sim.hostile_people:,} + repeats {counts['duplicates']:,}: "
+        f"{mark(sim.people == people)}",
+    ]
+
+
 def _retention_table(demo: Demo, found: Findings) -> Table:
     now = datetime.now(UTC)
     table = Table(
@@ -878,7 +1099,7 @@ def _add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-# -- 7. report and queries -------------------------------------------------------------------
+# -- 8. report and queries -------------------------------------------------------------------
 
 
 def _report(demo: Demo) -> None:
@@ -890,6 +1111,8 @@ def _report(demo: Demo) -> None:
         ("This run", "camera reads sent", f"{sim.produced if sim else 0:,}"),
         ("This run", "stored", f"{counts.get('stored', 0):,}"),
         ("This run", "rejected (DLQ)", f"{counts.get('rejected', 0):,}"),
+        ("This run", "passenger lists sent", f"{demo.ferries.messages if demo.ferries else 0:,}"),
+        ("This run", "passenger lists rejected (DLQ)", f"{_dlq_count(demo, 'lists'):,}"),
         ("This run", "retransmissions dropped", f"{counts.get('duplicates', 0):,}"),
         ("This run", "watchlist hits", f"{sum(demo.hits.values()):,}"),
     ]
@@ -910,16 +1133,20 @@ def _report(demo: Demo) -> None:
             generated_at=datetime.now(UTC),
             passages_per_hour=found.passages_per_hour,
             trip_durations=found.trip_durations,
-            rejects=demo.rejects.most_common(),
+            rejects=[
+                (reason if feed == "plate reads" else f"{reason} ({feed})", n)
+                for (feed, reason), n in demo.rejects.most_common()
+            ],
             summary=summary,
-            queries=[("First, give yourself a role", ANALYST_SETUP), *EXAMPLE_QUERIES],
+            queries=_report_queries(demo.queries),
             notes=[
                 "Passages per hour come from traffic_stats (published by anpr maintain for "
                 "each closed day; cells below k are suppressed). Round trips come from "
                 "trip_stats, published once a week's 30-day return window has closed: the "
                 "demo fast-forwards the statistics step's clock to publish them. Exits "
                 f"without a return within 30 days ({found.no_return:,}) are not in the chart.",
-                "Rejects are read back from the dead-letter topic's reason headers.",
+                "Rejects are read back from the dead-letter topic's reason headers; "
+                "'(lists)' marks passenger lists. Passenger data stays out of this report.",
             ],
         ),
         out,
@@ -938,7 +1165,16 @@ def summary_record(demo: Demo) -> dict[str, Any]:
         "sent": sim.produced if sim else 0,
         "hostile": sim.hostile if sim else 0,
         "ingest": demo.ingest_counts,
-        "dlq_by_reason": dict(demo.rejects),
+        "dlq_by_reason": _by_feed(demo.rejects, "plate reads"),
+        "passengers": {
+            "sent": demo.ferries.messages if demo.ferries else 0,
+            "hostile": demo.ferries.hostile if demo.ferries else 0,
+            "people": demo.ferries.people if demo.ferries else 0,
+            "hostile_people": demo.ferries.hostile_people if demo.ferries else 0,
+            "ingest": demo.passengers_counts,
+            "dlq_by_reason": _by_feed(demo.rejects, "lists"),
+        },
+        "queries": [q.__dict__ for q in demo.queries],
         "hits": [{"list": ls, "match": m, "hits": n} for (ls, m), n in sorted(demo.hits.items())],
         "listed_reads_in_lake": found.listed_reads if found else 0,
         "tables": demo.tables,
@@ -947,16 +1183,47 @@ def summary_record(demo: Demo) -> dict[str, Any]:
     }
 
 
+def _by_feed(rejects: Counter[tuple[str, str]], feed: str) -> dict[str, int]:
+    return {reason: n for (f, reason), n in sorted(rejects.items()) if f == feed}
+
+
+_ROLE_INTRO: Final = {
+    "analyst": "Every read of the lake is logged with who, why and what. Give yourself a role "
+    "first (an analyst sees plates only as keyed pseudonyms, 90 days back):",
+    "investigator": "Passenger lists are for investigators only (role investigator, or the "
+    "dpo): they see names and clear plates, and must always name a case (--case). Switch "
+    "role:",
+}
+
+
+def _report_queries(queries: Sequence[Example]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    role = ""
+    for q in queries:
+        if q.role != role:
+            role = q.role
+            out.append((f"Give yourself the role {role}", role_setup(role)))
+        out.append((q.what, q.command))
+    return out
+
+
 def _queries(demo: Demo) -> None:
     console = demo.console
-    console.print(
-        "Every read of the lake is logged with who, why and what. Give yourself a role first "
-        "(an analyst sees plates only as keyed pseudonyms, 90 days back):",
-        highlight=False,
-    )
     console.print("  . .venv/bin/activate    # puts anpr on PATH (make setup made .venv)")
-    console.print(f"  {ANALYST_SETUP}", highlight=False, soft_wrap=True)
-    for what, command in EXAMPLE_QUERIES:
-        console.print(f"[bold]{what}[/bold]")
-        console.print(f"  {command}", highlight=False, soft_wrap=True)
+    role = ""
+    for q in demo.queries:
+        if q.role != role:
+            role = q.role
+            console.print(_ROLE_INTRO.get(role, f"As {role}:"), highlight=False)
+            console.print(f"  {role_setup(role)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{q.what}[/bold]")
+        console.print(f"  {q.command}", highlight=False, soft_wrap=True)
+    voyage = demo.findings.voyage if demo.findings else None
+    if voyage is not None:
+        console.print(
+            f"(it lists {voyage.rows} rows: each read of a vehicle on board, once per person "
+            "listed with that vehicle; any departure of this run works, see SELECT DISTINCT "
+            "carrier, voyage_id FROM passengers)",
+            highlight=False,
+        )
     console.print("Then check the activity log: anpr audit verify", highlight=False)

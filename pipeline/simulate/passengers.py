@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -85,10 +85,12 @@ def departures(
     start: datetime,
     plate_reads: int,
     passages_per_hour: float = 1500.0,
+    formats: Iterable[str] = ("canonical",),
 ) -> Iterator[Departure]:
     """Departures in time order, from the first ``plate_reads`` reads of the plate simulator
-    run with the same ``seed``, ``start`` and ``passages_per_hour`` (canonical cameras)."""
-    model = TrafficModel(registry, seed=seed, passages_per_hour=passages_per_hour)
+    run with the same ``seed``, ``start``, ``passages_per_hour`` and ``formats`` (the cameras
+    that send decide which lanes the traffic model drives through)."""
+    model = TrafficModel(registry, seed=seed, passages_per_hour=passages_per_hour, formats=formats)
     rng = random.Random(seed ^ 0xFE77)
     ferry = {s.id for s in registry.sites if s.kind == "ferry" and s.id in ROUTES}
     boarding: dict[tuple[str, datetime], dict[str, tuple[str, str, str]]] = {}
@@ -187,13 +189,49 @@ def encode(rng: random.Random, manifests: list[Manifest], paxlst_ratio: float) -
     )
 
 
+# Broken lists as operators' systems get them wrong, and the reason ingest gives each.
+HOSTILE_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("cnt_mismatch", "control_total_mismatch"),
+    ("truncated_json", "malformed_json"),
+    ("no_unt", "malformed_edifact"),
+    ("bad_direction", "schema_violation"),
+    ("empty", "empty_value"),
+)
+
+
+def hostile_list(variant: str, manifest: Manifest) -> bytes | None:
+    """``manifest`` as a broken message of ``variant`` (one of :data:`HOSTILE_VARIANTS`)."""
+    if variant == "empty":
+        return None
+    if variant == "truncated_json":
+        whole = encode_json(manifest)
+        return whole[: len(whole) // 2]
+    if variant == "bad_direction":
+        return encode_json(manifest).replace(b'"direction":"exit"', b'"direction":"up"')
+    paxlst = write_interchange([manifest]).decode()  # default separators: ":+.? '"
+    if variant == "cnt_mismatch":
+        return paxlst.replace("CNT+42:", "CNT+42:9").replace("CNT+41:", "CNT+41:9").encode()
+    if variant == "no_unt":
+        return paxlst[: paxlst.index("UNT+")].encode()
+    raise ValueError(f"unknown hostile variant {variant!r}")
+
+
+def spoiled(n: int, bad_ratio: float) -> bool:
+    """Whether departure ``n`` (from 0) gets a broken list: evenly spaced, so a run of a few
+    hundred departures at 1 % shows some, and the count is ``round(departures * bad_ratio)``."""
+    return int((n + 1) * bad_ratio + 0.5) > int(n * bad_ratio + 0.5)
+
+
 @dataclass
 class PassengerSummary:
     departures: int = 0
     messages: int = 0
-    people: int = 0
+    people: int = 0  # listed in every message sent, the broken ones included
     json_messages: int = 0
     paxlst_messages: int = 0
+    hostile: int = 0  # broken messages (each lists one departure's passengers)
+    hostile_people: int = 0  # people listed on the departures whose list was broken
+    hostile_by_variant: dict[str, int] = field(default_factory=dict)
 
 
 def simulate_passengers(
@@ -207,13 +245,19 @@ def simulate_passengers(
     plate_reads: int = 10_000,
     paxlst_ratio: float = 0.5,
     passages_per_hour: float = 1500.0,
+    formats: Iterable[str] = ("canonical",),
+    bad_ratio: float = 0.0,
     progress: Callable[[int], None] | None = None,
 ) -> PassengerSummary:
     """Produce up to ``count`` departures' lists (passengers, sometimes crew too); wait for acks.
 
-    ``seed``, ``start``, ``plate_reads`` and ``passages_per_hour`` should be those given to
-    ``anpr simulate plates`` so that the vehicles match its reads.
+    ``seed``, ``start``, ``plate_reads``, ``passages_per_hour`` and ``formats`` should be those
+    given to ``anpr simulate plates`` so that the vehicles match its reads. A share
+    ``bad_ratio`` of departures sends one broken list instead (:data:`HOSTILE_VARIANTS`, in
+    turn), as JSON or PAXLST.
     """
+    if not 0.0 <= bad_ratio <= 1.0:
+        raise ValueError("bad_ratio must be within 0..1")
     rng = random.Random(seed ^ 0x1157)
     summary = PassengerSummary()
     failures: list[str] = []
@@ -228,6 +272,7 @@ def simulate_passengers(
         start=start,
         plate_reads=plate_reads,
         passages_per_hour=passages_per_hour,
+        formats=formats,
     )
     for departure in found:
         if summary.departures >= count:
@@ -235,7 +280,16 @@ def simulate_passengers(
         lists = [departure.manifest]
         if rng.random() < 0.3:
             lists.append(crew_list(rng, departure.manifest))
-        value = encode(rng, lists, paxlst_ratio)
+        value: bytes | None
+        if spoiled(summary.departures, bad_ratio):
+            variant = HOSTILE_VARIANTS[summary.hostile % len(HOSTILE_VARIANTS)][0]
+            lists = [departure.manifest]
+            value = hostile_list(variant, departure.manifest)
+            summary.hostile += 1
+            summary.hostile_people += len(departure.manifest.people)
+            summary.hostile_by_variant[variant] = summary.hostile_by_variant.get(variant, 0) + 1
+        else:
+            value = encode(rng, lists, paxlst_ratio)
         key = f"{departure.manifest.carrier}:{departure.manifest.voyage_id}".encode()
         while True:
             try:
@@ -246,7 +300,7 @@ def simulate_passengers(
         summary.departures += 1
         summary.messages += 1
         summary.people += sum(len(m.people) for m in lists)
-        if value.startswith(b"{"):
+        if value is None or value.startswith(b"{"):
             summary.json_messages += 1
         else:
             summary.paxlst_messages += 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.config import load_settings
-from pipeline.demo import ANALYST_SETUP, EXAMPLE_QUERIES, SUMMARY_JSON
+from pipeline.demo import SUMMARY_JSON, role_setup
 from pipeline.lake.catalog import Lake
 from pipeline.report import INDEX, PASSAGES_PNG, REJECTS_PNG, TRIPS_PNG
 from tests.integration.conftest import RunAnpr
@@ -37,6 +37,7 @@ def _env(bootstrap: str, tmp: Path) -> dict[str, str]:
         "ANPR_TOPICS_WATCHLIST": f"demo-{tag}.watchlist",
         "ANPR_TOPICS_WATCHLIST_HITS": f"demo-{tag}.watchlist-hits",
         "ANPR_INGEST_CONSUMER_GROUP": f"demo-ingest-{tag}",
+        "ANPR_PASSENGERS_CONSUMER_GROUP": f"demo-passengers-{tag}",
         "ANPR_LIVE_CONSUMER_GROUP": f"demo-live-{tag}",
         "COLUMNS": "200",
     }
@@ -94,11 +95,26 @@ def test_demo_runs_reconciles_and_its_queries_work(
     assert ingest["rejected"] == summary["hostile"] > 0
     assert sum(summary["dlq_by_reason"].values()) == ingest["rejected"]
     assert len(summary["dlq_by_reason"]) >= 3
+    # The ferry lists too: lists sent = consumed = accepted + rejected, and people listed =
+    # stored + on the rejected lists + repeats dropped; the broken lists are on the DLQ.
+    pax = summary["passengers"]
+    assert pax["sent"] > 20
+    assert pax["ingest"]["consumed"] == pax["sent"]
+    assert pax["ingest"]["rejected"] == pax["hostile"] > 0
+    assert sum(pax["dlq_by_reason"].values()) == pax["hostile"]
+    assert pax["people"] == (
+        pax["ingest"]["stored"] + pax["hostile_people"] + pax["ingest"]["duplicates"]
+    )
+    assert "lists: sent" in done.stdout
+    assert "MISMATCH" not in done.stdout
     # The lake holds exactly what ingest stored, and statistics were published.
     settings = load_settings(None, env=env)
     with Lake.open(settings.lake.path, read_only=True) as lake:
         rows = lake.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+        people = lake.con.execute("SELECT count(*) FROM passengers").fetchone()
     assert rows == (ingest["stored"],)
+    assert people == (pax["ingest"]["stored"],)
+    assert summary["tables"]["passengers"] == people[0]
     assert summary["tables"]["plate_reads"] == ingest["stored"]
     assert summary["tables"]["traffic_stats"] > 0
     assert summary["tables"]["trip_stats"] > 0
@@ -121,16 +137,27 @@ def test_demo_runs_reconciles_and_its_queries_work(
         ]
     assert not [p for p in plates if p in page]
 
-    # The printed queries work as pasted, after the printed role set-up.
-    assert ANALYST_SETUP.startswith("export ANPR_ACCESS_USERS=")
-    analyst = {**env, "ANPR_ACCESS_USERS": f"{getpass.getuser()}=analyst"}
-    for what, command in EXAMPLE_QUERIES:
-        assert command in done.stdout.replace("\n", ""), what
-        pasted = _paste(command, analyst)
-        assert pasted.returncode == 0, (command, pasted.stderr[-2000:])
+    # The printed queries work as pasted, after the printed role set-up; the last one is the
+    # ferry join of a departure of this run, run as an investigator (passengers are theirs).
+    queries = summary["queries"]
+    assert len(queries) == 3
+    join = queries[-1]
+    assert join["role"] == "investigator"
+    assert "FROM passengers AS p JOIN plate_reads" in (join["command"])
+    printed = done.stdout.replace("\n", "")
+    for query in queries:
+        assert role_setup(query["role"]) in printed
+        assert query["command"] in printed, query["what"]
+        as_role = {**env, "ANPR_ACCESS_USERS": f"{getpass.getuser()}={query['role']}"}
+        pasted = _paste(query["command"], as_role)
+        assert pasted.returncode == 0, (query["command"], pasted.stderr[-2000:])
         counted = re.search(r"(\d+) rows", pasted.stdout)
         assert counted is not None, pasted.stdout
         assert int(counted.group(1)) > 0, pasted.stdout
+    # The join finds exactly the reads the demo said it would.
+    said = re.search(r"it lists (\d+) rows", printed)
+    assert said is not None
+    assert said.group(1) == counted.group(1)
 
     # The demo stopped what it started (the session broker was reused, not stopped).
     assert anpr(env, "kafka", "status").returncode == 0

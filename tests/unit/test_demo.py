@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from pipeline.demo import (
+    Voyage,
     confusable,
     demo_steps,
     describe_steps,
+    example_queries,
     maintenance_times,
     parse_ingest_line,
+    passenger_reconciliation,
     pick_watchlist,
     trips_publish_time,
 )
 from pipeline.ingest.plates import normalise_plate
 from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, load_registry
 from pipeline.live.watchlist import confusion_class
+from pipeline.simulate.passengers import PassengerSummary
 from pipeline.simulate.traffic import TrafficModel
 
 START = datetime(2026, 11, 2, 5, tzinfo=UTC)
@@ -94,6 +101,42 @@ def test_a_maintenance_run_is_one_line_of_counts() -> None:
 def test_the_steps_run_in_the_order_the_data_flows() -> None:
     titles = [title for title, _ in demo_steps()]
     assert titles[0].startswith("Kafka")
-    flow = ("Kafka", "Watchlist", "Live", "Cameras", "Maintain", "What landed", "Report")
+    flow = ("Kafka", "Watchlist", "Live", "Ferries", "Cameras", "Maintain", "What landed",
+            "Report")  # fmt: skip
     order = [next(i for i, t in enumerate(titles) if t.startswith(w)) for w in flow]
     assert order == sorted(order)
+
+
+def test_the_third_query_is_the_ferry_join_of_a_departure_run_as_investigator() -> None:
+    queries = example_queries(Voyage("NFX", "NFX2612051730LAR", "NO-LARVIK", 171))
+    assert [q.role for q in queries] == ["analyst", "analyst", "investigator"]
+    join = queries[-1].command
+    left, right = join.split(" | ")
+    assert shlex.split(right) == ["anpr", "sql", "--reason", "investigation", "--case", "DEMO-1"]
+    sql = shlex.split(left)[1]
+    assert "FROM passengers AS p JOIN plate_reads AS r ON r.plate = p.vehicle_plate" in sql
+    assert "p.voyage_id = 'NFX2612051730LAR'" in sql
+    assert "r.site_id = 'NO-LARVIK'" in sql
+    assert sql.endswith(";")
+    # Without ferry traffic: three analyst queries.
+    assert {q.role for q in example_queries(None)} == {"analyst"}
+
+
+def test_only_plain_codes_go_into_the_printed_sql() -> None:
+    with pytest.raises(ValueError, match="voyage_id"):
+        example_queries(Voyage("NFX", "X' OR '1'='1", "NO-LARVIK", 1))
+
+
+def test_passenger_counts_reconcile_or_say_mismatch() -> None:
+    sim = PassengerSummary(departures=10, messages=10, people=500, hostile=1, hostile_people=40)
+    counts = {"consumed": 10, "stored": 455, "rejected": 1, "expired": 0, "duplicates": 5}
+    lines = passenger_reconciliation(sim, counts)
+    assert lines == [
+        "lists: sent 10 = consumed 10 = accepted 9 + rejected 1 (broken on purpose 1): ok",
+        "people: listed 500 = stored 455 + on rejected lists 40 + repeats 5: ok",
+    ]
+    counts["stored"] = 454
+    assert passenger_reconciliation(sim, counts)[1].endswith("MISMATCH")
+    assert passenger_reconciliation(sim, {}) == [
+        "passenger lists: no counts from anpr ingest passengers"
+    ]

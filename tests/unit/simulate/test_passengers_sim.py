@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pipeline.ingest.passengers import decode_passenger_lists
 from pipeline.ingest.plates import normalise_plate
 from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
-from pipeline.simulate.passengers import crew_list, departures, encode
+from pipeline.simulate.passengers import (
+    HOSTILE_VARIANTS,
+    crew_list,
+    departures,
+    encode,
+    hostile_list,
+    spoiled,
+)
 from pipeline.simulate.traffic import TrafficModel
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -44,3 +51,22 @@ def test_simulated_lists_decode_without_rejections_in_both_formats() -> None:
     assert batch.rejected == []
     assert set(batch.formats) == {"json", "paxlst"}
     assert set(batch.table["role"].to_pylist()) == {"passenger", "driver", "crew"}
+
+
+def test_each_hostile_list_is_rejected_with_its_reason() -> None:
+    registry = load_registry(DEFAULT_REGISTRY)
+    manifest = next(departures(registry, seed=4, start=START, plate_reads=15_000)).manifest
+    values = [hostile_list(variant, manifest) for variant, _ in HOSTILE_VARIANTS]
+    batch = decode_passenger_lists(
+        values, [1_800_000_000_000] * len(values), retention_cutoff=START - timedelta(days=1)
+    )
+    assert len(batch.table) == 0
+    got = {r.index: r.reason.value for r in batch.rejected}
+    assert got == {n: reason for n, (_, reason) in enumerate(HOSTILE_VARIANTS)}
+
+
+def test_broken_lists_are_spread_at_the_ratio() -> None:
+    assert sum(spoiled(n, 0.01) for n in range(700)) == 7
+    assert sum(spoiled(n, 0.01) for n in range(60)) == 1  # one early, not only after 100
+    assert not any(spoiled(n, 0.0) for n in range(1000))
+    assert all(spoiled(n, 1.0) for n in range(10))
