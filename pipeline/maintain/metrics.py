@@ -18,7 +18,7 @@ from pipeline.kafka.retention_check import TopicRetentionGauges
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("stats", "compact", "retention", "purge", "verify")
+STEPS = ("stats", "compact", "retention", "purge", "verify", "activity_log")
 _LAST_SUCCESS = "anpr_maintenance_last_success_timestamp_seconds"
 
 

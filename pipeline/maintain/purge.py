@@ -96,6 +96,7 @@ def purge(
         f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', delete_threshold => 0)", []
     )
     files_rewritten = sum(int(str(row[2])) for row in rewritten)
+    logger.debug("purge: %d files rewritten", files_rewritten)
     # 2. Everything but the newest snapshot, even when `now` lags the rewrite's commit.
     (newest,) = con.execute(
         f"SELECT max(snapshot_time) FROM {META}.ducklake_snapshot"
@@ -105,6 +106,7 @@ def purge(
         f"SELECT * FROM ducklake_expire_snapshots('{CATALOG}', older_than => ?)",
         [expire_before],
     )
+    logger.debug("purge: %d snapshots expired", len(expired))
     removed = call(  # 3
         f"SELECT * FROM ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)", []
     )
@@ -112,6 +114,7 @@ def purge(
         f"SELECT * FROM ducklake_delete_orphaned_files('{CATALOG}', older_than => ?)",
         [now - orphan_grace],
     )
+    logger.debug("purge: %d old and %d orphaned files removed", len(removed), len(orphans))
     # 4-5 in a child process, with this connection's handle on the catalog released: see
     # pipeline/lake/sqlite_child.py for why never in this process.
     with lake.catalog_released():

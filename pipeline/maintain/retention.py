@@ -98,6 +98,7 @@ def delete_expired(
     deleted: dict[date, int] = {}
     for day in sorted(expired_days(lake, cut)):
         deleted[day] = delete_day(lake, cut, day, retrying)
+        logger.debug("retention: %s %s deleted (%d rows)", cut.table, day, deleted[day])
         progress(day, deleted[day])
     # Rows of a day below the oldest found (a late write between the scan and now) wait for
     # the next run; verify() reports them.
