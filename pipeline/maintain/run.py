@@ -34,7 +34,7 @@ from pipeline.maintain import stats as statistics
 from pipeline.maintain.inventory import files_by_day, table_exists
 from pipeline.maintain.lakeops import Retrying
 from pipeline.maintain.metrics import MaintainMetrics
-from pipeline.maintain.purge import purge
+from pipeline.maintain.purge import META, purge
 from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.verify import verify
@@ -320,6 +320,8 @@ class _Run:
         return out
 
     def purge(self) -> dict[str, Any]:
+        if self.options.dry_run:
+            return self._purge_plan()
         report = purge(
             self.lake,
             now=self.clock(),
@@ -333,6 +335,23 @@ class _Run:
             "removed, catalog vacuumed"
         )
         return {**asdict(report), "expired_day_files_swept": swept}
+
+    def _purge_plan(self) -> dict[str, Any]:
+        """What purge would do now (before this run's deletes, which a dry run does not make)."""
+        con = self.lake.con
+        (carrying,) = con.execute(
+            f"SELECT count(*) FROM {META}.ducklake_delete_file WHERE end_snapshot IS NULL"
+        ).fetchone() or (0,)
+        (snapshots,) = con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone() or (
+            0,
+        )
+        expiring = max(int(snapshots) - 1, 0)
+        self.out.print(
+            f"purge: would rewrite {carrying} files carrying deletes (plus those of the days "
+            f"retention deletes), expire {expiring} snapshots, remove their old and orphaned "
+            "files and vacuum the catalog"
+        )
+        return {"files_with_deletes": int(carrying), "snapshots_to_expire": expiring}
 
     def verify(self) -> dict[str, Any]:
         checks = verify(self.lake, self.cuts)
