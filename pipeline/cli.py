@@ -419,12 +419,14 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry
 
     from pipeline.ingest.loop import PlateIngestor, RunLimits
+    from pipeline.kafka.retention_check import check_at_start
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve
 
     registry = _registry(settings)  # validated before anything connects
     metrics_registry = CollectorRegistry()
     metrics = IngestMetrics(metrics_registry)
+    check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
     serve(metrics_registry, settings.ingest.metrics_port)
     with Lake.open(settings.lake.path) as lake:
         ingestor = PlateIngestor.connect(settings, lake=lake, registry=registry, metrics=metrics)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -248,3 +249,33 @@ def test_retention_over_months_shows_progress(months_lake: Path, tmp_path: Path)
     shown = sink.getvalue()
     assert "retention (days)" in shown
     assert "51/51" in shown
+
+
+def test_topics_keeping_personal_data_too_long_are_flagged(
+    tmp_path: Path, anpr: RunAnpr, make_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from pipeline.kafka.retention_check import check_at_start  # noqa: PLC0415
+
+    too_long = make_topic(config={"retention.ms": str(200 * 86_400_000)})
+    fine = make_topic(config={"retention.ms": str(7 * 86_400_000)})
+    env = {
+        **_env(tmp_path),
+        "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ANPR_TOPICS_PLATE_READS": too_long,
+        "ANPR_TOPICS_DLQ": fine,
+    }
+    with Lake.open(tmp_path / "lake"):
+        pass
+    result = anpr(env, "maintain", "--as-of", AS_OF, "--only", "stats")
+    assert result.returncode == 0, result.stderr
+    assert f"Kafka topic {too_long} keeps data" in result.stderr
+    prom = (tmp_path / "state" / "metrics" / "maintain.prom").read_text()
+    assert f'anpr_topic_retention_exceeded{{topic="{too_long}"}} 1.0' in prom
+    assert f'anpr_topic_retention_exceeded{{topic="{fine}"}} 0.0' in prom
+    # What an ingest worker does at start, on its own metrics registry.
+    registry = CollectorRegistry()
+    checks = check_at_start(load_settings(None, env=env), registry)
+    assert [c.topic for c in checks if c.exceeded] == [too_long]
+    assert registry.get_sample_value("anpr_topic_retention_exceeded", {"topic": too_long}) == 1
