@@ -272,6 +272,8 @@ class _Run:
                 f"({before} files)"
             )
             return {"days": len(tasks), "files_before": before}
+        if tasks:
+            compaction.ensure_row_groups(lake, self.retrying)
         with self._progress("compaction", len(tasks)) as advance:
             rows = compaction.run_compaction(lake, tasks, self.retrying, lambda _t: advance())
         after = 0
