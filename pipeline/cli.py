@@ -544,11 +544,13 @@ def _run_ingest(
     from prometheus_client import CollectorRegistry
 
     from pipeline.ingest.loop import RunLimits
+    from pipeline.kafka.retention_check import check_at_start
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve
 
     metrics_registry = CollectorRegistry()
     metrics = IngestMetrics(metrics_registry)
+    check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
     serve(metrics_registry, metrics_port)
     with Lake.open(settings.lake.path) as lake:
         ingestor = make(lake, metrics)

@@ -98,6 +98,22 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month, min(day.day, last_day))
 
 
+def months_before(instant: dt.datetime, months: int) -> dt.datetime:
+    """The latest collection time whose ``months``-month limit has passed at ``instant``.
+
+    The inverse of :func:`add_months` on the day, with its clamping: at 2027-02-28 every
+    read of 2026-08-28 to 2026-08-31 has reached its limit (2026-08-31 + 6 months =
+    2027-02-28), so on the last day of a month the cutoff moves to the last day of the month
+    ``months`` before. A plain ``add_months(day, -months)`` would give 2026-08-28 and keep
+    three days of reads too long.
+    """
+    day = instant.date()
+    back = add_months(day, -months)
+    if (day + dt.timedelta(days=1)).day == 1:  # the instant is on the last day of its month
+        back = add_months(back.replace(day=1), 1) - dt.timedelta(days=1)
+    return dt.datetime.combine(back, instant.timetz())
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:9092"

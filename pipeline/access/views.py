@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pipeline.config import add_months
+from pipeline.config import months_before
 from pipeline.lake.catalog import CATALOG, quote_ident
 
 PSEUDONYM_FUNCTION = "anpr_pseudonym"
@@ -79,7 +79,7 @@ def plan_views(
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
     now = now.astimezone(UTC)
-    legal_cutoff = datetime.combine(add_months(now.date(), -retention_months), now.timetz())
+    legal_cutoff = months_before(now, retention_months)
     views: list[View] = []
     if role == "dpo":
         for name in sorted(tables):

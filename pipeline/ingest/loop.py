@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from pipeline.config import Settings, add_months
+from pipeline.config import Settings, months_before
 from pipeline.ingest.decode import DecodeLimits, Rejected
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
@@ -50,8 +50,7 @@ def utc_now() -> datetime:
 
 def retention_cutoff(now: datetime, months: int) -> datetime:
     """Events captured at or before this instant are already past the legal limit."""
-    day = add_months(now.date(), -months)
-    return datetime.combine(day, now.timetz())
+    return months_before(now, months)
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,16 @@ def check_topic_retentions(
                 check.limit_seconds,
             )
     return checks
+
+
+def check_at_start(settings: Settings, registry: CollectorRegistry) -> list[TopicRetention]:
+    """For a long-running worker: check once at start, exporting the gauges on ``registry``.
+
+    A broker that cannot answer yet is logged and skipped (the worker's own connection
+    reports it); ``anpr maintain`` checks again every night.
+    """
+    try:
+        return check_topic_retentions(settings, TopicRetentionGauges(registry))
+    except Exception as exc:
+        logger.warning("could not read Kafka topic retention at start: %s", exc)
+        return []

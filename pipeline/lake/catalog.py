@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import random
 import re
-import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
 from pipeline.lake.extensions import extension_paths
+from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 from pipeline.schemas import (
     PASSENGERS,
     PLATE_READ_VERSIONS,
@@ -279,6 +280,7 @@ class Lake:
         self.read_only = read_only
         self._retry = retry
         self._sleep = sleep
+        self._attach = ""  # the ATTACH statement, for catalog_released()
 
     @classmethod
     def open(
@@ -306,7 +308,7 @@ class Lake:
         retry = retry or RetryPolicy()
         if not read_only:
             data.mkdir(parents=True, exist_ok=True)
-            _use_wal(catalog, retry, sleep)
+            _use_wal(catalog)
         paths = extension_paths(extension_dir)
         con = duckdb.connect(
             ":memory:",
@@ -328,6 +330,7 @@ class Lake:
                 f"(DATA_PATH '{data_text}/', OVERRIDE_DATA_PATH true"
                 f"{', READ_ONLY' if read_only else ''})"
             )
+            lake._attach = attach
             if read_only:
                 con.execute(attach)
                 lake._lock_down(data)
@@ -354,6 +357,20 @@ class Lake:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @contextmanager
+    def catalog_released(self) -> Iterator[None]:
+        """Detach the catalog for the block (another process may rewrite its SQLite file,
+        e.g. VACUUM), then attach it again. Not for read-only lakes (locked down)."""
+        if self.read_only:
+            raise ValueError("catalog_released needs a lake opened for writing")
+        self.con.execute("USE memory")
+        self.con.execute(f"DETACH DATABASE {CATALOG}")
+        try:
+            yield
+        finally:
+            self.con.execute(self._attach)
+            self.con.execute(f"USE {CATALOG}")
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -645,24 +662,25 @@ class Lake:
         self.con.execute("SET lock_configuration = true")
 
 
-def _use_wal(catalog: Path, retry: RetryPolicy, sleep: Callable[[float], None]) -> None:
+def _use_wal(catalog: Path) -> None:
     """Put the SQLite catalog in WAL mode (persistent in the file; creates an empty one).
 
     In the default rollback-journal mode an open DuckLake transaction holds a SQLite read lock,
     so any reader (an analyst's long query) blocks every commit until it ends; in WAL mode
-    readers keep their snapshot and writers go on.
+    readers keep their snapshot and writers go on. Done in a child process
+    (:mod:`pipeline.lake.sqlite_child`: a second SQLite library in this process would drop the
+    DuckDB extension's file locks), once per catalog and process.
     """
-    for attempt in range(retry.attempts):
-        db = sqlite3.connect(catalog, timeout=30)
-        try:
-            if db.execute("PRAGMA journal_mode").fetchone() == ("wal",):
-                return
-            # Switching needs the file to itself; SQLite does not wait for that, it fails.
-            db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            sleep(retry.delay(attempt))
-        finally:
-            db.close()
-    raise LakeConflict(f"could not switch {catalog} to WAL mode: it stayed locked")
+    key = catalog.resolve()
+    if key in _WAL_CONFIRMED:
+        return
+    try:
+        run_task("wal", catalog, timeout_s=60.0)
+    except CatalogTaskFailed as exc:
+        if exc.code == EXIT_BUSY:
+            raise LakeConflict(f"could not switch {catalog} to WAL mode: it stayed locked") from exc
+        raise
+    _WAL_CONFIRMED.add(key)
+
+
+_WAL_CONFIRMED: set[Path] = set()

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 # Sort order of compacted files per table (default: the collection time column).
 SORT_ORDER: Mapping[str, tuple[str, ...]] = {"plate_reads": ("plate", "captured_at")}
+# Row groups of the sorted tables: a plate lookup reads only the row groups whose plate range
+# holds the plate, so smaller groups prune more. Measured on 40 days x 170k reads (loaded
+# machine): a lookup took ~55 ms after compaction with 16,384-row groups, 105-196 ms with the
+# lake's default of 122,880 (2 groups a day), 167-260 ms before compaction.
+SORTED_ROW_GROUP_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,30 @@ def merge_small_tables(lake: Lake, tables: Sequence[str], retrying: Retrying) ->
             lake.con.execute(sql, [t]).fetchall()
 
         retrying(f"merge {table}", once)
+
+
+def ensure_row_groups(lake: Lake, retrying: Retrying) -> None:
+    """Give the tables in :data:`SORT_ORDER` row groups of :data:`SORTED_ROW_GROUP_ROWS`
+    (a table option kept in the catalog, set once; ingest files get them too)."""
+    done = {
+        str(entry)
+        for (entry,) in lake.con.execute(
+            f"SELECT scope_entry FROM {CATALOG}.options() WHERE option_name = "
+            "'parquet_row_group_size' AND scope = 'TABLE' AND value = ?",
+            [str(SORTED_ROW_GROUP_ROWS)],
+        ).fetchall()
+    }
+    for table in SORT_ORDER:
+        if f"main.{table}" in done:
+            continue
+
+        def once(t: str = table) -> None:
+            lake.con.execute(
+                f"CALL {CATALOG}.set_option('parquet_row_group_size', ?, table_name => ?)",
+                [SORTED_ROW_GROUP_ROWS, t],
+            )
+
+        retrying(f"row groups of {table}", once)
 
 
 def run_compaction(

@@ -18,8 +18,9 @@ from pipeline.kafka.retention_check import TopicRetentionGauges
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("stats", "compact", "retention", "purge", "verify")
+STEPS = ("stats", "compact", "retention", "purge", "verify", "activity_log")
 _LAST_SUCCESS = "anpr_maintenance_last_success_timestamp_seconds"
+_PENDING = "anpr_statistics_days_pending"
 
 
 class MaintainMetrics:
@@ -72,7 +73,8 @@ class MaintainMetrics:
         self.topics = TopicRetentionGauges(r)
 
     def carry_over(self, previous: Path) -> None:
-        """Take the last success time of every step from the previous textfile."""
+        """Take the last success time of every step, and the statistics backlog, from the
+        previous textfile (a run with ``--only retention`` does not measure the backlog)."""
         try:
             text = previous.read_text()
         except FileNotFoundError:
@@ -81,6 +83,8 @@ class MaintainMetrics:
             for sample in family.samples:
                 if sample.name == _LAST_SUCCESS and sample.labels.get("step") in STEPS:
                     self.last_success.labels(sample.labels["step"]).set(sample.value)
+                elif sample.name == _PENDING:
+                    self.stats_pending.set(sample.value)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,10 @@ free pages and in its WAL. :func:`purge` removes all of that, in this order:
 5. **Compact the catalog**: SQLite ``secure_delete``, ``VACUUM`` (rebuilds the file without
    free pages) and ``wal_checkpoint(TRUNCATE)`` (empties the WAL).
 
+Steps 4 and 5 run in a child process (:mod:`pipeline.lake.sqlite_child`) while this
+connection has the catalog detached: Python's ``sqlite3`` in the same process as DuckDB's
+sqlite extension breaks SQLite's file locking and, on VACUUM, ended in SIGBUS.
+
 Each step is idempotent, so a purge killed at any point is finished by the next one. Readers
 holding a snapshot from before step 2 may find its files gone in step 3 and must re-run their
 query; that is the price of deleting on time rather than late.
@@ -31,18 +35,17 @@ sweeps expired day folders regardless of age (:mod:`pipeline.maintain.retention`
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import duckdb
 
 from pipeline.errors import LakeConflict
 from pipeline.lake.catalog import CATALOG, Lake, RetryPolicy, is_write_conflict
+from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ def purge(
         f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', delete_threshold => 0)", []
     )
     files_rewritten = sum(int(str(row[2])) for row in rewritten)
+    logger.debug("purge: %d files rewritten", files_rewritten)
     # 2. Everything but the newest snapshot, even when `now` lags the rewrite's commit.
     (newest,) = con.execute(
         f"SELECT max(snapshot_time) FROM {META}.ducklake_snapshot"
@@ -102,6 +106,7 @@ def purge(
         f"SELECT * FROM ducklake_expire_snapshots('{CATALOG}', older_than => ?)",
         [expire_before],
     )
+    logger.debug("purge: %d snapshots expired", len(expired))
     removed = call(  # 3
         f"SELECT * FROM ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)", []
     )
@@ -109,9 +114,17 @@ def purge(
         f"SELECT * FROM ducklake_delete_orphaned_files('{CATALOG}', older_than => ?)",
         [now - orphan_grace],
     )
-    catalog = lake.path / "catalog.sqlite"
-    recomputed = _recompute_text_stats(catalog, policy, sleep)  # 4
-    size = _compact_sqlite(catalog, policy, sleep)  # 5
+    logger.debug("purge: %d old and %d orphaned files removed", len(removed), len(orphans))
+    # 4-5 in a child process, with this connection's handle on the catalog released: see
+    # pipeline/lake/sqlite_child.py for why never in this process.
+    with lake.catalog_released():
+        try:
+            done = run_task("purge", lake.path / "catalog.sqlite")
+        except CatalogTaskFailed as exc:
+            if exc.code == EXIT_BUSY:
+                raise LakeConflict("compact catalog: the catalog stayed busy") from exc
+            raise
+    recomputed, size = int(done["stats_recomputed"]), int(done["catalog_bytes"])
     report = PurgeReport(
         files_rewritten=files_rewritten,
         snapshots_expired=len(expired),
@@ -141,81 +154,3 @@ def _retrying(
                 raise
             sleep(policy.delay(attempt))
     raise LakeConflict(f"{what.split('(', maxsplit=1)[0]}: {policy.attempts} attempts conflicted")
-
-
-# Table-level min/max of text columns, recomputed from the statistics of the live files
-# (lexicographic min/max of text is the same in SQLite and DuckDB: byte order). Tables that
-# inline rows into the catalog (the internal ones) have no file statistics to go by; they
-# hold no personal data.
-_RECOMPUTE_TEXT_STATS = """
-UPDATE ducklake_table_column_stats AS t SET
-  min_value = (
-    SELECT min(s.min_value) FROM ducklake_file_column_stats s
-    JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
-    WHERE f.end_snapshot IS NULL AND s.table_id = t.table_id AND s.column_id = t.column_id),
-  max_value = (
-    SELECT max(s.max_value) FROM ducklake_file_column_stats s
-    JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
-    WHERE f.end_snapshot IS NULL AND s.table_id = t.table_id AND s.column_id = t.column_id)
-WHERE t.table_id NOT IN (SELECT table_id FROM ducklake_inlined_data_tables)
-  AND EXISTS (
-  SELECT 1 FROM ducklake_column c
-  WHERE c.table_id = t.table_id AND c.column_id = t.column_id
-    AND c.end_snapshot IS NULL AND lower(c.column_type) = 'varchar')
-"""
-
-
-def _sqlite(catalog: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(str(catalog), timeout=30, isolation_level=None)
-    # Deleted records are overwritten with zeros, not left in free pages.
-    db.execute("PRAGMA secure_delete = ON")
-    return db
-
-
-def _recompute_text_stats(
-    catalog: Path, policy: RetryPolicy, sleep: Callable[[float], None]
-) -> int:
-    """Step 4, in one SQLite write transaction; returns the number of rows updated."""
-    for attempt in range(policy.attempts):
-        db = _sqlite(catalog)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            changed = db.execute(_RECOMPUTE_TEXT_STATS).rowcount
-            db.execute("COMMIT")
-            return int(changed)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            sleep(policy.delay(attempt))
-        finally:
-            db.close()
-    raise LakeConflict("recompute catalog statistics: the catalog stayed locked")
-
-
-def _compact_sqlite(catalog: Path, policy: RetryPolicy, sleep: Callable[[float], None]) -> int:
-    """Step 5: VACUUM and empty the WAL; returns the catalog file's size afterwards.
-
-    VACUUM writes a fresh copy of every live page (through the WAL, in WAL mode) and truncates
-    the file, so no free page keeps an old record; the TRUNCATE checkpoint copies the WAL into
-    the file and cuts the WAL to zero bytes. Both wait for other connections' transactions, so
-    a busy result is retried.
-    """
-    vacuumed = False
-    for attempt in range(policy.attempts):
-        db = _sqlite(catalog)
-        try:
-            if not vacuumed:
-                db.execute("VACUUM")
-                vacuumed = True
-            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if busy == 0:
-                (pages,) = db.execute("PRAGMA page_count").fetchone()
-                (page_size,) = db.execute("PRAGMA page_size").fetchone()
-                return int(pages) * int(page_size)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-        finally:
-            db.close()
-        sleep(policy.delay(attempt))
-    raise LakeConflict("compact catalog: the catalog stayed busy")

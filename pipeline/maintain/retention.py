@@ -1,14 +1,15 @@
 """Retention: delete personal data at the legal limit, by collection time, whole days at once.
 
-For a table kept ``m`` calendar months, the cutoff is ``as_of - m months``
-(:func:`pipeline.config.add_months`: 2027-02-28 - 6 months = 2026-08-28, and 2026-08-31 + 6
-months = 2027-02-28). No row collected at or before the cutoff may survive; rows of the
-cutoff's own UTC day go with it (up to one day early, never late). So every row collected
-before the start of the day after the cutoff's day is deleted, one day per transaction (oldest
-first, so an interrupted run has deleted a prefix and the next run goes on), then
-:func:`pipeline.maintain.purge.purge` makes it physically unreadable, then :func:`sweep` removes
-whatever file is left in an expired day folder that no snapshot references (a killed writer's
-or a killed compaction's uncommitted files, which hold personal data too).
+For a table kept ``m`` calendar months, the cutoff is the latest collection time whose limit
+has passed at ``as_of`` (:func:`pipeline.config.months_before`: 2026-08-31 + 6 months =
+2027-02-28, so at 2027-02-28 the cutoff is 2026-08-31, not 2026-08-28). No row collected at
+or before the cutoff may survive; rows of the cutoff's own UTC day go with it (up to one day
+early, never late). So every row collected before the start of the day after the cutoff's day
+is deleted, one day per transaction (oldest first, so an interrupted run has deleted a prefix
+and the next run goes on), then :func:`pipeline.maintain.purge.purge` makes it physically
+unreadable, then :func:`sweep` removes whatever file is left in an expired day folder that no
+snapshot references (a killed writer's or a killed compaction's uncommitted files, which hold
+personal data too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from pipeline.config import add_months
+from pipeline.config import months_before
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
 from pipeline.maintain.inventory import day_folders
 from pipeline.maintain.lakeops import Retrying, in_transaction
@@ -54,7 +55,7 @@ def cutoff_for(table: str, column: str, months: int, as_of: datetime) -> Cutoff:
     if as_of.tzinfo is None:
         raise ValueError("as_of must carry a time zone")
     as_of = as_of.astimezone(UTC)
-    cutoff = datetime.combine(add_months(as_of.date(), -months), as_of.timetz())
+    cutoff = months_before(as_of, months)
     delete_before = datetime.combine(cutoff.date() + timedelta(days=1), time(), UTC)
     return Cutoff(table, column, months, as_of, cutoff, delete_before)
 
@@ -98,6 +99,7 @@ def delete_expired(
     deleted: dict[date, int] = {}
     for day in sorted(expired_days(lake, cut)):
         deleted[day] = delete_day(lake, cut, day, retrying)
+        logger.debug("retention: %s %s deleted (%d rows)", cut.table, day, deleted[day])
         progress(day, deleted[day])
     # Rows of a day below the oldest found (a late write between the scan and now) wait for
     # the next run; verify() reports them.

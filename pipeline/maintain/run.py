@@ -26,7 +26,7 @@ from typing import Any, Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.config import Settings
+from pipeline.config import Settings, add_months
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.lake.catalog import CATALOG, Lake
 from pipeline.maintain import compact as compaction
@@ -34,7 +34,7 @@ from pipeline.maintain import stats as statistics
 from pipeline.maintain.inventory import files_by_day, table_exists
 from pipeline.maintain.lakeops import Retrying
 from pipeline.maintain.metrics import MaintainMetrics
-from pipeline.maintain.purge import purge
+from pipeline.maintain.purge import META, purge
 from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.verify import verify
@@ -161,9 +161,12 @@ class _Run:
             if self._step("retention", self.retention):
                 self._step("purge", self.purge)
             self._step("verify", self.verify)
+            # After the lake: a log that fails to verify must never hold up the lake's purge.
+            self._step("activity_log", self.activity_log)
 
     def _step(self, name: str, body: Callable[[], dict[str, Any]]) -> bool:
         started = self.clock()
+        logger.info("maintain: step %s started", name)
         if not self.options.dry_run:
             self.metrics.last_run.labels(name).set(started.timestamp())
         try:
@@ -239,6 +242,7 @@ class _Run:
                 now = self.clock()
                 rows = statistics.compute_period(lake, kind, start, k=k, computed_at=now)
                 changed += statistics.write_period(lake, kind, start, rows, sig, now, self.retrying)
+                logger.debug("statistics written: %s %s", kind, start)
                 left -= 1
                 self.metrics.stats_pending.set(left)
                 advance()
@@ -268,6 +272,8 @@ class _Run:
                 f"({before} files)"
             )
             return {"days": len(tasks), "files_before": before}
+        if tasks:
+            compaction.ensure_row_groups(lake, self.retrying)
         with self._progress("compaction", len(tasks)) as advance:
             rows = compaction.run_compaction(lake, tasks, self.retrying, lambda _t: advance())
         after = 0
@@ -316,6 +322,8 @@ class _Run:
         return out
 
     def purge(self) -> dict[str, Any]:
+        if self.options.dry_run:
+            return self._purge_plan()
         report = purge(
             self.lake,
             now=self.clock(),
@@ -329,6 +337,23 @@ class _Run:
             "removed, catalog vacuumed"
         )
         return {**asdict(report), "expired_day_files_swept": swept}
+
+    def _purge_plan(self) -> dict[str, Any]:
+        """What purge would do now (before this run's deletes, which a dry run does not make)."""
+        con = self.lake.con
+        (carrying,) = con.execute(
+            f"SELECT count(*) FROM {META}.ducklake_delete_file WHERE end_snapshot IS NULL"
+        ).fetchone() or (0,)
+        (snapshots,) = con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone() or (
+            0,
+        )
+        expiring = max(int(snapshots) - 1, 0)
+        self.out.print(
+            f"purge: would rewrite {carrying} files carrying deletes (plus those of the days "
+            f"retention deletes), expire {expiring} snapshots, remove their old and orphaned "
+            "files and vacuum the catalog"
+        )
+        return {"files_with_deletes": int(carrying), "snapshots_to_expire": expiring}
 
     def verify(self) -> dict[str, Any]:
         checks = verify(self.lake, self.cuts)
@@ -349,6 +374,26 @@ class _Run:
         if self.options.dry_run:
             out["ok"] = True  # nothing was deleted, so rows past the limit are expected
         return out
+
+    def activity_log(self) -> dict[str, Any]:
+        """Drop activity-log entries past ``access.log_retention_months`` (hash chain kept)."""
+        from pipeline.access.audit import ActivityLog  # noqa: PLC0415  (access builds on maintain)
+        from pipeline.access.identity import access_paths  # noqa: PLC0415
+
+        path = access_paths(self.settings).activity_log
+        months = self.settings.access.log_retention_months
+        if not path.exists():
+            return {"months": months, "dropped": 0}
+        log = ActivityLog(path)
+        if self.options.dry_run:
+            cutoff = datetime.combine(add_months(self.as_of.date(), -months), self.as_of.timetz())
+            old = sum(1 for e in log.entries() if datetime.fromisoformat(e["at"]) < cutoff)
+            self.out.print(f"activity log: would drop {old} entries older than {months} months")
+            return {"months": months, "would_drop": old}
+        dropped = log.apply_retention(self.as_of, months)
+        self.metrics.deleted.labels("activity_log", "retention").inc(dropped)
+        self.out.print(f"activity log: {dropped} entries older than {months} months dropped")
+        return {"months": months, "dropped": dropped}
 
     def topics(self) -> None:
         from pipeline.kafka.retention_check import check_topic_retentions  # noqa: PLC0415

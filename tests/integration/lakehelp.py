@@ -4,7 +4,8 @@ footer statistics), every other file (the SQLite catalog, its WAL) raw."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -100,3 +101,60 @@ def write_reads(lake: Lake, rows: pa.Table, *, topic: str = "anpr.plate-reads") 
         next_offsets={0: first + rows.num_rows},
         expected={0: start},
     )
+
+
+# -- months of reads (anpr maintain) -------------------------------------------------------
+
+FIRST_DAY = date(2026, 1, 2)
+LAST_DAY = date(2026, 8, 30)
+EVERY = 3  # a day of reads every 3 days: ~80 days over 8 months
+PER_BATCH = 6
+
+
+@dataclass(frozen=True)
+class Batch:
+    day: date
+    prefix: str  # upper-case letters in every plate and event id of the batch
+    captured: list[datetime]
+
+    @property
+    def needles(self) -> list[str]:
+        n = len(self.captured)
+        return [f"{self.prefix}{i:05d}" for i in range(n)] + [
+            f"ev-{self.prefix}-{i:06d}" for i in range(n)
+        ]
+
+
+def _letters(n: int) -> str:
+    return chr(65 + n // 26 % 26) + chr(65 + n % 26)
+
+
+def _batches() -> list[Batch]:
+    out = []
+    day, index = FIRST_DAY, 0
+    while day <= LAST_DAY:
+        for part, first in enumerate("PQ"):  # two ingest batches a day: two files to compact
+            start = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=6 + part)
+            times = [start + timedelta(minutes=9 * i) for i in range(PER_BATCH)]
+            out.append(Batch(day, first + _letters(index), times))
+        day += timedelta(days=EVERY)
+        index += 1
+    return out
+
+
+BATCHES = _batches()  # ~8 months of reads: two batches every third day
+
+
+def write_months(lake_dir: Path) -> None:
+    """Write :data:`BATCHES` through Lake.write_batch (ingest's commit), one call per batch."""
+    with Lake.open(lake_dir) as lake:
+        for batch in BATCHES:
+            write_reads(
+                lake,
+                plate_reads(
+                    batch.captured,
+                    prefix=batch.prefix,
+                    sites=("NO-SVINESUND", "NO-STORSKOG"),
+                    directions=("exit", "entry", "exit"),
+                ),
+            )
