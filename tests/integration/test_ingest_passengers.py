@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import Settings, load_settings
 from pipeline.ingest.loop import IngestTotals, RunLimits
@@ -30,6 +32,7 @@ from pipeline.ingest.plates import normalise_plate
 from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
+from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.simulate.passengers import (
@@ -213,6 +216,21 @@ def test_mixed_json_and_paxlst_stream_lands_exactly_and_rejects_reconcile(penv: 
     ) == [(0,)]
 
 
+def _people_written(port: int) -> float:
+    """``anpr_people_written_total`` of a running worker; 0 before its /metrics answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "anpr_people_written_total"
+    )
+
+
 def test_sigkill_and_restart_store_every_person_once(penv: Env, anpr: RunAnpr) -> None:
     values = simulated_lists(penv.registry, seed=23, plate_reads=120_000)
     ids = expected_ids(values)
@@ -223,18 +241,20 @@ def test_sigkill_and_restart_store_every_person_once(penv: Env, anpr: RunAnpr) -
         "ANPR_LOG_LEVEL": "WARNING",
         "ANPR_PASSENGERS_BATCH_SIZE": "3",
     }
-    lake = penv.settings.lake.path
     rng = random.Random(3)
     kills = 0
     while kills < 3:
+        port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "ingest", "passengers", "--until-idle", "5"],
-            env=child_env,
+            env={**child_env, "ANPR_PASSENGERS_METRICS_PORT": str(port)},
         )
+        # Kill mid-stream: once this worker has committed a batch, at a random moment after.
         deadline = time.monotonic() + 120
-        while not (lake / "catalog.sqlite").exists() and time.monotonic() < deadline:
+        while _people_written(port) == 0 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the worker committed nothing in 120 s"
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.5, 2.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
