@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -507,17 +507,10 @@ class PlateIngestor(LakeIngestor[PartitionMemory]):
         offsets: np.ndarray[Any, np.dtype[np.int64]],
         now: datetime,
     ) -> pa.Table:
-        index = decoded["msg_index"].to_numpy()
-        columns = {name: decoded[name] for name in decoded.column_names if name != "msg_index"}
-        columns["passage_id"] = passage_ids
-        if "candidates" not in columns:
-            columns["candidates"] = pa.nulls(len(index), PLATE_READS.field("candidates").type)
-        columns["ingested_at"] = pa.array(
-            np.full(len(index), int(now.timestamp() * 1_000_000), dtype=np.int64)
-        ).cast(PLATE_READS.field("ingested_at").type)
-        columns["source_partition"] = pa.array(partitions[index], pa.int32())
-        columns["source_offset"] = pa.array(offsets[index], pa.int64())
-        return pa.Table.from_pydict(columns, schema=PLATE_READS)
+        extra = {"passage_id": passage_ids}
+        if "candidates" not in decoded.column_names:
+            extra["candidates"] = pa.nulls(len(decoded), PLATE_READS.field("candidates").type)
+        return lake_rows(decoded, PLATE_READS, extra, partitions, offsets, now)
 
     def _count(
         self,
@@ -577,3 +570,24 @@ def _next_offsets(
     for partition in np.unique(partitions):
         result[int(partition)] = int(offsets[partitions == partition].max()) + 1
     return result
+
+
+def lake_rows(
+    decoded: pa.Table,
+    schema: pa.Schema,
+    extra: Mapping[str, pa.Array],
+    partitions: np.ndarray[Any, np.dtype[np.int32]],
+    offsets: np.ndarray[Any, np.dtype[np.int64]],
+    now: datetime,
+) -> pa.Table:
+    """A table's rows: decoded columns, ``extra`` ones, and where and when each was taken
+    (``ingested_at``, ``source_partition``/``source_offset`` of its message, by ``msg_index``)."""
+    index = decoded["msg_index"].to_numpy()
+    columns = {name: decoded[name] for name in decoded.column_names if name != "msg_index"}
+    columns.update(extra)
+    columns["ingested_at"] = pa.array(
+        np.full(len(index), int(now.timestamp() * 1_000_000), dtype=np.int64)
+    ).cast(schema.field("ingested_at").type)
+    columns["source_partition"] = pa.array(partitions[index], pa.int32())
+    columns["source_offset"] = pa.array(offsets[index], pa.int64())
+    return pa.Table.from_pydict(columns, schema=schema)

@@ -24,7 +24,14 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
-from pipeline.ingest.loop import Clock, LakeIngestor, Prepared, retention_cutoff, utc_now
+from pipeline.ingest.loop import (
+    Clock,
+    LakeIngestor,
+    Prepared,
+    lake_rows,
+    retention_cutoff,
+    utc_now,
+)
 from pipeline.ingest.passengers import PassengerBatch, PassengerLimits, decode_passenger_lists
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake
@@ -118,7 +125,7 @@ class PassengerIngestor(LakeIngestor[DedupWindow]):
                 functools.partial(window.remember, kept["person_id"], kept["departure_at"])
             )
         kept_rows = pa.concat_tables(pieces) if pieces else decoded
-        rows = _lake_rows(kept_rows, partitions, offsets, now)
+        rows = lake_rows(kept_rows, PASSENGERS, {}, partitions, offsets, now)
         duplicates = len(decoded) - len(kept_rows)
         return Prepared(
             rows, batch.rejected, remember, functools.partial(self._count, batch, rows, duplicates)
@@ -164,19 +171,3 @@ def _timestamp_ms(message: Any, now_ms: int) -> int:
     kind, stamp = message.timestamp()
     # Every broker since 0.10 stamps messages; "not available" only from very old producers.
     return int(stamp) if kind != TIMESTAMP_NOT_AVAILABLE else now_ms
-
-
-def _lake_rows(
-    decoded: pa.Table,
-    partitions: np.ndarray[Any, np.dtype[np.int32]],
-    offsets: np.ndarray[Any, np.dtype[np.int64]],
-    now: datetime,
-) -> pa.Table:
-    index = decoded["msg_index"].to_numpy()
-    columns = {name: decoded[name] for name in decoded.column_names if name != "msg_index"}
-    columns["ingested_at"] = pa.array(
-        np.full(len(index), int(now.timestamp() * 1_000_000), dtype=np.int64)
-    ).cast(PASSENGERS.field("ingested_at").type)
-    columns["source_partition"] = pa.array(partitions[index], pa.int32())
-    columns["source_offset"] = pa.array(offsets[index], pa.int64())
-    return pa.Table.from_pydict(columns, schema=PASSENGERS)
