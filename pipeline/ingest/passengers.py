@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
@@ -170,6 +170,35 @@ def _parse(value: bytes, fmt: str) -> list[Manifest]:
         except EdifactError as exc:
             raise _Invalid(exc.reason, exc.detail) from None
     return [_parse_json(value)]
+
+
+def manifest_document(m: Manifest, person_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``passenger_list/1`` document of a manifest: the writer beside ``_parse_json``, for
+    the simulator and tests. ``person_extra`` adds fields to every person (ones the pipeline
+    must drop, such as a seat or a phone number)."""
+
+    def iso(t: datetime | None) -> str | None:
+        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+    people = []
+    for p in m.people:
+        person: dict[str, Any] = {k: v for k, v in p.__dict__.items() if v is not None}
+        if p.date_of_birth is not None:
+            person["date_of_birth"] = p.date_of_birth.isoformat()
+        person.update(person_extra or {})
+        people.append(person)
+    return {
+        "schema": "passenger_list/1",
+        "carrier": m.carrier,
+        "vessel": m.vessel,
+        "voyage_id": m.voyage_id,
+        "departure_port": m.departure_port,
+        "departure_at": iso(m.departure_at),
+        "arrival_port": m.arrival_port,
+        "arrival_at": iso(m.arrival_at),
+        "direction": m.direction,
+        "people": people,
+    }
 
 
 def _parse_json(value: bytes) -> Manifest:

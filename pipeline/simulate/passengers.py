@@ -18,10 +18,11 @@ import json
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pipeline.errors import BrokerError
+from pipeline.ingest.passengers import manifest_document
 from pipeline.ingest.paxlst import Manifest, Person, write_interchange
 from pipeline.ingest.sites import SiteRegistry
 from pipeline.simulate.traffic import TrafficModel
@@ -149,30 +150,7 @@ def crew_list(rng: random.Random, manifest: Manifest) -> Manifest:
 
 def encode_json(m: Manifest) -> bytes:
     """``passenger_list/1`` JSON, with a few fields the pipeline must drop (contact, seat)."""
-
-    def iso(t: datetime | None) -> str | None:
-        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
-
-    people = []
-    for p in m.people:
-        person: dict[str, Any] = {k: v for k, v in p.__dict__.items() if v is not None}
-        if p.date_of_birth is not None:
-            person["date_of_birth"] = p.date_of_birth.isoformat()
-        person["seat"] = "deck 7"
-        person["phone"] = "+47 00000000"
-        people.append(person)
-    doc = {
-        "schema": "passenger_list/1",
-        "carrier": m.carrier,
-        "vessel": m.vessel,
-        "voyage_id": m.voyage_id,
-        "departure_port": m.departure_port,
-        "departure_at": iso(m.departure_at),
-        "arrival_port": m.arrival_port,
-        "arrival_at": iso(m.arrival_at),
-        "direction": m.direction,
-        "people": people,
-    }
+    doc = manifest_document(m, {"seat": "deck 7", "phone": "+47 00000000"})
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -11,6 +11,7 @@ import pytest
 from pipeline.ingest.passengers import (
     PassengerLimits,
     decode_passenger_lists,
+    manifest_document,
     normalise_name,
 )
 from pipeline.ingest.paxlst import Manifest, Person, write_interchange
@@ -39,28 +40,10 @@ MANIFEST = Manifest(
 
 
 def as_json(m: Manifest, **extra: Any) -> dict[str, Any]:
-    def iso(t: datetime | None) -> str | None:
-        return t.isoformat().replace("+00:00", "Z") if t else None
-
-    people = []
-    for p in m.people:
-        person = {k: v for k, v in p.__dict__.items() if v is not None}
-        if p.date_of_birth:
-            person["date_of_birth"] = p.date_of_birth.isoformat()
-        # Fields the purpose does not need: accepted and dropped.
-        person.update(email="someone@example.invalid", seat="12A", baggage=2, booking="BK1")
-        people.append(person)
+    # Fields the purpose does not need: accepted and dropped.
+    dropped = {"email": "someone@example.invalid", "seat": "12A", "baggage": 2, "booking": "BK1"}
     return {
-        "schema": "passenger_list/1",
-        "carrier": m.carrier,
-        "vessel": m.vessel,
-        "voyage_id": m.voyage_id,
-        "departure_port": m.departure_port,
-        "departure_at": iso(m.departure_at),
-        "arrival_port": m.arrival_port,
-        "arrival_at": iso(m.arrival_at),
-        "direction": m.direction,
-        "people": people,
+        **manifest_document(m, dropped),
         "contact": {"phone": "+47 00 00 00 00", "address": "Nowhere 1"},
         **extra,
     }
