@@ -63,6 +63,7 @@ from rich.table import Table
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
+from pipeline.files import write_atomic
 from pipeline.ingest.plates import normalise_plate
 from pipeline.ingest.sites import VENDORS, SiteRegistry
 from pipeline.kafka import local
@@ -73,7 +74,7 @@ from pipeline.live.watchlist import CONFUSION_GROUPS, Entry
 from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
-from pipeline.report import ReportInputs, write_atomic, write_report
+from pipeline.report import ReportInputs, write_report
 from pipeline.simulate.passengers import PassengerSummary, simulate_passengers
 from pipeline.simulate.produce import SimulationSummary, simulate_plates
 from pipeline.simulate.traffic import TrafficModel

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,8 @@ from typing import Final
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from pipeline.files import write_atomic
 
 PASSAGES_PNG: Final = "passages-per-hour.png"
 TRIPS_PNG: Final = "round-trip-durations.png"
@@ -212,18 +212,3 @@ def render_html(inputs: ReportInputs, images: Sequence[tuple[str, str]]) -> str:
 
 
 # -- files ----------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

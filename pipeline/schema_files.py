@@ -8,10 +8,9 @@ one the decoder enforces.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from pipeline.files import write_atomic
 from pipeline.schemas import (
     PASSENGERS,
     PLATE_READS,
@@ -61,11 +60,7 @@ def write(directory: Path = SCHEMA_DIR) -> list[Path]:
     written = []
     for name, text in rendered().items():
         target = directory / name
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        write_atomic(target, text)
+        target.chmod(0o644)  # files for producers, in the repository
         written.append(target)
     return written

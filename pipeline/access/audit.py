@@ -25,7 +25,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 
 from pipeline.config import add_months
 from pipeline.errors import Terminal
+from pipeline.files import write_atomic
 
 GENESIS = "0" * 64
 QUERY_KINDS = ("query.end", "query.refused")
@@ -237,7 +237,7 @@ class ActivityLog:
         return verify_lines(self.lines(), self.head())
 
     def _write_head(self, head: Head) -> None:
-        _write_atomic(self.head_path, head.to_json() + "\n")
+        write_atomic(self.head_path, head.to_json() + "\n", sync_dir=True)  # mode 0600
 
     def apply_retention(self, now: datetime, months: int) -> int:
         """Drop entries older than ``months`` before ``now``; return how many were dropped.
@@ -265,7 +265,7 @@ class ActivityLog:
             if kept:
                 first = json.loads(kept[0])
                 first_seq, first_prev = int(first["seq"]), str(first["prev"])
-            _write_atomic(self.path, "".join(f"{line}\n" for line in kept))
+            write_atomic(self.path, "".join(f"{line}\n" for line in kept), sync_dir=True)
             self._write_head(
                 Head(head.next_seq, head.last_hash, first_seq, first_prev, head.counts)
             )
@@ -283,25 +283,6 @@ class ActivityLog:
 def apply_retention(log_path: Path, now: datetime, months: int) -> int:
     """For ``anpr maintain``: drop activity-log entries older than ``months`` before ``now``."""
     return ActivityLog(log_path).apply_retention(now, months)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass(frozen=True)

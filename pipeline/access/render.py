@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -23,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import UsageError
+from pipeline.files import write_atomic
 
 
 def render(table: pa.Table, fmt: str) -> str:
@@ -114,14 +113,5 @@ def write_private(directory: Path, name: str, text: str) -> Path:
     """Write ``text`` to ``directory/name`` atomically, readable by the owner only."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = directory / name
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, text)  # mode 0600
     return target

@@ -44,6 +44,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from pipeline.errors import BrokerError, MissingToolError, UsageError
+from pipeline.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def ensure_jars(
         if _jars_ready(lib, marker, digest):
             return lib
         _fetch(mvn, pom, version_dir, run=run, say=say)
-    _write_atomic(marker, digest + "\n")
+    write_atomic(marker, digest + "\n")
     return lib
 
 
@@ -383,19 +384,6 @@ class BrokerPaths:
     @property
     def server_log(self) -> Path:
         return self.logs / "server.log"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -720,7 +708,7 @@ def start(
         for folder in (paths.data, paths.logs):
             folder.mkdir(parents=True, exist_ok=True)
         template = (DEPLOY_DIR / "server.properties.template").read_text(encoding="utf-8")
-        _write_atomic(
+        write_atomic(
             paths.properties,
             render_server_properties(
                 template, endpoint=endpoint, controller_port=cport, log_dirs=paths.data
@@ -752,7 +740,7 @@ def start(
                 with contextlib.suppress(BrokerError):
                     _kill(proc.pid, 10.0)
             raise
-        _write_atomic(paths.pid, f"{proc.pid}\n")
+        write_atomic(paths.pid, f"{proc.pid}\n")
         logger.info("Kafka broker pid %d ready in %.1f s", proc.pid, time.monotonic() - started)
         return proc.pid
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline.config import Settings, add_months
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.files import write_atomic
 from pipeline.lake.catalog import CATALOG, Lake
 from pipeline.maintain import compact as compaction
 from pipeline.maintain import stats as statistics
@@ -420,10 +420,4 @@ def _write_report(folder: Path, report: RunReport, now: datetime) -> Path:
     """Atomically write the run report as JSON (tmp file in the folder, fsync, replace)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"maintain-{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
-        json.dump(asdict(report), handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(asdict(report), indent=1, sort_keys=True))
