@@ -17,25 +17,16 @@ from pipeline.ingest.passengers import (
 from pipeline.ingest.paxlst import Manifest, Person, write_interchange
 from pipeline.ingest.reasons import Reason
 from pipeline.schemas import MINIMISABLE_FIELDS
+from tests.unit.ingest.manifests import departure
 
 COLLECTED_MS = int(datetime(2026, 11, 22, 7, 0, tzinfo=UTC).timestamp() * 1000)
 CUTOFF = datetime(2026, 5, 22, tzinfo=UTC)
-MANIFEST = Manifest(
-    carrier="FJL",
-    vessel="MS TESTFJORD",
-    voyage_id="FJL0412",
-    departure_port="NOLAR",
-    departure_at=datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
-    arrival_port="DKHIR",
-    arrival_at=datetime(2026, 11, 22, 11, 45, tzinfo=UTC),
-    direction="exit",
-    people=(
-        Person("passenger", "østbø", "åsa   mari", date(1980, 1, 2), "F", "NOR", "P", "X1", "NOR",
-               "ab-12 345"),
-        Person("driver", "Kaloven", "Per", date(1970, 3, 4), "M", "SWE", "P", "Y7", "SWE",
-               "abc 12d"),
-        Person("crew", "Merando", None, None, None, None, None, None, None, None),
-    ),
+MANIFEST = departure(
+    Person("passenger", "østbø", "åsa   mari", date(1980, 1, 2), "F", "NOR", "P", "X1", "NOR",
+           "ab-12 345"),
+    Person("driver", "Kaloven", "Per", date(1970, 3, 4), "M", "SWE", "P", "Y7", "SWE",
+           "abc 12d"),
+    Person("crew", "Merando", None, None, None, None, None, None, None, None),
 )  # fmt: skip
 
 

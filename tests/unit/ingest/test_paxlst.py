@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 
@@ -15,36 +15,17 @@ from pipeline.ingest.paxlst import (
     write_interchange,
 )
 from pipeline.ingest.reasons import Reason
+from tests.unit.ingest.manifests import departure
 
 # Invented people: syllable names, made-up documents and plates.
-PASSENGERS = Manifest(
-    carrier="FJL",
-    vessel="MS TESTFJORD",
-    voyage_id="FJL0412",
-    departure_port="NOLAR",
-    departure_at=datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
-    arrival_port="DKHIR",
-    arrival_at=datetime(2026, 11, 22, 11, 45, tzinfo=UTC),
-    direction="exit",
-    people=(
-        Person("passenger", "ØSTBØ", "ÅSA MARI", date(1980, 1, 2), "F", "NOR", "P", "X1?2:3", "NOR",
-               "AB 12345"),
-        Person("driver", "KALOVEN", "PER", date(1970, 3, 4), "M", "SWE", "P", "Y7+1", "SWE",
-               "ABC 12D"),
-        Person("passenger", "O'TARIN", None, None, None, None, None, None, None, None),
-    ),
+PASSENGERS = departure(
+    Person("passenger", "ØSTBØ", "ÅSA MARI", date(1980, 1, 2), "F", "NOR", "P", "X1?2:3", "NOR",
+           "AB 12345"),
+    Person("driver", "KALOVEN", "PER", date(1970, 3, 4), "M", "SWE", "P", "Y7+1", "SWE",
+           "ABC 12D"),
+    Person("passenger", "O'TARIN", None, None, None, None, None, None, None, None),
 )  # fmt: skip
-CREW = Manifest(
-    carrier="FJL",
-    vessel="MS TESTFJORD",
-    voyage_id="FJL0412",
-    departure_port="NOLAR",
-    departure_at=datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
-    arrival_port="DKHIR",
-    arrival_at=datetime(2026, 11, 22, 11, 45, tzinfo=UTC),
-    direction="exit",
-    people=(Person("crew", "MERANDO", "LIV", date(1991, 5, 6), "F", "NOR", "P", "C1", "NOR"),),
-)
+CREW = departure(Person("crew", "MERANDO", "LIV", date(1991, 5, 6), "F", "NOR", "P", "C1", "NOR"))
 SEPARATOR_SETS = {
     "default": (":", "+", ".", "?", " ", "'"),
     "control characters": ("\x1f", "\x1d", ".", "?", " ", "\x1c"),
