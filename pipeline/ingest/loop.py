@@ -49,8 +49,12 @@ def utc_now() -> datetime:
 
 
 def retention_cutoff(now: datetime, months: int) -> datetime:
-    """Events captured at or before this instant are already past the legal limit."""
-    return months_before(now, months)
+    """Events collected at or before this instant are expired on arrival: the end of the UTC
+    day of the latest collection time whose limit has passed. Retention deletes whole days, so
+    the nightly run has already deleted that day; a row written into it would stay until the
+    next run, past its limit (up to one day early, like retention, never late)."""
+    day_after = months_before(now, months).date() + timedelta(days=1)
+    return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,12 @@ class PassengerIngestor(LakeIngestor[DedupWindow]):
 
     def _recall(self, partition: int) -> DedupWindow:
         recent = self._lake.recent_rows(
-            self.TABLE, ["person_id", "departure_at"], self._window, source_partition=partition
+            self.TABLE, ["person_id", "collected_at"], self._window, source_partition=partition
         )
         window = DedupWindow(self._window)
-        # Keyed on the departure time: a resent list repeats it, whenever it is sent.
-        window.remember(recent["person_id"], recent["departure_at"])
+        # Keyed on when each list reached Kafka (the clock the lake recalls by): a departure
+        # time, sent by the operator, could be far off and evict every key at once.
+        window.remember(recent["person_id"], recent["collected_at"])
         return window
 
     def _prepare(
@@ -119,10 +120,10 @@ class PassengerIngestor(LakeIngestor[DedupWindow]):
         for partition in np.unique(row_partitions):
             window = self._partition_memory(int(partition))
             rows = decoded.take(np.flatnonzero(row_partitions == partition))
-            kept = rows.filter(window.filter_new(rows["person_id"], rows["departure_at"]))
+            kept = rows.filter(window.filter_new(rows["person_id"], rows["collected_at"]))
             pieces.append(kept)
             remember.append(
-                functools.partial(window.remember, kept["person_id"], kept["departure_at"])
+                functools.partial(window.remember, kept["person_id"], kept["collected_at"])
             )
         kept_rows = pa.concat_tables(pieces) if pieces else decoded
         rows = lake_rows(kept_rows, PASSENGERS, {}, partitions, offsets, now)
@@ -170,4 +171,6 @@ class PassengerIngestor(LakeIngestor[DedupWindow]):
 def _timestamp_ms(message: Any, now_ms: int) -> int:
     kind, stamp = message.timestamp()
     # Every broker since 0.10 stamps messages; "not available" only from very old producers.
-    return int(stamp) if kind != TIMESTAMP_NOT_AVAILABLE else now_ms
+    # A producer's clock may run ahead: a list cannot have reached Kafka after we read it, and a
+    # collection time in the future would put its rows in a day retention reaches too late.
+    return min(int(stamp), now_ms) if kind != TIMESTAMP_NOT_AVAILABLE else now_ms

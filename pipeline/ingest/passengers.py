@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow as pa
@@ -64,10 +65,14 @@ from pipeline.schemas import (
     VOYAGE_ID_PATTERN,
 )
 
+logger = logging.getLogger(__name__)
+
 JSON: Final = "json"
 PAXLST: Final = "paxlst"
 OUTPUT_SCHEMA: Final = DECODED_PASSENGERS.append(pa.field("msg_index", pa.int32(), nullable=False))
 _NAME_FIELDS: Final = ("surname", "given_names")
+# How far a departure or arrival may lie from when its list reached Kafka.
+MAX_TIME_FROM_COLLECTION: Final = timedelta(days=366)
 
 _RULES: Final[dict[str, re.Pattern[str]]] = {
     "carrier": re.compile(CARRIER_PATTERN),
@@ -143,16 +148,25 @@ def decode_passenger_lists(
         if collected_at_ms[index] <= cutoff_ms:
             expired.append(index)
             continue
+        rows: dict[str, list[Any]] = {name: [] for name in columns}
         try:
+            collected = datetime.fromtimestamp(collected_at_ms[index] / 1000, UTC)
             manifests = _parse(value, formats[index])
             for manifest in manifests:
                 _validate(manifest)
+                _check_times(manifest, collected)
+                _append_rows(rows, manifest, index, collected, formats[index], limits.kept_fields)
         except _Invalid as exc:
             rejected.append(Rejected(index, exc.reason, exc.detail))
             continue
-        collected = datetime.fromtimestamp(collected_at_ms[index] / 1000, UTC)
-        for manifest in manifests:
-            _append_rows(columns, manifest, index, collected, formats[index], limits.kept_fields)
+        except Exception as exc:
+            # The type only: the text of an exception may quote the list's content.
+            logger.error("passenger list %d unreadable: %s", index, type(exc).__name__)
+            detail = f"unreadable ({type(exc).__name__})"
+            rejected.append(Rejected(index, Reason.SCHEMA_VIOLATION, detail))
+            continue
+        for name, values_ in rows.items():  # all of a message's rows, or none of them
+            columns[name].extend(values_)
     raw_plates = pa.array(columns["vehicle_plate_raw"], pa.string())
     normalised, _ = normalise_plates(raw_plates, pa.array(["NO"] * len(raw_plates), pa.string()))
     columns["vehicle_plate"] = [plate or None for plate in normalised.to_pylist()]
@@ -208,6 +222,10 @@ def _parse_json(value: bytes) -> Manifest:
         raise _Invalid(Reason.MALFORMED_JSON, "not one JSON document in UTF-8") from None
     if not isinstance(doc, dict):
         raise _Invalid(Reason.MALFORMED_JSON, "not a JSON object")
+    try:  # a "\ud800" escape decodes to a lone surrogate, which is no text at all
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid(Reason.MALFORMED_JSON, "a \\u escape that is no character") from None
     schema = doc.get("schema")
     if isinstance(schema, str) and schema != PASSENGER_LIST_SCHEMA_ID:
         raise _Invalid(Reason.UNSUPPORTED_FORMAT, f"schema is not {PASSENGER_LIST_SCHEMA_ID}")
@@ -270,7 +288,7 @@ def _json_time(value: str | None, name: str) -> datetime | None:
         raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not an RFC 3339 time with offset")
     try:
         return datetime.fromisoformat(value).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 has no UTC time
         raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not a calendar time") from None
 
 
@@ -322,6 +340,15 @@ def _validate(m: Manifest) -> None:
             ),
             where,
         )
+
+
+def _check_times(m: Manifest, collected: datetime) -> None:
+    """Departure and arrival within a year of when the list reached us: a list for the year
+    9999 is a broken clock, and a far-off time would mislead every later time-based rule."""
+    for name in ("departure_at", "arrival_at"):
+        value: datetime | None = getattr(m, name)
+        if value is not None and abs(value - collected) > MAX_TIME_FROM_COLLECTION:
+            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: more than a year from when sent")
 
 
 def _check_fields(obj: Manifest | Person, names: tuple[str, ...], where: str) -> None:

@@ -7,7 +7,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 
+from pipeline.ingest.passenger_loop import _timestamp_ms
 from pipeline.ingest.passengers import (
     PassengerLimits,
     decode_passenger_lists,
@@ -140,6 +142,14 @@ def _person(**changes: Any) -> bytes:
         (_person(sex="Q"), Reason.SCHEMA_VIOLATION),
         (_person(surname="A" * 71), Reason.SCHEMA_VIOLATION),
         (b"UNA:+.? 'UNB+UNOY:4+X+Y+1'", Reason.MALFORMED_EDIFACT),
+        # Times with no UTC equivalent, and times no list can honestly carry.
+        (_json(departure_at="0001-01-01T00:00:00+01:00"), Reason.SCHEMA_VIOLATION),
+        (_json(arrival_at="9999-12-31T23:59:59-01:00"), Reason.SCHEMA_VIOLATION),
+        (_json(departure_at="2028-01-01T08:00:00Z"), Reason.SCHEMA_VIOLATION),
+        (_json(arrival_at="2024-01-01T08:00:00Z"), Reason.SCHEMA_VIOLATION),
+        # "\ud800" escapes decode to lone surrogates: no text, and no UTF-8 for the lake.
+        (_person(surname="\ud800"), Reason.MALFORMED_JSON),
+        (_person(vehicle_plate="AB\udfff1"), Reason.MALFORMED_JSON),
     ],
 )
 def test_bad_lists_are_rejected_with_a_reason(value: bytes | None, reason: Reason) -> None:
@@ -170,3 +180,26 @@ def test_paxlst_control_total_mismatch_rejects_the_whole_interchange() -> None:
     batch = decode([bad])
     assert [r.reason for r in batch.rejected] == [Reason.CONTROL_TOTAL_MISMATCH]
     assert batch.table.num_rows == 0
+
+
+class _Message:
+    def __init__(self, kind: int, stamp: int) -> None:
+        self._timestamp = (kind, stamp)
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp
+
+
+@pytest.mark.parametrize(
+    ("kind", "stamp", "expected"),
+    [
+        (TIMESTAMP_CREATE_TIME, COLLECTED_MS - 5, COLLECTED_MS - 5),
+        (TIMESTAMP_CREATE_TIME, 2**62, COLLECTED_MS),  # a producer clock far ahead
+        (TIMESTAMP_CREATE_TIME, COLLECTED_MS + 1, COLLECTED_MS),
+        (TIMESTAMP_NOT_AVAILABLE, 0, COLLECTED_MS),
+    ],
+)
+def test_collection_time_is_the_kafka_timestamp_never_later_than_now(
+    kind: int, stamp: int, expected: int
+) -> None:
+    assert _timestamp_ms(_Message(kind, stamp), COLLECTED_MS) == expected
