@@ -61,7 +61,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.config import Settings
+from pipeline.config import Settings, add_months
 from pipeline.errors import PipelineError
 from pipeline.files import write_atomic
 from pipeline.ingest.plates import normalise_plate
@@ -627,6 +627,13 @@ def _traffic(demo: Demo) -> None:
                 _check_alive(demo)  # a worker that exited with an error stops the demo
                 exited = all(w.poll() is not None for w in workers)
                 if exited and done[settings.live.consumer_group] >= produced:
+                    wanted = {settings.ingest.consumer_group: produced, pax_group: lists_sent}
+                    behind = [g for g, n in wanted.items() if done[g] < n]
+                    if behind:  # idle for --until-idle seconds while messages were still due
+                        raise PipelineError(
+                            f"consumer group {', '.join(behind)} stopped before the end of its "
+                            "topic; the summary would not add up (rerun the demo)"
+                        )
                     break
                 if time.monotonic() > deadline:
                     raise PipelineError("ingest or the live app did not catch up in 10 minutes")
@@ -1088,16 +1095,9 @@ def _retention_table(demo: Demo, found: Findings) -> Table:
             f"{oldest:%Y-%m-%d %H:%M} UTC",
             f"{age.days} d {age.seconds // 3600} h",
             f"{months} months",
-            f"{_add_months(oldest, months):%Y-%m-%d} (day by day)",
+            f"{add_months(oldest.date(), months):%Y-%m-%d} (day by day)",
         )
     return table
-
-
-def _add_months(moment: datetime, months: int) -> datetime:
-    month = moment.month - 1 + months
-    year, month = moment.year + month // 12, month % 12 + 1
-    day = min(moment.day, 28)
-    return moment.replace(year=year, month=month, day=day)
 
 
 # -- 8. report and queries -------------------------------------------------------------------
