@@ -484,16 +484,36 @@ def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _ingest_flags(passengers, "passengers", 9465)
 
 
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: ``kind`` of the text, refused (exit 2) unless above zero."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def _ingest_flags(sub: argparse.ArgumentParser, section: str, port: int) -> None:
     sub.add_argument(
         "--until-idle",
-        type=float,
+        type=_positive(float),
         default=None,
         metavar="SECONDS",
         help="exit 0 once no message has arrived for this long (all committed)",
     )
     sub.add_argument(
-        "--max-messages", type=int, default=None, metavar="N", help="exit after N messages"
+        "--max-messages",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="exit after N messages",
     )
     sub.add_argument(
         "--metrics-port",

@@ -25,7 +25,8 @@ point is finished by the next):
                 limit (retention.months, at most 6; per table [retention.tables]) is
                 deleted, whole UTC days (up to one day early, never late); then physically
                 purged (files rewritten, snapshots expired, old and orphaned files removed,
-                catalog vacuumed) and verified.
+                catalog vacuumed) and verified; then the activity log loses entries older
+                than access.log_retention_months (default 24), its hash chain kept.
 
 A failing stats or compact step never blocks retention; the run then exits 1. Metrics go to
 <state.dir>/metrics/maintain.prom (node_exporter textfile), a JSON report of counts (never
@@ -62,7 +63,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=["stats", "compact", "retention"],
         action="append",
         default=None,
-        help="run only this step (repeatable); retention includes purge and verify",
+        help="run only this step (repeatable); retention includes purge, verify and the "
+        "activity log's retention",
     )
     sub.add_argument(
         "--no-topic-check",
