@@ -176,9 +176,23 @@ class Batch:
     @property
     def needles(self) -> list[str]:
         n = len(self.captured)
-        return [f"{self.prefix}{i:05d}" for i in range(n)] + [
-            f"ev-{self.prefix}-{i:06d}" for i in range(n)
-        ]
+        reads = [f"{self.prefix}{i:05d}" for i in range(n)]
+        reads += [f"ev-{self.prefix}-{i:06d}" for i in range(n)]
+        person = self.person
+        if person is None:
+            return reads
+        # The birth date as the catalog's statistics would hold it (ISO text).
+        return [*reads, person.surname, person.document_number, person.date_of_birth.isoformat()]
+
+    @property
+    def person(self) -> Person | None:
+        """The day's one passenger, collected with the day's first batch of reads."""
+        if not self.prefix.startswith("P"):
+            return None
+        born = date(1950, 1, 1) + timedelta(days=(self.day - FIRST_DAY).days)
+        return Person(
+            f"SUR{self.prefix}", f"DOC{self.prefix}", born, f"{self.prefix}00000", self.captured[0]
+        )
 
 
 def _letters(n: int) -> str:
@@ -202,7 +216,8 @@ BATCHES = _batches()  # ~8 months of reads: two batches every third day
 
 
 def write_months(lake_dir: Path) -> None:
-    """Write :data:`BATCHES` through Lake.write_batch (ingest's commit), one call per batch."""
+    """Write :data:`BATCHES` through Lake.write_batch (ingest's commit), one call per batch,
+    and each day's passenger (:attr:`Batch.person`) with its first batch."""
     with Lake.open(lake_dir) as lake:
         for batch in BATCHES:
             write_reads(
@@ -214,3 +229,5 @@ def write_months(lake_dir: Path) -> None:
                     directions=("exit", "entry", "exit"),
                 ),
             )
+            if batch.person is not None:
+                write_people(lake, passengers([batch.person]))
