@@ -10,10 +10,10 @@ are the child's own, and SQLite's normal multi-process locking applies.
 Tasks (``python sqlite_child.py TASK CATALOG``, prints one JSON object, exit 0 on success):
 
 - ``wal``: put the catalog in WAL mode (persistent in the file; creates an empty database).
-- ``purge``: with ``secure_delete`` on, recompute the table-level min/max of text columns
+- ``purge``: with ``secure_delete`` on, recompute the table-level min/max of every column
   from the live files' statistics (DuckLake widens them on insert and never narrows them, so
-  a deleted plate can stay there as a table's min or max), ``VACUUM`` (a fresh copy of every
-  live page, no free page keeps an old record) and ``wal_checkpoint(TRUNCATE)`` (the WAL is
+  a deleted plate, birth date or capture time can stay there as a table's min or max),
+  ``VACUUM`` (a fresh copy of every live page, no free page keeps an old record) and ``wal_checkpoint(TRUNCATE)`` (the WAL is
   copied into the file and cut to zero bytes).
 
 This file imports only the standard library and is run as a script (not ``-m``), so the child
@@ -27,30 +27,47 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 EXIT_BUSY = 3  # the catalog stayed locked or busy until the deadline
 
+# Every table-level statistic with the live data files' statistics of its column: the row to
+# update, the file statistics row (None: no live file), both values as bytes, the column type.
 # Tables that inline rows into the catalog (the internal ones) have no file statistics to go
-# by; they hold no personal data. Lexicographic min/max of text is byte order in SQLite and
-# DuckDB alike.
-RECOMPUTE_TEXT_STATS = """
-UPDATE ducklake_table_column_stats AS t SET
-  min_value = (
-    SELECT min(s.min_value) FROM ducklake_file_column_stats s
-    JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
-    WHERE f.end_snapshot IS NULL AND s.table_id = t.table_id AND s.column_id = t.column_id),
-  max_value = (
-    SELECT max(s.max_value) FROM ducklake_file_column_stats s
-    JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
-    WHERE f.end_snapshot IS NULL AND s.table_id = t.table_id AND s.column_id = t.column_id)
+# by; they hold no personal data and are left alone.
+LIVE_FILE_STATS = """
+SELECT t.rowid, s.rowid, CAST(s.min_value AS BLOB), CAST(s.max_value AS BLOB),
+  (SELECT lower(c.column_type) FROM ducklake_column c
+   WHERE c.table_id = t.table_id AND c.column_id = t.column_id
+   ORDER BY c.begin_snapshot DESC LIMIT 1)
+FROM ducklake_table_column_stats t
+LEFT JOIN (
+  SELECT s.rowid AS rowid, s.table_id, s.column_id, s.min_value, s.max_value
+  FROM ducklake_file_column_stats s
+  JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
+  WHERE f.end_snapshot IS NULL) s ON s.table_id = t.table_id AND s.column_id = t.column_id
 WHERE t.table_id NOT IN (SELECT table_id FROM ducklake_inlined_data_tables)
-  AND EXISTS (
-  SELECT 1 FROM ducklake_column c
-  WHERE c.table_id = t.table_id AND c.column_id = t.column_id
-    AND c.end_snapshot IS NULL AND lower(c.column_type) = 'varchar')
 """
+# Copies a value as DuckLake stored it (never re-rendered); a NULL rowid gives NULL.
+SET_TABLE_STATS = """
+UPDATE ducklake_table_column_stats SET
+  min_value = (SELECT min_value FROM ducklake_file_column_stats WHERE rowid = ?),
+  max_value = (SELECT max_value FROM ducklake_file_column_stats WHERE rowid = ?)
+WHERE rowid = ?
+"""
+# DuckLake's names of the types whose statistics are numbers (``decimal(p,s)`` as well).
+# Every other type with statistics orders as its text, byte by byte (SQLite and DuckDB alike):
+# varchar, json, uuid, blob (upper-case hex), boolean (0/1) and the ISO dates, times and
+# timestamps (``1990-01-01``, ``2026-03-01 08:00:00.5+00``: always UTC in a DuckLake catalog,
+# trailing zeros of the fraction dropped, which still orders right as '+' < '.' < '0').
+NUMERIC_TYPES = frozenset(
+    {"int8", "int16", "int32", "int64", "int128", "uint8", "uint16", "uint32", "uint64"}
+    | {"uint128", "float32", "float64"}
+)
 
 
 class CatalogTaskFailed(Exception):
@@ -103,6 +120,58 @@ def _until(deadline: float, what: str, once: Any) -> Any:
         delay = min(delay * 2, 0.5)
 
 
+def _number(kind: str, raw: bytes) -> tuple[int, Decimal]:
+    """Exact order of a numeric statistic (``-12.50``, ``1.5e-07``, ``inf``); NaN last, as in
+    DuckDB. Never a float: two int64 or decimal values can round to the same double."""
+    try:
+        value = Decimal(raw.decode("ascii"))
+    except (UnicodeDecodeError, InvalidOperation):
+        # Never the value in the message: it may be personal data.
+        raise ValueError(f"a {kind} column statistic is not a number") from None
+    return (1, Decimal(0)) if value.is_nan() else (0, value)
+
+
+def _order_key(kind: str | None) -> Callable[[bytes], Any]:
+    if kind is not None and (kind in NUMERIC_TYPES or kind.startswith("decimal(")):
+        return partial(_number, kind)
+    return bytes  # byte order of the text
+
+
+def recompute_table_stats(db: sqlite3.Connection) -> int:
+    """Set every table-level min/max to the least/greatest of the live files' statistics
+    (NULL when no live file has a value); how many statistics rows were set.
+
+    DuckLake widens ``ducklake_table_column_stats`` on insert and never narrows it when rows
+    are deleted, so a deleted plate, birth date or capture time can stay there as a table's
+    min or max. The values must be exact, not merely wider: DuckDB answers ``min()`` and
+    prunes filters from them (a too-narrow range loses rows), and the next insert widens
+    from them (or, from NULL, starts afresh at the new file's range).
+    """
+    # table statistics row -> (file statistics row, its order key) of the min and of the max
+    best: dict[int, list[tuple[int, Any] | None]] = {}
+    for stat, file_stat, low, high, kind in db.execute(LIVE_FILE_STATS):
+        pick = best.setdefault(stat, [None, None])
+        if file_stat is None:
+            continue
+        key = _order_key(kind)
+        if low is not None:
+            k = key(low)
+            if pick[0] is None or k < pick[0][1]:
+                pick[0] = (file_stat, k)
+        if high is not None:
+            k = key(high)
+            if pick[1] is None or k > pick[1][1]:
+                pick[1] = (file_stat, k)
+    db.executemany(
+        SET_TABLE_STATS,
+        [
+            (low[0] if low else None, high[0] if high else None, stat)
+            for stat, (low, high) in best.items()
+        ],
+    )
+    return len(best)
+
+
 def _wal(db: sqlite3.Connection, deadline: float) -> dict[str, Any]:
     def once() -> str | None:
         (mode,) = db.execute("PRAGMA journal_mode").fetchone()
@@ -121,7 +190,7 @@ def _purge(db: sqlite3.Connection, deadline: float) -> dict[str, Any]:
     def recompute() -> int:
         db.execute("BEGIN IMMEDIATE")
         try:
-            changed = db.execute(RECOMPUTE_TEXT_STATS).rowcount
+            changed = recompute_table_stats(db)
         except BaseException:
             db.execute("ROLLBACK")
             raise

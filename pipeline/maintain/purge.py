@@ -13,9 +13,10 @@ free pages and in its WAL. :func:`purge` removes all of that, in this order:
 3. **Clean up** all files scheduled for deletion (``ducklake_cleanup_old_files``) and files
    no snapshot knows, older than ``orphan_grace`` (``ducklake_delete_orphaned_files``;
    younger ones may belong to a writer that has not committed yet).
-4. **Recompute table-level statistics** of text columns from the live files' statistics.
-   DuckLake widens ``ducklake_table_column_stats`` on insert and never narrows it, so a
-   deleted plate can stay there as a table's min or max for ever.
+4. **Recompute table-level statistics** of every column from the live files' statistics.
+   DuckLake widens ``ducklake_table_column_stats`` on insert and does not narrow it when a
+   file whose rows were all deleted goes, so a deleted plate, birth date or capture time can
+   stay there as a table's min or max for ever.
 5. **Compact the catalog**: SQLite ``secure_delete``, ``VACUUM`` (rebuilds the file without
    free pages) and ``wal_checkpoint(TRUNCATE)`` (empties the WAL).
 

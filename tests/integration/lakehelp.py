@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.lake.catalog import Lake
-from pipeline.schemas import CANDIDATES, PLATE_READS, UTC_TS
+from pipeline.schemas import CANDIDATES, PASSENGERS, PLATE_READS, UTC_TS
 
 
 def _parquet_texts(path: Path) -> Iterable[str]:
@@ -86,6 +86,62 @@ def plate_reads(
 def write_reads(lake: Lake, rows: pa.Table, *, topic: str = "anpr.plate-reads") -> None:
     """Append ``rows`` through :meth:`Lake.write_batch` (the ingest code path), as the next
     offsets of partition 0."""
+    _write(lake, "plate_reads", rows, topic)
+
+
+@dataclass(frozen=True)
+class Person:
+    """One invented passenger: every value a test may look for byte by byte."""
+
+    surname: str
+    document_number: str
+    date_of_birth: date
+    vehicle_plate: str
+    collected_at: datetime
+
+
+def passengers(people: Sequence[Person]) -> pa.Table:
+    """Synthetic ``passengers`` rows, one per person, all on one invented departure."""
+    n = len(people)
+    departure = datetime(2026, 3, 1, 7, tzinfo=UTC)
+    return pa.table(
+        {
+            "person_id": [f"pid-{p.document_number}" for p in people],
+            "collected_at": pa.array([p.collected_at for p in people], UTC_TS),
+            "carrier": ["TESTLINE"] * n,
+            "vessel": ["MS TEST"] * n,
+            "voyage_id": ["TL-0001"] * n,
+            "departure_port": ["DKHIR"] * n,
+            "departure_at": pa.array([departure] * n, UTC_TS),
+            "arrival_port": ["NOKRS"] * n,
+            "arrival_at": pa.array([departure + timedelta(hours=3)] * n, UTC_TS),
+            "direction": ["entry"] * n,
+            "role": ["passenger"] * n,
+            "surname": [p.surname for p in people],
+            "given_names": ["TEST"] * n,
+            "date_of_birth": pa.array([p.date_of_birth for p in people], pa.date32()),
+            "sex": ["X"] * n,
+            "nationality": ["NOR"] * n,
+            "document_type": ["P"] * n,
+            "document_number": [p.document_number for p in people],
+            "document_issuing_country": ["NOR"] * n,
+            "vehicle_plate": [p.vehicle_plate for p in people],
+            "vehicle_plate_raw": [f"{p.vehicle_plate[:3]} {p.vehicle_plate[3:]}" for p in people],
+            "source_format": ["json"] * n,
+            "ingested_at": pa.array([p.collected_at for p in people], UTC_TS),
+            "source_partition": pa.array([0] * n, pa.int32()),
+            "source_offset": pa.array(range(n), pa.int64()),
+        },
+        schema=PASSENGERS,
+    )
+
+
+def write_people(lake: Lake, rows: pa.Table, *, topic: str = "anpr.passengers") -> None:
+    """Append ``passengers`` rows like :func:`write_reads`."""
+    _write(lake, "passengers", rows, topic)
+
+
+def _write(lake: Lake, table: str, rows: pa.Table, topic: str) -> None:
     start = lake.stored_offsets("test-ingest", topic).get(0)
     first = start or 0
     rows = rows.set_column(
@@ -94,7 +150,7 @@ def write_reads(lake: Lake, rows: pa.Table, *, topic: str = "anpr.plate-reads") 
         pa.array(range(first, first + rows.num_rows), pa.int64()),
     )
     lake.write_batch(
-        "plate_reads",
+        table,
         rows,
         consumer_group="test-ingest",
         topic=topic,
@@ -120,9 +176,23 @@ class Batch:
     @property
     def needles(self) -> list[str]:
         n = len(self.captured)
-        return [f"{self.prefix}{i:05d}" for i in range(n)] + [
-            f"ev-{self.prefix}-{i:06d}" for i in range(n)
-        ]
+        reads = [f"{self.prefix}{i:05d}" for i in range(n)]
+        reads += [f"ev-{self.prefix}-{i:06d}" for i in range(n)]
+        person = self.person
+        if person is None:
+            return reads
+        # The birth date as the catalog's statistics would hold it (ISO text).
+        return [*reads, person.surname, person.document_number, person.date_of_birth.isoformat()]
+
+    @property
+    def person(self) -> Person | None:
+        """The day's one passenger, collected with the day's first batch of reads."""
+        if not self.prefix.startswith("P"):
+            return None
+        born = date(1950, 1, 1) + timedelta(days=(self.day - FIRST_DAY).days)
+        return Person(
+            f"SUR{self.prefix}", f"DOC{self.prefix}", born, f"{self.prefix}00000", self.captured[0]
+        )
 
 
 def _letters(n: int) -> str:
@@ -146,7 +216,8 @@ BATCHES = _batches()  # ~8 months of reads: two batches every third day
 
 
 def write_months(lake_dir: Path) -> None:
-    """Write :data:`BATCHES` through Lake.write_batch (ingest's commit), one call per batch."""
+    """Write :data:`BATCHES` through Lake.write_batch (ingest's commit), one call per batch,
+    and each day's passenger (:attr:`Batch.person`) with its first batch."""
     with Lake.open(lake_dir) as lake:
         for batch in BATCHES:
             write_reads(
@@ -158,3 +229,5 @@ def write_months(lake_dir: Path) -> None:
                     directions=("exit", "entry", "exit"),
                 ),
             )
+            if batch.person is not None:
+                write_people(lake, passengers([batch.person]))

@@ -248,7 +248,7 @@ def test_retention_over_months_shows_progress(months_lake: Path, tmp_path: Path)
     )
     shown = sink.getvalue()
     assert "retention (days)" in shown
-    assert "51/51" in shown
+    assert "102/102" in shown  # 51 expired days of plate_reads and 51 of passengers
 
 
 def test_topics_keeping_personal_data_too_long_are_flagged(

@@ -94,6 +94,8 @@ def test_month_by_month_nothing_past_the_limit_in_any_byte_and_statistics_stay(
             assert set(_rows_past_limit(lake, as_of).values()) == {0}
             (left,) = lake.con.execute("SELECT count(*) FROM plate_reads").fetchone() or (0,)
             assert left == total - len(expired) * PER_BATCH
+            (people,) = lake.con.execute("SELECT count(*) FROM passengers").fetchone() or (0,)
+            assert people == sum(1 for b in kept if b.person is not None)
             stats = _stats(lake)
             compacted = files_by_day(lake.con, "plate_reads")
         # Closed days that are kept were compacted into one file each.
@@ -106,8 +108,9 @@ def test_month_by_month_nothing_past_the_limit_in_any_byte_and_statistics_stay(
                     assert periods.get(period) == rows, (table, period)
         assert {b.day for b in expired} <= set(stats["traffic_stats"])
         seen = stats
-        # Not one byte of an expired plate or event id anywhere under the lake; kept ones are
-        # found (the scan works).
+        # Not one byte of an expired plate, event id, surname, document number or birth date
+        # (the catalog's statistics) anywhere under the lake; kept ones are found (the scan
+        # works).
         needles = [n for b in expired for n in b.needles]
         probe = [n for b in kept[:1] + kept[-1:] for n in b.needles[:1]]
         found = files_holding(lake_dir, needles + probe)

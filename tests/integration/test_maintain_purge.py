@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import sqlite3
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
-from lakehelp import files_holding, plate_reads, write_reads
+from lakehelp import Person, files_holding, passengers, plate_reads, write_people, write_reads
 
+from pipeline.access.subjects import erase
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import purge
 
@@ -83,3 +86,69 @@ def test_an_emptied_table_keeps_no_value_in_its_catalog_statistics(tmp_path: Pat
         assert lake.con.execute(
             "SELECT count(*) FROM plate_reads WHERE plate IN ('CCC00001', 'EEE00004')"
         ).fetchone() == (2,)
+
+
+def test_an_erased_person_leaves_no_birth_date_or_capture_time_in_the_catalog(
+    tmp_path: Path,
+) -> None:
+    # DuckLake widens table-level min/max on insert and narrows them only when it rewrites a
+    # file, not when it drops one whose every row was deleted: the erased person's birth date
+    # stays the table's minimum and the erased car's last read the table's latest capture
+    # time, in the catalog, until purge recomputes every column's statistics.
+    lake_dir = tmp_path / "lake"
+    kept = Person("KEEPSEN", "KP1234567", date(1985, 6, 15), "KEP12345", DAY1 + timedelta(hours=1))
+    gone = Person("GONEMANN", "GD7654321", date(1931, 2, 3), "GON98765", DAY1 + timedelta(days=1))
+    gone_last = datetime(2026, 3, 2, 23, 59, 58, 500_000, tzinfo=UTC)
+    gone_times = [DAY1 + timedelta(days=1, minutes=30), gone_last]
+    needles = {
+        "surname": gone.surname,
+        "document": gone.document_number,
+        "birth date (catalog)": "1931-02-03",
+        "birth date (Parquet)": repr(gone.date_of_birth),
+        "plate": gone.vehicle_plate,
+        "collection time (catalog)": "2026-03-02 08:00:00",
+        "capture time (catalog)": "2026-03-02 23:59:58.5",
+        "capture time (Parquet)": repr(gone_last)[: -len(", tzinfo=datetime.timezone.utc)")],
+    }
+    with Lake.open(lake_dir) as lake:
+        # The erased person's rows are on a day of their own: whole files that go.
+        write_people(lake, passengers([kept]))
+        write_people(lake, passengers([gone]))
+        write_reads(lake, plate_reads(_day(DAY1, 3), prefix="KEP"))
+        write_reads(lake, plate_reads(gone_times, prefix="GON", plates=[gone.vehicle_plate] * 2))
+        erased = erase(lake, gone.vehicle_plate, now=datetime.now(UTC),
+                       purge=lambda lk: purge(lk, now=datetime.now(UTC)))  # fmt: skip
+        after = files_holding(lake_dir, [*needles.values(), kept.surname, "1985-06-15"])
+        by_birth = lake.con.execute(
+            "SELECT surname FROM passengers WHERE date_of_birth = ?", [kept.date_of_birth]
+        ).fetchall()
+        oldest = lake.con.execute("SELECT min(date_of_birth) FROM passengers").fetchone()
+        reads = lake.con.execute(
+            "SELECT count(*), max(captured_at) FROM plate_reads WHERE captured_at >= ?", [DAY1]
+        ).fetchone()
+        # The next insert widens the recomputed statistics correctly.
+        write_people(lake, passengers([Person("LATER", "LT1", date(1970, 1, 1), "LAT1", DAY1)]))
+        later = lake.con.execute(
+            "SELECT count(*) FROM passengers WHERE date_of_birth < DATE '1980-01-01'"
+        ).fetchone()
+    assert (erased.deleted["passengers"], erased.deleted["plate_reads"]) == (1, 2)
+    assert {what: after[n] for what, n in needles.items() if n in after} == {}
+    assert {kept.surname, "1985-06-15"} <= set(after)  # the scan finds what is still there
+    assert by_birth == [(kept.surname,)]
+    assert oldest == (kept.date_of_birth,)
+    assert reads == (3, DAY1 + timedelta(minutes=14))
+    assert later == (1,)
+    assert _table_stats(lake_dir, "passengers", "date_of_birth") == ("1970-01-01", "1985-06-15")
+
+
+def _table_stats(lake_dir: Path, table: str, column: str) -> tuple[object, ...] | None:
+    """The catalog's table-level (min, max) of one column, read with the lake closed."""
+    with closing(sqlite3.connect(f"file:{lake_dir / 'catalog.sqlite'}?mode=ro", uri=True)) as db:
+        return db.execute(
+            "SELECT s.min_value, s.max_value FROM ducklake_table_column_stats s "
+            "JOIN ducklake_column c USING (table_id, column_id) "
+            "JOIN ducklake_table t USING (table_id) "
+            "WHERE t.table_name = ? AND c.column_name = ? AND c.end_snapshot IS NULL "
+            "AND t.end_snapshot IS NULL",
+            [table, column],
+        ).fetchone()
