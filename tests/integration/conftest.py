@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.errors import MissingToolError
+from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.kafka import local
 
 HERE = Path(__file__).resolve().parent
@@ -142,3 +143,9 @@ def anpr() -> RunAnpr:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def registry() -> SiteRegistry:
+    """The site registry shipped in deploy/sites.toml (the one `anpr` uses by default)."""
+    return load_registry(DEFAULT_REGISTRY)

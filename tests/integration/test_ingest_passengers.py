@@ -29,7 +29,7 @@ from pipeline.ingest.passenger_loop import PassengerIngestor
 from pipeline.ingest.passengers import decode_passenger_lists
 from pipeline.ingest.paxlst import write_interchange
 from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.ingest.sites import SiteRegistry
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.kafka.local import free_port
@@ -58,11 +58,6 @@ class Env:
     settings: Settings
     env: dict[str, str]
     registry: SiteRegistry
-
-
-@pytest.fixture(scope="module")
-def registry() -> SiteRegistry:
-    return load_registry(DEFAULT_REGISTRY)
 
 
 @pytest.fixture

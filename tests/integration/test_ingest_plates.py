@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
 from pipeline.ingest.passages import PassageGrouper
 from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
+from pipeline.ingest.sites import VENDORS, SiteRegistry
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
@@ -59,11 +59,6 @@ class Env:
     @property
     def lake_path(self) -> Path:
         return self.settings.lake.path
-
-
-@pytest.fixture(scope="session")
-def registry() -> SiteRegistry:
-    return load_registry(DEFAULT_REGISTRY)
 
 
 @pytest.fixture
