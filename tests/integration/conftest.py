@@ -46,7 +46,8 @@ def kafka_jars() -> Path:
     try:
         return local.ensure_jars(cache)
     except MissingToolError as exc:
-        pytest.skip(f"integration tests need a local Kafka broker: {exc}")
+        # A failure, not a skip: a suite that skips its broker tests would pass CI untested.
+        pytest.fail(f"integration tests need the Kafka broker jars (run `make setup`): {exc}")
 
 
 @dataclass(frozen=True)
