@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from benchmarks.common import say
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.traffic import TrafficModel, encode
 

@@ -70,13 +70,13 @@ from benchmarks.common import (
 )
 from benchmarks.feed import Template, make_pool, produce_backlog, produce_live
 from benchmarks.naive import Refused, default_validator
+from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_reads
 from pipeline.config import LakeSettings, Settings, load_settings
-from pipeline.ingest.decode import DecodeLimits, DecodeResult, decode_plate_reads
-from pipeline.ingest.loop import PlateIngestor, retention_cutoff
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.ingest.worker import PlateIngestor, retention_cutoff
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 
 BULK_TOPIC = "bench.plate-reads"
 LIVE_TOPIC = "bench.live-reads"

@@ -56,11 +56,11 @@ from benchmarks.common import (
 )
 from benchmarks.feed import Template, make_pool, produce_backlog, produce_live
 from pipeline.config import Settings
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.kafka.local import free_port
 from pipeline.live.process import LiveProcessor
 from pipeline.live.watchlist import Entry, WatchlistIndex, normalise_fast
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
 RESULTS = REPO / "benchmarks" / "results"
 READS, WATCHLIST, HITS, DLQ = "bench.reads", "bench.watchlist", "bench.hits", "bench.dlq"

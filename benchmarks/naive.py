@@ -34,15 +34,15 @@ import pyarrow as pa
 from confluent_kafka import Consumer
 
 from benchmarks.common import ProgressFile
+from pipeline.codec.plate_reads import SOURCE_FORMAT
+from pipeline.codec.reasons import Reason
 from pipeline.config import IngestSettings, KafkaSettings, RetentionSettings, Settings
-from pipeline.ingest.decode import SOURCE_FORMAT
 from pipeline.ingest.dlq import DeadLetters
-from pipeline.ingest.loop import TABLE, retention_cutoff
-from pipeline.ingest.plates import _FOLDS, GENERIC_FORMAT, PLATE_FORMATS
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.ingest.worker import TABLE, retention_cutoff
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
+from pipeline.reference.plates import _FOLDS, GENERIC_FORMAT, PLATE_FORMATS
+from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.schemas import (
     COUNTRY_PATTERN,
     DIRECTIONS,
@@ -85,7 +85,7 @@ def _strip_unicode(text: str) -> str:
 
 
 def plain_normalise(raw: str) -> str:
-    """Same result as :func:`pipeline.ingest.plates.normalise_plate`, without pyarrow."""
+    """Same result as :func:`pipeline.reference.plates.normalise_plate`, without pyarrow."""
     if raw.isascii():
         return raw.upper().translate(_ASCII_SEPARATORS)
     text = raw
@@ -100,7 +100,7 @@ def plain_normalise(raw: str) -> str:
 
 
 def plain_plate_fits(normalised: str, country: str) -> bool:
-    """Same answer as :func:`pipeline.ingest.plates.is_valid_plate` on a normalised plate."""
+    """Same answer as :func:`pipeline.reference.plates.is_valid_plate` on a normalised plate."""
     rule = _COUNTRY_RULES.get(country)
     if rule is not None:
         return rule(normalised) is not None

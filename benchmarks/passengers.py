@@ -27,14 +27,14 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from benchmarks.common import create_topics, local_broker, say
+from pipeline.codec.passenger_lists import decode_passenger_lists
+from pipeline.codec.paxlst import Manifest, write_interchange
 from pipeline.config import load_settings
-from pipeline.ingest.loop import IngestTotals, RunLimits
-from pipeline.ingest.passenger_loop import PassengerIngestor
-from pipeline.ingest.passengers import decode_passenger_lists
-from pipeline.ingest.paxlst import Manifest, write_interchange
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
+from pipeline.ingest.passengers import PassengerIngestor
+from pipeline.ingest.worker import IngestTotals, RunLimits
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.passengers import departures, encode_json
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)

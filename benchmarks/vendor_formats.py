@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from pipeline.ingest.decode import DecodeLimits, decode_plate_reads
-from pipeline.ingest.formats import decode_batch
-from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
+from pipeline.codec.batch import decode_batch
+from pipeline.codec.plate_reads import DecodeLimits, decode_plate_reads
+from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor
 

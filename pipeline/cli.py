@@ -22,10 +22,10 @@ from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, UsageError
 
 if TYPE_CHECKING:
-    from pipeline.ingest.loop import LakeIngestor
-    from pipeline.ingest.sites import SiteRegistry
+    from pipeline.ingest.worker import LakeIngestor
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics
+    from pipeline.reference.sites import SiteRegistry
 
 logger = logging.getLogger("pipeline.cli")
 
@@ -352,7 +352,7 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from pipeline.ingest.sites import VENDORS
+    from pipeline.reference.sites import VENDORS
 
     chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [f for f in chosen if f not in VENDORS]
@@ -372,7 +372,7 @@ def _utc_time(text: str) -> datetime:
 
 
 def _registry(settings: Settings) -> SiteRegistry:
-    from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
+    from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
     return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY)
 
@@ -529,7 +529,7 @@ def _ingest_flags(sub: argparse.ArgumentParser, section: str, port: int) -> None
 
 
 def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ingest.loop import PlateIngestor
+    from pipeline.ingest.worker import PlateIngestor
 
     registry = _registry(settings)  # validated before anything connects
     return _run_ingest(
@@ -543,7 +543,7 @@ def _ingest_plates(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest_passengers(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ingest.passenger_loop import PassengerIngestor
+    from pipeline.ingest.passengers import PassengerIngestor
 
     return _run_ingest(
         args,
@@ -563,7 +563,7 @@ def _run_ingest(
 
     from prometheus_client import CollectorRegistry
 
-    from pipeline.ingest.loop import RunLimits
+    from pipeline.ingest.worker import RunLimits
     from pipeline.kafka.retention_check import check_at_start
     from pipeline.lake.catalog import Lake
     from pipeline.metrics import IngestMetrics, serve

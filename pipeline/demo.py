@@ -64,8 +64,6 @@ from rich.table import Table
 from pipeline.config import Settings, add_months
 from pipeline.errors import PipelineError
 from pipeline.files import write_atomic
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import VENDORS, SiteRegistry
 from pipeline.kafka import local
 from pipeline.kafka.admin import create_topics
 from pipeline.kafka.clients import header_dict, make_producer
@@ -74,6 +72,8 @@ from pipeline.live.watchlist import CONFUSION_GROUPS, Entry
 from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import VENDORS, SiteRegistry
 from pipeline.report import ReportInputs, write_report
 from pipeline.simulate.passengers import PassengerSummary, simulate_passengers
 from pipeline.simulate.produce import SimulationSummary, simulate_plates

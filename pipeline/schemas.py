@@ -77,7 +77,7 @@ PLATE_READS = pa.schema(
         pa.field("confidence", pa.float32(), nullable=False),
         pa.field("vehicle_class", pa.string(), nullable=True),
         pa.field("source_format", pa.string(), nullable=False),  # canonical, openalpr, ...
-        # Reads of one vehicle passing one site (pipeline/ingest/passages.py); null only for
+        # Reads of one vehicle passing one site (pipeline/reference/passages.py); null only for
         # rows stored before passages existed.
         pa.field("passage_id", pa.int64(), nullable=True),
         # The camera's other readings (best first, at most 5), kept for rectification.

@@ -34,12 +34,12 @@ from pipeline.access.views import (
 )
 from pipeline.config import add_months
 from pipeline.errors import UsageError
-from pipeline.ingest.plates import normalise_plate
 from pipeline.lake.catalog import (
     CATALOG,
     Lake,
     quote_ident,
 )
+from pipeline.reference.plates import normalise_plate
 
 logger = logging.getLogger(__name__)
 

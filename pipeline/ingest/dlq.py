@@ -4,7 +4,7 @@ A DLQ record's value is the original message value, unchanged; its key is the or
 Headers say why and where it came from:
 
 =========================  ====================================================
-``anpr-reason``            reason code (:class:`pipeline.ingest.reasons.Reason`)
+``anpr-reason``            reason code (:class:`pipeline.codec.reasons.Reason`)
 ``anpr-error``             human detail; never holds a plate or other personal value
 ``anpr-source-topic``      topic the message was consumed from
 ``anpr-source-partition``  its partition (decimal)

@@ -1,443 +1,176 @@
-"""Decode passenger and crew lists (``passenger_list/1`` JSON or PAXLST) into ``passengers`` rows.
+"""``anpr ingest passengers``: passenger and crew lists from Kafka into the ``passengers`` table.
 
-Pure, like :mod:`pipeline.ingest.decode`: bytes and Kafka timestamps in, an Arrow table plus
-rejections out. A list is a few kilobytes to a few megabytes and holds many people, so the work
-is per message in Python (``json.loads`` or :mod:`pipeline.ingest.paxlst`), then per person.
-
-Per message, first match wins:
-
-1. ``empty_value`` (no bytes); ``oversized`` (over ``max_message_bytes``);
-2. *expired*: collected (Kafka timestamp) at or before the retention cutoff: counted, dropped,
-   never parsed or written anywhere;
-3. the format is recognised by its first bytes (``UNA``/``UNB``: PAXLST, else JSON) and parsed:
-   ``malformed_edifact`` / ``control_total_mismatch`` / ``malformed_json`` /
-   ``unsupported_format`` (another ``schema``) / ``schema_violation`` (wrong JSON types);
-4. every manifest (a PAXLST interchange may carry several) is checked against the rules of
-   ``passenger_list/1`` in :mod:`pipeline.schemas` (``schema_violation``). A message is all or
-   nothing: one bad manifest or person rejects the whole message, once, to the DLQ.
-
-Then each person becomes a row: names upper case with whitespace collapsed (Unicode letters such
-as ÆØÅ kept as they are), the vehicle plate normalised exactly like ANPR plates
-(:func:`pipeline.ingest.plates.normalise_plates`) beside its raw text, and the fields not in
-``kept_fields`` set to null (data minimisation). Fields without a column (contact details,
-addresses, seat, baggage, booking references) are never read into a row at all.
-
-``person_id`` is a digest of the departure (carrier, voyage, departure time) and the person
-(role, names, date of birth, document), taken before minimisation so that two people stay apart
-even when their documents are not kept: a list sent again gives the same ids, which the ingest
-loop drops as repeats.
+The same machinery as plate reads (:class:`pipeline.ingest.worker.LakeIngestor`: one lake
+transaction for rows and offsets, DLQ with reasons, fencing, ``--until-idle``); decoding is
+:mod:`pipeline.codec.passenger_lists`. Collection time is the Kafka message timestamp: when the
+list reached Kafka. A list sent again (an amended manifest) repeats its people: each
+``person_id`` is stored once within ``passengers.dedup_window_h``, also across restarts.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+import collections
+import functools
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
-from pipeline.ingest.decode import Rejected
-from pipeline.ingest.paxlst import EdifactError, Manifest, Person, looks_like_edifact
-from pipeline.ingest.paxlst import parse_interchange as parse_paxlst
-from pipeline.ingest.plates import normalise_plates
-from pipeline.ingest.reasons import Reason
-from pipeline.schemas import (
-    CARRIER_PATTERN,
-    DATE_PATTERN,
-    DECODED_PASSENGERS,
-    DIRECTIONS,
-    DOCUMENT_TYPE_PATTERN,
-    MAX_PEOPLE,
-    MINIMISABLE_FIELDS,
-    NATION_PATTERN,
-    PASSENGER_LIST_INPUT,
-    PASSENGER_LIST_SCHEMA_ID,
-    PERSON_INPUT,
-    PORT_PATTERN,
-    RFC3339_PATTERN,
-    ROLES,
-    SEXES,
-    VOYAGE_ID_PATTERN,
+from pipeline.codec.passenger_lists import PassengerBatch, PassengerLimits, decode_passenger_lists
+from pipeline.config import Settings
+from pipeline.ingest.dedup import DedupWindow
+from pipeline.ingest.dlq import DeadLetters
+from pipeline.ingest.worker import (
+    Clock,
+    LakeIngestor,
+    Prepared,
+    lake_rows,
+    retention_cutoff,
+    utc_now,
 )
-
-logger = logging.getLogger(__name__)
-
-JSON: Final = "json"
-PAXLST: Final = "paxlst"
-OUTPUT_SCHEMA: Final = DECODED_PASSENGERS.append(pa.field("msg_index", pa.int32(), nullable=False))
-_NAME_FIELDS: Final = ("surname", "given_names")
-# How far a departure or arrival may lie from when its list reached Kafka.
-MAX_TIME_FROM_COLLECTION: Final = timedelta(days=366)
-
-_RULES: Final[dict[str, re.Pattern[str]]] = {
-    "carrier": re.compile(CARRIER_PATTERN),
-    "voyage_id": re.compile(VOYAGE_ID_PATTERN),
-    "departure_port": re.compile(PORT_PATTERN),
-    "arrival_port": re.compile(PORT_PATTERN),
-    "nationality": re.compile(NATION_PATTERN),
-    "document_issuing_country": re.compile(NATION_PATTERN),
-    "document_type": re.compile(DOCUMENT_TYPE_PATTERN),
-}
-_RFC3339: Final = re.compile(RFC3339_PATTERN)
-_DATE: Final = re.compile(DATE_PATTERN)
-_MAX_LENGTH: Final = {f.name: f.max_length for f in (*PASSENGER_LIST_INPUT, *PERSON_INPUT)}
-_REQUIRED_MANIFEST: Final = tuple(f.name for f in PASSENGER_LIST_INPUT if f.required)
-_REQUIRED_PERSON: Final = tuple(f.name for f in PERSON_INPUT if f.required)
+from pipeline.kafka.clients import make_consumer
+from pipeline.lake.catalog import Lake
+from pipeline.metrics import IngestMetrics
+from pipeline.schemas import PASSENGERS
 
 
-@dataclass(frozen=True)
-class PassengerLimits:
-    max_message_bytes: int = 2 * 1024 * 1024
-    kept_fields: tuple[str, ...] = MINIMISABLE_FIELDS
+class PassengerIngestor(LakeIngestor[DedupWindow]):
+    """Drain ``anpr.passengers`` into ``passengers``; see :meth:`LakeIngestor.commit_batch`.
 
-
-@dataclass(frozen=True)
-class PassengerBatch:
-    """What one batch became.
-
-    ``len(set(table["msg_index"])) + len(rejected) + len(expired)`` equals the number of
-    messages; ``people`` counts rows per accepted message.
+    Totals: a message is one list; ``extra_reads`` counts the people beyond the first of each
+    accepted list, so consumed + extra_reads = written + rejected + expired + duplicates.
     """
 
-    table: pa.Table  # OUTPUT_SCHEMA
-    rejected: list[Rejected]
-    expired: list[int]
-    formats: list[str]  # json | paxlst for every message
+    TABLE = "passengers"
 
-
-class _Invalid(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def detect_format(value: bytes | None) -> str:
-    return PAXLST if value and looks_like_edifact(value[:64]) else JSON
-
-
-def decode_passenger_lists(
-    values: Sequence[bytes | None],
-    collected_at_ms: Sequence[int],
-    *,
-    retention_cutoff: datetime,
-    limits: PassengerLimits = PassengerLimits(),
-) -> PassengerBatch:
-    """Decode a batch of passenger-list messages; never raises on message content."""
-    if len(values) != len(collected_at_ms):
-        raise ValueError("one Kafka timestamp per value")
-    cutoff_ms = int(retention_cutoff.timestamp() * 1000)
-    columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
-    rejected: list[Rejected] = []
-    expired: list[int] = []
-    formats = [detect_format(v) for v in values]
-    for index, value in enumerate(values):
-        if not value:
-            rejected.append(Rejected(index, Reason.EMPTY_VALUE, "no bytes"))
-            continue
-        if len(value) > limits.max_message_bytes:
-            rejected.append(
-                Rejected(index, Reason.OVERSIZED, f"longer than {limits.max_message_bytes} bytes")
-            )
-            continue
-        if collected_at_ms[index] <= cutoff_ms:
-            expired.append(index)
-            continue
-        rows: dict[str, list[Any]] = {name: [] for name in columns}
-        try:
-            collected = datetime.fromtimestamp(collected_at_ms[index] / 1000, UTC)
-            manifests = _parse(value, formats[index])
-            for manifest in manifests:
-                _validate(manifest)
-                _check_times(manifest, collected)
-                _append_rows(rows, manifest, index, collected, formats[index], limits.kept_fields)
-        except _Invalid as exc:
-            rejected.append(Rejected(index, exc.reason, exc.detail))
-            continue
-        except Exception as exc:
-            # The type only: the text of an exception may quote the list's content.
-            logger.error("passenger list %d unreadable: %s", index, type(exc).__name__)
-            detail = f"unreadable ({type(exc).__name__})"
-            rejected.append(Rejected(index, Reason.SCHEMA_VIOLATION, detail))
-            continue
-        for name, values_ in rows.items():  # all of a message's rows, or none of them
-            columns[name].extend(values_)
-    raw_plates = pa.array(columns["vehicle_plate_raw"], pa.string())
-    normalised, _ = normalise_plates(raw_plates, pa.array(["NO"] * len(raw_plates), pa.string()))
-    columns["vehicle_plate"] = [plate or None for plate in normalised.to_pylist()]
-    table = pa.Table.from_pydict(columns, schema=OUTPUT_SCHEMA)
-    return PassengerBatch(table, rejected, expired, formats)
-
-
-# -- parsing ------------------------------------------------------------------------------------
-
-
-def _parse(value: bytes, fmt: str) -> list[Manifest]:
-    if fmt == PAXLST:
-        try:
-            return parse_paxlst(value)
-        except EdifactError as exc:
-            raise _Invalid(exc.reason, exc.detail) from None
-    return [_parse_json(value)]
-
-
-def manifest_document(m: Manifest, person_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``passenger_list/1`` document of a manifest: the writer beside ``_parse_json``, for
-    the simulator and tests. ``person_extra`` adds fields to every person (ones the pipeline
-    must drop, such as a seat or a phone number)."""
-
-    def iso(t: datetime | None) -> str | None:
-        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
-
-    people = []
-    for p in m.people:
-        person: dict[str, Any] = {k: v for k, v in p.__dict__.items() if v is not None}
-        if p.date_of_birth is not None:
-            person["date_of_birth"] = p.date_of_birth.isoformat()
-        person.update(person_extra or {})
-        people.append(person)
-    return {
-        "schema": "passenger_list/1",
-        "carrier": m.carrier,
-        "vessel": m.vessel,
-        "voyage_id": m.voyage_id,
-        "departure_port": m.departure_port,
-        "departure_at": iso(m.departure_at),
-        "arrival_port": m.arrival_port,
-        "arrival_at": iso(m.arrival_at),
-        "direction": m.direction,
-        "people": people,
-    }
-
-
-def _parse_json(value: bytes) -> Manifest:
-    try:
-        doc = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _Invalid(Reason.MALFORMED_JSON, "not one JSON document in UTF-8") from None
-    if not isinstance(doc, dict):
-        raise _Invalid(Reason.MALFORMED_JSON, "not a JSON object")
-    try:  # a "\ud800" escape decodes to a lone surrogate, which is no text at all
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(Reason.MALFORMED_JSON, "a \\u escape that is no character") from None
-    schema = doc.get("schema")
-    if isinstance(schema, str) and schema != PASSENGER_LIST_SCHEMA_ID:
-        raise _Invalid(Reason.UNSUPPORTED_FORMAT, f"schema is not {PASSENGER_LIST_SCHEMA_ID}")
-    if schema is None:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "schema: missing")
-    for f in PASSENGER_LIST_INPUT:
-        _string_or_null(doc, f.name, "")
-    people = doc.get("people")
-    if not isinstance(people, list) or not people:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "people: not a non-empty array")
-    if len(people) > MAX_PEOPLE:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"people: more than {MAX_PEOPLE}")
-    persons = []
-    for n, item in enumerate(people):
-        if not isinstance(item, dict):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"people[{n}]: not an object")
-        for f in PERSON_INPUT:
-            _string_or_null(item, f.name, f"people[{n}].")
-        persons.append(
-            Person(
-                role=item.get("role") or "",
-                surname=item.get("surname"),
-                given_names=item.get("given_names"),
-                date_of_birth=_json_date(item.get("date_of_birth"), n),
-                sex=item.get("sex"),
-                nationality=item.get("nationality"),
-                document_type=item.get("document_type"),
-                document_number=item.get("document_number"),
-                document_issuing_country=item.get("document_issuing_country"),
-                vehicle_plate=item.get("vehicle_plate"),
-            )
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: Any,
+        dead_letters: DeadLetters,
+        lake: Lake,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        p = settings.passengers
+        super().__init__(
+            consumer=consumer,
+            dead_letters=dead_letters,
+            lake=lake,
+            metrics=metrics,
+            topic=settings.topics.passengers,
+            group=p.consumer_group,
+            batch_size=p.batch_size,
+            batch_timeout_s=p.batch_timeout_s,
+            clock=clock,
         )
-    return Manifest(
-        carrier=doc.get("carrier"),
-        vessel=doc.get("vessel"),
-        voyage_id=doc.get("voyage_id"),
-        departure_port=doc.get("departure_port"),
-        departure_at=_json_time(doc.get("departure_at"), "departure_at"),
-        arrival_port=doc.get("arrival_port"),
-        arrival_at=_json_time(doc.get("arrival_at"), "arrival_at"),
-        direction=doc.get("direction"),
-        people=tuple(persons),
-    )
+        self._months = settings.retention.months_for(self.TABLE)
+        self._limits = PassengerLimits(p.max_message_bytes, p.kept_fields)
+        self._window = timedelta(hours=p.dedup_window_h)
 
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _string_or_null(doc: dict[str, Any], name: str, where: str) -> None:
-    value = doc.get(name)
-    if value is not None and not isinstance(value, str):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: not a string")
-
-
-def _json_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if len(value) > 40 or not _RFC3339.match(value):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not an RFC 3339 time with offset")
-    try:
-        return datetime.fromisoformat(value).astimezone(UTC)
-    except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 has no UTC time
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not a calendar time") from None
-
-
-def _json_date(value: str | None, n: int) -> date | None:
-    if value is None:
-        return None
-    if not _DATE.match(value):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"people[{n}].date_of_birth: not YYYY-MM-DD")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise _Invalid(
-            Reason.SCHEMA_VIOLATION, f"people[{n}].date_of_birth: not a calendar date"
-        ) from None
-
-
-# -- the rules (both formats) -------------------------------------------------------------------
-
-
-def _validate(m: Manifest) -> None:
-    """The rules of ``passenger_list/1``, on a manifest from either format."""
-    for name in _REQUIRED_MANIFEST:
-        if name != "schema" and getattr(m, name) is None:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: missing")
-    _check_fields(m, ("carrier", "vessel", "voyage_id", "departure_port", "arrival_port"), "")
-    if m.direction not in DIRECTIONS:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "direction: not entry or exit")
-    if not m.people:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "people: none listed")
-    for n, p in enumerate(m.people):
-        where = f"people[{n}]."
-        for name in _REQUIRED_PERSON:
-            if not getattr(p, name):
-                raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: missing")
-        if p.role not in ROLES:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}role: not one of {ROLES}")
-        if p.sex is not None and p.sex not in SEXES:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}sex: not one of {SEXES}")
-        _check_fields(
-            p,
-            (
-                "surname",
-                "given_names",
-                "nationality",
-                "document_type",
-                "document_number",
-                "document_issuing_country",
-                "vehicle_plate",
-            ),
-            where,
+    @classmethod
+    def connect(
+        cls, settings: Settings, *, lake: Lake, metrics: IngestMetrics, clock: Clock = utc_now
+    ) -> PassengerIngestor:
+        """A worker on the configured cluster: its consumer group and dead-letter producer."""
+        return cls(
+            settings,
+            consumer=make_consumer(settings, settings.passengers.consumer_group),
+            dead_letters=DeadLetters.create(settings),
+            lake=lake,
+            metrics=metrics,
+            clock=clock,
         )
 
+    def _recall(self, partition: int) -> DedupWindow:
+        recent = self._lake.recent_rows(
+            self.TABLE, ["person_id", "collected_at"], self._window, source_partition=partition
+        )
+        window = DedupWindow(self._window)
+        # Keyed on when each list reached Kafka (the clock the lake recalls by): a departure
+        # time, sent by the operator, could be far off and evict every key at once.
+        window.remember(recent["person_id"], recent["collected_at"])
+        return window
 
-def _check_times(m: Manifest, collected: datetime) -> None:
-    """Departure and arrival within a year of when the list reached us: a list for the year
-    9999 is a broken clock, and a far-off time would mislead every later time-based rule."""
-    for name in ("departure_at", "arrival_at"):
-        value: datetime | None = getattr(m, name)
-        if value is not None and abs(value - collected) > MAX_TIME_FROM_COLLECTION:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: more than a year from when sent")
+    def _prepare(
+        self,
+        messages: Sequence[Any],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+        now: datetime,
+    ) -> Prepared:
+        now_ms = int(now.timestamp() * 1000)
+        stamps = [_timestamp_ms(m, now_ms) for m in messages]
+        batch = decode_passenger_lists(
+            [m.value() for m in messages],
+            stamps,
+            retention_cutoff=retention_cutoff(now, self._months),
+            limits=self._limits,
+        )
+        decoded = batch.table
+        row_partitions = partitions[decoded["msg_index"].to_numpy()]
+        pieces: list[pa.Table] = []
+        remember: list[Callable[[], None]] = []
+        for partition in np.unique(row_partitions):
+            window = self._partition_memory(int(partition))
+            rows = decoded.take(np.flatnonzero(row_partitions == partition))
+            kept = rows.filter(window.filter_new(rows["person_id"], rows["collected_at"]))
+            pieces.append(kept)
+            remember.append(
+                functools.partial(window.remember, kept["person_id"], kept["collected_at"])
+            )
+        kept_rows = pa.concat_tables(pieces) if pieces else decoded
+        rows = lake_rows(kept_rows, PASSENGERS, {}, partitions, offsets, now)
+        duplicates = len(decoded) - len(kept_rows)
+        return Prepared(
+            rows, batch.rejected, remember, functools.partial(self._count, batch, rows, duplicates)
+        )
+
+    def _count(
+        self,
+        batch: PassengerBatch,
+        rows: pa.Table,
+        duplicates: int,
+        started: float,
+        committed: float,
+    ) -> None:
+        m, t = self._metrics, self.totals
+        for fmt, n in collections.Counter(batch.formats).items():
+            m.consumed.labels(topic=self._topic, format=fmt).inc(n)
+        m.rows_written.labels(table=self.TABLE).inc(len(rows))
+        if len(rows):
+            pairs = zip(rows["source_format"].to_pylist(), rows["role"].to_pylist(), strict=True)
+            for (fmt, role), n in collections.Counter(pairs).items():
+                m.people_written.labels(format=fmt, role=role).inc(n)
+            collected_s = pc.cast(rows["collected_at"], pa.int64()).to_numpy() / 1e6
+            m.freshness.observe_many(committed - collected_s)
+        for reject in batch.rejected:
+            reason = reject.reason.value
+            m.rejected.labels(reason=reason, format=batch.formats[reject.index]).inc()
+            t.rejected_by_reason[reason] = t.rejected_by_reason.get(reason, 0) + 1
+        m.expired.labels(topic=self._topic).inc(len(batch.expired))
+        m.duplicates.inc(duplicates)
+        m.batch_duration.observe(time.monotonic() - started)
+        m.last_commit.set(committed)
+        accepted = len(set(batch.table["msg_index"].to_pylist()))
+        t.consumed += len(batch.formats)
+        t.extra_reads += len(batch.table) - accepted
+        t.written += len(rows)
+        t.rejected += len(batch.rejected)
+        t.expired += len(batch.expired)
+        t.duplicates += duplicates
+        t.batches += 1
 
 
-def _check_fields(obj: Manifest | Person, names: tuple[str, ...], where: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is None:
-            continue
-        limit = _MAX_LENGTH[name]
-        if limit is not None and len(value) > limit:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: longer than {limit}")
-        rule = _RULES.get(name)
-        if rule is not None and not rule.match(value):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: breaks {rule.pattern}")
-        if name in _NAME_FIELDS and not any(c.isalpha() for c in value):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: holds no letter")
-
-
-# -- rows ---------------------------------------------------------------------------------------
-
-
-def normalise_name(text: str | None) -> str | None:
-    """Upper case, runs of whitespace as one space; letters such as ÆØÅ are kept as they are.
-
-    >>> normalise_name("  øStby \\t  åse ")
-    'ØSTBY ÅSE'
-    """
-    if text is None:
-        return None
-    joined = " ".join(text.split()).upper()
-    return joined or None
-
-
-def person_id(m: Manifest, p: Person) -> str:
-    """A digest of the departure and the person (taken before minimisation)."""
-    parts = (
-        m.carrier,
-        m.voyage_id,
-        m.departure_at.isoformat() if m.departure_at else "",
-        p.role,
-        normalise_name(p.surname),
-        normalise_name(p.given_names),
-        p.date_of_birth.isoformat() if p.date_of_birth else "",
-        p.document_type,
-        p.document_number,
-    )
-    text = "\x1f".join(part or "" for part in parts)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _append_rows(
-    columns: dict[str, list[Any]],
-    m: Manifest,
-    index: int,
-    collected: datetime,
-    fmt: str,
-    kept: tuple[str, ...],
-) -> None:
-    for p in m.people:
-        person = {
-            "surname": normalise_name(p.surname),
-            "given_names": normalise_name(p.given_names),
-            "date_of_birth": p.date_of_birth,
-            "sex": p.sex,
-            "nationality": p.nationality,
-            "document_type": p.document_type,
-            "document_number": p.document_number,
-            "document_issuing_country": p.document_issuing_country,
-            "vehicle_plate": p.vehicle_plate,
-        }
-        row: dict[str, Any] = {
-            "person_id": person_id(m, p),
-            "collected_at": collected,
-            "carrier": m.carrier,
-            "vessel": m.vessel,
-            "voyage_id": m.voyage_id,
-            "departure_port": m.departure_port,
-            "departure_at": m.departure_at,
-            "arrival_port": m.arrival_port,
-            "arrival_at": m.arrival_at,
-            "direction": m.direction,
-            "role": p.role,
-            "source_format": fmt,
-            "msg_index": index,
-        }
-        for name, value in person.items():
-            row[name] = value if name in kept else None
-        # The raw plate is the same personal datum as the normalised one: kept with it or not
-        # at all. It is normalised for the whole batch at once (vectorised) afterwards.
-        row["vehicle_plate_raw"] = row.pop("vehicle_plate")
-        row["vehicle_plate"] = None
-        for name, value in row.items():
-            columns[name].append(value)
+def _timestamp_ms(message: Any, now_ms: int) -> int:
+    kind, stamp = message.timestamp()
+    # Every broker since 0.10 stamps messages; "not available" only from very old producers.
+    # A producer's clock may run ahead: a list cannot have reached Kafka after we read it, and a
+    # collection time in the future would put its rows in a day retention reaches too late.
+    return min(int(stamp), now_ms) if kind != TIMESTAMP_NOT_AVAILABLE else now_ms

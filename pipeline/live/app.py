@@ -56,7 +56,6 @@ import faust
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.ingest.sites import SiteRegistry
 from pipeline.live.hits import unseen
 from pipeline.live.process import LiveBatch, LiveProcessor
 from pipeline.live.silence import SilenceMonitor
@@ -69,6 +68,7 @@ from pipeline.live.watchlist import (
     parse_change,
 )
 from pipeline.metrics import LiveMetrics, serve
+from pipeline.reference.sites import SiteRegistry
 
 logger = logging.getLogger(__name__)
 

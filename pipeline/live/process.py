@@ -3,7 +3,7 @@
 The faust agent (:mod:`pipeline.live.app`) hands each ``take()`` batch of raw values here and
 acts on the :class:`LiveBatch` it gets back: send the hits, bump the counters, move the
 cameras' last-read times. Decoding is the hot path's own
-(:func:`pipeline.ingest.formats.decode_batch`: canonical and vendor formats, the same
+(:func:`pipeline.codec.batch.decode_batch`: canonical and vendor formats, the same
 validation and plate normalisation), so the live app and the lake never disagree on what a
 message says. Rejected messages are only counted here; the ingest workers send them to the DLQ.
 
@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.codec.batch import decode_batch
+from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.config import Settings
-from pipeline.ingest.decode import DecodeLimits
-from pipeline.ingest.formats import decode_batch
-from pipeline.ingest.passages import PassageGrouper
-from pipeline.ingest.sites import SiteRegistry
 from pipeline.live.hits import Hit, find_hits
 from pipeline.live.watchlist import WatchlistIndex
+from pipeline.reference.passages import PassageGrouper
+from pipeline.reference.sites import SiteRegistry
 
 STALE = "stale"
 

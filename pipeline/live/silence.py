@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from pipeline.config import LiveSettings
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from pipeline.ingest.plates import normalise_plate
+from pipeline.reference.plates import normalise_plate
 
 MatchKind = Literal["exact", "possible"]
 
@@ -51,7 +51,7 @@ MatchKind = Literal["exact", "possible"]
 CONFUSION_GROUPS: Final = ("0OQD", "1I", "8B", "5S", "2Z", "6G")
 _CLASS_TABLE: Final = str.maketrans({c: group[0] for group in CONFUSION_GROUPS for c in group})
 
-# The ASCII separators that :func:`pipeline.ingest.plates.normalise_plate` removes.
+# The ASCII separators that :func:`pipeline.reference.plates.normalise_plate` removes.
 _ASCII_SEPARATORS: Final = " \t\n\r\f\v-._"
 _DELETE_SEPARATORS: Final = str.maketrans("", "", _ASCII_SEPARATORS)
 
@@ -64,7 +64,7 @@ _MAX_VALUE_BYTES = 4096
 
 
 def normalise_fast(raw: str) -> str:
-    """:func:`~pipeline.ingest.plates.normalise_plate`, ~100x faster on the ASCII plates that
+    """:func:`~pipeline.reference.plates.normalise_plate`, ~100x faster on the ASCII plates that
     make up nearly every record; anything else takes the full Unicode path.
 
     For ASCII text that path is: upper-case, remove the separators; a result that is not all

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from pipeline.codec.passenger_lists import manifest_document
+from pipeline.codec.paxlst import Manifest, Person, write_interchange
 from pipeline.errors import BrokerError
-from pipeline.ingest.passengers import manifest_document
-from pipeline.ingest.paxlst import Manifest, Person, write_interchange
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.traffic import TrafficModel
 
 # Terminal → (its port, the far port, carrier). Carrier codes are invented.

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.errors import BrokerError
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.hostile import corrupt
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 
 _DIGITS = string.digits
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: most countries avoid them on plates

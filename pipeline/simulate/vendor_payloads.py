@@ -1,7 +1,7 @@
 """What a vendor camera would send for a simulated read: the inverse of the ingest mappers.
 
 :func:`encode_vendor` turns one canonical ``plate_read/1`` dict into the payload a camera of
-``camera.vendor`` posts, in the shapes and field names :mod:`pipeline.ingest.vendors` reads:
+``camera.vendor`` posts, in the shapes and field names :mod:`pipeline.codec.vendors` reads:
 
 - ``openalpr``: an ``alpr_group`` version 2 (one vehicle over a few frames), sometimes with a
   UTF-8 byte-order mark; ``best_uuid`` is ``<agent_uid>-<camera_id>-<frame epoch ms>`` as Rekor
@@ -47,8 +47,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 from xml.sax.saxutils import escape
 
-from pipeline.ingest.sites import Camera, DateOrder
-from pipeline.ingest.vendors import platerecognizer_event_id
+from pipeline.codec.vendors import platerecognizer_event_id
+from pipeline.reference.sites import Camera, DateOrder
 
 JSON_CONTENT_TYPE: Final = "application/json"
 XML_CONTENT_TYPE: Final = "application/xml"

@@ -23,8 +23,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.errors import MissingToolError
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.kafka import local
+from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

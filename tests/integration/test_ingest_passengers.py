@@ -23,18 +23,18 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.codec.passenger_lists import decode_passenger_lists
+from pipeline.codec.paxlst import write_interchange
 from pipeline.config import Settings, load_settings
-from pipeline.ingest.loop import IngestTotals, RunLimits
-from pipeline.ingest.passenger_loop import PassengerIngestor
-from pipeline.ingest.passengers import decode_passenger_lists
-from pipeline.ingest.paxlst import write_interchange
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import SiteRegistry
+from pipeline.ingest.passengers import PassengerIngestor
+from pipeline.ingest.worker import IngestTotals, RunLimits
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.passengers import (
     JOIN_AFTER,
     JOIN_BEFORE,

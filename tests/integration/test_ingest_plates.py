@@ -27,16 +27,16 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from pipeline.codec.reasons import Reason
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
-from pipeline.ingest.loop import IngestTotals, PlateIngestor, RunLimits
-from pipeline.ingest.passages import PassageGrouper
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import VENDORS, SiteRegistry
+from pipeline.ingest.worker import IngestTotals, PlateIngestor, RunLimits
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.passages import PassageGrouper
+from pipeline.reference.sites import VENDORS, SiteRegistry
 from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel, encode

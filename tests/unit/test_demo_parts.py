@@ -19,9 +19,9 @@ from pipeline.demo import (
     pick_watchlist,
     trips_publish_time,
 )
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, load_registry
 from pipeline.live.watchlist import confusion_class
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, load_registry
 from pipeline.simulate.passengers import PassengerSummary
 from pipeline.simulate.traffic import TrafficModel
 

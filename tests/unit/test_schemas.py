@@ -9,8 +9,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline import schema_files
-from pipeline.ingest.decode import decode_plate_reads
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
+from pipeline.codec.plate_reads import decode_plate_reads
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.schemas import plate_read_json_schema
 from pipeline.simulate.traffic import TrafficModel
 

@@ -5,7 +5,8 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.ingest.dedup import DedupWindow, hash_ids
+from pipeline.ingest.dedup import DedupWindow
+from pipeline.reference.hashing import hash_ids
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.ingest.loop import retention_cutoff
+from pipeline.ingest.worker import retention_cutoff
 
 
 @pytest.mark.parametrize(

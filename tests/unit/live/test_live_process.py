@@ -5,9 +5,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from pipeline.config import Settings
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.live.process import STALE, LiveProcessor
 from pipeline.live.watchlist import Entry, WatchlistIndex
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
 
 REGISTRY = load_registry(DEFAULT_REGISTRY)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.config import LiveSettings
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.live.silence import NightHours, SilenceMonitor, Thresholds
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
 OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
 NOON = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)  # 12:00 in Oslo (CET)

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.ingest.plates import normalise_plate
 from pipeline.live.watchlist import (
     CONFUSION_GROUPS,
     Entry,
@@ -21,6 +20,7 @@ from pipeline.live.watchlist import (
     normalise_fast,
     parse_change,
 )
+from pipeline.reference.plates import normalise_plate
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=30)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from pipeline.ingest.passengers import decode_passenger_lists
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import DEFAULT_REGISTRY, load_registry
+from pipeline.codec.passenger_lists import decode_passenger_lists
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.passengers import (
     HOSTILE_VARIANTS,
     crew_list,

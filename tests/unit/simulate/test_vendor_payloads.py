@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.ingest.plates import normalise_plate
-from pipeline.ingest.sites import DEFAULT_REGISTRY, Camera, SiteRegistry, load_registry
-from pipeline.ingest.vendors import REGISTRY_VENDOR, detect_format, map_vendor
+from pipeline.codec.vendors import REGISTRY_VENDOR, detect_format, map_vendor
+from pipeline.reference.plates import normalise_plate
+from pipeline.reference.sites import DEFAULT_REGISTRY, Camera, SiteRegistry, load_registry
 from pipeline.simulate.traffic import TrafficModel, random_plate
 from pipeline.simulate.vendor_payloads import (
     MAX_PAYLOAD_BYTES,

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.ingest.decode import DecodeLimits
-from pipeline.ingest.formats import decode_batch
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import DEFAULT_REGISTRY, VENDORS, load_registry
+from pipeline.codec.batch import decode_batch
+from pipeline.codec.plate_reads import DecodeLimits
+from pipeline.codec.reasons import Reason
+from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, load_registry
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
 

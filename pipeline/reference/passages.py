@@ -28,7 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest.dedup import hash_ids, splitmix64
+from pipeline.reference.hashing import hash_ids, splitmix64
 
 _SITE_SALT = np.uint64(0xD6E8FEB86659FD93)
 _DIRECTION_SALT = np.uint64(0xA0761D6478BD642F)

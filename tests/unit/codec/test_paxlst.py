@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from pipeline.ingest.paxlst import (
+from pipeline.codec.paxlst import (
     EdifactError,
     Manifest,
     Person,
@@ -14,8 +14,8 @@ from pipeline.ingest.paxlst import (
     parse_interchange,
     write_interchange,
 )
-from pipeline.ingest.reasons import Reason
-from tests.unit.ingest.manifests import departure
+from pipeline.codec.reasons import Reason
+from tests.unit.codec.manifests import departure
 
 # Invented people: syllable names, made-up documents and plates.
 PASSENGERS = departure(

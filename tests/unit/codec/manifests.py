@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.ingest.paxlst import Manifest, Person
+from pipeline.codec.paxlst import Manifest, Person
 
 
 def departure(*people: Person) -> Manifest:

@@ -58,9 +58,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.ingest.plates import normalise_plates
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import PAIR_SEPARATOR, SiteRegistry
+from pipeline.codec.reasons import Reason
+from pipeline.reference.plates import normalise_plates
+from pipeline.reference.sites import PAIR_SEPARATOR, SiteRegistry
 from pipeline.schemas import (
     COUNTRY_PATTERN,
     DECODED_PLATE_READS,

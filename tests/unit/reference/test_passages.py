@@ -4,7 +4,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest.passages import Assigned, PassageGrouper
+from pipeline.reference.passages import Assigned, PassageGrouper
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

@@ -23,16 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
+from pipeline.codec.batch import BatchDecoded, decode_batch
+from pipeline.codec.plate_reads import DecodeLimits, Rejected
 from pipeline.config import Settings, months_before
-from pipeline.ingest.decode import DecodeLimits, Rejected
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
-from pipeline.ingest.formats import BatchDecoded, decode_batch
-from pipeline.ingest.passages import Assigned, PassageGrouper
-from pipeline.ingest.sites import SiteRegistry
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.passages import Assigned, PassageGrouper
+from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import PLATE_READS
 
 logger = logging.getLogger(__name__)

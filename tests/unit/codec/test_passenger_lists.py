@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 
-from pipeline.ingest.passenger_loop import _timestamp_ms
-from pipeline.ingest.passengers import (
+from pipeline.codec.passenger_lists import (
     PassengerLimits,
     decode_passenger_lists,
     manifest_document,
     normalise_name,
 )
-from pipeline.ingest.paxlst import Manifest, Person, write_interchange
-from pipeline.ingest.reasons import Reason
+from pipeline.codec.paxlst import Manifest, Person, write_interchange
+from pipeline.codec.reasons import Reason
+from pipeline.ingest.passengers import _timestamp_ms
 from pipeline.schemas import MINIMISABLE_FIELDS
-from tests.unit.ingest.manifests import departure
+from tests.unit.codec.manifests import departure
 
 COLLECTED_MS = int(datetime(2026, 11, 22, 7, 0, tzinfo=UTC).timestamp() * 1000)
 CUTOFF = datetime(2026, 5, 22, tzinfo=UTC)

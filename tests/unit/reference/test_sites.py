@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.ingest.sites import (
+from pipeline.reference.sites import (
     CAMERA_ID_PATTERN,
     DEFAULT_REGISTRY,
     SITE_ID_PATTERN,

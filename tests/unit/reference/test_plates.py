@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.ingest.plates import is_valid_plate, normalise_plate, normalise_plates
+from pipeline.reference.plates import is_valid_plate, normalise_plate, normalise_plates
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Final, Protocol
 
-from pipeline.ingest.reasons import Reason
+from pipeline.codec.reasons import Reason
 
 DEFAULT_SEPARATORS: Final = (":", "+", ".", "?", " ", "'")
 _CHARSETS: Final = {

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pipeline.ingest.decode as decode_module
-from pipeline.ingest.decode import (
+import pipeline.codec.plate_reads as decode_module
+from pipeline.codec.plate_reads import (
     DECODE_OUTPUT_SCHEMA,
     DecodeLimits,
     DecodeResult,
     decode_plate_reads,
 )
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.codec.reasons import Reason
+from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.schemas import DECODED_PLATE_READS
 
 NOW = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)

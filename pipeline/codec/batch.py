@@ -1,7 +1,7 @@
 """Decode a polled batch whatever the cameras sent: canonical reads and vendor payloads.
 
-Pure, like :mod:`pipeline.ingest.decode`. Each message's format is recognised by its shape
-(:func:`pipeline.ingest.vendors.detect_format`, a few byte checks, with the ``content-type``
+Pure, like :mod:`pipeline.codec.plate_reads`. Each message's format is recognised by its shape
+(:func:`pipeline.codec.vendors.detect_format`, a few byte checks, with the ``content-type``
 header as a hint). Then:
 
 - **canonical** ``plate_read/1`` messages go through the vectorised decoder in one piece;
@@ -27,16 +27,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest.decode import (
+from pipeline.codec.plate_reads import (
     DECODE_OUTPUT_SCHEMA,
     DecodeLimits,
     DecodeResult,
     Rejected,
     decode_plate_reads,
 )
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import SiteRegistry
-from pipeline.ingest.vendors import CANONICAL_PREFIX, detect_format, map_vendor
+from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import CANONICAL_PREFIX, detect_format, map_vendor
+from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import CANDIDATES
 
 CANONICAL = "canonical"

@@ -19,16 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest.decode import decode_plate_reads
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import SiteRegistry, load_registry
-from pipeline.ingest.vendors import (
+from pipeline.codec.plate_reads import decode_plate_reads
+from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import (
     CANONICAL_CONTENT_TYPE,
     MAX_CANDIDATES,
     DirectionRule,
     detect_format,
     map_vendor,
 )
+from pipeline.reference.sites import SiteRegistry, load_registry
 
 BOM = b"\xef\xbb\xbf"
 T0 = datetime(2026, 11, 22, 4, 31, 14, 123000, tzinfo=UTC)

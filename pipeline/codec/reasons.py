@@ -3,7 +3,7 @@
 One enum for every stage, so a DLQ record, a metric label and a log line use the same word.
 Expired-on-arrival events are deliberately *not* a reason: they are counted and dropped, never
 written anywhere, the DLQ included (DESIGN.md, invariant 4); the decoder reports them
-separately (:attr:`pipeline.ingest.decode.DecodeResult.expired`).
+separately (:attr:`pipeline.codec.plate_reads.DecodeResult.expired`).
 """
 
 from __future__ import annotations

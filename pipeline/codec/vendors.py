@@ -4,7 +4,7 @@ Pure: bytes or parsed documents in, canonical dicts and rejections out; no Kafka
 files. :func:`detect_format` sniffs a few bytes per message; :func:`map_vendor` parses one
 vendor payload and dispatches to the mapper of its format; each ``map_*`` function maps one
 parsed payload and is table-tested. The canonical decoder
-(:func:`pipeline.ingest.decode.decode_plate_reads`) still validates every mapped read: the
+(:func:`pipeline.codec.plate_reads.decode_plate_reads`) still validates every mapped read: the
 mappers check what only they can see (vendor units, shapes, ids) and the string bounds of
 ``PLATE_READ_INPUT``; plate formats, retention, future times and the dedup window stay there.
 
@@ -119,8 +119,8 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, get_args
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
-from pipeline.ingest.reasons import Reason
-from pipeline.ingest.sites import (
+from pipeline.codec.reasons import Reason
+from pipeline.reference.sites import (
     ENTRY_MOTIONS,
     Camera,
     DateOrder,
@@ -181,7 +181,7 @@ MappedRead = CanonicalRead | VendorReject
 
 
 class VendorRegistry(Protocol):
-    """What the mappers need from :class:`pipeline.ingest.sites.SiteRegistry`."""
+    """What the mappers need from :class:`pipeline.reference.sites.SiteRegistry`."""
 
     def vendor_camera(self, vendor: str, vendor_camera_id: str) -> Camera | None: ...
 
