@@ -210,9 +210,15 @@ def parse_java_major(version_output: str) -> int | None:
 
 def pom_kafka_version(pom_text: str) -> str:
     """The ``<kafka.version>`` property of the pom; it names the jar cache folder."""
-    match = re.search(r"<kafka\.version>\s*([0-9A-Za-z.\-]+)\s*</kafka\.version>", pom_text)
+    return pom_version(pom_text, "kafka.version")
+
+
+def pom_version(pom_text: str, prop: str) -> str:
+    """The version property ``prop`` of a pom (``kafka.version``, ``s3proxy.version``)."""
+    name = re.escape(prop)
+    match = re.search(rf"<{name}>\s*([0-9A-Za-z.\-]+)\s*</{name}>", pom_text)
     if not match:
-        raise UsageError("pom has no <kafka.version> property")
+        raise UsageError(f"pom has no <{prop}> property")
     return match.group(1)
 
 
@@ -257,12 +263,26 @@ def check_java(*, run: Runner = _run) -> int:
     return major
 
 
+@dataclass(frozen=True)
+class JarSet:
+    """A program run from the jars Maven copies for a pom: what to call it, which version
+    property names its cache folder, which jar proves the copy complete."""
+
+    name: str
+    version_property: str
+    expect: str
+
+
+KAFKA_JARS = JarSet("Kafka", "kafka.version", "kafka_*.jar")
+
+
 def ensure_jars(
     cache_dir: Path,
     *,
     pom: Path | None = None,
     progress: Callable[[str], None] | None = None,
     run: Runner = _run,
+    jars: JarSet = KAFKA_JARS,
 ) -> Path:
     """Return a folder holding every jar the broker needs, running Maven only the first time.
 
@@ -277,13 +297,15 @@ def ensure_jars(
     try:
         pom_bytes = pom.read_bytes()
     except FileNotFoundError as exc:
-        raise UsageError(f"Kafka pom not found: {pom}") from exc
+        raise UsageError(f"{jars.name} pom not found: {pom}") from exc
     digest = hashlib.sha256(pom_bytes).hexdigest()
-    version_dir = cache_dir.resolve() / pom_kafka_version(pom_bytes.decode("utf-8"))
+    version_dir = cache_dir.resolve() / pom_version(
+        pom_bytes.decode("utf-8"), jars.version_property
+    )
     lib = version_dir / "lib"
     marker = version_dir / MARKER_NAME
     if _jars_ready(lib, marker, digest):
-        logger.debug("Kafka jars up to date in %s", lib)
+        logger.debug("%s jars up to date in %s", jars.name, lib)
         return lib
 
     mvn = shutil.which("mvn")
@@ -295,7 +317,7 @@ def ensure_jars(
     with locked(cache_dir.resolve() / ".lock"):
         if _jars_ready(lib, marker, digest):
             return lib
-        _fetch(mvn, pom, version_dir, run=run, say=say)
+        _fetch(mvn, pom, version_dir, jars, run=run, say=say)
     write_atomic(marker, digest + "\n")
     return lib
 
@@ -307,12 +329,18 @@ def _jars_ready(lib: Path, marker: Path, digest: str) -> bool:
 
 
 def _fetch(
-    mvn: str, pom: Path, version_dir: Path, *, run: Runner, say: Callable[[str], None]
+    mvn: str,
+    pom: Path,
+    version_dir: Path,
+    jars: JarSet,
+    *,
+    run: Runner,
+    say: Callable[[str], None],
 ) -> None:
     lib = version_dir / "lib"
     (version_dir / MARKER_NAME).unlink(missing_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="lib.", dir=version_dir))
-    say(f"fetching Kafka {version_dir.name} jars with Maven into {lib}")
+    say(f"fetching {jars.name} {version_dir.name} jars with Maven into {lib}")
     started = time.monotonic()
     try:
         result = run(
@@ -330,15 +358,15 @@ def _fetch(
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise BrokerError(f"mvn dependency:copy-dependencies failed:\n{output}")
-        if not any(staging.glob("kafka_*.jar")):
-            raise BrokerError(f"mvn finished but no kafka_*.jar is in {staging}")
+        if not any(staging.glob(jars.expect)):
+            raise BrokerError(f"mvn finished but no {jars.expect} is in {staging}")
         if lib.exists():
             shutil.rmtree(lib)
         staging.rename(lib)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    say(f"Kafka jars ready in {time.monotonic() - started:.1f} s")
+    say(f"{jars.name} jars ready in {time.monotonic() - started:.1f} s")
 
 
 # --------------------------------------------------------------------------------------------
