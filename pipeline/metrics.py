@@ -334,7 +334,7 @@ class MaintainMetrics:
             registry=r,
         )
         self.last_success = Gauge(
-            _LAST_SUCCESS,
+            "anpr_maintenance_last_success_timestamp_seconds",
             "When a maintenance step last completed successfully (Unix time).",
             ["step"],
             registry=r,
@@ -346,7 +346,7 @@ class MaintainMetrics:
             registry=r,
         )
         self.stats_pending = Gauge(
-            _PENDING,
+            "anpr_statistics_days_pending",
             "Closed periods (days, trip weeks) whose statistics are missing or out of date.",
             registry=r,
         )

@@ -6,6 +6,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.metrics import BulkHistogram, IngestMetrics, MaintainMetrics
+from tests import ops_contract as oc
 
 
 def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str], float]:
@@ -79,3 +80,15 @@ def test_no_previous_file_is_a_first_run(tmp_path: Path) -> None:
     run = MaintainMetrics()
     run.carry_over(tmp_path / "missing.prom")
     assert run.registry.get_sample_value("anpr_statistics_days_pending") == 0
+
+
+def test_every_metric_is_defined_in_metrics_py() -> None:
+    """One home for metric names, labels and help texts (found by AST over the package)."""
+    definitions = list(oc.metric_definitions())
+    home = oc.REPO / "pipeline" / "metrics.py"
+    elsewhere = sorted((str(path.relative_to(oc.REPO)), name) for path, name, _ in definitions
+                       if path != home)  # fmt: skip
+    assert elsewhere == []
+    assert {"anpr_rows_deleted_total", "anpr_topic_retention_exceeded"} <= {
+        name for _, name, _ in definitions
+    }
