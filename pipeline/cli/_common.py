@@ -109,7 +109,7 @@ def day(text: str) -> date:
 
 def formats(text: str) -> tuple[str, ...]:
     """Comma-separated camera formats, each a registered vendor."""
-    from pipeline.reference.sites import VENDORS
+    from pipeline.codec.vendors import VENDORS
 
     chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [f for f in chosen if f not in VENDORS]
@@ -144,9 +144,10 @@ def lake_flag(parser: argparse.ArgumentParser) -> None:
 
 def registry(settings: Settings) -> SiteRegistry:
     """The site registry of the settings (or the packaged one), validated."""
+    from pipeline.codec.vendors import VENDOR_RULES
     from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
-    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY)
+    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY, VENDOR_RULES)
 
 
 def jars_dir(settings: Settings) -> Path:
