@@ -70,6 +70,7 @@ from pipeline.kafka.admin import create_topics
 from pipeline.kafka.clients import header_dict, make_producer
 from pipeline.lake.catalog import CATALOG, Lake
 from pipeline.live.watchlist import CONFUSION_GROUPS, Entry
+from pipeline.localproc import free_port, tail
 from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
@@ -408,11 +409,11 @@ def _child(
 
 
 def _log_tail(demo: Demo, name: str, lines: int = 15) -> str:
-    return local.tail(demo.state_dir / f"{name}.log", lines)
+    return tail(demo.state_dir / f"{name}.log", lines)
 
 
 def _start_live(demo: Demo) -> None:
-    demo.live_port = local.free_port()
+    demo.live_port = free_port()
     # The replayed days must count as current for the watchlist (live.max_read_age_s).
     max_age = (datetime.now(UTC) - demo.start).total_seconds() + 3600
     demo.live = _child(
@@ -567,14 +568,14 @@ def _traffic(demo: Demo) -> None:
         demo.ingest = _child(
             demo,
             "ingest-plates",
-            ["ingest", "plates", "--until-idle", idle, "--metrics-port", str(local.free_port())],
+            ["ingest", "plates", "--until-idle", idle, "--metrics-port", str(free_port())],
             {},
         )
         demo.ingest_passengers = _child(
             demo,
             "ingest-passengers",
             ["ingest", "passengers", "--until-idle", idle,
-             "--metrics-port", str(local.free_port())],
+             "--metrics-port", str(free_port())],
             {},
         )  # fmt: skip
         with _bars(demo.console) as bars:
