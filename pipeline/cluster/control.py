@@ -79,6 +79,7 @@ def start(state_dir: Path, *, timeout: float = 180.0) -> ClusterInfo:
         catalog = pool.submit(postgres.start, state_dir, timeout=timeout)
         store = pool.submit(s3proxy.start, state_dir, jars_dir=s3_jars, timeout=timeout)
         info = ClusterInfo(kafka.result().bootstrap, catalog.result(), store.result())
+    settings_file(state_dir).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(settings_file(state_dir), settings_toml(info))
     return info
 
