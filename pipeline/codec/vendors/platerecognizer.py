@@ -30,8 +30,8 @@ from pipeline.codec.vendors._shared import (
     plate_text,
     required,
     results_of,
-    rfc3339,
     vendor_key,
+    vendor_time,
 )
 from pipeline.reference.sites import DateOrder, VendorRules
 
@@ -54,7 +54,8 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
         camera_key = vendor_key(data.get("camera_id"), "data.camera_id")
         target = find_target(registry, "platerecognizer", [camera_key])
         stamp = required(data, "timestamp")
-        captured_at = rfc3339(stamp, "data.timestamp")
+        # Snapshot sends "2025-09-09 23:22:38.030345": no offset, documented as UTC.
+        captured_at = vendor_time(stamp, "data.timestamp", naive_is_utc=True)
         results = results_of(data, "results")
     except Rejection as failure:
         return [failure]
@@ -62,16 +63,16 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
     def build(i: int, result: Mapping[str, object]) -> CanonicalRead:
         region = result.get("region")
         vehicle = result.get("vehicle")
+        quirks: list[str] = []
+        # Stream sends {"code": "", "score": 0} when it recognised no region: unknown.
+        code = as_object(region, "results.region").get("code") if region is not None else None
         return canonical_read(
             target,
             event_id=platerecognizer_event_id(camera_key, str(stamp), i),
             direction=target.rule.by_heading(heading_of(result.get("direction"), "direction")),
             captured_at=captured_at,
             plate=plate_text(required(result, "plate"), "results.plate"),
-            country=country_code(
-                required(as_object(region, "results.region"), "code") if region else None,
-                "results.region.code",
-            ),
+            country=country_code(code, "results.region.code", quirks),
             confidence=fraction(required(result, "score"), "results.score", percent=False),
             vehicle_class=lookup_class(
                 _PLATERECOGNIZER_CLASSES,
@@ -79,6 +80,7 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
             ),
             candidates=candidates_of(result.get("candidates"), "results.candidates", percent=False),
             source_format="platerecognizer",
+            quirks=quirks,
         )
 
     return [attempt(partial(build, i, result)) for i, result in enumerate(results)]
