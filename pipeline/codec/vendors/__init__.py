@@ -16,9 +16,6 @@ Example::
     if fmt != "canonical":
         reads, rejects = map_vendor(value, fmt, registry, genetec_date_order="DMY")
 
-Mapping (vendor field -> canonical field):
-
-=================  ==============================  ============================================
 canonical          OpenALPR / Rekor Scout          Plate Recognizer (Stream, Snapshot)
 =================  ==============================  ============================================
 event_id           group: ``best_uuid``;           ``pr-`` + 32 hex of BLAKE2b(camera_id,
@@ -64,6 +61,12 @@ vehicle_class      ``ANPR/vehicleType``            ``VehicleType`` or ``Attribut
                                                    ``Vehicle Type`` (optional)
 candidates         none                            none
 =================  ==============================  ============================================
+=======
+Mapping: each vendor module's docstring holds its table (vendor field -> canonical field):
+:mod:`~pipeline.codec.vendors.openalpr` (OpenALPR / Rekor Scout),
+:mod:`~pipeline.codec.vendors.platerecognizer` (Stream, Snapshot),
+:mod:`~pipeline.codec.vendors.hikvision` (ISAPI, XML) and :mod:`~pipeline.codec.vendors.genetec`
+(AutoVu / Security Center, JSON). The rules they share follow.
 
 Units. OpenALPR ``epoch_start``, ``epoch_end`` and ``epoch_time`` are epoch milliseconds (Rekor's
 samples: 13 digits, equal to the millisecond suffix of the frame uuids). Every vendor time

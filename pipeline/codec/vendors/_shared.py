@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from pipeline.codec.reasons import Reason, Rejection, strict_json
+from pipeline.codec.vendors._payloads import OPPOSITE_MOTION, Facts
 from pipeline.reference.countries import COUNTRY_UNKNOWN, vendor_country
 from pipeline.reference.sites import Camera, DateOrder, Direction, Site, VendorRules
 from pipeline.schemas import (
@@ -57,6 +59,10 @@ class VendorRegistry(Protocol):
 
 
 PayloadMapper = Callable[[bytes, str, VendorRegistry, DateOrder | None], list[MappedRead]]
+# The simulator's side: (facts, camera, vendor camera id, rng, retransmission) -> payload and
+# content type; and the event id the mapper will give that payload's read.
+PayloadEncoder = Callable[[Facts, Camera, str, random.Random, bool], tuple[bytes, str]]
+EventIdPredictor = Callable[[Facts, str], str]
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class VendorCodec:
     substrings every JSON payload of the vendor holds (a cheap test before ``detect``).
     ``detect``: which of ``formats`` a body is, or None. ``map_payload``: parse and map one
     payload of a detected format; raises :class:`Rejection` when nothing can be read.
+    ``encode`` and ``predicted_event_id``: what a camera of the vendor sends for a read, and
+    the event id ingest will give it (for :mod:`pipeline.simulate.vendor_payloads`).
     """
 
     rules: VendorRules
@@ -76,6 +84,8 @@ class VendorCodec:
     keys: tuple[bytes, ...]
     detect: Callable[[bytes], str | None]
     map_payload: PayloadMapper
+    encode: PayloadEncoder
+    predicted_event_id: EventIdPredictor
 
     @property
     def name(self) -> str:
@@ -365,17 +375,9 @@ class DirectionRule:
             return self.lane_direction
         if motion == self.entry_motion:
             return "entry"
-        if _OPPOSITE_MOTION.get(self.entry_motion) == motion:
+        if OPPOSITE_MOTION.get(self.entry_motion) == motion:
             return "exit"
         return self.lane_direction
-
-
-_OPPOSITE_MOTION: Final[Mapping[str, str]] = {
-    "forward": "reverse",
-    "reverse": "forward",
-    "approaching": "receding",
-    "receding": "approaching",
-}
 
 
 @dataclass(frozen=True)
