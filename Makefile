@@ -38,8 +38,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,demo]"
 	touch $@
 
-# `anpr kafka fetch` runs Maven only when the cached jars do not match deploy/kafka/pom.xml.
-$(JARS_STAMP): $(STAMP) deploy/kafka/pom.xml
+# `anpr kafka fetch` runs Maven only when the cached jars do not match pipeline/data/kafka/pom.xml.
+$(JARS_STAMP): $(STAMP) pipeline/data/kafka/pom.xml
 	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka fetch
 	touch $@
 

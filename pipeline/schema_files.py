@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline import data
 from pipeline.files import write_atomic
 from pipeline.schemas import (
     PASSENGERS,
@@ -19,7 +20,7 @@ from pipeline.schemas import (
     plate_read_json_schema,
 )
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_DIR = data.path("schemas")
 
 
 def rendered() -> dict[str, str]:
