@@ -1,4 +1,5 @@
-"""The files under ``schemas/``: generated from :mod:`pipeline.schemas`, checked for drift.
+"""The files under ``pipeline/data/schemas/``: generated from :mod:`pipeline.schemas`, checked
+for drift.
 
 ``anpr schemas write`` regenerates them; ``anpr schemas check`` (and a unit test) fails when a
 committed file no longer matches the code, so the contract producers read cannot drift from the
