@@ -16,47 +16,11 @@ Example::
     if fmt != "canonical":
         reads, rejects = map_vendor(value, fmt, registry, genetec_date_order="DMY")
 
-Mapping (vendor field -> canonical field):
-
-=================  ==============================  ============================================
-canonical          OpenALPR / Rekor Scout          Plate Recognizer (Stream, Snapshot)
-=================  ==============================  ============================================
-event_id           group: ``best_uuid``;           ``pr-`` + 32 hex of BLAKE2b(camera_id,
-                   results: ``uuid`` (``uuid:i``   timestamp, result index): the payload has
-                   for the i-th plate, i >= 1)     no id, a re-sent webhook hashes the same
-camera             ``camera_id`` (integer)         ``data.camera_id``
-captured_at        ``epoch_start`` / results       ``data.timestamp`` (RFC 3339 with offset)
-                   ``epoch_time``: epoch **ms**
-plate              ``best_plate_number`` or        ``results[].plate`` (lower case, kept raw)
-                   ``best_plate.plate``; results
-                   ``results[].plate``
-confidence         ``best_confidence`` 0-100 /100  ``score`` 0-1
-plate_country      ``best_region``, else           ``region.code``
-                   ``best_plate.region``, else
-                   ``country``
-direction          ``travel_direction`` degrees    ``direction`` degrees ("" or absent: none)
-vehicle_class      ``vehicle.body_type[0].name``   ``vehicle.type``
-candidates         ``candidates`` (or              ``candidates[]`` (``score`` 0-1; Stream
-                   ``best_plate.candidates``),     sends none, so confidence is null)
-                   0-100 /100
-=================  ==============================  ============================================
-
-=================  ==============================  ============================================
-canonical          Hikvision ISAPI (XML)           Genetec AutoVu / Security Center (JSON)
-=================  ==============================  ============================================
-event_id           ``UUID``                        ``VehicleID``
-camera             ``deviceID:channelID``, else    ``CameraName``
-                   ``deviceID``
-captured_at        ``dateTime`` (offset required)  ``DateUtc`` + ``TimeUtc``, the date in the
-                                                   camera's configured order (see below)
-plate              ``ANPR/licensePlate``           ``Plate``
-confidence         ``ANPR/confidenceLevel`` /100   ``ConfidenceScore`` (a string) /100
-plate_country      ``ANPR/countryAbbreviation``    ``State``
-direction          ``ANPR/direction`` forward,     ``RelativeMotion`` approaching, moving
-                   reverse (unknown: none)         away (others: none)
-vehicle_class      ``ANPR/vehicleType``            ``VehicleType`` (optional)
-candidates         none                            none
-=================  ==============================  ============================================
+Mapping: each vendor module's docstring holds its table (vendor field -> canonical field):
+:mod:`~pipeline.codec.vendors.openalpr` (OpenALPR / Rekor Scout),
+:mod:`~pipeline.codec.vendors.platerecognizer` (Stream, Snapshot),
+:mod:`~pipeline.codec.vendors.hikvision` (ISAPI, XML) and :mod:`~pipeline.codec.vendors.genetec`
+(AutoVu / Security Center, JSON). The rules they share follow.
 
 Units. OpenALPR ``epoch_start``, ``epoch_end`` and ``epoch_time`` are epoch milliseconds (Rekor's
 samples: 13 digits, equal to the millisecond suffix of the frame uuids). Every vendor time

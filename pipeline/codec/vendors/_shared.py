@@ -8,6 +8,7 @@ Details name fields and rules only, never a value from the payload.
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from pipeline.codec.reasons import Reason, Rejection, strict_json
+from pipeline.codec.vendors._payloads import OPPOSITE_MOTION, Facts
 from pipeline.reference.sites import Camera, DateOrder, Direction, Site, VendorRules
 from pipeline.schemas import (
     EVENT_ID_PATTERN,
@@ -50,6 +52,10 @@ class VendorRegistry(Protocol):
 
 
 PayloadMapper = Callable[[bytes, str, VendorRegistry, DateOrder | None], list[MappedRead]]
+# The simulator's side: (facts, camera, vendor camera id, rng, retransmission) -> payload and
+# content type; and the event id the mapper will give that payload's read.
+PayloadEncoder = Callable[[Facts, Camera, str, random.Random, bool], tuple[bytes, str]]
+EventIdPredictor = Callable[[Facts, str], str]
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class VendorCodec:
     substrings every JSON payload of the vendor holds (a cheap test before ``detect``).
     ``detect``: which of ``formats`` a body is, or None. ``map_payload``: parse and map one
     payload of a detected format; raises :class:`Rejection` when nothing can be read.
+    ``encode`` and ``predicted_event_id``: what a camera of the vendor sends for a read, and
+    the event id ingest will give it (for :mod:`pipeline.simulate.vendor_payloads`).
     """
 
     rules: VendorRules
@@ -69,6 +77,8 @@ class VendorCodec:
     keys: tuple[bytes, ...]
     detect: Callable[[bytes], str | None]
     map_payload: PayloadMapper
+    encode: PayloadEncoder
+    predicted_event_id: EventIdPredictor
 
     @property
     def name(self) -> str:
@@ -325,17 +335,9 @@ class DirectionRule:
             return self.lane_direction
         if motion == self.entry_motion:
             return "entry"
-        if _OPPOSITE_MOTION.get(self.entry_motion) == motion:
+        if OPPOSITE_MOTION.get(self.entry_motion) == motion:
             return "exit"
         return self.lane_direction
-
-
-_OPPOSITE_MOTION: Final[Mapping[str, str]] = {
-    "forward": "reverse",
-    "reverse": "forward",
-    "approaching": "receding",
-    "receding": "approaching",
-}
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,51 @@
 """Genetec AutoVu / Security Center reads (JSON): ``Plate``, ``DateUtc``, ``TimeUtc``, ...
 
-Field mapping and the date order rule: see :mod:`pipeline.codec.vendors`.
+The date order rule: see :mod:`pipeline.codec.vendors`.
+
+Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
+
+=================  ==========================================
+canonical          Genetec AutoVu / Security Center (JSON)
+=================  ==========================================
+event_id           ``VehicleID``
+camera             ``CameraName``
+captured_at        ``DateUtc`` + ``TimeUtc``, the date in the
+                   camera's configured order (package docs)
+plate              ``Plate``
+confidence         ``ConfidenceScore`` (a string) /100
+plate_country      ``State``
+direction          ``RelativeMotion`` approaching, moving
+                   away (others: none)
+vehicle_class      ``VehicleType`` (optional)
+candidates         none
+=================  ==========================================
+
+Simulated payloads (:func:`encode`): an AutoVu JSON read, ``DateUtc`` in the camera's
+``date_order`` (DMY when it has none) and a fake ``ContextImage``.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
 from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._payloads import (
+    JSON_CONTENT_TYPE,
+    NAMESPACE,
+    Facts,
+    class_word,
+    digest,
+    dump_json,
+    fake_jpeg,
+    motion_for,
+    oslo_offset,
+    pick,
+)
 from pipeline.codec.vendors._shared import (
     VEHICLE_CLASSES,
     CanonicalRead,
@@ -30,7 +65,7 @@ from pipeline.codec.vendors._shared import (
     vendor_key,
     violation,
 )
-from pipeline.reference.sites import DateOrder, VendorRules
+from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
 _GENETEC_CLASSES: Final[Mapping[str, str]] = {c: c for c in VEHICLE_CLASSES} | {
     "pickup": "van",
@@ -159,6 +194,69 @@ def map_payload(
     return map_genetec(parse_json_object(value), registry, date_order=date_order)
 
 
+# -- simulated payloads ------------------------------------------------------------------------
+
+_GENETEC_NS: Final = uuid.uuid5(NAMESPACE, "genetec")
+# Vendor words per canonical class, each mapped back to that class by the table above.
+_GENETEC_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "car": ("Car", "SUV"),
+    "van": ("Van", "Pickup"),
+    "truck": ("Truck",),
+    "bus": ("Bus",),
+    "motorcycle": ("Motorcycle",),
+}
+
+
+def _written_date(moment: datetime, order: DateOrder, vendor_id: str) -> str:
+    """The date as the exporting Windows locale writes it (fixed per camera)."""
+    if order == "MDY":  # en-US: no leading zeros
+        return f"{moment.month}/{moment.day}/{moment.year}"
+    if order == "YMD":
+        sep = pick(("-", "/"), "genetec-locale", vendor_id)
+        return f"{moment.year}{sep}{moment.month:02d}{sep}{moment.day:02d}"
+    sep = pick(("/", ".", "-"), "genetec-locale", vendor_id)  # en-GB, nb-NO, nl-NL
+    return f"{moment.day:02d}{sep}{moment.month:02d}{sep}{moment.year}"
+
+
+def _written_time(moment: datetime, order: DateOrder) -> str:
+    millis = f"{moment.microsecond // 1000:03d}"
+    if order == "MDY":  # en-US: 12-hour clock
+        hour = moment.hour % 12 or 12
+        half = "AM" if moment.hour < 12 else "PM"
+        return f"{hour}:{moment:%M:%S}.{millis} {half}"
+    return f"{moment:%H:%M:%S}.{millis}"
+
+
+def encode(
+    facts: Facts, camera: Camera, vendor_id: str, rng: random.Random, retransmission: bool
+) -> tuple[bytes, str]:
+    order: DateOrder = getattr(camera, "date_order", None) or "DMY"
+    local = facts.captured + oslo_offset(facts.captured)
+    # A front camera sees traffic approach, a rear one sees it move away.
+    usual = "approaching" if camera.position == "front" else "receding"
+    doc: dict[str, object] = {
+        "Plate": facts.plate.upper(),
+        "State": facts.country,
+        "ConfidenceScore": str(round(facts.confidence * 100)),
+        "DateUtc": _written_date(facts.captured, order, vendor_id),
+        "TimeUtc": _written_time(facts.captured, order),
+        "DateLocal": _written_date(local, order, vendor_id),
+        "TimeLocal": _written_time(local, order),
+        "CameraName": vendor_id,
+        "SourceName": f"AUTOVU-{digest('genetec-unit', vendor_id).hex()[:8].upper()}",
+        "VehicleID": str(uuid.uuid5(_GENETEC_NS, facts.event_id)),
+        "RelativeMotion": motion_for(facts, camera, without_rule=usual).capitalize(),
+        "ContextImage": fake_jpeg(rng, rng.randint(200, 400)),
+    }
+    if facts.vehicle_class in _GENETEC_TYPES:
+        doc["VehicleType"] = class_word(_GENETEC_TYPES, facts, rng)
+    return dump_json(doc), JSON_CONTENT_TYPE
+
+
+def predicted_event_id(facts: Facts, vendor_id: str) -> str:
+    return str(uuid.uuid5(_GENETEC_NS, facts.event_id))
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("genetec", motions=("approaching", "receding"), date_order=True),
     formats=("genetec",),
@@ -166,4 +264,6 @@ VENDOR: Final = VendorCodec(
     keys=(b'"Plate"',),
     detect=detect,
     map_payload=map_payload,
+    encode=encode,
+    predicted_event_id=predicted_event_id,
 )

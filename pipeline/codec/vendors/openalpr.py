@@ -1,16 +1,56 @@
 """OpenALPR / Rekor Scout webhooks: ``alpr_group`` (one vehicle) and ``alpr_results`` (a frame).
 
-Field mapping: see the table in :mod:`pipeline.codec.vendors`.
+Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
+
+=================  =============================
+canonical          OpenALPR / Rekor Scout
+=================  =============================
+event_id           group: ``best_uuid``;
+                   results: ``uuid`` (``uuid:i``
+                   for the i-th plate, i >= 1)
+camera             ``camera_id`` (integer)
+captured_at        ``epoch_start`` / results
+                   ``epoch_time``: epoch **ms**
+plate              ``best_plate_number`` or
+                   ``best_plate.plate``; results
+                   ``results[].plate``
+confidence         ``best_confidence`` 0-100 /10
+plate_country      ``best_region``, else
+                   ``best_plate.region``, else
+                   ``country``
+direction          ``travel_direction`` degrees
+vehicle_class      ``vehicle.body_type[0].name``
+candidates         ``candidates`` (or
+                   ``best_plate.candidates``),
+                   0-100 /100
+=================  =============================
+
+Simulated payloads (:func:`encode`): an ``alpr_group`` version 2 (one vehicle over a few frames),
+sometimes with a UTF-8 byte-order mark; ``best_uuid`` is ``<agent_uid>-<camera_id>-<frame epoch
+ms>`` as Rekor writes it, confidences in percent, ``travel_direction`` in degrees and a fake
+``vehicle_crop_jpeg``. Never ``alpr_results``: one payload, one read.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from functools import partial
 from typing import Final
 
 from pipeline.codec.reasons import Reason, Rejection
+from pipeline.codec.vendors._payloads import (
+    JSON_CONTENT_TYPE,
+    Facts,
+    class_word,
+    digest,
+    dump_json,
+    fake_jpeg,
+    heading_for,
+    lookalike,
+    to_epoch_ms,
+)
 from pipeline.codec.vendors._shared import (
     BOM,
     CanonicalRead,
@@ -36,7 +76,7 @@ from pipeline.codec.vendors._shared import (
     vendor_key,
     violation,
 )
-from pipeline.reference.sites import DateOrder, VendorRules
+from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
 _OPENALPR_CLASSES: Final[Mapping[str, str]] = {
     "van-mini": "car",  # a minivan carries people
@@ -183,6 +223,104 @@ def map_payload(
     return map_openalpr_results(doc, registry)
 
 
+# -- simulated payloads ------------------------------------------------------------------------
+
+_BOM_RATIO: Final = 0.1  # Windows-hosted Rekor agents prepend one
+_FRAME_MS: Final = 40  # 25 frames per second
+_MAX_BEST_FRAME: Final = 6
+# Vendor words per canonical class, each mapped back to that class by the tables above.
+_OPENALPR_BODIES: Final[Mapping[str, tuple[str, ...]]] = {
+    "car": ("sedan-standard", "sedan-compact", "suv-crossover", "suv-standard", "van-mini"),
+    "van": ("van-full", "truck-standard"),
+    "truck": ("tractor-trailer", "truck-box"),
+    "bus": ("bus-coach", "bus-city"),
+    "motorcycle": ("motorcycle",),
+}
+
+
+def _agent_uid(vendor_id: str) -> str:
+    # One alprd install per camera here; Rekor agent uids are 40 characters.
+    return digest("openalpr-agent", vendor_id, size=20).hex().upper()
+
+
+def _openalpr_uuid(vendor_id: str, frame_ms: int) -> str:
+    return f"{_agent_uid(vendor_id)}-{vendor_id}-{frame_ms}"
+
+
+def _best_frame(facts: Facts) -> int:
+    return digest("best-frame", facts.event_id)[0] % _MAX_BEST_FRAME
+
+
+def _best_frame_ms(facts: Facts) -> int:
+    return to_epoch_ms(facts.captured) + _best_frame(facts) * _FRAME_MS
+
+
+def encode(
+    facts: Facts, camera: Camera, vendor_id: str, rng: random.Random, retransmission: bool
+) -> tuple[bytes, str]:
+    start = to_epoch_ms(facts.captured)
+    best = _best_frame(facts)
+    frames = max(best + 1, rng.randint(2, _MAX_BEST_FRAME + 2))
+    uuids = [_openalpr_uuid(vendor_id, start + k * _FRAME_MS) for k in range(frames)]
+    confidence = round(facts.confidence * 100.0, 4)
+    candidates = [{"plate": facts.plate, "confidence": confidence, "matches_template": 1}]
+    for _ in range(rng.randint(1, 4)):
+        lower = max(0.0, round(confidence - rng.uniform(2.0, 30.0), 2))
+        candidates.append(
+            {"plate": lookalike(facts.plate, rng), "confidence": lower, "matches_template": 0}
+        )
+    region = facts.country.lower()
+    body_type = class_word(_OPENALPR_BODIES, facts, rng)
+    doc: dict[str, object] = {
+        "version": 2,
+        "data_type": "alpr_group",
+        "epoch_start": start,
+        "epoch_end": start + (frames - 1) * _FRAME_MS,
+        "frame_start": 1000 + start % 100_000,
+        "frame_end": 1000 + start % 100_000 + frames - 1,
+        "agent_type": "alprd",
+        "agent_uid": _agent_uid(vendor_id),
+        "agent_version": "4.1.1",
+        "site_id": camera.site_id.lower(),
+        "camera_id": int(vendor_id) if vendor_id.isdigit() else vendor_id,
+        "country": "eu",
+        "best_region": region,
+        "best_region_confidence": round(rng.uniform(60.0, 99.0), 1),
+        "uuids": uuids,
+        "plate_indexes": [0] * frames,
+        "best_uuid": uuids[best],
+        "best_uuid_epoch_ms": start + best * _FRAME_MS,
+        "best_plate_number": facts.plate,
+        "best_confidence": confidence,
+        "best_plate": {
+            "plate": facts.plate,
+            "confidence": confidence,
+            "region": region,
+            "matches_template": 1,
+            "plate_index": 0,
+            "requested_topn": 10,
+            "processing_time_ms": round(rng.uniform(20.0, 60.0), 1),
+        },
+        "candidates": candidates,
+        "travel_direction": heading_for(facts, camera, vendor_id, rng),
+        "is_parked": False,
+        "is_preview": False,
+        "vehicle_crop_jpeg": fake_jpeg(rng, rng.randint(200, 400)),
+        "vehicle": {
+            "body_type": [{"name": body_type, "confidence": round(rng.uniform(50, 95), 1)}],
+            "color": [{"name": "silver-gray", "confidence": round(rng.uniform(30, 90), 1)}],
+        },
+    }
+    payload = dump_json(doc)
+    if rng.random() < _BOM_RATIO:
+        payload = BOM + payload
+    return payload, JSON_CONTENT_TYPE
+
+
+def predicted_event_id(facts: Facts, vendor_id: str) -> str:
+    return _openalpr_uuid(vendor_id, _best_frame_ms(facts))
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("openalpr", heading=True),
     formats=("openalpr_group", "openalpr_results"),
@@ -190,4 +328,6 @@ VENDOR: Final = VendorCodec(
     keys=(b'"data_type"',),
     detect=detect,
     map_payload=map_payload,
+    encode=encode,
+    predicted_event_id=predicted_event_id,
 )

@@ -1,17 +1,50 @@
 """Plate Recognizer Stream and Snapshot webhooks (``hook`` + ``data``).
 
-Field mapping: see the table in :mod:`pipeline.codec.vendors`.
+Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
+
+=================  ==========================================
+canonical          Plate Recognizer (Stream, Snapshot)
+=================  ==========================================
+event_id           ``pr-`` + 32 hex of BLAKE2b(camera_id,
+                   timestamp, result index): the payload has
+                   no id, a re-sent webhook hashes the same
+camera             ``data.camera_id``
+captured_at        ``data.timestamp`` (RFC 3339 with offset)
+plate              ``results[].plate`` (lower case, kept raw)
+confidence         ``score`` 0-1
+plate_country      ``region.code``
+direction          ``direction`` degrees ("" or absent: none)
+vehicle_class      ``vehicle.type``
+candidates         ``candidates[]`` (``score`` 0-1; Stream
+                   sends none, so confidence is null)
+=================  ==========================================
+
+Simulated payloads (:func:`encode`): a Stream webhook with exactly one result (the webhook may
+carry several, but one keeps the read-to-message mapping simple), the plate in lower case,
+``score`` 0-1.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from typing import Final
 
 from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._payloads import (
+    JSON_CONTENT_TYPE,
+    Facts,
+    class_word,
+    dump_json,
+    heading_for,
+    lookalike,
+    offset_text,
+    oslo_offset,
+)
 from pipeline.codec.vendors._shared import (
     CanonicalRead,
     MappedRead,
@@ -33,7 +66,7 @@ from pipeline.codec.vendors._shared import (
     rfc3339,
     vendor_key,
 )
-from pipeline.reference.sites import DateOrder, VendorRules
+from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
 _PLATERECOGNIZER_CLASSES: Final[Mapping[str, str]] = {
     "sedan": "car",
@@ -105,6 +138,83 @@ def map_payload(
     return map_platerecognizer(parse_json_object(value), registry)
 
 
+# -- simulated payloads ------------------------------------------------------------------------
+
+# Plate Recognizer reports some German plates with their Land.
+_PR_GERMAN_REGIONS: Final = ("de", "de-by", "de-nw", "de-be", "de-sh")
+# Vendor words per canonical class, each mapped back to that class by the table above.
+_PR_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "car": ("Sedan", "SUV"),
+    "van": ("Van", "Pickup Truck"),
+    "truck": ("Big Truck",),
+    "bus": ("Bus",),
+    "motorcycle": ("Motorcycle",),
+}
+
+
+def _pr_timestamp(captured: datetime) -> str:
+    # Part of the mapped event id: a function of the read alone, so it can be predicted.
+    return captured.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(
+    facts: Facts, camera: Camera, vendor_id: str, rng: random.Random, retransmission: bool
+) -> tuple[bytes, str]:
+    has_rule = getattr(camera, "entry_heading", None) is not None
+    # Stream leaves direction empty when it could not track the vehicle; only harmless where
+    # ingest would take the lane's direction anyway.
+    direction: float | str = (
+        "" if not has_rule and rng.random() < 0.3 else heading_for(facts, camera, vendor_id, rng)
+    )
+    region = facts.country.lower()
+    if region == "de":
+        region = rng.choice(_PR_GERMAN_REGIONS)
+    plate = facts.plate.lower()
+    score = round(facts.confidence, 3)
+    local = facts.captured + oslo_offset(facts.captured)
+    filename = f"{vendor_id}_screenshots/{facts.captured:%y-%m-%d/%H-%M-%S.%f}.jpg"
+    result = {
+        "box": {"xmin": rng.randint(300, 900), "ymin": rng.randint(200, 600), "xmax": 1000},
+        "plate": plate,
+        "region": {"code": region, "score": round(rng.uniform(0.5, 0.99), 3)},
+        "score": score,
+        "dscore": round(rng.uniform(0.5, 0.99), 3),
+        "candidates": [
+            {"plate": plate, "score": score},
+            {"plate": lookalike(facts.plate, rng).lower(), "score": round(score * 0.9, 3)},
+        ],
+        "vehicle": {
+            "score": round(rng.uniform(0.5, 0.99), 3),
+            "type": class_word(_PR_TYPES, facts, rng),
+        },
+        "direction": direction,
+        "orientation": [{"orientation": camera.position.capitalize(), "score": 0.9}],
+    }
+    doc = {
+        "hook": {
+            "target": "http://ingest.invalid/platerecognizer",
+            "id": vendor_id,
+            "event": "recognition",
+            "filename": filename,
+        },
+        "data": {
+            "camera_id": vendor_id,
+            "filename": filename,
+            "timestamp": _pr_timestamp(facts.captured),
+            "timestamp_local": (
+                f"{local:%Y-%m-%d %H:%M:%S.%f}{offset_text(oslo_offset(facts.captured))}"
+            ),
+            "results": [result],
+        },
+    }
+    return dump_json(doc), JSON_CONTENT_TYPE
+
+
+def predicted_event_id(facts: Facts, vendor_id: str) -> str:
+    # The payload holds one result, so the mapper's result index is always 0.
+    return platerecognizer_event_id(vendor_id, _pr_timestamp(facts.captured), 0)
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("platerecognizer", heading=True),
     formats=("platerecognizer",),
@@ -112,4 +222,6 @@ VENDOR: Final = VendorCodec(
     keys=(b'"hook"',),
     detect=detect,
     map_payload=map_payload,
+    encode=encode,
+    predicted_event_id=predicted_event_id,
 )
