@@ -1,6 +1,6 @@
 """The one source of truth for record shapes: Arrow schemas for the lake tables.
 
-The JSON Schema for producers (``schemas/plate_read-1.schema.json``) is generated from
+The JSON Schema for producers (``pipeline/data/schemas/plate_read-1.schema.json``) is generated from
 :data:`PLATE_READ_INPUT` by ``anpr schemas write`` and a test checks the committed file agrees.
 """
 
@@ -157,7 +157,7 @@ def _json_type(arrow_type: pa.DataType) -> str:
 
 
 def plate_read_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``plate_read/1`` (committed as schemas/plate_read-1.schema.json)."""
+    """The JSON Schema of ``plate_read/1`` (committed under pipeline/data/schemas/)."""
     properties = _json_properties(PLATE_READ_INPUT, _JSON_RULES)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -288,7 +288,7 @@ def _json_properties(
 
 
 def passenger_list_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``passenger_list/1`` (schemas/passenger_list-1.schema.json)."""
+    """The JSON Schema of ``passenger_list/1`` (committed under pipeline/data/schemas/)."""
     properties = _json_properties(PASSENGER_LIST_INPUT, _PASSENGER_JSON_RULES)
     properties["people"] = {
         "type": "array",
@@ -319,5 +319,5 @@ def passenger_list_json_schema() -> dict[str, Any]:
 
 
 def lake_table_description(schema: pa.Schema) -> list[dict[str, Any]]:
-    """A lake table's columns as committed under schemas/ (name, Arrow type, nullable)."""
+    """A lake table's columns as committed under pipeline/data/schemas/ (name, type, nullable)."""
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]

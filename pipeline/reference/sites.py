@@ -1,10 +1,11 @@
 """The site registry: which border crossings and ferry terminals exist, and their cameras.
 
-The registry is a TOML file under ``deploy/`` (see the header of ``deploy/sites.toml``), read
-once at start by :func:`load_registry`. Everything is validated there, so a typo stops the
-worker with a message naming the file and the entry instead of sending every read of a
-camera to the DLQ. Site ids coming from messages are only ever *compared* with the registry;
-they never become a path or SQL text (DESIGN.md, invariant 8).
+The registry is a TOML file (the default ships in the package: see the header of
+``pipeline/data/sites.toml``), read once at start by :func:`load_registry`. Everything is
+validated there, so a typo stops the worker with a message naming the file and the entry
+instead of sending every read of a camera to the DLQ. Site ids coming from messages are only
+ever *compared* with the registry; they never become a path or SQL text (DESIGN.md,
+invariant 8).
 
 Example::
 
@@ -26,12 +27,14 @@ from typing import Final, Literal, cast
 
 import pyarrow as pa
 
-from pipeline import schemas
+from pipeline import data, schemas
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY: Final[Path] = Path(__file__).resolve().parents[2] / "deploy" / "sites.toml"
+# The registry shipped in the package (pipeline/data/sites.toml); ingest.sites_registry
+# points a deployment at its own.
+DEFAULT_REGISTRY: Final[Path] = data.path("sites.toml")
 
 SITE_ID_PATTERN: Final = re.compile(schemas.SITE_ID_PATTERN)
 CAMERA_ID_PATTERN: Final = re.compile(schemas.CAMERA_ID_PATTERN)
