@@ -148,7 +148,7 @@ class TopicSettings:
 @dataclass(frozen=True)
 class LakeSettings:
     """Where the lake lives. The embedded default: a SQLite catalog and the data files under
-    ``path``. For several hosts (``docs/adr/0004-s3proxy-for-local-object-storage.md``):
+    ``path``. For several hosts (``docs/adr/0005-beyond-one-machine.md``):
     ``catalog = "postgres:<libpq conninfo without password>"`` and
     ``data_path = "s3://bucket/prefix/"`` with the ``s3_*`` settings. Secrets come from the
     environment (``ANPR_LAKE_CATALOG_PASSWORD``, ``ANPR_LAKE_S3_SECRET_ACCESS_KEY``) or from
@@ -186,7 +186,7 @@ class IngestSettings:
     dedup_window_h: float = 24.0
     passage_window_s: float = 30.0  # reads of one plate at one site this close: one passage
     metrics_port: int = 9464
-    sites_registry: Path | None = None  # None: the registry shipped in deploy/sites.toml
+    sites_registry: Path | None = None  # None: the one shipped, pipeline/data/sites.toml
 
 
 @dataclass(frozen=True)

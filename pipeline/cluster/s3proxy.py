@@ -1,7 +1,7 @@
 """A local S3-compatible object store: S3Proxy with its filesystem backend (development, tests).
 
-Its jars come from Maven Central through ``deploy/s3proxy/pom.xml``, cached like the Kafka jars.
-Everything it owns lives under ``<state_dir>/s3``::
+Its jars come from Maven Central through ``pipeline/data/s3proxy/pom.xml``, cached like the
+Kafka jars. Everything it owns lives under ``<state_dir>/s3``::
 
     s3proxy.properties  endpoint, credentials and backend folder (0600: it holds the secret)
     secret              the secret access key (0600), read by the lake through a file setting
@@ -9,7 +9,7 @@ Everything it owns lives under ``<state_dir>/s3``::
     logs/s3proxy.log    its output
     s3proxy.pid         written once it answered an HTTP request
 
-Why S3Proxy: ``docs/adr/0004-s3proxy-for-local-object-storage.md``.
+Why S3Proxy: ``docs/adr/0005-beyond-one-machine.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import data
 from pipeline.errors import BrokerError
 from pipeline.files import write_atomic
 from pipeline.kafka.local import JarSet, ensure_jars, java_executable
@@ -38,7 +39,7 @@ from pipeline.localproc import (
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "s3proxy"
+DEPLOY_DIR = data.path("s3proxy")
 S3PROXY_JARS = JarSet("S3Proxy", "s3proxy.version", "s3proxy-*.jar")
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 ACCESS_KEY_ID = "anpr-local"
