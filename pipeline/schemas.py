@@ -18,6 +18,9 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 VEHICLE_CLASS_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,15}$"
 COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
+# plate_country of a read whose country is unknown (the camera recognised none, or sent a code
+# that names no country). ISO 3166-1 leaves ZZ to users; CLDR uses it for "unknown region".
+UNKNOWN_COUNTRY: Final = "ZZ"
 SITE_ID_PATTERN: Final = r"^NO-[A-Z0-9]{2,20}$"
 CAMERA_ID_PATTERN: Final = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
 DIRECTIONS: Final = ("entry", "exit")
@@ -51,7 +54,13 @@ PLATE_READ_INPUT: tuple[InputField, ...] = (
     InputField("direction", pa.string(), True, 8, "Relative to Norway: entry or exit."),
     InputField("captured_at", pa.string(), True, 40, "RFC 3339 time with explicit offset."),
     InputField("plate", pa.string(), True, 24, "Plate text as the camera read it."),
-    InputField("plate_country", pa.string(), True, 2, "ISO 3166-1 alpha-2, as the camera says."),
+    InputField(
+        "plate_country",
+        pa.string(),
+        True,
+        2,
+        "ISO 3166-1 alpha-2, as the camera says; ZZ (or any unassigned code): unknown.",
+    ),
     InputField("confidence", pa.float64(), True, None, "OCR confidence, 0 to 1."),
     InputField("vehicle_class", pa.string(), False, 16, "car, van, truck, bus, motorcycle, ..."),
 )
