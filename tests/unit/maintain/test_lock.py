@@ -14,9 +14,8 @@ from pipeline.maintain.lock import MaintainBusy, holder_name, maintain_lock
 
 def test_a_second_run_stops_at_once_naming_the_first(tmp_path: Path) -> None:
     storage = Storage.embedded(tmp_path / "lake")
-    with maintain_lock(storage):
-        with pytest.raises(MaintainBusy) as caught, maintain_lock(storage):
-            pass
+    with maintain_lock(storage), pytest.raises(MaintainBusy) as caught, maintain_lock(storage):
+        pass
     assert caught.value.holder == holder_name()
     assert "--wait" in str(caught.value)
     with maintain_lock(storage):  # released: the next run gets it
