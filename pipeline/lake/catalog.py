@@ -11,6 +11,7 @@ internal tables (checked against :data:`_IDENT`); every value travels as a ``?``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -213,6 +214,31 @@ def is_write_conflict(exc: BaseException) -> bool:
         return False
     text = str(exc).lower()
     return "database is locked" in text or "transaction conflict" in text
+
+
+# How long a writer waits for a catalog database that went away (a PostgreSQL restart or
+# failover takes seconds; longer than this, a person should look).
+CATALOG_OUTAGE_S = 120.0
+_UNREACHABLE = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "unable to connect to postgres",
+    "no connection to the server",
+    "connection to server",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+)
+
+
+def is_catalog_unreachable(exc: BaseException) -> bool:
+    """Whether a DuckDB error means the catalog database server is (briefly) unreachable."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 def _checked_path(path: Path, key: str) -> str:
@@ -497,19 +523,44 @@ class Lake:
     def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
         """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
         policy = self._retry
-        for attempt in range(policy.attempts):
+        attempt = 0
+        outage_until: float | None = None
+        while attempt < policy.attempts:
             try:
                 attempt_once()
             except duckdb.Error as exc:
+                if is_catalog_unreachable(exc):
+                    outage_until = self._wait_out_outage(what, exc, outage_until)
+                    continue
                 if not is_write_conflict(exc):
                     raise
                 delay = policy.delay(attempt)
-                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
+                attempt += 1
+                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt, delay)
                 self._sleep(delay)
             else:
                 return attempt
         logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
         raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    def _wait_out_outage(self, what: str, exc: duckdb.Error, until: float | None) -> float:
+        """Back off while the catalog server is away (restart, failover), up to
+        :data:`CATALOG_OUTAGE_S`; then give up with the error.
+
+        Retrying is safe even when the connection dropped during COMMIT: the retried
+        transaction reads the stored offsets again, and if the lost commit did happen they no
+        longer equal ``expected``, so write_batch refuses it (:class:`OffsetFenced`).
+        """
+        now = time.monotonic()
+        if until is None:
+            logger.warning("%s: catalog database unreachable, retrying: %s", what, exc)
+            until = now + CATALOG_OUTAGE_S
+        if now >= until:
+            raise LakeConflict(f"{what}: catalog unreachable for {CATALOG_OUTAGE_S:.0f} s") from exc
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("ROLLBACK")  # a transaction the failure left open, if any
+        self._sleep(1.0)
+        return until
 
     # -- reading ----------------------------------------------------------------------------
 
