@@ -208,12 +208,23 @@ def is_write_conflict(exc: BaseException) -> bool:
 
     With a SQLite catalog the loser sees SQLite's "database is locked" (in WAL mode: a read
     snapshot that went stale before the commit); with any catalog DuckLake itself may report a
-    logical "Transaction conflict" after its own commit retries.
+    logical "Transaction conflict" after its own commit retries. On PostgreSQL, processes that
+    attach a new lake at once race to create DuckLake's metadata tables, and the losers get
+    PostgreSQL's "duplicate key value violates unique constraint" (on pg_type) or "already
+    exists": attached again, they find the tables.
     """
     if not isinstance(exc, duckdb.Error):
         return False
     text = str(exc).lower()
-    return "database is locked" in text or "transaction conflict" in text
+    return any(marker in text for marker in _CONFLICTS)
+
+
+_CONFLICTS = (
+    "database is locked",
+    "transaction conflict",
+    "duplicate key value violates unique constraint",
+    "already exists",
+)
 
 
 # How long a writer waits for a catalog database that went away (a PostgreSQL restart or
@@ -565,8 +576,19 @@ class Lake:
     # -- reading ----------------------------------------------------------------------------
 
     def stored_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
-        """Partition -> next offset to consume, as committed with the rows."""
-        return self._read_offsets(consumer_group, topic)
+        """Partition -> next offset to consume, as committed with the rows.
+
+        Waits out a catalog outage like a write does: a worker asks this when it gets
+        partitions, and a failure there would stop it.
+        """
+        outage_until: float | None = None
+        while True:
+            try:
+                return self._read_offsets(consumer_group, topic)
+            except duckdb.Error as exc:
+                if not is_catalog_unreachable(exc):
+                    raise
+                outage_until = self._wait_out_outage("read offsets", exc, outage_until)
 
     def recent_rows(
         self,
