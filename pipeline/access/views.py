@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from pipeline.config import months_before
+from pipeline import retention
 from pipeline.lake.catalog import CATALOG, quote_ident
 
 PSEUDONYM_FUNCTION = "anpr_pseudonym"
@@ -79,7 +79,7 @@ def plan_views(
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
     now = now.astimezone(UTC)
-    legal_cutoff = months_before(now, retention_months)
+    legal_cutoff = retention.cutoff(now, retention_months)
     views: list[View] = []
     if role == "dpo":
         for name in sorted(tables):
@@ -88,7 +88,7 @@ def plan_views(
         return ViewPlan(role, tuple(views), activity_log=True)
     hide = _restriction_filter(tables, now)
     if role == "analyst":
-        cutoff = max(legal_cutoff, now - timedelta(days=analyst_max_age_days))
+        cutoff = retention.analyst_window(now, retention_months, analyst_max_age_days)
         if "plate_reads" in tables:
             views.append(_analyst_plate_reads(tables["plate_reads"], cutoff, hide))
     elif role == "investigator":

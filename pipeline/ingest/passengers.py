@@ -30,12 +30,12 @@ from pipeline.ingest.worker import (
     LakeIngestor,
     Prepared,
     lake_rows,
-    retention_cutoff,
     utc_now,
 )
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.retention import expired_on_arrival
 from pipeline.schemas import PASSENGERS
 
 
@@ -110,7 +110,7 @@ class PassengerIngestor(LakeIngestor[DedupWindow]):
         batch = decode_passenger_lists(
             [m.value() for m in messages],
             stamps,
-            retention_cutoff=retention_cutoff(now, self._months),
+            retention_cutoff=expired_on_arrival(now, self._months),
             limits=self._limits,
         )
         decoded = batch.table

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits, Rejected
-from pipeline.config import Settings, months_before
+from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
@@ -33,6 +33,7 @@ from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.passages import Assigned, PassageGrouper
 from pipeline.reference.sites import SiteRegistry
+from pipeline.retention import expired_on_arrival
 from pipeline.schemas import PLATE_READS
 
 logger = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ JOIN_GRACE_S = 60.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def retention_cutoff(now: datetime, months: int) -> datetime:
-    """Events collected at or before this instant are expired on arrival: the end of the UTC
-    day of the latest collection time whose limit has passed. Retention deletes whole days, so
-    the nightly run has already deleted that day; a row written into it would stay until the
-    next run, past its limit (up to one day early, like retention, never late)."""
-    day_after = months_before(now, months).date() + timedelta(days=1)
-    return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -464,7 +456,7 @@ class PlateIngestor(LakeIngestor[PartitionMemory]):
             content_types,
             registry=self._registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self._settings.retention.months),
             limits=self._limits,
             vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
         )

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from pipeline.config import Settings, shortest_span_days
+from pipeline.config import Settings
 from pipeline.kafka.admin import topic_retentions
+from pipeline.retention import shortest_span_days
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +38,8 @@ from pipeline.schemas import (
 )
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 CATALOG = "lake"  # the name the lake is attached under in every connection
 OFFSETS_TABLE = "ingest_offsets"
@@ -281,6 +283,7 @@ class Lake:
         self._retry = retry
         self._sleep = sleep
         self._attach = ""  # the ATTACH statement, for catalog_released()
+        self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
 
     @classmethod
     def open(
@@ -335,7 +338,7 @@ class Lake:
                 con.execute(attach)
                 lake._lock_down(data)
             else:
-                lake._retrying("create lake", lambda: lake._attach_and_create(attach))
+                lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
             con.execute(f"USE {CATALOG}")
         except BaseException:
@@ -420,7 +423,8 @@ class Lake:
             raise ValueError(f"unknown lake table {table!r}")
         _check_offsets(next_offsets, expected)
         _check_rows(spec, rows, next_offsets, expected)
-        return self._retrying(
+        before = self.conflicts
+        self.retrying(
             f"write {table}",
             lambda: self._write_once(
                 spec,
@@ -431,6 +435,7 @@ class Lake:
                 expected=expected,
             ),
         )
+        return self.conflicts - before
 
     def _write_once(
         self,
@@ -442,23 +447,15 @@ class Lake:
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
     ) -> None:
-        con = self.con
         parts = sorted(next_offsets)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
+        with self.transaction() as con:
             stored = self._read_offsets(consumer_group, topic)  # 1
             for part in parts:  # 2
                 if stored.get(part) != expected[part]:
                     raise OffsetFenced(topic, part, expected[part], stored.get(part))
             if rows.num_rows:  # 3
-                con.register("anpr_batch_rows", rows)
-                try:
-                    con.execute(
-                        f"INSERT INTO {CATALOG}.{quote_ident(spec.name)} BY NAME "
-                        "SELECT * FROM anpr_batch_rows"
-                    )
-                finally:
-                    con.unregister("anpr_batch_rows")
+                self.insert_rows(spec.name, rows)
             con.execute(  # 4
                 f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
                 'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
@@ -472,35 +469,68 @@ class Lake:
             con.execute(  # 5
                 f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One lake transaction around the block: committed if it ends, rolled back if it
+        raises. A failed COMMIT ends the transaction itself (nothing left to roll back)."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
         con.execute("COMMIT")
 
-    def retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts.
+    def retrying(
+        self, what: str, attempt_once: Callable[[], _T], *, transaction: bool = False
+    ) -> _T:
+        """Run ``attempt_once`` again, from the start, while it hits a write conflict (jittered
+        backoff of the lake's :class:`RetryPolicy`); return its result.
 
-        ``attempt_once`` opens and commits (or rolls back) its own transaction.
+        With ``transaction`` each attempt runs inside its own :meth:`transaction`; without,
+        ``attempt_once`` ends its own. Either way every attempt reads a fresh snapshot.
+        Conflicts are counted in :attr:`conflicts`; after the last attempt
+        :class:`~pipeline.errors.LakeConflict` is raised.
         """
-        return self._retrying(what, attempt_once)
+        def in_transaction() -> _T:
+            with self.transaction():
+                return attempt_once()
 
-    def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
+        once = in_transaction if transaction else attempt_once
         policy = self._retry
         for attempt in range(policy.attempts):
             try:
-                attempt_once()
+                return once()
             except duckdb.Error as exc:
                 if not is_write_conflict(exc):
                     raise
+                self.conflicts += 1
                 delay = policy.delay(attempt)
                 logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
                 self._sleep(delay)
-            else:
-                return attempt
         logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
         raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    def execute(
+        self, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """Run one statement on the lake's connection (inside :meth:`transaction` if one is
+        open). ``sql`` must be built from constants and checked identifiers; values go in
+        ``params``."""
+        return self.con.execute(sql, params)
+
+    def insert_rows(self, table: str, rows: pa.Table) -> None:
+        """Append ``rows`` (columns by name) to ``table``; part of the open transaction."""
+        self.con.register("anpr_insert_rows", rows)
+        try:
+            self.con.execute(
+                f"INSERT INTO {CATALOG}.{quote_ident(table)} BY NAME "
+                "SELECT * FROM anpr_insert_rows"
+            )
+        finally:
+            self.con.unregister("anpr_insert_rows")
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -573,9 +603,7 @@ class Lake:
     def _create_missing_tables(self) -> None:
         """Create what is missing in one transaction, deciding on the transaction's own
         snapshot: concurrent creators then conflict, and the loser finds the tables on retry."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self.transaction() as con:
             existing = {
                 str(name)
                 for (name,) in con.execute(
@@ -599,10 +627,6 @@ class Lake:
                     con.execute(alter)
                 if spec.name == FENCE_TABLE:
                     con.execute(f"INSERT INTO {CATALOG}.{FENCE_TABLE} VALUES (0, 0, now())")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         if missing:
             logger.info("created lake tables %s", ", ".join(s.name for s in missing))
 

@@ -27,7 +27,6 @@ from datetime import date, datetime, timedelta
 
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
 from pipeline.maintain.inventory import DayFiles
-from pipeline.maintain.lakeops import Retrying, in_transaction
 from pipeline.maintain.stats import day_start
 
 logger = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class CompactionChangedRows(RuntimeError):
     """The rewrite would change a day's row count: a bug, so the transaction is rolled back."""
 
 
-def compact_day(lake: Lake, task: CompactTask, retrying: Retrying) -> int:
+def compact_day(lake: Lake, task: CompactTask) -> int:
     """Rewrite one day (steps 1-4 above); returns the day's row count."""
     name = f"{CATALOG}.{quote_ident(task.table)}"
     col = quote_ident(task.day_column)
@@ -81,45 +80,44 @@ def compact_day(lake: Lake, task: CompactTask, retrying: Retrying) -> int:
     start = day_start(task.day)
     bounds = [start, start + timedelta(days=1)]
     where = f"{col} >= ? AND {col} < ?"
-    con = lake.con
 
     def body() -> int:
-        max_id, rows = con.execute(  # 1
+        max_id, rows = lake.execute(  # 1
             f"SELECT max(rowid), count(*) FROM {name} WHERE {where}", bounds
         ).fetchone() or (None, 0)
         if not rows:
             return 0
-        con.execute(  # 2
+        lake.execute(  # 2
             f"INSERT INTO {name} SELECT * FROM {name} WHERE {where} ORDER BY {order}", bounds
         )
-        con.execute(f"DELETE FROM {name} WHERE {where} AND rowid <= ?", [*bounds, max_id])  # 3
-        (after,) = con.execute(f"SELECT count(*) FROM {name} WHERE {where}", bounds).fetchone() or (
-            0,
-        )
+        lake.execute(f"DELETE FROM {name} WHERE {where} AND rowid <= ?", [*bounds, max_id])  # 3
+        (after,) = lake.execute(
+            f"SELECT count(*) FROM {name} WHERE {where}", bounds
+        ).fetchone() or (0,)
         if after != rows:  # 4
             raise CompactionChangedRows(f"{task.table} {task.day}: {rows} rows became {after}")
         return int(rows)
 
-    return retrying(f"compact {task.table} {task.day}", lambda: in_transaction(lake, body))
+    return lake.retrying(f"compact {task.table} {task.day}", body, transaction=True)
 
 
-def merge_small_tables(lake: Lake, tables: Sequence[str], retrying: Retrying) -> None:
+def merge_small_tables(lake: Lake, tables: Sequence[str]) -> None:
     """Let DuckLake merge the small files of unpartitioned tables (statistics)."""
     sql = f"SELECT * FROM ducklake_merge_adjacent_files('{CATALOG}', ?)"
     for table in tables:
 
         def once(t: str = table) -> None:
-            lake.con.execute(sql, [t]).fetchall()
+            lake.execute(sql, [t]).fetchall()
 
-        retrying(f"merge {table}", once)
+        lake.retrying(f"merge {table}", once)
 
 
-def ensure_row_groups(lake: Lake, retrying: Retrying) -> None:
+def ensure_row_groups(lake: Lake) -> None:
     """Give the tables in :data:`SORT_ORDER` row groups of :data:`SORTED_ROW_GROUP_ROWS`
     (a table option kept in the catalog, set once; ingest files get them too)."""
     done = {
         str(entry)
-        for (entry,) in lake.con.execute(
+        for (entry,) in lake.execute(
             f"SELECT scope_entry FROM {CATALOG}.options() WHERE option_name = "
             "'parquet_row_group_size' AND scope = 'TABLE' AND value = ?",
             [str(SORTED_ROW_GROUP_ROWS)],
@@ -130,24 +128,23 @@ def ensure_row_groups(lake: Lake, retrying: Retrying) -> None:
             continue
 
         def once(t: str = table) -> None:
-            lake.con.execute(
+            lake.execute(
                 f"CALL {CATALOG}.set_option('parquet_row_group_size', ?, table_name => ?)",
                 [SORTED_ROW_GROUP_ROWS, t],
             )
 
-        retrying(f"row groups of {table}", once)
+        lake.retrying(f"row groups of {table}", once)
 
 
 def run_compaction(
     lake: Lake,
     tasks: Sequence[CompactTask],
-    retrying: Retrying,
     progress: Callable[[CompactTask], None] = lambda _t: None,
 ) -> int:
     """Compact every task; returns the rows rewritten."""
     total = 0
     for task in tasks:
-        total += compact_day(lake, task, retrying)
+        total += compact_day(lake, task)
         logger.debug("compacted %s %s (%d files)", task.table, task.day, task.files)
         progress(task)
     return total
