@@ -26,17 +26,13 @@ import pyarrow as pa
 
 from pipeline.access.views import (
     INTERNAL_TABLES,
-    PERSONAL_TABLES,
     RESTRICTIONS_TABLE,
     STATISTICS_TABLES,
     VERSIONS_TABLE,
 )
 from pipeline.errors import UsageError
-from pipeline.lake.catalog import (
-    CATALOG,
-    Lake,
-    quote_ident,
-)
+from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.lake.tables import DATA_TABLES
 from pipeline.reference.plates import normalise_plate
 from pipeline.retention import expiry
 
@@ -242,7 +238,8 @@ def _newest(lake: Lake, plate: str) -> datetime | None:
     columns = _columns(lake)
     newest: list[datetime] = []
     for table, condition in plate_predicates(columns).items():
-        time_column = PERSONAL_TABLES.get(table)
+        spec = DATA_TABLES.get(table)
+        time_column = spec.collected_column if spec else None
         if time_column is None or time_column not in columns[table]:
             continue
         row = lake.execute(

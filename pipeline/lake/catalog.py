@@ -5,8 +5,8 @@ A lake at ``path`` is a DuckLake catalog in ``path/catalog.sqlite`` and Parquet 
 (:mod:`pipeline.lake.extensions`), runs with ``TimeZone = 'UTC'`` and attaches the lake as
 ``lake``. Measurements and decisions: ``docs/adr/0001-ducklake-sqlite-catalog.md``.
 
-SQL text here is built only from constants and from identifiers in :data:`DATA_TABLES` and the
-internal tables (checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
+SQL text here is built only from constants and from identifiers of :mod:`pipeline.lake.tables`
+(checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
 """
 
 from __future__ import annotations
@@ -29,63 +29,21 @@ import pyarrow as pa
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
-from pipeline.schemas import (
-    PASSENGERS,
-    PLATE_READ_VERSIONS,
-    PLATE_READS,
-    SUBJECT_RESTRICTIONS,
-    UTC_TS,
+from pipeline.lake.tables import (
+    DATA_TABLES,
+    FENCE_TABLE,
+    INTERNAL_TABLES,
+    LAKE_TABLES,
+    OFFSETS_TABLE,
+    TableSpec,
 )
+from pipeline.schemas import UTC_TS
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 CATALOG = "lake"  # the name the lake is attached under in every connection
-OFFSETS_TABLE = "ingest_offsets"
-FENCE_TABLE = "ingest_fence"
-
-INGEST_OFFSETS = pa.schema(
-    [
-        pa.field("consumer_group", pa.string(), nullable=False),
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("next_offset", pa.int64(), nullable=False),  # next offset to consume
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-# One row, rewritten by every ingest commit: see Lake.write_batch, step 5.
-INGEST_FENCE = pa.schema(
-    [
-        pa.field("fence_id", pa.int32(), nullable=False),
-        pa.field("commits", pa.int64(), nullable=False),
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A lake table: its Arrow schema and the columns the table layer relies on."""
-
-    name: str
-    schema: pa.Schema
-    day_column: str | None = None  # partitioned by the UTC day of this column
-
-
-# Tables write_batch accepts.
-DATA_TABLES: Mapping[str, TableSpec] = {
-    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
-    "passengers": TableSpec("passengers", PASSENGERS, "collected_at"),
-}
-# Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
-# the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).
-SUBJECT_TABLES = (
-    TableSpec("plate_read_versions", PLATE_READ_VERSIONS, "captured_at"),
-    TableSpec("subject_restrictions", SUBJECT_RESTRICTIONS),
-)
-_INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
-
 # Lake-wide DuckLake options, set when the lake is created.
 _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
     ("parquet_compression", "zstd"),
@@ -610,8 +568,7 @@ class Lake:
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
                 ).fetchall()
             }
-            every = (*DATA_TABLES.values(), *SUBJECT_TABLES, *_INTERNAL_TABLES)
-            missing = [s for s in every if s.name not in existing]
+            missing = [s for s in LAKE_TABLES.values() if s.name not in existing]
             for spec in DATA_TABLES.values():
                 if spec.name in existing:
                     self._add_missing_columns(spec)
@@ -665,7 +622,7 @@ class Lake:
                 "WHERE option_name = 'data_inlining_row_limit' AND scope = 'TABLE'"
             ).fetchall()
         }
-        for spec in _INTERNAL_TABLES:
+        for spec in INTERNAL_TABLES:
             if f"main.{spec.name}" not in done:
                 self.con.execute(
                     f"CALL {CATALOG}.set_option('data_inlining_row_limit', ?, table_name => ?)",

@@ -4,9 +4,8 @@ Ingest writes one file per batch and day, so a busy day ends as hundreds of smal
 each closed day with at least ``min_files`` files (or with delete files), in ONE transaction:
 
 1. Read the largest row id of the day's rows in the transaction's snapshot.
-2. Insert the day's rows again, sorted by plate then capture time (new files of up to the
-   lake's ``target_file_size``). The day partition already gives time pruning; inside a day,
-   plate order lets a plate lookup read one row group per day.
+2. Insert the day's rows again, sorted by the table's sort order (plate then capture time for
+   reads; :mod:`pipeline.lake.tables`), in new files of up to the lake's ``target_file_size``.
 3. Delete the day's rows with a row id up to the one read in 1: exactly the old rows (rows
    inserted in this transaction get row ids above every committed one).
 4. Check the day's row count is unchanged, then commit.
@@ -26,18 +25,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.lake.tables import LAKE_TABLES
 from pipeline.maintain.inventory import DayFiles
 from pipeline.maintain.stats import day_start
 
 logger = logging.getLogger(__name__)
 
-# Sort order of compacted files per table (default: the collection time column).
-SORT_ORDER: Mapping[str, tuple[str, ...]] = {"plate_reads": ("plate", "captured_at")}
-# Row groups of the sorted tables: a plate lookup reads only the row groups whose plate range
-# holds the plate, so smaller groups prune more. Measured on 40 days x 170k reads (loaded
+# Row groups of tables sorted by more than their day column (plate_reads: plate first): a
+# plate lookup reads only the row groups whose plate range holds the plate, so smaller groups
+# prune more. Measured on 40 days x 170k reads (loaded
 # machine): a lookup took ~55 ms after compaction with 16,384-row groups, 105-196 ms with the
 # lake's default of 122,880 (2 groups a day), 167-260 ms before compaction.
 SORTED_ROW_GROUP_ROWS = 16_384
+SORTED_TABLES = tuple(
+    t.name for t in LAKE_TABLES.values() if t.sort_order and t.sort_order[0] != t.day_column
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ def compact_day(lake: Lake, task: CompactTask) -> int:
     """Rewrite one day (steps 1-4 above); returns the day's row count."""
     name = f"{CATALOG}.{quote_ident(task.table)}"
     col = quote_ident(task.day_column)
-    order = ", ".join(quote_ident(c) for c in SORT_ORDER.get(task.table, (task.day_column,)))
+    spec = LAKE_TABLES.get(task.table)
+    sort = spec.sort_order if spec and spec.sort_order else (task.day_column,)
+    order = ", ".join(quote_ident(c) for c in sort)
     start = day_start(task.day)
     bounds = [start, start + timedelta(days=1)]
     where = f"{col} >= ? AND {col} < ?"
@@ -113,8 +117,9 @@ def merge_small_tables(lake: Lake, tables: Sequence[str]) -> None:
 
 
 def ensure_row_groups(lake: Lake) -> None:
-    """Give the tables in :data:`SORT_ORDER` row groups of :data:`SORTED_ROW_GROUP_ROWS`
-    (a table option kept in the catalog, set once; ingest files get them too)."""
+    """Give the tables sorted by more than their day row groups of
+    :data:`SORTED_ROW_GROUP_ROWS` (a table option kept in the catalog, set once; ingest files
+    get them too)."""
     done = {
         str(entry)
         for (entry,) in lake.execute(
@@ -123,7 +128,7 @@ def ensure_row_groups(lake: Lake) -> None:
             [str(SORTED_ROW_GROUP_ROWS)],
         ).fetchall()
     }
-    for table in SORT_ORDER:
+    for table in SORTED_TABLES:
         if f"main.{table}" in done:
             continue
 

@@ -12,7 +12,7 @@ from pipeline.errors import Transient
 from pipeline.lake.catalog import (
     CATALOG,
     DATA_TABLES,
-    INGEST_OFFSETS,
+
     OffsetFenced,
     RetryPolicy,
     create_table_sql,
@@ -21,6 +21,7 @@ from pipeline.lake.catalog import (
     partition_sql,
     quote_ident,
 )
+from pipeline.lake.tables import INGEST_OFFSETS
 from pipeline.schemas import PLATE_READS
 
 
