@@ -51,18 +51,6 @@ def checked_plate(text: str) -> str:
     return plate
 
 
-def _columns(lake: Lake) -> dict[str, dict[str, str]]:
-    """Table -> column -> type, for the lake's main schema."""
-    out: dict[str, dict[str, str]] = {}
-    for table, column, kind in lake.execute(
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
-        [CATALOG],
-    ).fetchall():
-        out.setdefault(str(table), {})[str(column)] = str(kind)
-    return out
-
-
 def plate_predicates(columns: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """Table -> SQL condition (one ``$plate`` parameter) matching rows about a plate (pure)."""
     out: dict[str, str] = {}
@@ -107,7 +95,7 @@ class AccessResult:
 def subject_access(lake: Lake, plate: str) -> AccessResult:
     """Every row about ``plate`` in every lake table (restricted ones included)."""
     found: dict[str, pa.Table] = {}
-    for table, condition in plate_predicates(_columns(lake)).items():
+    for table, condition in plate_predicates(lake.columns()).items():
         found[table] = lake.execute(
             f"SELECT * FROM {_table(table)} WHERE {condition}", {"plate": plate}
         ).to_arrow_table()
@@ -172,7 +160,7 @@ def erase(lake: Lake, plate: str, *, now: datetime, purge: Callable[[Lake], Any]
 
     def once() -> dict[str, int]:
         counts: dict[str, int] = {}
-        for table, condition in plate_predicates(_columns(lake)).items():
+        for table, condition in plate_predicates(lake.columns()).items():
             row = lake.execute(
                 f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
             ).fetchone()
@@ -235,7 +223,7 @@ def unrestrict(lake: Lake, plate: str) -> int:
 
 def _newest(lake: Lake, plate: str) -> datetime | None:
     """The newest collection time of any personal row about ``plate``."""
-    columns = _columns(lake)
+    columns = lake.columns()
     newest: list[datetime] = []
     for table, condition in plate_predicates(columns).items():
         spec = DATA_TABLES.get(table)

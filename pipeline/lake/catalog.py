@@ -26,7 +26,7 @@ from typing import Self, TypeVar
 import duckdb
 import pyarrow as pa
 
-from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
+from pipeline.errors import ConfigError, LakeConflict, Transient
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 from pipeline.lake.tables import (
@@ -97,10 +97,6 @@ class OffsetFenced(Transient):
         self.partition = partition
         self.expected = expected
         self.stored = stored
-
-
-class QueryRefused(UsageError):
-    """An analyst query that is not a single SELECT statement."""
 
 
 @dataclass(frozen=True)
@@ -530,15 +526,16 @@ class Lake:
             [*params, window, *params],
         ).to_arrow_table()
 
-    def query_arrow(self, sql: str) -> pa.Table:
-        """Run one analyst ``SELECT`` (tables are ``lake.<name>``) and return the result."""
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryRefused(f"query does not parse: {exc}") from exc
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryRefused("only a single SELECT statement may be run")
-        return self.con.execute(sql).to_arrow_table()
+    def columns(self) -> dict[str, dict[str, str]]:
+        """Table -> column -> DuckDB type, of the tables in the lake (column order kept)."""
+        out: dict[str, dict[str, str]] = {}
+        for table, column, kind in self.con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
+            [CATALOG],
+        ).fetchall():
+            out.setdefault(str(table), {})[str(column)] = str(kind)
+        return out
 
     # -- internals --------------------------------------------------------------------------
 
@@ -633,8 +630,10 @@ class Lake:
         """No file access but the data files, no way to undo it: analysts only read the lake.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
-        the real guard against writes is the read-only attach plus query_arrow's SELECT-only
-        rule (ATTACH is not a SELECT).
+        this alone does not stop an ATTACH of another catalog. The guards against writes are
+        the read-only attach and the access layer's statement check
+        (:func:`pipeline.access.statement.check`: one SELECT over the role's views), which
+        every analyst statement passes before it runs.
         """
         self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
         # The lake is on local disk: no network file systems, no reading from pipes.
