@@ -53,10 +53,10 @@ class TableSpec:
 
     name: str
     schema: pa.Schema
-    day_column: str | None = None  # partitioned by the UTC day of this column
     collected_column: str | None = None  # collection time: the legal clock (personal tables)
+    by_day: bool = False  # partitioned by the UTC day of the collection time
     plate_columns: tuple[str, ...] = ()  # normalised plates (A-Z0-9), nullable or not
-    sort_columns: tuple[str, ...] = ()  # order of compacted files; default: day_column
+    sort_by: tuple[str, ...] = ()  # compacted files sort by these, then the collection time
 
     @property
     def personal(self) -> bool:
@@ -64,35 +64,38 @@ class TableSpec:
         return self.collected_column is not None
 
     @property
+    def day_column(self) -> str | None:
+        """The partition column: retention then drops whole day folders."""
+        return self.collected_column if self.by_day else None
+
+    @property
     def sort_order(self) -> tuple[str, ...]:
-        if self.sort_columns:
-            return self.sort_columns
-        return (self.day_column,) if self.day_column else ()
+        return (*self.sort_by, self.collected_column) if self.collected_column else self.sort_by
 
 
 PLATE_READS_TABLE = TableSpec(
     "plate_reads",
     PLATE_READS,
-    day_column="captured_at",
     collected_column="captured_at",
+    by_day=True,
     plate_columns=("plate",),
     # The day partition already gives time pruning; inside a day, plate order lets a plate
     # lookup read one row group per day.
-    sort_columns=("plate", "captured_at"),
+    sort_by=("plate",),
 )
 PASSENGERS_TABLE = TableSpec(
     "passengers",
     PASSENGERS,
-    day_column="collected_at",
     collected_column="collected_at",
+    by_day=True,
     plate_columns=("vehicle_plate",),
 )
 # Data-subject requests (pipeline/access/subjects.py).
 VERSIONS_TABLE = TableSpec(
     "plate_read_versions",
     PLATE_READ_VERSIONS,
-    day_column="captured_at",
-    collected_column="captured_at",  # the rectified read's own collection time
+    collected_column="captured_at",  # the rectified read's own collection time: ages out with it
+    by_day=True,
     plate_columns=("old_plate", "new_plate"),
 )
 RESTRICTIONS_TABLE = TableSpec(

@@ -37,9 +37,7 @@ logger = logging.getLogger(__name__)
 # machine): a lookup took ~55 ms after compaction with 16,384-row groups, 105-196 ms with the
 # lake's default of 122,880 (2 groups a day), 167-260 ms before compaction.
 SORTED_ROW_GROUP_ROWS = 16_384
-SORTED_TABLES = tuple(
-    t.name for t in LAKE_TABLES.values() if t.sort_order and t.sort_order[0] != t.day_column
-)
+SORTED_TABLES = tuple(t.name for t in LAKE_TABLES.values() if t.sort_by)
 
 
 @dataclass(frozen=True)
