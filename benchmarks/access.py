@@ -16,23 +16,45 @@ Then, in one run, each timed:
 
 Prints seconds and ratios to the baseline, and checks afterwards that no file under the lake
 holds the plate (the purge's guarantee), by a raw byte scan of every file.
+
+Then the query service (``anpr serve``, in this process on a Unix socket), against the
+in-process query of before (the same checked, logged statement on an open session):
+
+- per-query overhead: median of ``--repeat`` small queries through the socket minus the
+  median in process (target: at most 50 ms added), and the in-process cost of opening a session
+  per command as ``anpr query`` used to;
+- large-result throughput: ``--large-rows`` rows of ``plate_reads`` streamed as Arrow over the
+  socket (target: at least 100 MB/s), and the same query in process.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import shutil
+import statistics
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
+from pipeline.access.audit import ActivityLog
+from pipeline.access.identity import Identity, Purpose
+from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.subjects import erase, subject_access
+from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import purge
+from pipeline.service.client import Client
+from pipeline.service.handlers import Service
+from pipeline.service.server import Server
+from pipeline.service.wire import REPLY_LIMIT, read_frame, request, write_frame
 
 SUBJECT = "QXJ4711"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,6 +130,125 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+SMALL_SQL = "SELECT site_id, direction, count(*) AS reads FROM plate_reads GROUP BY ALL"
+
+
+def _paired_ms(first, second, repeat: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Medians of ``first`` and ``second`` run alternately (so machine load hits both alike),
+    and the median of their paired differences, in milliseconds."""
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, out in ((first, a), (second, b)):
+            began = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - began) * 1e3)
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    return statistics.median(a), statistics.median(b), statistics.median(diffs)
+
+
+def _streamed(client: Client, sql: str, ask: dict[str, str]) -> tuple[float, float, int]:
+    """One query through the service: seconds until the reply header (the service checks,
+    logs and runs it), seconds of the Arrow stream after it (the transfer), bytes received."""
+    began = time.perf_counter()
+    write_frame(client._stream, request("query", sql=sql, **ask))
+    client._stream.flush()
+    header = read_frame(client._stream, REPLY_LIMIT)
+    assert header is not None, "no reply"
+    assert header["arrow"], header
+    ran = time.perf_counter()
+    table = pa.ipc.open_stream(client._stream).read_all()
+    return ran - began, time.perf_counter() - ran, table.nbytes
+
+
+def bench_service(lake: Path, state: Path, repeat: int, large_rows: int) -> dict[str, float]:
+    """The service against the in-process query, in this run (see the module docstring)."""
+    user = getpass.getuser()
+    settings = load_settings(
+        None,
+        env={},
+        overrides={
+            "lake.path": lake,
+            "state.dir": state,
+            "serve.socket": state.parent / "anpr.sock",
+            "access.users": {user: "investigator"},
+        },
+    )
+    service = Service(settings)
+    server = Server(service, settings.serve)
+    server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    identity = Identity(user, "investigator")
+    purpose = Purpose("investigation", "BENCH-1")
+    ask = {"reason": "investigation", "case": "BENCH-1"}
+    # Low-cardinality columns: the result's attribution (a keyed pseudonym per distinct
+    # plate-like value) stays cheap, so the time is the query and the transfer.
+    large_sql = (
+        "SELECT * EXCLUDE (event_id, plate, plate_raw, candidates) "
+        f"FROM plate_reads LIMIT {large_rows}"
+    )
+    log = ActivityLog(state / "access" / "activity.jsonl")
+    pseudo = Pseudonymiser.from_key_file(state / "access" / "pseudonym.key")
+
+    def open_session() -> AccessSession:
+        return AccessSession.open(
+            lake, "investigator", now=datetime.now(UTC), analyst_max_age_days=90,
+            retention_months=6, pseudo=pseudo,
+        )  # fmt: skip
+
+    def per_command() -> None:  # `anpr query` before the service: a session per command
+        with open_session() as session:
+            run_logged(session, log, identity, purpose, SMALL_SQL)
+
+    def per_connection() -> None:  # `anpr query` now: a connection per command
+        with Client.local(settings.serve.socket) as fresh:
+            fresh.query(SMALL_SQL, **ask)
+
+    try:
+        with open_session() as session, Client.local(settings.serve.socket) as client:
+            client.query(SMALL_SQL, **ask)  # warm the service's pool
+            local_ms, served_ms, added_ms = _paired_ms(
+                lambda: run_logged(session, log, identity, purpose, SMALL_SQL),
+                lambda: client.query(SMALL_SQL, **ask),
+                repeat,
+            )
+            old_ms, new_ms, _ = _paired_ms(per_command, per_connection, max(repeat // 3, 3))
+            say(
+                f"small query: in process {local_ms:.1f} ms, through the service "
+                f"{served_ms:.1f} ms, added {added_ms:.1f} ms (median of paired differences)"
+            )
+            say(f"per command: a session each time {old_ms:.1f} ms, "
+                f"a connection to the service {new_ms:.1f} ms")  # fmt: skip
+            local_big_s, big = timed(
+                f"large result in process ({large_rows:,} rows)",
+                lambda: run_logged(session, log, identity, purpose, large_sql),
+            )
+            ran_s, moved_s, moved = _streamed(client, large_sql, ask)
+            say(f"large result through the service: run {ran_s:.2f} s, "
+                f"streamed {moved / 1e6:.0f} MB in {moved_s:.2f} s")  # fmt: skip
+    finally:
+        server.stop()
+        thread.join()
+        service.close()
+    mb = big.nbytes / 1e6
+    return {
+        "small_in_process_ms": round(local_ms, 2),
+        "small_service_ms": round(served_ms, 2),
+        "added_per_query_ms": round(added_ms, 2),
+        "added_vs_target_50ms": round(added_ms / 50, 3),
+        "command_before_ms": round(old_ms, 2),
+        "command_now_ms": round(new_ms, 2),
+        "command_now_vs_before": round(new_ms / old_ms, 2),
+        "large_rows": big.num_rows,
+        "large_mb": round(mb, 1),
+        "large_in_process_s": round(local_big_s, 3),
+        "large_service_s": round(ran_s + moved_s, 3),
+        "service_vs_in_process": round((ran_s + moved_s) / local_big_s, 2),
+        "stream_mb_per_s": round(moved / 1e6 / moved_s, 1),
+        "stream_vs_target_100mb_s": round(moved / 1e6 / moved_s / 100, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=30_000_000)
@@ -115,6 +256,9 @@ def main() -> None:
     parser.add_argument("--subject-reads", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="3M rows")
     parser.add_argument("--keep", type=Path, default=None, help="build the lake here and keep it")
+    parser.add_argument("--repeat", type=int, default=30, help="small queries per timing")
+    parser.add_argument("--large-rows", type=int, default=2_000_000)
+    parser.add_argument("--service-only", action="store_true", help="skip access and erase")
     args = parser.parse_args()
     rows = 3_000_000 if args.quick else args.rows
     tmp = Path(tempfile.mkdtemp(prefix="anpr-bench-access-"))
@@ -124,39 +268,12 @@ def main() -> None:
         build_s = build(path, rows, args.days, args.subject_reads)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         say(f"built in {build_s:.1f} s ({rows / build_s:,.0f} rows/s), {size / 1e9:.2f} GB")
-        with Lake.open(path) as lake:
-            base_s, _ = timed(
-                "baseline: count(DISTINCT plate) over every row",
-                lambda: lake.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
-            )
-            access_s, found = timed("subject access", lambda: subject_access(lake, SUBJECT))
-            purge_times: list[float] = []
-
-            def purge_timed(lk: Lake) -> object:
-                began = time.perf_counter()
-                report = purge(lk, now=datetime.now(UTC))
-                purge_times.append(time.perf_counter() - began)
-                return report
-
-            erase_s, erased = timed(
-                "subject erase (delete + purge)",
-                lambda: erase(lake, SUBJECT, now=datetime.now(UTC), purge=purge_timed),
-            )
-        left = files_holding(path, SUBJECT.encode())
-        result = {
-            "rows": rows,
-            "days": args.days,
-            "lake_bytes": size,
-            "subject_rows_found": found.rows,
-            "rows_erased": erased.rows,
-            "baseline_full_scan_s": round(base_s, 3),
-            "subject_access_s": round(access_s, 3),
-            "subject_erase_s": round(erase_s, 3),
-            "of_which_purge_s": round(purge_times[0], 3),
-            "access_vs_scan": round(access_s / base_s, 2),
-            "erase_vs_scan": round(erase_s / base_s, 2),
-            "files_still_holding_plate": len(left),
-        }
+        result: dict[str, object] = {"rows": rows, "days": args.days, "lake_bytes": size}
+        say("the query service against the in-process query")
+        result["service"] = bench_service(path, tmp / "state", args.repeat, args.large_rows)
+        left: list[str] = []
+        if not args.service_only:
+            left = subject_requests(path, result)
         print(json.dumps(result, indent=1))
         RESULTS.mkdir(exist_ok=True)
         name = f"access-{'quick' if args.quick else rows}.json"
@@ -165,6 +282,41 @@ def main() -> None:
             raise SystemExit(f"the plate is still in {left}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def subject_requests(path: Path, result: dict[str, object]) -> list[str]:
+    """Time subject access and erase (with purge); the files still holding the plate."""
+    with Lake.open(path) as lake:
+        base_s, _ = timed(
+            "baseline: count(DISTINCT plate) over every row",
+            lambda: lake.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
+        )
+        access_s, found = timed("subject access", lambda: subject_access(lake, SUBJECT))
+        purge_times: list[float] = []
+
+        def purge_timed(lk: Lake) -> object:
+            began = time.perf_counter()
+            report = purge(lk, now=datetime.now(UTC))
+            purge_times.append(time.perf_counter() - began)
+            return report
+
+        erase_s, erased = timed(
+            "subject erase (delete + purge)",
+            lambda: erase(lake, SUBJECT, now=datetime.now(UTC), purge=purge_timed),
+        )
+    left = files_holding(path, SUBJECT.encode())
+    result |= {
+        "subject_rows_found": found.rows,
+        "rows_erased": erased.rows,
+        "baseline_full_scan_s": round(base_s, 3),
+        "subject_access_s": round(access_s, 3),
+        "subject_erase_s": round(erase_s, 3),
+        "of_which_purge_s": round(purge_times[0], 3),
+        "access_vs_scan": round(access_s / base_s, 2),
+        "erase_vs_scan": round(erase_s / base_s, 2),
+        "files_still_holding_plate": len(left),
+    }
+    return left
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ from benchmarks.common import (
 from benchmarks.feed import Template, make_pool, produce_backlog, produce_live
 from benchmarks.naive import Refused, default_validator
 from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_reads
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LakeSettings, Settings, load_settings
 from pipeline.ingest.worker import PlateIngestor
 from pipeline.kafka.local import free_port
@@ -811,7 +812,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(tmp / "bench.toml", env=overrides)
         with local_broker(tmp / "kafka") as bootstrap:
             bench = Bench(
-                args, tmp, bootstrap, load_registry(DEFAULT_REGISTRY), settings, overrides
+                args,
+                tmp,
+                bootstrap,
+                load_registry(DEFAULT_REGISTRY, VENDOR_RULES),
+                settings,
+                overrides,
             )
             report = run(bench)
     text = render(report, bench)

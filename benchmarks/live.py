@@ -55,6 +55,7 @@ from benchmarks.common import (
     wait_for,
 )
 from benchmarks.feed import Template, make_pool, produce_backlog, produce_live
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import Settings
 from pipeline.kafka.local import free_port
 from pipeline.live.process import LiveProcessor
@@ -219,7 +220,9 @@ def per_call_us(call: Callable[[], object], number: int) -> float:
 
 def pure_logic_rate(pool: list[Template], index: WatchlistIndex) -> float:
     settings = Settings()
-    processor = LiveProcessor(settings, registry=load_registry(DEFAULT_REGISTRY), index=index)
+    processor = LiveProcessor(
+        settings, registry=load_registry(DEFAULT_REGISTRY, VENDOR_RULES), index=index
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
     values: list[bytes | None] = [t.live(b".p", stamp) for t in pool]
     started = time.perf_counter()
@@ -230,7 +233,7 @@ def pure_logic_rate(pool: list[Template], index: WatchlistIndex) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     say(f"building a pool of {args.pool:,} reads")
     pool = make_pool(registry, args.pool)
     plates = watchlist_plates(pool, args.watchlist)

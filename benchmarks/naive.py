@@ -36,6 +36,7 @@ from confluent_kafka import Consumer
 from benchmarks.common import ProgressFile
 from pipeline.codec.plate_reads import SOURCE_FORMAT
 from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import IngestSettings, KafkaSettings, RetentionSettings, Settings
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.worker import TABLE
@@ -240,7 +241,7 @@ def default_validator(registry: SiteRegistry | None = None) -> PlainValidator:
     """A validator with the ingest worker's default limits."""
     ingest = IngestSettings()
     return PlainValidator(
-        registry or load_registry(DEFAULT_REGISTRY),
+        registry or load_registry(DEFAULT_REGISTRY, VENDOR_RULES),
         max_message_bytes=ingest.max_message_bytes,
         future_tolerance=timedelta(seconds=ingest.future_tolerance_s),
     )

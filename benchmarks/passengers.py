@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from benchmarks.common import create_topics, local_broker, say
 from pipeline.codec.passenger_lists import decode_passenger_lists
 from pipeline.codec.paxlst import Manifest, write_interchange
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import load_settings
 from pipeline.ingest.passengers import PassengerIngestor
 from pipeline.ingest.worker import IngestTotals, RunLimits
@@ -42,7 +43,7 @@ CUTOFF = START - timedelta(days=150)
 
 
 def manifests(plate_reads: int) -> list[Manifest]:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     return [d.manifest for d in departures(registry, seed=9, start=START, plate_reads=plate_reads)]
 
 

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits, decode_plate_reads
-from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, SiteRegistry, load_registry
+from pipeline.codec.vendors import VENDOR_RULES, VENDORS
+from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor
 
@@ -92,7 +93,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20k messages, 3 repeats")
     args, _ = parser.parse_known_args()
     count, repeats = (20_000, 3) if args.quick else (args.count, args.repeats)
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     limits = DecodeLimits()
 
     def plain(values: list[bytes], types: list[str | None]) -> int:

@@ -352,7 +352,7 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from pipeline.reference.sites import VENDORS
+    from pipeline.codec.vendors import VENDORS
 
     chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [f for f in chosen if f not in VENDORS]
@@ -372,9 +372,10 @@ def _utc_time(text: str) -> datetime:
 
 
 def _registry(settings: Settings) -> SiteRegistry:
+    from pipeline.codec.vendors import VENDOR_RULES
     from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
-    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY)
+    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY, VENDOR_RULES)
 
 
 def _simulate_plates(args: argparse.Namespace, settings: Settings) -> int:

@@ -231,6 +231,30 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """``[serve]``: where the query service (``anpr serve``) listens, and where clients find it.
+
+    Local clients connect to ``socket`` (the service proves who they are from the kernel's peer
+    credentials). Remote clients connect to ``remote`` over TLS with a client certificate issued
+    by the service's CA (``tls_client_ca``); the certificate's common name is the user name.
+    Client-side settings only choose where to connect and what certificate to present: who the
+    caller is and what they may read are decided by the service alone.
+    """
+
+    socket: Path = Path("anpr.sock")
+    tls_listen: str = ""  # service: host:port for remote clients; empty: local socket only
+    tls_cert: Path | None = None  # service: its certificate chain (PEM)
+    tls_key: Path | None = None  # service: its private key (PEM)
+    tls_client_ca: Path | None = None  # service: the CA that issues client certificates
+    remote: str = ""  # client: host:port of the service over TLS instead of the socket
+    client_cert: Path | None = None  # client: certificate (PEM) with CN = user name
+    client_key: Path | None = None  # client: its private key (PEM)
+    server_ca: Path | None = None  # client: the CA that signed the service's certificate
+    session_max_age_s: float = 30.0  # a pooled query session is rebuilt after this (clock)
+    max_request_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
@@ -242,6 +266,7 @@ class Settings:
     access: AccessSettings = field(default_factory=AccessSettings)
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def redacted(self) -> dict[str, dict[str, str]]:
         """Every setting as text, secrets masked: safe to print (``anpr config``)."""
@@ -484,6 +509,7 @@ def _check(settings: Settings) -> None:
     if not 0 <= ingest.metrics_port <= 65535:
         raise ConfigError("ingest.metrics_port", "must be a TCP port, or 0 to disable")
     _check_access(settings.access, months)
+    _check_serve(settings.serve)
     _check_live(settings.live)
     _check_passengers(settings.passengers)
 
@@ -526,6 +552,21 @@ def _check_live(live: LiveSettings) -> None:
         zoneinfo.ZoneInfo(live.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError("live.timezone", f"unknown time zone {live.timezone!r}") from None
+
+
+def _check_serve(serve: ServeSettings) -> None:
+    for key in ("tls_listen", "remote"):
+        value = getattr(serve, key)
+        if value and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}", value):
+            raise ConfigError(f"serve.{key}", f"expected host:port, got {value!r}")
+    if serve.tls_listen and None in (serve.tls_cert, serve.tls_key, serve.tls_client_ca):
+        raise ConfigError("serve.tls_listen", "needs tls_cert, tls_key and tls_client_ca")
+    if serve.remote and None in (serve.client_cert, serve.client_key, serve.server_ca):
+        raise ConfigError("serve.remote", "needs client_cert, client_key and server_ca")
+    if not 0 < serve.session_max_age_s <= 300:
+        raise ConfigError("serve.session_max_age_s", "must be within 0..300 seconds")
+    if not 1024 <= serve.max_request_bytes <= 64 * 1024 * 1024:
+        raise ConfigError("serve.max_request_bytes", "must be within 1 KiB..64 MiB")
 
 
 def _check_access(access: AccessSettings, months: int) -> None:

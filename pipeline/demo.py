@@ -61,6 +61,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline.codec.vendors import VENDORS
 from pipeline.config import Settings, add_months
 from pipeline.errors import PipelineError
 from pipeline.files import write_atomic
@@ -73,7 +74,7 @@ from pipeline.maintain.inventory import table_exists
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN, TRIP_WINDOW, week_of
 from pipeline.reference.plates import normalise_plate
-from pipeline.reference.sites import VENDORS, SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 from pipeline.report import ReportInputs, write_report
 from pipeline.simulate.passengers import PassengerSummary, simulate_passengers
 from pipeline.simulate.produce import SimulationSummary, simulate_plates

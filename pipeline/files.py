@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from pipeline.errors import UsageError
 
 
 def write_atomic(path: Path, data: bytes | str, *, sync_dir: bool = False) -> Path:
@@ -29,3 +32,36 @@ def write_atomic(path: Path, data: bytes | str, *, sync_dir: bool = False) -> Pa
         finally:
             os.close(dir_fd)
     return path
+
+
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700: only the service account reads personal data
+
+
+class OpenToOthers(UsageError):
+    """A folder of personal data that users other than its owner can read, write or enter."""
+
+
+def private_files() -> None:
+    """From now on this process creates files 0600 and folders 0700, whatever the caller's
+    umask (child processes, the Kafka broker included, inherit it)."""
+    os.umask(PRIVATE_UMASK)
+
+
+def check_private(folder: Path, what: str) -> None:
+    """Refuse a ``folder`` of personal data that other users can reach; create it 0700 if
+    missing. The folder's own mode is the boundary: nobody else can enter a 0700 folder, so
+    nothing below it is readable to them whatever its mode."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = stat.S_IMODE(folder.stat().st_mode)
+    except NotADirectoryError:
+        raise UsageError(f"{what} {folder} is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {folder} is not usable: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise UsageError(f"{what} {folder} is not a folder")
+    if mode & 0o077:
+        raise OpenToOthers(
+            f"{what} {folder} is open to other users (mode {mode:04o}); only the service "
+            f"account may read it. Fix: chmod -R go-rwx {folder}"
+        )

@@ -61,13 +61,12 @@ def series_names(name: str, kind: str) -> set[str]:
     return {base + suffix for suffix in _SUFFIXES[kind]}
 
 
-def defined_metrics() -> dict[str, str]:
-    """Every metric the package defines: ``Counter("anpr_...", ...)`` and the like, by AST.
+def metric_definitions() -> Iterator[tuple[Path, str, str]]:
+    """(file, name, kind) of every ``Counter("anpr_...", ...)`` and the like in the package.
 
-    Reading the source rather than instantiating classes finds the metrics of every stage,
-    including ones merged later, without this module knowing their classes.
+    Reading the source by AST rather than instantiating classes finds the metrics of every
+    stage, including ones merged later, without this module knowing their classes.
     """
-    found: dict[str, str] = {}
     for path in sorted((REPO / "pipeline").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
             if not isinstance(node, ast.Call) or not node.args:
@@ -80,8 +79,12 @@ def defined_metrics() -> dict[str, str]:
                 and isinstance(first, ast.Constant)
                 and isinstance(first.value, str)
             ):
-                found[first.value] = _METRIC_CLASSES[cls]
-    return found
+                yield path, first.value, _METRIC_CLASSES[cls]
+
+
+def defined_metrics() -> dict[str, str]:
+    """Every metric the package defines, name -> kind."""
+    return {name: kind for _, name, kind in metric_definitions()}
 
 
 def allowed_series() -> set[str]:

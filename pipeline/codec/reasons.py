@@ -8,7 +8,10 @@ separately (:attr:`pipeline.codec.plate_reads.DecodeResult.expired`).
 
 from __future__ import annotations
 
+import json
+import re
 from enum import StrEnum
+from typing import Final
 
 
 class Reason(StrEnum):
@@ -51,3 +54,81 @@ class Reason(StrEnum):
 
     CONTROL_TOTAL_MISMATCH = "control_total_mismatch"
     """A PAXLST message whose CNT control total disagrees with the people it lists."""
+
+
+class Rejection(Exception):
+    """A message (or one read of it) that cannot be stored: why, and which rule it broke.
+
+    Every decoder raises it inside and reports it at its edge (a DLQ record, a returned list).
+    ``detail`` names fields and rules only, never a value from the message.
+    """
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.reason.value!r}, {self.detail!r})"
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+def _no_constant(name: str) -> object:
+    raise _NonFinite
+
+
+# Built once: json.loads with hooks would build a new decoder per message.
+_STRICT: Final = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_no_repeats)
+# A \uD800-\uDFFF escape; only a message holding one can decode to an unpaired surrogate.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def strict_json(value: bytes) -> object:
+    """The one JSON document in ``value``, read under the codec's hostile-input policy.
+
+    Raises :class:`Rejection` with ``malformed_json`` for anything but exactly one JSON
+    document in UTF-8 (see :mod:`pipeline.codec`): invalid UTF-8, bad syntax, trailing data,
+    a repeated key in any object, NaN/Infinity, an unpaired surrogate escape, nesting deeper
+    than Python's recursion limit, an integer literal beyond Python's digit limit.
+    """
+    malformed = Reason.MALFORMED_JSON
+    try:
+        document = _STRICT.decode(value.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Rejection(malformed, f"not valid UTF-8 at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise Rejection(malformed, f"not valid JSON: {exc.msg} at char {exc.pos}") from exc
+    except _RepeatedKey as exc:
+        raise Rejection(malformed, "a JSON object repeats a key") from exc
+    except _NonFinite as exc:
+        raise Rejection(malformed, "NaN and Infinity are not JSON numbers") from exc
+    except RecursionError as exc:
+        raise Rejection(malformed, "JSON nested too deeply to be read") from exc
+    except ValueError as exc:  # an integer literal beyond Python's digit limit
+        raise Rejection(malformed, "number literal too long") from exc
+    if _SURROGATE_ESCAPE.search(value) and not _encodable(document):
+        raise Rejection(malformed, "a string holds an unpaired surrogate escape")
+    return document
+
+
+def _encodable(document: object) -> bool:
+    # Paired escapes decode to one character; an unpaired one cannot be encoded as UTF-8.
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

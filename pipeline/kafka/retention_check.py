@@ -12,10 +12,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.kafka.admin import topic_retentions
+from pipeline.metrics import TopicRetentionGauges
 from pipeline.retention import shortest_span_days
 
 logger = logging.getLogger(__name__)
@@ -49,29 +50,6 @@ def assess(retention_ms: Mapping[str, int | None], limit_s: float) -> list[Topic
     return out
 
 
-class TopicRetentionGauges:
-    """``anpr_topic_retention_seconds{topic}`` and ``anpr_topic_retention_exceeded{topic}``."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.seconds = Gauge(
-            "anpr_topic_retention_seconds",
-            "retention.ms of a Kafka topic carrying personal data, in seconds.",
-            ["topic"],
-            registry=registry,
-        )
-        self.exceeded = Gauge(
-            "anpr_topic_retention_exceeded",
-            "1 when a topic carrying personal data keeps it longer than the legal limit.",
-            ["topic"],
-            registry=registry,
-        )
-
-    def record(self, checks: list[TopicRetention]) -> None:
-        for check in checks:
-            self.seconds.labels(check.topic).set(check.seconds)
-            self.exceeded.labels(check.topic).set(1 if check.exceeded else 0)
-
-
 def check_topic_retentions(
     settings: Settings, gauges: TopicRetentionGauges
 ) -> list[TopicRetention]:
@@ -80,8 +58,8 @@ def check_topic_retentions(
         topic_retentions(settings, list(settings.topics.personal_data_topics())),
         limit_seconds(settings),
     )
-    gauges.record(checks)
     for check in checks:
+        gauges.record(check.topic, check.seconds, exceeded=check.exceeded)
         if check.exceeded:
             logger.warning(
                 "Kafka topic %s keeps data %.0f s, longer than the legal limit (%.0f s): "

@@ -33,10 +33,10 @@ from pipeline.lake.tables import PERSONAL_DATA_TABLES
 from pipeline.maintain import compact as compaction
 from pipeline.maintain import stats as statistics
 from pipeline.maintain.inventory import files_by_day, table_exists
-from pipeline.maintain.metrics import MaintainMetrics
 from pipeline.maintain.purge import META, purge
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.verify import verify
+from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ they never become a path or SQL text (DESIGN.md, invariant 8).
 
 Example::
 
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)  # from pipeline.codec.vendors
     registry.is_known("NO-SVINESUND", "SVI-L2-F")  # True
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -39,18 +39,13 @@ _COUNTRY_PATTERN: Final = re.compile(r"^[A-Z]{2}$")
 Kind = Literal["road", "ferry"]
 Direction = Literal["entry", "exit"]
 Position = Literal["front", "rear"]
-Vendor = Literal["canonical", "openalpr", "platerecognizer", "hikvision", "genetec"]
+Vendor = str  # "canonical" or the name of a vendor in pipeline.codec.vendors
 
 KINDS: Final[tuple[Kind, ...]] = ("road", "ferry")
 DIRECTIONS: Final[tuple[Direction, ...]] = ("entry", "exit")
 POSITIONS: Final[tuple[Position, ...]] = ("front", "rear")
-VENDORS: Final[tuple[Vendor, ...]] = (
-    "canonical",
-    "openalpr",
-    "platerecognizer",
-    "hikvision",
-    "genetec",
-)
+# Cameras that send our own plate_read/1 (the default); vendor names come from the codec.
+CANONICAL_VENDOR: Final = "canonical"
 
 # The key of a (site, camera) pair in :attr:`SiteRegistry.known_pairs`. Neither id may contain
 # it (both patterns exclude it), so joining is injective: no crafted pair can collide.
@@ -70,13 +65,23 @@ _CAMERA_KEYS: Final = frozenset(
 )
 DateOrder = Literal["DMY", "MDY", "YMD"]
 DATE_ORDERS: Final[tuple[DateOrder, ...]] = ("DMY", "MDY", "YMD")
-# The vendor's word for a vehicle's motion that means "entering Norway" is one of these.
-ENTRY_MOTIONS: Final[Mapping[str, tuple[str, str]]] = {
-    "hikvision": ("forward", "reverse"),
-    "genetec": ("approaching", "receding"),
-}
-# Vendors that report a travel heading in degrees.
-HEADING_VENDORS: Final = frozenset({"openalpr", "platerecognizer"})
+
+
+@dataclass(frozen=True)
+class VendorRules:
+    """Which optional camera keys a vendor's cameras take; the codec registers one per vendor.
+
+    The registry is below the codec (``pipeline.codec.vendors.VENDOR_RULES`` is passed to
+    :func:`load_registry`), so adding a vendor never touches this module. ``heading``: the
+    vendor reports a travel heading, so ``entry_heading`` applies. ``motions``: the vendor's
+    two motion words, one of which is the camera's ``entry_motion``. ``date_order``: the
+    vendor writes dates in a locale order, and every camera must say which.
+    """
+
+    name: str
+    heading: bool = False
+    motions: tuple[str, str] | None = None
+    date_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class Camera:
     vendor_camera_id: str | None = None
     # How a vendor's own direction maps to entry/exit (else the lane's direction is used):
     entry_heading: float | None = None  # degrees a vehicle entering Norway travels (0-360)
-    entry_motion: str | None = None  # vendor word meaning entry (see ENTRY_MOTIONS)
+    entry_motion: str | None = None  # vendor word meaning entry (see VendorRules.motions)
     date_order: DateOrder | None = None  # Genetec exports: day/month order of DateUtc
 
 
@@ -192,8 +197,13 @@ class SiteRegistry:
         return self._known_pairs
 
 
-def load_registry(path: Path) -> SiteRegistry:
-    """Read and validate the site registry file; raise :class:`ConfigError` on any mistake."""
+def load_registry(path: Path, vendors: Iterable[VendorRules]) -> SiteRegistry:
+    """Read and validate the site registry file; raise :class:`ConfigError` on any mistake.
+
+    ``vendors``: the vendors cameras may name besides ``canonical``, with the keys each takes
+    (``pipeline.codec.vendors.VENDOR_RULES``).
+    """
+    rules = {vendor.name: vendor for vendor in vendors}
     try:
         with path.open("rb") as f:
             document = tomllib.load(f)
@@ -207,14 +217,14 @@ def load_registry(path: Path) -> SiteRegistry:
         raise ConfigError(str(path), f"unknown top-level keys: {unknown}")
     if not isinstance(raw_sites, list) or not raw_sites:
         raise ConfigError(str(path), "expected a non-empty [[sites]] array")
-    sites = tuple(_parse_site(path, i, raw) for i, raw in enumerate(raw_sites))
+    sites = tuple(_parse_site(path, i, raw, rules) for i, raw in enumerate(raw_sites))
     _check_unique(path, sites)
     registry = SiteRegistry(sites)
     logger.info("site registry %s: %d sites, %d cameras", path, len(sites), len(registry.cameras))
     return registry
 
 
-def _parse_site(path: Path, index: int, raw: object) -> Site:
+def _parse_site(path: Path, index: int, raw: object, vendors: Mapping[str, VendorRules]) -> Site:
     where = f"{path}: sites[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, "expected a table")
@@ -236,7 +246,7 @@ def _parse_site(path: Path, index: int, raw: object) -> Site:
     if not isinstance(raw_cameras, list) or not raw_cameras:
         raise ConfigError(where, "cameras must be a non-empty array")
     cameras = tuple(
-        _parse_camera(f"{where}.cameras[{j}]", site_id, lane_numbers, cam)
+        _parse_camera(f"{where}.cameras[{j}]", site_id, lane_numbers, cam, vendors)
         for j, cam in enumerate(raw_cameras)
     )
     day = _silence(where, "silence_day_s", raw.get("silence_day_s"))
@@ -271,7 +281,13 @@ def _parse_lanes(where: str, raw: object) -> tuple[Lane, ...]:
     return tuple(lanes)
 
 
-def _parse_camera(where: str, site_id: str, lane_numbers: set[int], raw: object) -> Camera:
+def _parse_camera(
+    where: str,
+    site_id: str,
+    lane_numbers: set[int],
+    raw: object,
+    vendors: Mapping[str, VendorRules],
+) -> Camera:
     if not isinstance(raw, dict):
         raise ConfigError(where, "expected a table")
     camera_id = raw.get("id")
@@ -284,7 +300,8 @@ def _parse_camera(where: str, site_id: str, lane_numbers: set[int], raw: object)
         listed = ", ".join(str(n) for n in sorted(lane_numbers))
         raise ConfigError(where, f"lane {lane} is not one of the site's lanes ({listed})")
     position = cast(Position, _choice(where, "position", raw["position"], POSITIONS))
-    vendor = cast(Vendor, _choice(where, "vendor", raw.get("vendor", "canonical"), VENDORS))
+    names = (CANONICAL_VENDOR, *vendors)
+    vendor = _choice(where, "vendor", raw.get("vendor", CANONICAL_VENDOR), names)
     vendor_camera_id = raw.get("vendor_camera_id")
     if vendor_camera_id is not None and (
         not isinstance(vendor_camera_id, str)
@@ -302,25 +319,27 @@ def _parse_camera(where: str, site_id: str, lane_numbers: set[int], raw: object)
         position,
         vendor,
         vendor_camera_id,
-        *_vendor_rules(where, vendor, raw),
+        *_vendor_rules(where, vendor, raw, vendors),
     )
 
 
 def _vendor_rules(
-    where: str, vendor: str, raw: dict[str, object]
+    where: str, vendor: str, raw: dict[str, object], vendors: Mapping[str, VendorRules]
 ) -> tuple[float | None, str | None, DateOrder | None]:
     """The optional per-camera keys that say how to read a vendor's direction and dates."""
+    rules = vendors.get(vendor, VendorRules(vendor))
     heading = raw.get("entry_heading")
     if heading is not None:
-        if vendor not in HEADING_VENDORS:
-            raise ConfigError(where, f"entry_heading is for {sorted(HEADING_VENDORS)} cameras")
+        if not rules.heading:
+            heading_vendors = sorted(v.name for v in vendors.values() if v.heading)
+            raise ConfigError(where, f"entry_heading is for {heading_vendors} cameras")
         if isinstance(heading, bool) or not isinstance(heading, int | float):
             raise ConfigError(where, "entry_heading must be a number of degrees")
         if not 0 <= heading <= 360:
             raise ConfigError(where, "entry_heading must be within 0..360 degrees")
     motion = raw.get("entry_motion")
-    if motion is not None and motion not in ENTRY_MOTIONS.get(vendor, ()):
-        allowed = ENTRY_MOTIONS.get(vendor)
+    allowed = rules.motions
+    if motion is not None and motion not in (allowed or ()):
         raise ConfigError(
             where,
             f"entry_motion must be one of {allowed}"
@@ -329,12 +348,13 @@ def _vendor_rules(
         )
     order = raw.get("date_order")
     if order is not None:
-        if vendor != "genetec":
-            raise ConfigError(where, "date_order is only for genetec cameras")
+        if not rules.date_order:
+            dated = ", ".join(v.name for v in vendors.values() if v.date_order)
+            raise ConfigError(where, f"date_order is only for {dated} cameras")
         order = _choice(where, "date_order", order, DATE_ORDERS)
-    elif vendor == "genetec":
+    elif rules.date_order:
         # Genetec's date order follows the exporting locale; guessing would shift dates.
-        raise ConfigError(where, "genetec cameras need date_order (DMY, MDY or YMD)")
+        raise ConfigError(where, f"{vendor} cameras need date_order (DMY, MDY or YMD)")
     return (
         None if heading is None else float(heading),
         cast(str | None, motion),

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.errors import MissingToolError
 from pipeline.kafka import local
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
@@ -149,4 +150,4 @@ def anpr() -> RunAnpr:
 @pytest.fixture(scope="session")
 def registry() -> SiteRegistry:
     """The site registry shipped in deploy/sites.toml (the one `anpr` uses by default)."""
-    return load_registry(DEFAULT_REGISTRY)
+    return load_registry(DEFAULT_REGISTRY, VENDOR_RULES)

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import VENDORS
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
 from pipeline.ingest.worker import IngestTotals, PlateIngestor, RunLimits
@@ -36,7 +37,7 @@ from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.passages import PassageGrouper
-from pipeline.reference.sites import VENDORS, SiteRegistry
+from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel, encode

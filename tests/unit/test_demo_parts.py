@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.codec.vendors import VENDOR_RULES, VENDORS
 from pipeline.demo import (
     Voyage,
     confusable,
@@ -21,7 +22,7 @@ from pipeline.demo import (
 )
 from pipeline.live.watchlist import confusion_class
 from pipeline.reference.plates import normalise_plate
-from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, load_registry
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.passengers import PassengerSummary
 from pipeline.simulate.traffic import TrafficModel
 
@@ -30,7 +31,7 @@ NOW = datetime(2026, 11, 6, 5, tzinfo=UTC)
 
 
 def test_the_watchlist_holds_passing_plates_variants_and_absent_ones() -> None:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     entries = pick_watchlist(registry, seed=5, start=START, passages_per_hour=500, now=NOW)
     model = TrafficModel(registry, seed=5, passages_per_hour=500, formats=VENDORS)
     reads = model.reads(START)

@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import BulkHistogram, IngestMetrics
+from pipeline.metrics import BulkHistogram, IngestMetrics, MaintainMetrics
+from tests import ops_contract as oc
 
 
 def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str], float]:
@@ -53,3 +56,39 @@ def test_documented_metric_names_are_exposed() -> None:
     ):
         assert expected in names
     assert all(n.startswith("anpr_") for n in names)
+
+
+def test_success_times_and_the_statistics_backlog_carry_over(tmp_path: Path) -> None:
+    previous = MaintainMetrics()
+    previous.last_success.labels("stats").set(1_800_000_000)
+    previous.stats_pending.set(7)
+    previous.deleted.labels("plate_reads", "retention").inc(5)
+    prom = tmp_path / "maintain.prom"
+    previous.write(prom)
+
+    run = MaintainMetrics()  # e.g. --only retention: no stats step this time
+    run.carry_over(prom)
+    sample = run.registry.get_sample_value
+    assert sample("anpr_maintenance_last_success_timestamp_seconds", {"step": "stats"}) == 1.8e9
+    assert sample("anpr_statistics_days_pending") == 7
+    # Counters are per run: deletions of the previous run are not counted again.
+    labels = {"table": "plate_reads", "reason": "retention"}
+    assert sample("anpr_rows_deleted_total", labels) is None
+
+
+def test_no_previous_file_is_a_first_run(tmp_path: Path) -> None:
+    run = MaintainMetrics()
+    run.carry_over(tmp_path / "missing.prom")
+    assert run.registry.get_sample_value("anpr_statistics_days_pending") == 0
+
+
+def test_every_metric_is_defined_in_metrics_py() -> None:
+    """One home for metric names, labels and help texts (found by AST over the package)."""
+    definitions = list(oc.metric_definitions())
+    home = oc.REPO / "pipeline" / "metrics.py"
+    elsewhere = sorted((str(path.relative_to(oc.REPO)), name) for path, name, _ in definitions
+                       if path != home)  # fmt: skip
+    assert elsewhere == []
+    assert {"anpr_rows_deleted_total", "anpr_topic_retention_exceeded"} <= {
+        name for _, name, _ in definitions
+    }

@@ -10,12 +10,13 @@ from jsonschema import Draft202012Validator
 
 from pipeline import schema_files
 from pipeline.codec.plate_reads import decode_plate_reads
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.schemas import plate_read_json_schema
 from pipeline.simulate.traffic import TrafficModel
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-REGISTRY = load_registry(DEFAULT_REGISTRY)
+REGISTRY = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 VALIDATOR = Draft202012Validator(plate_read_json_schema())
 
 

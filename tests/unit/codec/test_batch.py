@@ -12,11 +12,12 @@ import pytest
 from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.codec.reasons import Reason
-from pipeline.reference.sites import DEFAULT_REGISTRY, VENDORS, load_registry
+from pipeline.codec.vendors import VENDOR_RULES, VENDORS
+from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
 
-REGISTRY = load_registry(DEFAULT_REGISTRY)
+REGISTRY = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 FORMAT_OF_VENDOR = {
     "canonical": "canonical",

@@ -21,6 +21,7 @@ from pipeline.codec.plate_reads import (
     decode_plate_reads,
 )
 from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
 from pipeline.schemas import DECODED_PLATE_READS
 
@@ -29,7 +30,7 @@ CUTOFF = NOW - timedelta(days=183)
 PLATE = "QZ 98765"  # synthetic; tests below check it never appears in a rejection detail
 EXPIRED = "expired"
 
-REGISTRY: SiteRegistry = load_registry(DEFAULT_REGISTRY)
+REGISTRY: SiteRegistry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 
 BASE: dict[str, object] = {
     "schema": "plate_read/1",

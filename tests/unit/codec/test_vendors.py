@@ -24,6 +24,7 @@ from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import (
     CANONICAL_CONTENT_TYPE,
     MAX_CANDIDATES,
+    VENDOR_RULES,
     DirectionRule,
     detect_format,
     map_vendor,
@@ -87,7 +88,7 @@ def with_rules(registry: SiteRegistry, rules: dict[str, dict[str, Any]]) -> Site
 def registry(tmp_path_factory: pytest.TempPathFactory) -> SiteRegistry:
     path: Path = tmp_path_factory.mktemp("sites") / "sites.toml"
     path.write_text(REGISTRY_TOML, encoding="utf-8")
-    return load_registry(path)
+    return load_registry(path, VENDOR_RULES)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,14 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import Settings
 from pipeline.live.process import STALE, LiveProcessor
 from pipeline.live.watchlist import Entry, WatchlistIndex
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
 
-REGISTRY = load_registry(DEFAULT_REGISTRY)
+REGISTRY = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 

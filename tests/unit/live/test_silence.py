@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LiveSettings
 from pipeline.live.silence import NightHours, SilenceMonitor, Thresholds
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
@@ -73,7 +74,7 @@ def test_cameras_that_never_read_are_not_watched() -> None:
 
 
 def test_thresholds_come_from_the_site_registry_else_the_settings() -> None:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     m = SilenceMonitor.for_registry(registry, LiveSettings(silence_day_s=123, silence_night_s=456))
     m.observe("SVI-L1-F", "NO-SVINESUND", NOON.timestamp())
     m.observe("ORJ-L2-F", "NO-ORJE", NOON.timestamp())

@@ -12,12 +12,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from pipeline.codec.vendors import VENDOR_RULES, VENDORS
 from pipeline.errors import ConfigError
 from pipeline.reference.sites import (
     CAMERA_ID_PATTERN,
     DEFAULT_REGISTRY,
     SITE_ID_PATTERN,
-    VENDORS,
     SiteRegistry,
     load_registry,
 )
@@ -25,7 +25,7 @@ from pipeline.reference.sites import (
 
 @pytest.fixture(scope="module")
 def registry() -> SiteRegistry:
-    return load_registry(DEFAULT_REGISTRY)
+    return load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 
 
 def test_shipped_registry_covers_the_crossings_and_terminals(registry: SiteRegistry) -> None:
@@ -146,7 +146,7 @@ def _write(tmp_path: Path, document: dict[str, Any]) -> Path:
 
 
 def test_minimal_file_loads(tmp_path: Path) -> None:
-    registry = load_registry(_write(tmp_path, _BASE))
+    registry = load_registry(_write(tmp_path, _BASE), VENDOR_RULES)
     assert [site.id for site in registry.sites] == ["NO-TESTA", "NO-TESTB"]
     assert registry.camera("TA-L1-F").vendor == "canonical"  # the default
     assert registry.camera("TA-L2-R").vendor_camera_id == "900001"
@@ -155,7 +155,7 @@ def test_minimal_file_loads(tmp_path: Path) -> None:
 def test_silence_thresholds_are_optional_per_site(tmp_path: Path) -> None:
     document = copy.deepcopy(_BASE)
     document["sites"][0].update(silence_day_s=600, silence_night_s=3600.5)
-    registry = load_registry(_write(tmp_path, document))
+    registry = load_registry(_write(tmp_path, document), VENDOR_RULES)
     assert (registry.site("NO-TESTA").silence_day_s, registry.site("NO-TESTA").silence_night_s) == (
         600.0,
         3600.5,
@@ -263,7 +263,7 @@ def test_invalid_registry_names_file_and_entry(tmp_path: Path, case: str) -> Non
     mutate(document)
     path = _write(tmp_path, document)
     with pytest.raises(ConfigError) as caught:
-        load_registry(path)
+        load_registry(path, VENDOR_RULES)
     text = str(caught.value)
     assert str(path) in text
     assert message in text
@@ -275,9 +275,9 @@ def test_not_toml(tmp_path: Path) -> None:
     path = tmp_path / "sites.toml"
     path.write_text("[[sites]\nid = ", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_registry(path)
+        load_registry(path, VENDOR_RULES)
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        load_registry(tmp_path / "absent.toml")
+        load_registry(tmp_path / "absent.toml", VENDOR_RULES)

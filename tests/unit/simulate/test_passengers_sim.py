@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from pipeline.codec.passenger_lists import decode_passenger_lists
+from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.reference.plates import normalise_plate
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.passengers import (
@@ -22,7 +23,7 @@ START = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def test_every_vehicle_on_a_departure_was_read_leaving_at_that_terminal_before_it() -> None:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     found = list(departures(registry, seed=4, start=START, plate_reads=15_000))
     assert len(found) > 5
     reads = TrafficModel(registry, seed=4).reads(START)
@@ -40,7 +41,7 @@ def test_every_vehicle_on_a_departure_was_read_leaving_at_that_terminal_before_i
 
 
 def test_simulated_lists_decode_without_rejections_in_both_formats() -> None:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     rng = random.Random(2)
     values = []
     for n, d in enumerate(departures(registry, seed=4, start=START, plate_reads=15_000)):
@@ -54,7 +55,7 @@ def test_simulated_lists_decode_without_rejections_in_both_formats() -> None:
 
 
 def test_each_hostile_list_is_rejected_with_its_reason() -> None:
-    registry = load_registry(DEFAULT_REGISTRY)
+    registry = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
     manifest = next(departures(registry, seed=4, start=START, plate_reads=15_000)).manifest
     values = [hostile_list(variant, manifest) for variant, _ in HOSTILE_VARIANTS]
     batch = decode_passenger_lists(

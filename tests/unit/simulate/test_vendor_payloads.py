@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.codec.vendors import REGISTRY_VENDOR, detect_format, map_vendor
+from pipeline.codec.vendors import REGISTRY_VENDOR, VENDOR_RULES, detect_format, map_vendor
 from pipeline.reference.plates import normalise_plate
 from pipeline.reference.sites import DEFAULT_REGISTRY, Camera, SiteRegistry, load_registry
 from pipeline.simulate.traffic import TrafficModel, random_plate
@@ -29,7 +29,7 @@ from pipeline.simulate.vendor_payloads import (
     mapped_event_id,
 )
 
-REGISTRY = load_registry(DEFAULT_REGISTRY)
+REGISTRY = load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
 VENDOR_CAMERAS = [c for c in REGISTRY.cameras if c.vendor != "canonical"]
 READS_PER_CAMERA = 30
 COUNTRIES = ("NO", "NO", "SE", "FI", "DK", "DE", "PL", "LT", "RU", "GB")

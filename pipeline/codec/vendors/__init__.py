@@ -1,0 +1,279 @@
+"""Vendor plate-read payloads: recognise them and map them to ``plate_read/1``.
+
+Pure: bytes or parsed documents in, canonical dicts and rejections out; no Kafka, no clock, no
+files. One module per vendor, registered in :data:`VENDOR_CODECS`: adding a vendor is its
+module plus one entry there (formats, detection, the site registry's camera keys and the
+simulator's payloads all follow from it). :func:`detect_format` sniffs a few bytes per
+message; :func:`map_vendor` parses one vendor payload and dispatches to its vendor's module;
+each ``map_*`` function maps one parsed payload and is table-tested. The canonical decoder
+(:func:`pipeline.codec.plate_reads.decode_plate_reads`) still validates every mapped read: the
+mappers check what only they can see (vendor units, shapes, ids) and the string bounds of
+``PLATE_READ_INPUT``; plate formats, retention, future times and the dedup window stay there.
+
+Example::
+
+    fmt = detect_format(value, headers.get("content-type"))
+    if fmt != "canonical":
+        reads, rejects = map_vendor(value, fmt, registry, genetec_date_order="DMY")
+
+Mapping (vendor field -> canonical field):
+
+=================  ==============================  ============================================
+canonical          OpenALPR / Rekor Scout          Plate Recognizer (Stream, Snapshot)
+=================  ==============================  ============================================
+event_id           group: ``best_uuid``;           ``pr-`` + 32 hex of BLAKE2b(camera_id,
+                   results: ``uuid`` (``uuid:i``   timestamp, result index): the payload has
+                   for the i-th plate, i >= 1)     no id, a re-sent webhook hashes the same
+camera             ``camera_id`` (integer)         ``data.camera_id``
+captured_at        ``epoch_start`` / results       ``data.timestamp`` (RFC 3339 with offset)
+                   ``epoch_time``: epoch **ms**
+plate              ``best_plate_number`` or        ``results[].plate`` (lower case, kept raw)
+                   ``best_plate.plate``; results
+                   ``results[].plate``
+confidence         ``best_confidence`` 0-100 /100  ``score`` 0-1
+plate_country      ``best_region``, else           ``region.code``
+                   ``best_plate.region``, else
+                   ``country``
+direction          ``travel_direction`` degrees    ``direction`` degrees ("" or absent: none)
+vehicle_class      ``vehicle.body_type[0].name``   ``vehicle.type``
+candidates         ``candidates`` (or              ``candidates[]`` (``score`` 0-1; Stream
+                   ``best_plate.candidates``),     sends none, so confidence is null)
+                   0-100 /100
+=================  ==============================  ============================================
+
+=================  ==============================  ============================================
+canonical          Hikvision ISAPI (XML)           Genetec AutoVu / Security Center (JSON)
+=================  ==============================  ============================================
+event_id           ``UUID``                        ``VehicleID``
+camera             ``deviceID:channelID``, else    ``CameraName``
+                   ``deviceID``
+captured_at        ``dateTime`` (offset required)  ``DateUtc`` + ``TimeUtc``, the date in the
+                                                   camera's configured order (see below)
+plate              ``ANPR/licensePlate``           ``Plate``
+confidence         ``ANPR/confidenceLevel`` /100   ``ConfidenceScore`` (a string) /100
+plate_country      ``ANPR/countryAbbreviation``    ``State``
+direction          ``ANPR/direction`` forward,     ``RelativeMotion`` approaching, moving
+                   reverse (unknown: none)         away (others: none)
+vehicle_class      ``ANPR/vehicleType``            ``VehicleType`` (optional)
+candidates         none                            none
+=================  ==============================  ============================================
+
+Units. OpenALPR ``epoch_start``, ``epoch_end`` and ``epoch_time`` are epoch milliseconds (Rekor's
+samples: 13 digits, equal to the millisecond suffix of the frame uuids). Every vendor time
+before 2000-01-01 is rejected as ``schema_violation``, not left to expire: epoch seconds read as
+milliseconds land in January 1970, and so does a camera whose clock was reset; either way the
+read is recent and would otherwise vanish silently as "expired on arrival". Epoch microseconds
+read as milliseconds overflow the calendar and are rejected the same way. Percentages (OpenALPR,
+Hikvision, Genetec) are divided by 100; Plate Recognizer scores are already 0-1.
+
+Countries. The vendor code is upper-cased and split on ``-``/``_``: ``no`` and ``NO`` -> NO,
+``de-by``/``us-mo`` -> DE/US (country of a subdivision), ``eu-no`` -> NO (a multi-country prefix
+is skipped), ``uk`` -> GB, ``el`` -> GR, alpha-3 codes of European neighbours (``NOR`` -> NO,
+``SWE`` -> SE, ...) -> alpha-2. Anything that is not then an assigned ISO 3166-1 alpha-2 code
+(``eu``, ``-``, an empty string, a US state such as ``mo`` alone) is a ``schema_violation``.
+A bare subdivision that is also a country code (``CA``) cannot be told apart: it maps to the
+country, so Genetec ``State`` must carry country codes.
+
+Directions. Every camera sits on a lane whose direction (entry/exit relative to Norway) is in
+the registry; that is the answer unless the camera has a :class:`DirectionRule` for its
+vendor's direction: ``entry_heading`` (degrees) for OpenALPR and Plate Recognizer, ``entry_motion``
+(a vendor motion word) for Hikvision and Genetec. A heading less than 90 degrees away from
+``entry_heading`` is entry, more than 90 is exit, exactly 90 or no heading is the lane's.
+A vendor direction that contradicts the lane (a wrong-way vehicle) wins when a rule exists.
+
+Vehicle classes (ours: car, van, truck, bus, motorcycle; anything unknown or malformed is null,
+never a rejection: the class is optional): pickups count as light goods vehicles (van), minivans
+as cars, articulated and heavy goods vehicles as trucks. See the ``_*_CLASSES`` tables.
+
+Genetec dates. ``DateUtc`` follows the exporting Windows locale: ``03/04/2026`` is 3 April under
+DMY and 4 March under MDY. The order comes from the camera's ``date_order`` in the registry, else
+from the site-wide ``genetec_date_order`` argument; with neither, the read is rejected. A date
+impossible in that order (``13/25/2026`` under DMY: month 25) is rejected with "date does not
+match configured order DMY"; the other order is never tried, since a read placed on the wrong
+day would silently move its retention deadline.
+
+Idempotency: the event id comes from the vendor (see the table), so re-sent payloads repeat it
+and the dedup window stores them once; Hikvision ``isDataRetransmission=true`` maps to the same
+id and is flagged ``retransmission: True`` so metrics can count it.
+
+Data minimisation: images (OpenALPR ``vehicle_crop_jpeg``/``plate_crop_jpeg``, Plate
+Recognizer crops, Hikvision ``pictureInfoList``, Genetec ``ContextImage``/``PlateImage``) are
+never read: outputs are built field by field, so nothing unlisted can leak into them. Output
+dicts hold the ``plate_read/1`` fields plus ``candidates`` (up to :data:`MAX_CANDIDATES`
+``{"plate", "confidence"}`` entries, best first, for later rectification), ``source_format``
+(the detected format) and ``retransmission``. Rejection details name fields and rules only,
+never a value from the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from pipeline.codec.reasons import Reason, Rejection
+from pipeline.codec.vendors import genetec, hikvision, openalpr, platerecognizer
+from pipeline.codec.vendors._shared import (
+    BOM,
+    MAX_CANDIDATES,
+    MAX_READS_PER_PAYLOAD,
+    MAX_VENDOR_CANDIDATES,
+    VEHICLE_CLASSES,
+    CanonicalRead,
+    DirectionRule,
+    MappedRead,
+    VendorCodec,
+    VendorRegistry,
+    camera_rules,
+)
+from pipeline.codec.vendors.genetec import map_genetec
+from pipeline.codec.vendors.hikvision import map_hikvision
+from pipeline.codec.vendors.openalpr import map_openalpr_group, map_openalpr_results
+from pipeline.codec.vendors.platerecognizer import map_platerecognizer, platerecognizer_event_id
+from pipeline.reference.sites import CANONICAL_VENDOR, DateOrder, VendorRules
+
+__all__ = [
+    "CANONICAL_CONTENT_TYPE",
+    "CANONICAL_PREFIX",
+    "FORMATS",
+    "MAX_CANDIDATES",
+    "MAX_READS_PER_PAYLOAD",
+    "MAX_VENDOR_CANDIDATES",
+    "REGISTRY_VENDOR",
+    "VEHICLE_CLASSES",
+    "VENDORS",
+    "VENDOR_CODECS",
+    "VENDOR_RULES",
+    "CanonicalRead",
+    "DirectionRule",
+    "Format",
+    "MappedRead",
+    "VendorCodec",
+    "VendorRegistry",
+    "camera_rules",
+    "detect_format",
+    "map_genetec",
+    "map_hikvision",
+    "map_openalpr_group",
+    "map_openalpr_results",
+    "map_platerecognizer",
+    "map_vendor",
+    "platerecognizer_event_id",
+]
+
+# The one list of vendors: everything below is derived from it.
+VENDOR_CODECS: Final[tuple[VendorCodec, ...]] = (
+    openalpr.VENDOR,
+    platerecognizer.VENDOR,
+    hikvision.VENDOR,
+    genetec.VENDOR,
+)
+
+# A detected format: "canonical", one of a vendor's formats, or "unknown".
+Format = str
+FORMATS: Final[tuple[Format, ...]] = (
+    "canonical",
+    *(fmt for vendor in VENDOR_CODECS for fmt in vendor.formats),
+    "unknown",
+)
+# Vendor name in the site registry for each detected format.
+REGISTRY_VENDOR: Final[Mapping[str, str]] = {
+    fmt: vendor.name for vendor in VENDOR_CODECS for fmt in vendor.formats
+}
+# What the site registry checks on each vendor's cameras: pass to ``load_registry``.
+VENDOR_RULES: Final[tuple[VendorRules, ...]] = tuple(vendor.rules for vendor in VENDOR_CODECS)
+# Every value of a camera's ``vendor`` key, ours first.
+VENDORS: Final[tuple[str, ...]] = (CANONICAL_VENDOR, *(vendor.name for vendor in VENDOR_CODECS))
+_BY_FORMAT: Final[Mapping[str, VendorCodec]] = {
+    fmt: vendor for vendor in VENDOR_CODECS for fmt in vendor.formats
+}
+_JSON_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "json")
+_XML_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "xml")
+
+# -- format detection --------------------------------------------------------------------------
+
+CANONICAL_CONTENT_TYPE: Final = "application/vnd.anpr.plate-read+json"
+CANONICAL_PREFIX: Final = b'{"schema":"plate_read/1"'
+_JSON_TYPES: Final = frozenset({"application/json", "text/json"})
+_XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
+# Every JSON vendor's payloads hold one of these keys (keys, not bare words: a plate or
+# filename holding "hook" must not match). Vendor payloads carry base64 images in keys that
+# may come first, so the whole value is searched.
+_SIGNATURE_KEYS: Final = tuple(key for vendor in _JSON_VENDORS for key in vendor.keys)
+# The XML root element follows at most an XML declaration and a comment or two.
+_XML_SNIFF_BYTES: Final = 4096
+
+
+def detect_format(value: bytes, content_type: str | None = None) -> Format:
+    """Which format a raw ``anpr.plate-reads`` value is in, from a few byte checks.
+
+    Our producers' values start with ``{"schema":"plate_read/1"`` and the
+    ``application/vnd.anpr.plate-read+json`` header: both are answered without looking further.
+    Otherwise an XML body (after an optional BOM and whitespace) is ``hikvision`` when its root
+    is ``EventNotificationAlert``; a JSON body is the first vendor (in :data:`VENDOR_CODECS`
+    order) whose key signature it holds;
+    a body with no signature is ``canonical`` and left to the decoder, which gives empty, broken
+    and BOM-prefixed values their precise reasons. ``unknown``: XML that is not a Hikvision
+    alert, or a body that contradicts its content-type (XML declared as JSON or the reverse, or
+    any other media type such as ``multipart/form-data``).
+    """
+    media = _media_type(content_type)
+    if media == CANONICAL_CONTENT_TYPE or value.startswith(CANONICAL_PREFIX):
+        return "canonical"
+    start = len(BOM) if value.startswith(BOM) else 0
+    first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]
+    if first == b"<":
+        if media is not None and media not in _XML_TYPES:
+            return "unknown"
+        return next(filter(None, (vendor.detect(value) for vendor in _XML_VENDORS)), "unknown")
+    if media is not None and media not in _JSON_TYPES:
+        return "unknown"
+    # Substring tests first: a canonical value in another key order is answered in a few
+    # memchr-speed scans, without running the regexes.
+    if not any(key in value for key in _SIGNATURE_KEYS):
+        return "canonical"
+    for vendor in _JSON_VENDORS:
+        fmt = vendor.detect(value)
+        if fmt is not None:
+            return fmt
+    return "canonical"
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if content_type is None:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media or None
+
+
+# -- parsing and dispatch ----------------------------------------------------------------------
+
+
+def map_vendor(
+    value: bytes,
+    fmt: str,
+    registry: VendorRegistry,
+    *,
+    genetec_date_order: DateOrder | None = None,
+) -> tuple[list[CanonicalRead], list[tuple[Reason, str]]]:
+    """Parse one vendor payload of format ``fmt`` and map it; never raises on its content.
+
+    Returns the canonical reads and the rejections; a payload that cannot be read at all is
+    one rejection, a payload with several results may give reads and rejections. JSON is
+    strict (UTF-8, one object, no NaN/Infinity, no repeated keys); XML is parsed by defusedxml
+    with DTDs, entities and external references forbidden. A UTF-8 BOM is accepted on OpenALPR
+    version 2 payloads only. ``genetec_date_order`` is the site-wide default for Genetec cameras
+    that have no ``date_order`` of their own. ``fmt`` must come from :func:`detect_format`;
+    ``canonical`` is the decoder's job and raises ``ValueError``.
+    """
+    if fmt == "canonical" or fmt not in FORMATS:
+        raise ValueError(f"map_vendor cannot map format {fmt!r}")
+    mapped: list[MappedRead]
+    try:
+        if fmt == "unknown":
+            raise Rejection(Reason.UNSUPPORTED_FORMAT, "payload shape not recognised")
+        mapped = _BY_FORMAT[fmt].map_payload(value, fmt, registry, genetec_date_order)
+    except Rejection as failure:
+        mapped = [failure]
+    reads = [m for m in mapped if not isinstance(m, Rejection)]
+    rejects = [(m.reason, m.detail) for m in mapped if isinstance(m, Rejection)]
+    return reads, rejects

@@ -1,0 +1,455 @@
+"""What every vendor module shares: limits, field rules, countries, cameras and directions.
+
+Helpers raise :class:`~pipeline.codec.reasons.Rejection`; each vendor's ``map_payload`` lets it
+propagate and :func:`pipeline.codec.vendors.map_vendor` turns it into a rejection of the payload.
+Details name fields and rules only, never a value from the payload.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+import defusedxml.ElementTree as safe_xml
+from defusedxml import DefusedXmlException
+
+from pipeline.codec.reasons import Reason, Rejection, strict_json
+from pipeline.reference.sites import Camera, DateOrder, Direction, Site, VendorRules
+from pipeline.schemas import (
+    EVENT_ID_PATTERN,
+    PLATE_READ_INPUT,
+    PLATE_READ_SCHEMA_ID,
+    RFC3339_PATTERN,
+)
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
+MAX_READS_PER_PAYLOAD: Final = 50
+MAX_CANDIDATES: Final = 5
+# Longest vendor candidate list read at all; OpenALPR's default top-n is 10.
+MAX_VENDOR_CANDIDATES: Final = 100
+EARLIEST_CAPTURE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+VEHICLE_CLASSES: Final = ("car", "van", "truck", "bus", "motorcycle")
+BOM: Final = b"\xef\xbb\xbf"
+
+CanonicalRead = dict[str, object]
+MappedRead = CanonicalRead | Rejection
+
+
+class VendorRegistry(Protocol):
+    """What the mappers need from :class:`pipeline.reference.sites.SiteRegistry`."""
+
+    def vendor_camera(self, vendor: str, vendor_camera_id: str) -> Camera | None: ...
+
+    def site(self, site_id: str) -> Site: ...
+
+
+PayloadMapper = Callable[[bytes, str, VendorRegistry, DateOrder | None], list[MappedRead]]
+
+
+@dataclass(frozen=True)
+class VendorCodec:
+    """One vendor, as :data:`pipeline.codec.vendors.VENDOR_CODECS` registers it.
+
+    ``rules``: its registry name and the camera keys it reads (checked by the site registry).
+    ``formats``: the formats :func:`detect` returns. ``syntax``: JSON or XML body. ``keys``:
+    substrings every JSON payload of the vendor holds (a cheap test before ``detect``).
+    ``detect``: which of ``formats`` a body is, or None. ``map_payload``: parse and map one
+    payload of a detected format; raises :class:`Rejection` when nothing can be read.
+    """
+
+    rules: VendorRules
+    formats: tuple[str, ...]
+    syntax: Literal["json", "xml"]
+    keys: tuple[bytes, ...]
+    detect: Callable[[bytes], str | None]
+    map_payload: PayloadMapper
+
+    @property
+    def name(self) -> str:
+        return self.rules.name
+
+
+def violation(detail: str) -> Rejection:
+    return Rejection(Reason.SCHEMA_VIOLATION, detail)
+
+
+def parse_json_object(value: bytes) -> dict[str, object]:
+    """One strict JSON object (see :func:`pipeline.codec.reasons.strict_json`)."""
+    document = strict_json(value)
+    if not isinstance(document, dict):
+        raise Rejection(Reason.MALFORMED_JSON, "the payload is not a JSON object")
+    return document
+
+
+def parse_xml(value: bytes) -> Element:
+    malformed = Reason.MALFORMED_XML
+    try:
+        root: Element = safe_xml.fromstring(
+            value, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except DefusedXmlException as exc:
+        raise Rejection(malformed, "XML with a DTD, entities or external references") from exc
+    except safe_xml.ParseError as exc:
+        raise Rejection(malformed, "not well-formed XML") from exc
+    except (LookupError, ValueError) as exc:  # unknown or impossible declared encoding
+        raise Rejection(malformed, "XML in an unreadable encoding") from exc
+    return root
+
+
+# -- shared field rules ------------------------------------------------------------------------
+
+_MAX_LENGTHS: Final[Mapping[str, int]] = {
+    f.name: f.max_length for f in PLATE_READ_INPUT if f.max_length is not None
+}
+_MAX_PLATE: Final = _MAX_LENGTHS["plate"]
+_EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
+_RFC3339: Final = re.compile(RFC3339_PATTERN)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST_MS: Final = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds()) * 1000
+_MAX_VENDOR_CAMERA_ID: Final = 64
+
+
+def present(doc: Mapping[str, object], *keys: str) -> object:
+    """The first of ``keys`` that is present and not null, else None."""
+    for key in keys:
+        value = doc.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def required(doc: Mapping[str, object], key: str) -> object:
+    value = doc.get(key)
+    if value is None:
+        raise violation(f"field '{key}' is missing or null")
+    return value
+
+
+def as_object(value: object, field: str) -> Mapping[str, object]:
+    if not isinstance(value, dict):
+        raise violation(f"field '{field}' must be an object")
+    return value
+
+
+def finite(value: object, field: str) -> float:
+    # bool is an int in Python, and JSON true is not a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise violation(f"field '{field}' must be a number")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise violation(f"field '{field}' must be a finite number") from exc
+    if not math.isfinite(number):
+        raise violation(f"field '{field}' must be a finite number")
+    return number
+
+
+def fraction(value: object, field: str, *, percent: bool) -> float:
+    """A confidence: 0-1, or 0-100 from vendors that send percentages."""
+    number = finite(value, field)
+    top = 100.0 if percent else 1.0
+    if not 0.0 <= number <= top:
+        raise violation(f"field '{field}' must be from 0 to {top:g}")
+    return number / top
+
+
+def plate_text(value: object, field: str) -> str:
+    """The plate text exactly as sent; normalisation happens in the decoder."""
+    if not isinstance(value, str) or not value.strip():
+        raise violation(f"field '{field}' must be a non-empty string")
+    if len(value) > _MAX_PLATE:
+        raise violation(f"field '{field}' is longer than {_MAX_PLATE} characters")
+    return value
+
+
+def checked_event_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not _EVENT_ID.fullmatch(value):
+        raise violation(f"field '{field}' must be an event id matching {EVENT_ID_PATTERN}")
+    return value
+
+
+def plausible(moment: datetime, field: str) -> datetime:
+    if moment < EARLIEST_CAPTURE:
+        raise violation(f"field '{field}' is before 2000-01-01: a unit or camera clock error")
+    return moment
+
+
+def epoch_ms(value: object, field: str) -> datetime:
+    number = finite(value, field)
+    if not 0 <= number <= _LATEST_MS:
+        raise violation(f"field '{field}' is not a time in epoch milliseconds")
+    return plausible(_EPOCH + timedelta(milliseconds=int(number)), field)
+
+
+def rfc3339(value: object, field: str) -> datetime:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise violation(f"field '{field}' must be an RFC 3339 time with Z or ±HH:MM")
+    try:
+        moment = datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # not on the calendar, or beyond it in UTC
+        raise violation(f"field '{field}' is not a valid date and time") from exc
+    return plausible(moment, field)
+
+
+def utc_text(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+# -- countries ---------------------------------------------------------------------------------
+
+_ISO_ALPHA2_CODES: Final = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
+    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW XK
+"""
+_ISO_ALPHA2: Final = frozenset(_ISO_ALPHA2_CODES.split())
+# Vendor spellings that are not ISO alpha-2: EU usage (UK, EL) and the alpha-3 codes of the
+# countries whose vehicles cross into Norway; Hikvision firmware differs on which it sends.
+_ALPHA3_CODES: Final = """
+    NOR=NO SWE=SE FIN=FI DNK=DK ISL=IS FRO=FO DEU=DE POL=PL LTU=LT LVA=LV EST=EE RUS=RU
+    BLR=BY UKR=UA NLD=NL BEL=BE LUX=LU FRA=FR GBR=GB IRL=IE ESP=ES PRT=PT ITA=IT AUT=AT
+    CHE=CH LIE=LI CZE=CZ SVK=SK HUN=HU ROU=RO BGR=BG SVN=SI HRV=HR SRB=RS BIH=BA MNE=ME
+    MKD=MK ALB=AL GRC=GR TUR=TR CYP=CY MLT=MT MDA=MD GEO=GE ARM=AM AZE=AZ KAZ=KZ USA=US
+    CAN=CA XKX=XK
+"""
+_COUNTRY_ALIASES: Final[Mapping[str, str]] = {
+    "UK": "GB",
+    "EL": "GR",
+    **dict(pair.split("=", 1) for pair in _ALPHA3_CODES.split()),
+}
+# Prefixes that name a group of countries, followed by the country (OpenALPR ``eu-no``).
+_MULTI_COUNTRY: Final = frozenset({"EU"})
+_COUNTRY_SPLIT: Final = re.compile(r"[-_]")
+
+
+def country_code(value: object, field: str) -> str:
+    """ISO 3166-1 alpha-2 of a vendor country or region code; see the module docstring."""
+    if not isinstance(value, str) or len(value) > 16:
+        raise violation(f"field '{field}' must be a country or region code")
+    parts = _COUNTRY_SPLIT.split(value.strip().upper())
+    head = parts[1] if parts[0] in _MULTI_COUNTRY and len(parts) > 1 else parts[0]
+    code = _COUNTRY_ALIASES.get(head, head)
+    if code not in _ISO_ALPHA2:
+        raise violation(f"field '{field}' is not a mappable country code")
+    return code
+
+
+# -- vehicle classes --------------------------------------------------------------------------
+
+
+def class_key(value: object) -> str | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    return value.strip().lower().replace(" ", "-").replace("_", "-")
+
+
+def lookup_class(table: Mapping[str, str], value: object) -> str | None:
+    key = class_key(value)
+    return None if key is None else table.get(key)
+
+
+# -- candidates --------------------------------------------------------------------------------
+
+
+def candidates_of(value: object, field: str, *, percent: bool) -> list[dict[str, object]]:
+    """Up to MAX_CANDIDATES ``{"plate", "confidence"}``, best first; confidence may be null."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise violation(f"field '{field}' must be an array")
+    if len(value) > MAX_VENDOR_CANDIDATES:
+        raise violation(f"field '{field}' has more than {MAX_VENDOR_CANDIDATES} entries")
+    found: list[tuple[str, float | None]] = []
+    for item in value:
+        entry = as_object(item, field)
+        plate = plate_text(entry.get("plate"), f"{field}.plate")
+        raw = present(entry, "confidence", "score")
+        confidence = None if raw is None else fraction(raw, f"{field}.confidence", percent=percent)
+        found.append((plate, confidence))
+    # Vendors send them best first already; the stable sort keeps their order on ties and
+    # puts candidates without a confidence last.
+    found.sort(key=lambda pc: (pc[1] is None, -(pc[1] or 0.0)))
+    return [{"plate": p, "confidence": c} for p, c in found[:MAX_CANDIDATES]]
+
+
+# -- cameras and directions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectionRule:
+    """How one camera's vendor direction becomes entry/exit relative to Norway.
+
+    ``lane_direction`` (from the registry lane) is the answer whenever the vendor gives no
+    usable direction or the camera has no rule for it. ``entry_heading``: the vendor heading
+    in degrees (0-360) of a vehicle entering Norway past this camera; headings less than 90
+    degrees from it are entry, more than 90 exit. ``entry_motion``: the vendor's motion word
+    that means entry (Hikvision ``forward``/``reverse``, Genetec ``approaching``/``receding``);
+    the other word of the pair means exit.
+
+    Example::
+
+        DirectionRule("entry", entry_heading=200.0).by_heading(20.0)  # "exit"
+    """
+
+    lane_direction: Direction
+    entry_heading: float | None = None
+    entry_motion: str | None = None
+
+    def by_heading(self, heading: float | None) -> Direction:
+        if heading is None or self.entry_heading is None:
+            return self.lane_direction
+        apart = abs(heading - self.entry_heading) % 360.0
+        apart = min(apart, 360.0 - apart)
+        if apart < 90.0:
+            return "entry"
+        if apart > 90.0:
+            return "exit"
+        return self.lane_direction
+
+    def by_motion(self, motion: str | None) -> Direction:
+        if motion is None or self.entry_motion is None:
+            return self.lane_direction
+        if motion == self.entry_motion:
+            return "entry"
+        if _OPPOSITE_MOTION.get(self.entry_motion) == motion:
+            return "exit"
+        return self.lane_direction
+
+
+_OPPOSITE_MOTION: Final[Mapping[str, str]] = {
+    "forward": "reverse",
+    "reverse": "forward",
+    "approaching": "receding",
+    "receding": "approaching",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered camera with the rules the mappers need."""
+
+    camera: Camera
+    rule: DirectionRule
+    date_order: DateOrder | None
+
+
+def camera_rules(
+    camera: Camera, lane_direction: Direction
+) -> tuple[DirectionRule, DateOrder | None]:
+    """The direction rule and Genetec date order of a camera, from its registry keys."""
+    rule = DirectionRule(lane_direction, camera.entry_heading, camera.entry_motion)
+    return rule, camera.date_order
+
+
+def vendor_key(value: object, field: str) -> str:
+    # OpenALPR camera ids are integers, the registry's vendor ids strings.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    if value is None:
+        raise violation(f"field '{field}' is missing or null")
+    raise violation(f"field '{field}' must be a string or an integer")
+
+
+def find_target(registry: VendorRegistry, vendor: str, keys: Sequence[str]) -> Target:
+    camera = None
+    for key in keys:
+        if len(key) <= _MAX_VENDOR_CAMERA_ID:
+            camera = registry.vendor_camera(vendor, key)
+            if camera is not None:
+                break
+    unknown = Rejection(Reason.UNKNOWN_SITE, f"{vendor} camera is not in the site registry")
+    if camera is None:
+        raise unknown
+    try:
+        site = registry.site(camera.site_id)
+    except KeyError:
+        raise unknown from None
+    lane = next((lane for lane in site.lanes if lane.number == camera.lane), None)
+    if lane is None:
+        raise unknown
+    rule, order = camera_rules(camera, lane.direction)
+    return Target(camera, rule, order)
+
+
+def heading_of(value: object, field: str) -> float | None:
+    """A vendor heading in degrees, or None when the vendor has none ("" or null)."""
+    if value is None or value == "":
+        return None
+    number = finite(value, field)
+    if not 0.0 <= number <= 360.0:
+        raise violation(f"field '{field}' must be from 0 to 360 degrees")
+    return number
+
+
+def canonical_read(
+    target: Target,
+    *,
+    event_id: str,
+    direction: Direction,
+    captured_at: datetime,
+    plate: str,
+    country: str,
+    confidence: float,
+    vehicle_class: str | None,
+    candidates: list[dict[str, object]],
+    source_format: str,
+    retransmission: bool = False,
+) -> CanonicalRead:
+    camera = target.camera
+    read: CanonicalRead = {
+        "schema": PLATE_READ_SCHEMA_ID,
+        "event_id": event_id,
+        "site_id": camera.site_id,
+        "camera_id": camera.id,
+        "lane": camera.lane,
+        "direction": direction,
+        "captured_at": utc_text(captured_at),
+        "plate": plate,
+        "plate_country": country,
+        "confidence": confidence,
+        "vehicle_class": vehicle_class,
+        "candidates": candidates,
+        "source_format": source_format,
+        "retransmission": retransmission,
+    }
+    for name, limit in _MAX_LENGTHS.items():
+        text = read[name]
+        if isinstance(text, str) and len(text) > limit:
+            raise violation(f"field '{name}' is longer than {limit} characters")
+    return read
+
+
+def attempt(build: Callable[[], CanonicalRead]) -> MappedRead:
+    try:
+        return build()
+    except Rejection as failure:
+        return failure
+
+
+def results_of(doc: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+    results = required(doc, key)
+    if not isinstance(results, list):
+        raise violation(f"field '{key}' must be an array")
+    if not results:
+        raise violation(f"field '{key}' holds no reads")
+    if len(results) > MAX_READS_PER_PAYLOAD:
+        raise Rejection(
+            Reason.OVERSIZED, f"field '{key}' holds more than {MAX_READS_PER_PAYLOAD} reads"
+        )
+    return [as_object(result, key) for result in results]

@@ -1,0 +1,262 @@
+"""What each request does, for a user the service has identified, by the service's rules.
+
+Everything a handler decides comes from the service's own settings: the users and their roles,
+reasons, case rules, windows, key and log. A request carries only what the user asks for (SQL,
+reason code, case reference, dates); the identity is the :class:`~pipeline.service.peers.Peer`
+the listener established from the kernel or the TLS handshake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+from prometheus_client import CollectorRegistry, write_to_textfile
+
+from pipeline.access.audit import ActivityLog, summarise
+from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
+from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.session import AccessSession, run_logged
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, UsageError
+from pipeline.metrics import AccessMetrics
+from pipeline.service.peers import Peer
+from pipeline.service.wire import Reply
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+Args = Mapping[str, Any]
+
+
+@dataclass
+class _Idle:
+    opened: float
+    session: AccessSession
+
+
+class SessionPool:
+    """Open query sessions per role, reused for at most ``max_age_s``: the analyst window and
+    the legal cut-off are fixed when a session opens, so that is all the slack they get.
+
+    The dpo's session holds a copy of the activity log, so it is never reused.
+    """
+
+    def __init__(self, open_session: Callable[[str], AccessSession], max_age_s: float) -> None:
+        self._open = open_session
+        self._max_age_s = max_age_s
+        self._idle: dict[str, list[_Idle]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def session(self, role: str) -> Iterator[AccessSession]:
+        held = self._take(role) or _Idle(time.monotonic(), self._open(role))
+        try:
+            yield held.session
+        except BaseException:
+            held.session.close()
+            raise
+        if role == "dpo" or time.monotonic() - held.opened > self._max_age_s:
+            held.session.close()
+            return
+        with self._lock:
+            self._idle.setdefault(role, []).append(held)
+
+    def _take(self, role: str) -> _Idle | None:
+        now = time.monotonic()
+        with self._lock:
+            idle = self._idle.get(role, [])
+            while idle:
+                held = idle.pop()
+                if now - held.opened <= self._max_age_s:
+                    return held
+                held.session.close()
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for held in idle:
+                    held.session.close()
+            self._idle.clear()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Service:
+    """The service's state: its settings, its log, its key, its pool of sessions."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = _now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.paths: AccessPaths = access_paths(settings)
+        self.log = ActivityLog(self.paths.activity_log)
+        self.pseudo = Pseudonymiser.from_key_file(self.paths.key_file)
+        self.pool = SessionPool(self._open_session, settings.serve.session_max_age_s)
+        self._metrics_lock = threading.Lock()
+        self._ops: dict[str, Callable[[Identity, Args], Reply]] = {
+            "hello": self._hello,
+            "query": self._query,
+            "audit.verify": self._audit_verify,
+            "audit.report": self._audit_report,
+        }
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # --- the door --------------------------------------------------------------------------
+
+    def refuse_peer(self, via: str, address: str, why: str) -> None:
+        """Log a connection that could not be identified (no or foreign certificate...)."""
+        logger.warning("refused a %s connection from %s: %s", via, address, why)
+        self.log.append(
+            {"kind": "auth.refused", "at": self._at(), "via": via, "peer": address, "why": why}
+        )
+        self.write_metrics()
+
+    def handle(self, peer: Peer, message: Mapping[str, Any]) -> Reply:
+        """One request from an identified peer: never raises, every outcome is a reply."""
+        op, args = message.get("op"), message.get("args")
+        if not isinstance(op, str) or op not in self._ops or not isinstance(args, dict):
+            return Reply(EXIT_USAGE, error=f"unknown request {str(op)[:40]!r}: update anpr")
+        try:
+            identity = self._identify(peer, op)
+            return self._ops[op](identity, args)
+        except UsageError as exc:
+            return Reply(EXIT_USAGE, error=str(exc))
+        except PipelineError as exc:
+            logger.error("%s for %s failed: %s", op, peer.user, type(exc).__name__)
+            return Reply(EXIT_FAILURE, error=str(exc))
+        except Exception as exc:  # the service stays up; the client gets a line, not a trace
+            logger.exception("%s for %s failed", op, peer.user)
+            return Reply(EXIT_FAILURE, error=f"the service failed ({type(exc).__name__})")
+        finally:
+            self.write_metrics()
+
+    def _identify(self, peer: Peer, op: str) -> Identity:
+        role = self.settings.access.users.get(peer.user)
+        if role is None:
+            self.log.append(
+                {
+                    "kind": "access.refused",
+                    "at": self._at(),
+                    "user": peer.user,
+                    "via": peer.via,
+                    "peer": peer.detail,
+                    "request": op,
+                    "why": "no role",
+                }
+            )
+            raise UsageError(
+                f"user {peer.user} has no role in the service's [access] users: "
+                "ask the data protection officer"
+            )
+        return Identity(peer.user, role)
+
+    def _at(self) -> str:
+        return self.clock().astimezone(UTC).isoformat()
+
+    def _open_session(self, role: str) -> AccessSession:
+        lake = self.settings.lake.path
+        if not (lake / "catalog.sqlite").exists():
+            raise UsageError(f"no lake at {lake} yet: ingest something first")
+        return AccessSession.open(
+            lake,
+            role,
+            now=self.clock(),
+            analyst_max_age_days=self.settings.access.analyst_max_age_days,
+            retention_months=self.settings.retention.months,
+            pseudo=self.pseudo,
+            activity=self.log,
+        )
+
+    def write_metrics(self) -> None:
+        """The access metrics textfile (node exporter), from the log head's totals."""
+        with self._metrics_lock:
+            head = self.log.head()
+            registry = CollectorRegistry()
+            metrics = AccessMetrics(registry)
+            if head is not None:
+                metrics.load(dict(head.counts), head.next_seq)
+            self.paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(self.paths.metrics_file), registry)
+
+    def dpo_only(self, identity: Identity, what: str) -> None:
+        if identity.role != "dpo":
+            self.log.append(
+                {
+                    "kind": "subject.refused",
+                    "at": self._at(),
+                    "user": identity.user,
+                    "role": identity.role,
+                    "request": what,
+                    "outcome": "refused",
+                }
+            )
+            raise UsageError(f"{what} is for the data protection officer (role dpo) only")
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _hello(self, identity: Identity, args: Args) -> Reply:
+        with self.pool.session(identity.role) as session:
+            views = sorted(session.plan.names)
+        return Reply(EXIT_OK, extra={"user": identity.user, "role": identity.role,
+                                     "views": views})  # fmt: skip
+
+    def _query(self, identity: Identity, args: Args) -> Reply:
+        sql = _text(args, "sql")
+        purpose = check_purpose(
+            self.settings.access,
+            identity,
+            reason=_optional(args, "reason"),
+            case=_optional(args, "case"),
+        )
+        with self.pool.session(identity.role) as session:
+            table = run_logged(session, self.log, identity, purpose, sql, clock=self.clock)
+        return Reply(EXIT_OK, table=table)
+
+    def _audit_verify(self, identity: Identity, args: Args) -> Reply:
+        verdict = self.log.verify()
+        return Reply(EXIT_OK if verdict.ok else EXIT_FAILURE, out=verdict.describe() + "\n")
+
+    def _audit_report(self, identity: Identity, args: Args) -> Reply:
+        self.dpo_only(identity, "audit report")
+        since = datetime.combine(_day(args, "since"), datetime.min.time(), UTC)
+        until = datetime.combine(_day(args, "until"), datetime.min.time(), UTC)
+        rows = summarise(self.log.entries(), since, until)
+        table = pa.Table.from_pylist([r.__dict__ for r in rows]) if rows else pa.table({})
+        self.log.append(
+            {"kind": "audit.report", "at": self._at(), "user": identity.user,
+             "role": identity.role, "since": since.isoformat(), "until": until.isoformat()}
+        )  # fmt: skip
+        return Reply(EXIT_OK, table=table)
+
+
+def _text(args: Args, key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise UsageError(f"{key} is required")
+    return value
+
+
+def _optional(args: Args, key: str) -> str | None:
+    value = args.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{key} must be text")
+    return value
+
+
+def _day(args: Args, key: str) -> date:
+    try:
+        return date.fromisoformat(_text(args, key))
+    except ValueError:
+        raise UsageError(f"--{key} is not a date (YYYY-MM-DD)") from None
