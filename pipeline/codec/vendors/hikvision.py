@@ -2,21 +2,31 @@
 
 Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
 
-=================  =============================
+=================  ==============================
 canonical          Hikvision ISAPI (XML)
-=================  =============================
-event_id           ``UUID``
-camera             ``deviceID:channelID``, else
-                   ``deviceID``
-captured_at        ``dateTime`` (offset required
+=================  ==============================
+event_id           ``UUID`` (a digest when longer
+                   than ours)
+camera             ``deviceID:channel``, else
+                   ``deviceID``, else MAC, else
+                   IP address, with the channel
+captured_at        ``dateTime`` (offset required)
 plate              ``ANPR/licensePlate``
 confidence         ``ANPR/confidenceLevel`` /100
-plate_country      ``ANPR/countryAbbreviation``
+plate_country      ``countryAbbreviation`` in
+                   ``ANPR`` or under the root
+                   (absent, ``NON``: unknown)
 direction          ``ANPR/direction`` forward,
                    reverse (unknown: none)
 vehicle_class      ``ANPR/vehicleType``
 candidates         none
-=================  =============================
+=================  ==============================
+
+The camera: real alerts often carry no ``deviceID`` (a camera left at factory settings); they
+name themselves by ``macAddress``, ``ipAddress`` and ``channelID`` (else ``dynChannelID``). The
+registry is asked, first match wins: ``<deviceID>:<channel>``, ``<deviceID>``, then the address
+keys of :func:`pipeline.reference.sites.address_keys` (MAC with and without the channel, then
+IP); cameras are registered by ``vendor_camera_id`` or by ``mac``/``ip`` and ``channel``.
 
 Simulated payloads (:func:`encode`): an ISAPI ``EventNotificationAlert`` with the local Oslo time
 (+01:00/+02:00), ``isDataRetransmission`` set from ``retransmission`` and a fake ``picData``.
@@ -50,7 +60,6 @@ from pipeline.codec.vendors._shared import (
     VendorCodec,
     VendorRegistry,
     canonical_read,
-    checked_event_id,
     country_code,
     find_target,
     fraction,
@@ -58,9 +67,17 @@ from pipeline.codec.vendors._shared import (
     parse_xml,
     plate_text,
     rfc3339,
+    vendor_event_id,
     violation,
 )
-from pipeline.reference.sites import Camera, DateOrder, VendorRules
+from pipeline.reference.sites import (
+    Camera,
+    DateOrder,
+    VendorRules,
+    address_keys,
+    normal_ip,
+    normal_mac,
+)
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -117,8 +134,8 @@ _HIKVISION_INTEGER: Final = re.compile(r"[0-9]{1,3}")
 def map_hikvision(root: Element, registry: VendorRegistry) -> list[MappedRead]:
     """An ``EventNotificationAlert`` with ``eventType`` ANPR -> one read.
 
-    The camera is registered as ``<deviceID>:<channelID>`` (an NVR channel) or ``<deviceID>``
-    (a camera); the first that the registry knows wins.
+    The camera is found by ``deviceID`` (with its channel), else by MAC or IP address and
+    channel; see the module docstring.
     """
     try:
         return [_hikvision(root, registry)]
@@ -131,11 +148,9 @@ def _hikvision(root: Element, registry: VendorRegistry) -> CanonicalRead:
         raise Rejection(Reason.UNSUPPORTED_FORMAT, "root element is not EventNotificationAlert")
     if _text(root, "eventType") != "ANPR":
         raise Rejection(Reason.UNSUPPORTED_FORMAT, "eventType is not ANPR")
-    device = _required_text(root, "deviceID")
-    channel = _text(root, "channelID")
-    keys = [f"{device}:{channel}", device] if channel else [device]
-    target = find_target(registry, "hikvision", keys)
-    event_id = checked_event_id(_required_text(root, "UUID"), "UUID")
+    quirks: list[str] = []
+    target = find_target(registry, "hikvision", _camera_keys(root))
+    event_id = vendor_event_id(_required_text(root, "UUID"), "UUID", quirks)
     captured_at = rfc3339(_required_text(root, "dateTime"), "dateTime")
     retransmission = _text(root, "isDataRetransmission")
     if retransmission not in (None, "true", "false"):
@@ -147,19 +162,40 @@ def _hikvision(root: Element, registry: VendorRegistry) -> CanonicalRead:
     if not _HIKVISION_INTEGER.fullmatch(level):
         raise violation("element 'confidenceLevel' must be an integer from 0 to 100")
     motion = (_text(anpr, "direction") or "").lower()
+    country = _text(anpr, "countryAbbreviation") or _text(root, "countryAbbreviation")
     return canonical_read(
         target,
         event_id=event_id,
         direction=target.rule.by_motion(motion if motion in _MOTIONS else None),
         captured_at=captured_at,
         plate=plate_text(_required_text(anpr, "licensePlate"), "licensePlate"),
-        country=country_code(_required_text(anpr, "countryAbbreviation"), "countryAbbreviation"),
+        country=country_code(country, "countryAbbreviation", quirks),
         confidence=fraction(int(level), "confidenceLevel", percent=True),
         vehicle_class=lookup_class(_HIKVISION_CLASSES, _text(anpr, "vehicleType")),
         candidates=[],
         source_format="hikvision",
         retransmission=retransmission == "true",
+        quirks=quirks,
     )
+
+
+_CHANNEL: Final = re.compile(r"[0-9]{1,3}")
+
+
+def _camera_keys(root: Element) -> list[str]:
+    """The registry keys this alert may be known by, most specific first (module doc)."""
+    channel_text = _text(root, "channelID") or _text(root, "dynChannelID")
+    channel = int(channel_text) if channel_text and _CHANNEL.fullmatch(channel_text) else None
+    keys: list[str] = []
+    device = _text(root, "deviceID")
+    if device is not None:
+        keys += [f"{device}:{channel_text}", device] if channel_text else [device]
+    mac = _text(root, "macAddress")
+    ip = _text(root, "ipAddress")
+    keys += address_keys(normal_mac(mac) if mac else None, normal_ip(ip) if ip else None, channel)
+    if not keys:
+        raise violation("no deviceID, macAddress or ipAddress names the camera")
+    return keys
 
 
 _ROOT: Final = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?EventNotificationAlert[\s/>]")
@@ -262,7 +298,7 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
 
 
 VENDOR: Final = VendorCodec(
-    rules=VendorRules("hikvision", motions=_MOTIONS),
+    rules=VendorRules("hikvision", motions=_MOTIONS, device_address=True),
     formats=("hikvision",),
     syntax="xml",
     keys=(),

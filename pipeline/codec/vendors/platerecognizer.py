@@ -9,10 +9,12 @@ event_id           ``pr-`` + 32 hex of BLAKE2b(camera_id,
                    timestamp, result index): the payload has
                    no id, a re-sent webhook hashes the same
 camera             ``data.camera_id``
-captured_at        ``data.timestamp`` (RFC 3339 with offset)
+captured_at        ``data.timestamp``: ISO 8601, ``T`` or a
+                   space; no offset (Snapshot): UTC, as the
+                   vendor documents it
 plate              ``results[].plate`` (lower case, kept raw)
 confidence         ``score`` 0-1
-plate_country      ``region.code``
+plate_country      ``region.code`` (``""``, no region: unknown)
 direction          ``direction`` degrees ("" or absent: none)
 vehicle_class      ``vehicle.type``
 candidates         ``candidates[]`` (``score`` 0-1; Stream
@@ -63,8 +65,8 @@ from pipeline.codec.vendors._shared import (
     plate_text,
     required,
     results_of,
-    rfc3339,
     vendor_key,
+    vendor_time,
 )
 from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
@@ -87,7 +89,8 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
         camera_key = vendor_key(data.get("camera_id"), "data.camera_id")
         target = find_target(registry, "platerecognizer", [camera_key])
         stamp = required(data, "timestamp")
-        captured_at = rfc3339(stamp, "data.timestamp")
+        # Snapshot sends "2025-09-09 23:22:38.030345": no offset, documented as UTC.
+        captured_at = vendor_time(stamp, "data.timestamp", naive_is_utc=True)
         results = results_of(data, "results")
     except Rejection as failure:
         return [failure]
@@ -95,16 +98,16 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
     def build(i: int, result: Mapping[str, object]) -> CanonicalRead:
         region = result.get("region")
         vehicle = result.get("vehicle")
+        quirks: list[str] = []
+        # Stream sends {"code": "", "score": 0} when it recognised no region: unknown.
+        code = as_object(region, "results.region").get("code") if region is not None else None
         return canonical_read(
             target,
             event_id=platerecognizer_event_id(camera_key, str(stamp), i),
             direction=target.rule.by_heading(heading_of(result.get("direction"), "direction")),
             captured_at=captured_at,
             plate=plate_text(required(result, "plate"), "results.plate"),
-            country=country_code(
-                required(as_object(region, "results.region"), "code") if region else None,
-                "results.region.code",
-            ),
+            country=country_code(code, "results.region.code", quirks),
             confidence=fraction(required(result, "score"), "results.score", percent=False),
             vehicle_class=lookup_class(
                 _PLATERECOGNIZER_CLASSES,
@@ -112,6 +115,7 @@ def map_platerecognizer(doc: Mapping[str, object], registry: VendorRegistry) -> 
             ),
             candidates=candidates_of(result.get("candidates"), "results.candidates", percent=False),
             source_format="platerecognizer",
+            quirks=quirks,
         )
 
     return [attempt(partial(build, i, result)) for i, result in enumerate(results)]
