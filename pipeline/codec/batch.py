@@ -6,7 +6,9 @@ header as a hint). Then:
 
 - **canonical** ``plate_read/1`` messages go through the vectorised decoder in one piece;
 - **vendor payloads** are mapped to canonical reads (images dropped, candidates kept), and those
-  reads go through the *same* decoder, so there is one implementation of the validation rules.
+  reads go through the *same* validation (:func:`~pipeline.codec.plate_reads.validate_mapped_reads`,
+  the decoder's step 4, fed the mapped values as columns), so there is one implementation of
+  the rules.
 
 A vendor payload is all or nothing: if any read in it is rejected, the whole message goes to
 the DLQ with that reason (one message, one DLQ record, original bytes). A payload carrying
@@ -18,7 +20,6 @@ reads beyond the first are counted in ``extra_reads`` so that the counters recon
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,9 +34,11 @@ from pipeline.codec.plate_reads import (
     DecodeResult,
     Rejected,
     decode_plate_reads,
+    validate_mapped_reads,
 )
 from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import CANONICAL_PREFIX, detect_format, map_vendor
+from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import CANDIDATES
 
@@ -44,8 +47,6 @@ CANONICAL = "canonical"
 OUTPUT_SCHEMA = DECODE_OUTPUT_SCHEMA.insert(
     DECODE_OUTPUT_SCHEMA.get_field_index("msg_index"), pa.field("candidates", CANDIDATES)
 )
-# Keys the mappers add beside the plate_read/1 fields; they are carried separately.
-_SIDE_KEYS = ("candidates", "source_format", "retransmission")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class BatchDecoded:
     formats: list[str]  # detected format of every input message
     extra_reads: int = 0
     extra_by_format: dict[str, int] = field(default_factory=dict)
+    # (format, quirk) -> reads of accepted payloads the mappers noted something about (a newer
+    # OpenALPR version, a digested event id, ...); unknown countries are counted on stored rows.
+    quirks: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def decode_batch(
@@ -100,7 +104,7 @@ def decode_batch(
         rejected=sorted((r for p in parts for r in p.rejected), key=lambda r: r.index),
         expired=sorted(i for p in parts for i in p.expired),
     )
-    return BatchDecoded(merged, formats, vendor.extra_reads, vendor.extra_by_format)
+    return BatchDecoded(merged, formats, vendor.extra_reads, vendor.extra_by_format, vendor.quirks)
 
 
 def _detect_formats(
@@ -128,10 +132,11 @@ def _decode_vendor(
     vendor_max_bytes: int,
 ) -> BatchDecoded:
     rejected: list[Rejected] = []
-    docs: list[bytes] = []
+    docs: list[dict[str, object]] = []
     owner: list[int] = []  # message index of each mapped read
     candidates: list[object] = []
     doc_format: list[str] = []
+    noted: list[tuple[int, str, str]] = []  # (message, format, quirk)
     for i, fmt in enumerate(formats):
         if fmt == CANONICAL:
             continue
@@ -145,10 +150,13 @@ def _decode_vendor(
             rejected.append(Rejected(i, reason, f"{fmt}: {detail}"))
             continue
         for read in reads:
+            quirks = read.get("quirks")
+            if isinstance(quirks, list):
+                noted.extend((i, fmt, q) for q in quirks if q != COUNTRY_UNKNOWN)
             candidates.append(read.get("candidates"))
             doc_format.append(fmt)
             owner.append(i)
-            docs.append(json.dumps({k: v for k, v in read.items() if k not in _SIDE_KEYS}).encode())
+            docs.append(read)
     if not docs:
         empty = _with_candidates(
             decode_plate_reads(
@@ -158,7 +166,8 @@ def _decode_vendor(
         )
         return BatchDecoded(DecodeResult(empty, rejected, []), formats)
 
-    decoded = decode_plate_reads(
+    # The mapped reads are Python values already: validated as columns, not re-parsed as JSON.
+    decoded = validate_mapped_reads(
         docs, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
     )
     owners = np.asarray(owner, dtype=np.int64)
@@ -189,11 +198,16 @@ def _decode_vendor(
         if index not in failed:
             fmt = formats[index]
             extra_by_format[fmt] = extra_by_format.get(fmt, 0) + int(reads_per_message[index]) - 1
+    quirk_counts: dict[tuple[str, str], int] = {}
+    for message, fmt, quirk in noted:
+        if message not in failed:
+            quirk_counts[fmt, quirk] = quirk_counts.get((fmt, quirk), 0) + 1
     return BatchDecoded(
         DecodeResult(table, rejected, expired_reads),
         formats,
         sum(extra_by_format.values()),
         extra_by_format,
+        quirk_counts,
     )
 
 

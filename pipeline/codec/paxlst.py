@@ -1,6 +1,6 @@
 """UN/EDIFACT PAXLST (passenger and crew lists) parsed into :class:`Manifest` objects.
 
-Pure: bytes in, manifests out, or :class:`EdifactError` with a reason code. Our own parser,
+Pure: bytes in, manifests out, or :class:`Rejection` with a reason code. Our own parser,
 because pydifact refuses ``UNG`` functional groups and does not check control counts; the
 subset read here is what ferry operators send (D:05B and later directories):
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Final, Protocol
 
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import Reason, Rejection
 
 DEFAULT_SEPARATORS: Final = (":", "+", ".", "?", " ", "'")
 _CHARSETS: Final = {
@@ -72,17 +72,8 @@ _COUNT_QUALIFIERS: Final = {"41", "42"}
 _MAX_SEGMENTS: Final = 200_000
 
 
-class EdifactError(ValueError):
-    """An interchange that cannot be accepted: ``reason`` is the DLQ reason code."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _malformed(detail: str) -> EdifactError:
-    return EdifactError(Reason.MALFORMED_EDIFACT, detail)
+def _malformed(detail: str) -> Rejection:
+    return Rejection(Reason.MALFORMED_EDIFACT, detail)
 
 
 @dataclass(frozen=True)
@@ -132,7 +123,7 @@ def looks_like_edifact(value: bytes) -> bool:
 
 
 def parse_interchange(value: bytes) -> list[Manifest]:
-    """Every message of a PAXLST interchange as a manifest; raises :class:`EdifactError`."""
+    """Every message of a PAXLST interchange as a manifest; raises :class:`Rejection`."""
     segments = split_segments(value)
     return _Interchange(segments).manifests()
 
@@ -361,7 +352,7 @@ class _MessageReader:
         self._place_short_births()
         for total in self.counts:
             if total != len(self.people):
-                raise EdifactError(
+                raise Rejection(
                     Reason.CONTROL_TOTAL_MISMATCH,
                     f"CNT says {total} people, the message lists {len(self.people)}",
                 )

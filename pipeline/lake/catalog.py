@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.config import LakeSettings
 from pipeline.errors import ConfigError, LakeConflict, Transient
+from pipeline.lake.backend import Storage
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 from pipeline.lake.tables import (
@@ -62,6 +64,7 @@ _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
 _INTERNAL_INLINING_LIMIT = 1000
 
 _DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
+_DISABLED_WITH_S3 = "HuggingFaceFileSystem,PipeFileSystem"
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Paths end up inside SQL string literals (ATTACH and LOAD take no parameters).
 _SAFE_PATH = re.compile(r"[\w./@+=,: -]+")
@@ -187,6 +190,26 @@ def _check_offsets(next_offsets: Mapping[int, int], expected: Mapping[int, int |
             raise ValueError(f"bad offset advance for partition {part}: {exp} -> {nxt}")
 
 
+def _update_offsets_sql(
+    consumer_group: str, topic: str, parts: Sequence[int], next_offsets: Mapping[int, int]
+) -> tuple[str, list[object]]:
+    """One ``UPDATE`` of every offsets row: ``parts`` of the group's topic move to
+    ``next_offsets``, every other row keeps its values (write_batch, step 4)."""
+    match = 'consumer_group = ? AND topic = ? AND "partition" = ?'
+    cases = " ".join(f"WHEN {match} THEN ?::BIGINT" for _ in parts)
+    params: list[object] = []
+    for part in parts:
+        params += [consumer_group, topic, part, next_offsets[part]]
+    ours = " OR ".join(f"({match})" for _ in parts)
+    sql = (
+        f"UPDATE {CATALOG}.{OFFSETS_TABLE} SET next_offset = CASE {cases} ELSE next_offset END, "
+        f"updated_at = CASE WHEN {ours} THEN now() ELSE updated_at END"
+    )
+    for part in parts:
+        params += [consumer_group, topic, part]
+    return sql, params
+
+
 def _check_rows(
     spec: TableSpec,
     rows: pa.Table,
@@ -238,6 +261,7 @@ class Lake:
         self._sleep = sleep
         self._attach = ""  # the ATTACH statement, for catalog_released()
         self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
+        self.storage = Storage.embedded(path)
 
     @classmethod
     def open(
@@ -249,23 +273,27 @@ class Lake:
         extension_dir: Path | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        storage: Storage | None = None,
     ) -> Lake:
         """Connect to the lake, creating it and its tables if ``create`` and it is missing.
 
-        Safe when several processes open a new lake at once: creation retries on conflict.
-        ``read_only`` attaches the catalog read-only and locks the session down (no file access
-        outside the data path, no configuration changes), for analysts.
+        ``storage`` says where the catalog and the data files are (default: embedded under
+        ``path``; :meth:`from_settings` reads it from ``[lake]``). Safe when several processes
+        open a new lake at once: creation retries on conflict. ``read_only`` attaches the
+        catalog read-only and locks the session down (no file access outside the data path,
+        no configuration changes), for analysts.
         """
         path = path.absolute()
-        catalog, data = path / "catalog.sqlite", path / "data"
-        if not catalog.exists() and (read_only or not create):
+        storage = storage or Storage.embedded(path)
+        if not storage.exists() and (read_only or not create):
             raise ConfigError("lake.path", f"no lake at {path}")
-        catalog_text = _checked_path(catalog, "lake.path")
-        data_text = _checked_path(data, "lake.path")
         retry = retry or RetryPolicy()
+        sqlite, data = storage.sqlite_file, storage.local_data
         if not read_only:
-            data.mkdir(parents=True, exist_ok=True)
-            _use_wal(catalog)
+            if data is not None:
+                data.mkdir(parents=True, exist_ok=True)
+            if sqlite is not None:
+                _use_wal(sqlite)
         paths = extension_paths(extension_dir)
         con = duckdb.connect(
             ":memory:",
@@ -273,24 +301,20 @@ class Lake:
             config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
         )
         lake = cls(con, path, read_only=read_only, retry=retry, sleep=sleep)
+        lake.storage = storage
         try:
-            for key in ("ducklake", "sqlite"):
+            for key in storage.extensions:
                 con.execute(f"LOAD '{_checked_path(paths[key], 'lake.extension_dir')}'")
             # DuckLake computes partition values (year/month/day of a TIMESTAMPTZ) in the
             # session time zone; UTC makes a partition the UTC collection day.
             con.execute("SET TimeZone = 'UTC'")
-            # The catalog remembers the data path it was created with, as an absolute path;
-            # data file paths are relative to it. Overriding it (for this session only) with
-            # the folder beside the catalog keeps a copied or restored lake readable.
-            attach = (
-                f"ATTACH 'ducklake:sqlite:{catalog_text}' AS {CATALOG} "
-                f"(DATA_PATH '{data_text}/', OVERRIDE_DATA_PATH true"
-                f"{', READ_ONLY' if read_only else ''})"
-            )
+            for statement in storage.secrets_sql():
+                con.execute(statement)
+            attach = storage.attach_sql(CATALOG, read_only=read_only)
             lake._attach = attach
             if read_only:
                 con.execute(attach)
-                lake._lock_down(data)
+                lake._lock_down(storage)
             else:
                 lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
@@ -300,6 +324,11 @@ class Lake:
             raise
         logger.debug("opened lake %s (read_only=%s)", path, read_only)
         return lake
+
+    @classmethod
+    def from_settings(cls, lake: LakeSettings, **options: Any) -> Lake:
+        """:meth:`open` the lake ``[lake]`` describes (catalog, data path, credentials)."""
+        return cls.open(lake.path, storage=Storage.from_settings(lake), **options)
 
     def close(self) -> None:
         self.con.close()
@@ -352,17 +381,23 @@ class Lake:
 
         Commit order, all inside ONE DuckLake transaction:
 
-        1. Read the stored ``next_offset`` of the group's partitions.
+        1. Read every row of ``ingest_offsets`` (a few per partition of every group) and keep
+           the group's. No ``WHERE``: any filter on the table makes DuckLake run a file
+           pruning query over the statistics of every data file of the lake, which was ~80 %
+           of a commit's cost and grew with the lake (ADR 0004).
         2. Compare-and-set: each partition's stored offset must equal ``expected``. If not,
            another worker committed it since this writer sought (a rebalance): raise
            :class:`OffsetFenced` and write nothing.
         3. Insert ``rows`` (Parquet files under their UTC day partitions). An empty table is
            fine: a batch whose messages were all rejected still advances its offsets.
-        4. Replace the partitions' rows in ``ingest_offsets`` with ``next_offsets``.
-        5. Rewrite the single ``ingest_fence`` row. Every ingest commit thus deletes from the
-           same table, so any two concurrent commits conflict in DuckLake's conflict check,
-           on any catalog database, even when both insert a partition's first offset row; the
-           loser starts again at step 1 on a fresh snapshot and meets step 2.
+        4. Set the partitions that have a row with ONE ``UPDATE`` of every row (no ``WHERE``;
+           a ``CASE`` per partition). It deletes every inlined row of ``ingest_offsets``, and
+           DuckLake makes a deletion of a table's inlined rows conflict with any concurrent
+           insert into or deletion from that table, so two commits that both got here
+           conflict; the loser starts again at step 1 on a fresh snapshot and meets step 2.
+        5. Partitions with no row yet: insert theirs and rewrite the single ``ingest_fence``
+           row. Two commits inserting rows do not conflict with each other, but both
+           rewriting the fence do (and an insert conflicts with step 4's deletion).
         6. Commit. On a write conflict roll back and repeat 1-6 after a jittered backoff;
            after the last attempt raise :class:`~pipeline.errors.LakeConflict`.
 
@@ -410,19 +445,20 @@ class Lake:
                     raise OffsetFenced(topic, part, expected[part], stored.get(part))
             if rows.num_rows:  # 3
                 self.insert_rows(spec.name, rows)
-            con.execute(  # 4
-                f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
-                'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
-                [consumer_group, topic, parts],
-            )
-            con.execute(
-                f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
-                "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
-                [consumer_group, topic, parts, [next_offsets[p] for p in parts]],
-            )
-            con.execute(  # 5
-                f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
-            )
+            moved = [p for p in parts if p in stored]
+            if moved:  # 4
+                sql, params = _update_offsets_sql(consumer_group, topic, moved, next_offsets)
+                con.execute(sql, params)
+            first = [p for p in parts if p not in stored]
+            if first:  # 5
+                con.execute(
+                    f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
+                    "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
+                    [consumer_group, topic, first, [next_offsets[p] for p in first]],
+                )
+                con.execute(
+                    f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
+                )
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -540,12 +576,15 @@ class Lake:
     # -- internals --------------------------------------------------------------------------
 
     def _read_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
+        # Every row, filtered here: see write_batch, step 1.
         found = self.con.execute(
-            f'SELECT "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE} '
-            "WHERE consumer_group = ? AND topic = ?",
-            [consumer_group, topic],
+            f'SELECT consumer_group, topic, "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE}'
         ).fetchall()
-        return {int(part): int(nxt) for part, nxt in found}
+        return {
+            int(part): int(nxt)
+            for group, name, part, nxt in found
+            if group == consumer_group and name == topic
+        }
 
     def _attach_and_create(self, attach: str) -> None:
         con = self.con
@@ -626,7 +665,7 @@ class Lake:
                     [_INTERNAL_INLINING_LIMIT, spec.name],
                 )
 
-    def _lock_down(self, data: Path) -> None:
+    def _lock_down(self, storage: Storage) -> None:
         """No file access but the data files, no way to undo it: analysts only read the lake.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
@@ -635,9 +674,10 @@ class Lake:
         (:func:`pipeline.access.statement.check`: one SELECT over the role's views), which
         every analyst statement passes before it runs.
         """
-        self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
-        # The lake is on local disk: no network file systems, no reading from pipes.
-        self.con.execute(f"SET disabled_filesystems = '{_DISABLED_FILESYSTEMS}'")
+        self.con.execute("SET allowed_directories = ?", [[storage.data_path]])
+        # A local lake needs no network file system at all; an S3 lake keeps only S3's.
+        disabled = _DISABLED_FILESYSTEMS if storage.s3 is None else _DISABLED_WITH_S3
+        self.con.execute(f"SET disabled_filesystems = '{disabled}'")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

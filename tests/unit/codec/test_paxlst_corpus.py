@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.codec.passenger_lists import decode_passenger_lists
-from pipeline.codec.paxlst import EdifactError, parse_interchange, write_interchange
-from pipeline.codec.reasons import Reason
+from pipeline.codec.paxlst import parse_interchange, write_interchange
+from pipeline.codec.reasons import Reason, Rejection
 from tests.unit.codec.test_paxlst import PASSENGERS
 
 CORPUS = Path(__file__).parents[2] / "fixtures" / "paxlst"
@@ -23,7 +23,7 @@ BRIDGEIST_MATCHED = BRIDGEIST.replace(b"UNT+29+1203120'", b"UNT+29+1'").replace(
 
 
 def _reason(data: bytes) -> Reason:
-    with pytest.raises(EdifactError) as info:
+    with pytest.raises(Rejection) as info:
         parse_interchange(data)
     return info.value.reason
 

@@ -24,8 +24,9 @@ import pytest
 import yaml
 from confluent_kafka import KafkaException, Producer
 
-from pipeline.cli import _parser
+from pipeline.cli import build_parser
 from pipeline.config import Settings, load_settings
+from pipeline.kafka import local
 from tests import ops_contract as oc
 
 DEPLOY = oc.REPO / "deploy"
@@ -129,7 +130,7 @@ def _all_invocations() -> list[tuple[str, list[str]]]:
 def _parses(args: list[str]) -> bool:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            _parser().parse_args(args)
+            build_parser().parse_args(args)
         except SystemExit as exc:
             return exc.code == 0  # --help
     return True
@@ -331,7 +332,7 @@ def test_node_exporter_reads_the_textfiles_anpr_writes() -> None:
 
 
 def test_compose_kafka_is_the_version_of_the_local_broker() -> None:
-    pom = (DEPLOY / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    pom = local.DEFAULT_POM.read_text(encoding="utf-8")
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert match
     assert _compose()["services"]["kafka"]["image"].endswith(f":{match.group(1)}")
