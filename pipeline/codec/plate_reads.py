@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.codec.reasons import NestedTooDeep, Reason, Rejection, strict_json
+from pipeline.reference.countries import known_countries
 from pipeline.reference.plates import normalise_plates
 from pipeline.reference.sites import PAIR_SEPARATOR, SiteRegistry
 from pipeline.schemas import (
@@ -677,6 +678,8 @@ def _validate(
         Reason.UNKNOWN_SITE,
         "site_id/camera_id pair is not in the site registry",
     )
+    # A code that names no country (XX, ZZ) is stored as unknown and checked by the generic rule.
+    col["plate_country"] = known_countries(col["plate_country"])
     plates, plate_ok = normalise_plates(col["plate"], col["plate_country"])
     check(pc.invert(plate_ok), Reason.INVALID_PLATE, "plate does not fit its country's format")
     latest = pa.scalar(now + limits.future_tolerance, UTC_TS)

@@ -100,6 +100,8 @@ class Decoded:
     formats: Sequence[str]  # the detected format of every message
     extra_reads: int  # rows beyond the first of each accepted message
     extra_by_format: Mapping[str, int] = field(default_factory=dict)  # extra_reads, by format
+    # Oddities of the input that were accepted and counted, by (format, quirk).
+    quirks: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 Memory = TypeVar("Memory")
@@ -426,6 +428,8 @@ class LakeIngestor(Generic[Memory]):
             m.consumed.labels(topic=self._topic, format=fmt).inc(n)
         for fmt, n in decoded.extra_by_format.items():
             m.extra_reads.labels(format=fmt).inc(n)
+        for (fmt, quirk), n in decoded.quirks.items():
+            m.vendor_quirks.labels(format=fmt, quirk=quirk).inc(n)
         m.rows_written.labels(table=self.decoder.table).inc(len(rows))
         self.decoder.count(m, rows)
         for reject in decoded.rejected:

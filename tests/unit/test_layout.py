@@ -89,20 +89,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-# cli.py and these import each other until the CLI becomes a package (issue 13, in progress):
-# meanwhile the full check is an expected failure and the rest of the graph is checked without
-# them. Once these files are gone the full check runs as a plain test.
-LEGACY_CLI = {"pipeline.cli_access", "pipeline.cli_live", "pipeline.cli_maintain"} & set(MODULES)
-
-
-@pytest.mark.xfail(bool(LEGACY_CLI), reason="cli <-> cli_* cycle", strict=True)
 def test_no_import_cycle_in_pipeline() -> None:
     assert _cycle(GRAPH) is None
-
-
-def test_no_import_cycle_outside_the_legacy_cli() -> None:
-    graph = {m: targets - LEGACY_CLI for m, targets in GRAPH.items() if m not in LEGACY_CLI}
-    assert _cycle(graph) is None
 
 
 def test_a_package_import_counts_for_its_modules() -> None:

@@ -554,3 +554,17 @@ def test_decode_never_raises_and_partitions_the_input(values: list[bytes | None]
     for rejected in result.rejected:
         assert isinstance(rejected.reason, Reason)
         assert PLATE not in rejected.detail
+
+
+@pytest.mark.parametrize("code", ["XX", "ZZ", "QQ", "AA"])
+def test_a_code_that_names_no_country_is_stored_as_unknown(code: str) -> None:
+    # Generic plate rule for the unknown country; never stored as if XX were a country.
+    result = decode([read(plate_country=code, plate="QX 123")])
+    assert result.rejected == []
+    assert result.table.column("plate_country").to_pylist() == ["ZZ"]
+    assert result.table.column("plate").to_pylist() == ["QX123"]
+
+
+def test_unknown_country_still_needs_a_plausible_plate() -> None:
+    result = decode([read(plate_country="XX", plate="QQQQQQ")])  # no digit: the generic rule
+    assert [r.reason for r in result.rejected] == [Reason.INVALID_PLATE]
