@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.cli import (
     access,
+    cluster,
     config,
     demo,
     ingest,
@@ -35,6 +36,7 @@ from pipeline.errors import PipelineError, UsageError
 # In the order `anpr --help` lists them.
 COMMANDS: tuple[Command, ...] = (
     kafka,
+    cluster,
     topics,
     config,
     simulate,
