@@ -39,7 +39,7 @@ from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import IngestSettings, KafkaSettings, RetentionSettings, Settings
 from pipeline.ingest.dlq import DeadLetters
-from pipeline.ingest.worker import TABLE
+from pipeline.ingest.plates import TABLE
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.plates import _FOLDS, GENERIC_FORMAT, PLATE_FORMATS
