@@ -7,7 +7,7 @@ uncompressed, 4 partitions, ~1% hostile) is drained into a fresh lake by:
   (b) a naive baseline: ``poll()`` per message, ``json.loads``, plain-Python rules,
       ``Table.from_pylist``, the same lake writes (:mod:`benchmarks.naive`), on a prefix;
   (c) a faust-streaming agent doing the same (:mod:`benchmarks.faust_baseline`), on a prefix;
-  (d) the limit: the same messages from memory through ``PlateIngestor.commit_batch``
+  (d) the limit: the same messages from memory through ``LakeIngestor.commit_batch``
       (decode, dedup, the same lake write; Kafka and the DLQ stubbed out), plus, for
       information, decode + ``pyarrow.parquet.write_table`` (zstd) with no lake at all.
 
@@ -73,11 +73,13 @@ from benchmarks.naive import Refused, default_validator
 from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_reads
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LakeSettings, Settings, load_settings
-from pipeline.ingest.worker import PlateIngestor, retention_cutoff
+from pipeline.ingest.plates import PlateDecoder
+from pipeline.ingest.worker import LakeIngestor
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.retention import expired_on_arrival
 
 BULK_TOPIC = "bench.plate-reads"
 LIVE_TOPIC = "bench.live-reads"
@@ -152,7 +154,7 @@ class Bench:
             values,
             registry=self.registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self.settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self.settings.retention.months),
             limits=self.decode_limits(),
         )
 
@@ -348,15 +350,14 @@ def load_batches(bench: Bench, topic: str, count: int) -> list[list[Any]]:
 
 
 def drain_from_memory(bench: Bench, batches: list[list[Any]], work: Path) -> Result:
-    """(d): PlateIngestor.commit_batch over in-memory messages into a fresh lake."""
+    """(d): LakeIngestor.commit_batch over in-memory messages into a fresh lake."""
     settings = replace(bench.settings, lake=LakeSettings(path=work / "lake"))
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor(
-            settings,
+        ingestor = LakeIngestor(
+            PlateDecoder(settings, bench.registry),
             consumer=_NoKafka(),
             dead_letters=_NoDeadLetters(),
             lake=lake,
-            registry=bench.registry,
             metrics=IngestMetrics(CollectorRegistry()),
         )
         commits, consumed = [], 0
@@ -413,7 +414,7 @@ def check_agreement(bench: Bench, pool: list[Template]) -> dict[str, Any]:
             vectorised[start + i] = ("expired", None)
     vectorised_s = time.perf_counter() - began
     validator = default_validator(bench.registry)
-    cutoff = retention_cutoff(now, bench.settings.retention.months)
+    cutoff = expired_on_arrival(now, bench.settings.retention.months)
     mismatches: Counter[str] = Counter()
     began = time.perf_counter()
     for i, value in enumerate(values):

@@ -49,7 +49,7 @@ import bisect
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -205,6 +205,42 @@ def decode_plate_reads(
         len(expired),
         len(slow),
     )
+    return DecodeResult(table, rejected, expired)
+
+
+def mapped_columns(reads: Sequence[Mapping[str, object]]) -> pa.Table:
+    """Reads a vendor mapper built (``plate_read/1`` fields as Python values of the fields'
+    types) as the table :func:`validate_mapped_columns` takes; ``msg_index`` is the position."""
+    columns = [pa.array([read.get(f.name) for read in reads], f.type) for f in _PARSE_SCHEMA]
+    columns.append(pa.array(range(len(reads)), pa.int32()))
+    return pa.Table.from_arrays(columns, schema=_INDEXED_SCHEMA)
+
+
+MAPPED_SCHEMA: Final = _INDEXED_SCHEMA  # the columns validate_mapped_columns takes
+
+
+def validate_mapped_columns(
+    parsed: pa.Table,
+    *,
+    registry: SiteRegistry,
+    now: datetime,
+    retention_cutoff: datetime,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> DecodeResult:
+    """Step 4 alone, for reads mapped from vendor payloads (:data:`MAPPED_SCHEMA` columns):
+    the same rules as :func:`decode_plate_reads`, without writing JSON and parsing it back."""
+    if now.tzinfo is None or retention_cutoff.tzinfo is None:
+        raise ValueError("now and retention_cutoff must be timezone-aware")
+    rejected: list[Rejected] = []
+    table, expired = _validate(
+        parsed,
+        registry=registry,
+        now=now,
+        cutoff=retention_cutoff,
+        limits=limits,
+        rejected=rejected,
+    )
+    rejected.sort(key=lambda r: r.index)
     return DecodeResult(table, rejected, expired)
 
 
@@ -706,6 +742,11 @@ def _validate(
             else:
                 rejected.append(Rejected(index, found.reason, found.detail))
     return _output(col, captured, plates, keep), expired
+
+
+def parse_rfc3339(text: pa.Array) -> pa.Array:
+    """RFC 3339 strings -> timestamp[us, UTC], null where a text is not a valid time."""
+    return _parse_times(text)
 
 
 def _parse_times(text: pa.Array) -> pa.Array:
