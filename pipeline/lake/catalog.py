@@ -592,14 +592,18 @@ class Lake:
         Waits out a catalog outage like a write does: a worker asks this when it gets
         partitions, and a failure there would stop it.
         """
+        return self._reading("read offsets", lambda: self._read_offsets(consumer_group, topic))
+
+    def _reading(self, what: str, read: Callable[[], _T]) -> _T:
+        """``read()``, again after a catalog outage (see :meth:`_wait_out_outage`)."""
         outage_until: float | None = None
         while True:
             try:
-                return self._read_offsets(consumer_group, topic)
+                return read()
             except duckdb.Error as exc:
                 if not is_catalog_unreachable(exc):
                     raise
-                outage_until = self._wait_out_outage("read offsets", exc, outage_until)
+                outage_until = self._wait_out_outage(what, exc, outage_until)
 
     def recent_rows(
         self,
@@ -614,7 +618,7 @@ class Lake:
 
         Warms a worker's in-memory windows (repeats, passages) after a restart or an
         assignment. Relative to the newest row, not the clock, so replaying an old backlog
-        warms the right rows.
+        warms the right rows. Waits out a catalog outage: it runs in the assignment callback.
         """
         spec = DATA_TABLES.get(table)
         if spec is None or spec.day_column is None:
@@ -629,11 +633,14 @@ class Lake:
             where, params = "source_partition = ?", [source_partition]
         only = f"WHERE {where}" if where else ""
         also = f"AND {where}" if where else ""
-        return self.con.execute(
+        sql = (
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {name} "
-            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}",
-            [*params, window, *params],
-        ).to_arrow_table()
+            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}"
+        )
+        return self._reading(
+            "read recent rows",
+            lambda: self.con.execute(sql, [*params, window, *params]).to_arrow_table(),
+        )
 
     def columns(self) -> dict[str, dict[str, str]]:
         """Table -> column -> DuckDB type, of the tables in the lake (column order kept)."""
