@@ -505,8 +505,14 @@ class Lake:
         con.execute("BEGIN TRANSACTION")
         try:
             yield con
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                # The catalog server went away mid-transaction: the rollback fails too (the
+                # server ended the transaction). Raise the outage, which retrying() waits out.
+                if not is_catalog_unreachable(exc):
+                    raise
             raise
         con.execute("COMMIT")
 
