@@ -197,6 +197,8 @@ _UNREACHABLE = (
     "the database system is starting up",
     "the database system is shutting down",
     "the database system is in recovery mode",
+    # The PostgreSQL connection broke inside a transaction: even its rollback cannot be sent.
+    'failed to execute query "rollback"',
 )
 
 
@@ -505,14 +507,10 @@ class Lake:
         con.execute("BEGIN TRANSACTION")
         try:
             yield con
-        except BaseException as exc:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                # The catalog server went away mid-transaction: the rollback fails too (the
-                # server ended the transaction). Raise the outage, which retrying() waits out.
-                if not is_catalog_unreachable(exc):
-                    raise
+        except BaseException:
+            # If the catalog server went away mid-transaction, this ROLLBACK fails too ("Failed
+            # to execute query ROLLBACK"), and that error, an outage, is what retrying() sees.
+            con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
 
