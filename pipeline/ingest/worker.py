@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from pipeline.codec.plate_reads import Rejected
-from pipeline.config import Settings, months_before
+from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
@@ -48,15 +48,6 @@ _FOLLOW_UP_S = 0.05
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def retention_cutoff(now: datetime, months: int) -> datetime:
-    """Events collected at or before this instant are expired on arrival: the end of the UTC
-    day of the latest collection time whose limit has passed. Retention deletes whole days, so
-    the nightly run has already deleted that day; a row written into it would stay until the
-    next run, past its limit (up to one day early, like retention, never late)."""
-    day_after = months_before(now, months).date() + timedelta(days=1)
-    return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
