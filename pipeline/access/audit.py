@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.access.pseudonym import read_key
-from pipeline.config import Settings, add_months
+from pipeline.config import Settings
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
+from pipeline.retention import log_cutoff
 
 GENESIS = "0" * 64
 QUERY_KINDS = ("query.end", "query.refused")
@@ -364,7 +365,7 @@ class ActivityLog:
         starts, and an ``audit.retention`` entry records that it happened and where the kept
         log starts (``kept_from``), so a prefix dropped later by anyone else is found.
         """
-        cutoff = datetime.combine(add_months(now.astimezone(UTC).date(), -months), now.timetz())
+        cutoff = log_cutoff(now, months)
         with self._locked():
             verdict = self.verify()
             if not verdict.ok:
