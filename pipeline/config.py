@@ -100,6 +100,8 @@ class TopicSettings:
     dlq: str = "anpr.dlq"
     watchlist: str = "anpr.watchlist"
     watchlist_hits: str = "anpr.watchlist-hits"
+    # The activity log's head, published by the service (pipeline/access/anchors.py).
+    audit_anchors: str = "anpr.audit-anchors"
     partitions: int = 4
     replication_factor: int = 1
     # Topics holding personal data keep it only briefly: the lake is the system of record.
@@ -251,6 +253,11 @@ class AccessSettings:
     activity_log: Path | None = None
     log_retention_months: int = 24
     reports_dir: Path | None = None
+    # The key of the log's MAC chain (service account only), and how often its head is
+    # anchored in topics.audit_anchors: every N entries and every interval.
+    audit_key_file: Path | None = None
+    anchor_every_entries: int = 20
+    anchor_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -617,3 +624,7 @@ def _check_access(access: AccessSettings, months: int) -> None:
         raise ConfigError("access.analyst_max_age_days", f"must be within 1..{legal_days}")
     if not 1 <= access.log_retention_months <= 120:
         raise ConfigError("access.log_retention_months", "must be within 1..120")
+    if access.anchor_every_entries < 1:
+        raise ConfigError("access.anchor_every_entries", "must be >= 1")
+    if not 1 <= access.anchor_interval_s <= 3600:
+        raise ConfigError("access.anchor_interval_s", "must be within 1..3600 seconds")
