@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from pipeline.cluster import control, postgres
 from pipeline.kafka import local
@@ -51,6 +52,20 @@ def _restart_broker(state: Path, jars: Path) -> None:
     assert all(local.cluster_status(state).values())
 
 
+def _wait_leaders_moved(shared: Shared, dead: int, timeout: float = 120) -> None:
+    """Poll until no partition of the test's topic is led by the ``dead`` node (the controller
+    fences a dead broker after its session times out, seconds later)."""
+    topic = shared.settings().topics.plate_reads
+    admin = AdminClient({"bootstrap.servers": shared.info.bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=10).topics[topic]
+        if meta.partitions and all(p.leader not in (-1, dead) for p in meta.partitions.values()):
+            return
+        assert time.monotonic() < deadline, "leadership never left the dead broker"
+        time.sleep(0.5)
+
+
 def test_cluster_start_is_idempotent_and_status_sees_a_dead_broker(
     shared: Shared, kafka_jars: Path
 ) -> None:
@@ -83,9 +98,9 @@ def test_exactly_once_across_hosts_with_worker_and_broker_kills(
         shared.hosts.remove(victim)
         shared.start_worker("host-a", "--until-idle", "20")
     # Then a broker dies mid-stream and comes back.
-    shared.wait_committed(target + 20_000)
+    shared.wait_committed(min(produced, target + 20_000))
     local.kill_node(shared.state, 2)
-    shared.wait_committed(shared.committed() + 10_000)
+    shared.wait_committed(min(produced, shared.committed() + 10_000))
     _restart_broker(shared.state, kafka_jars)
     for proc in shared.hosts:
         assert proc.wait(600) in (0, -signal.SIGKILL)
@@ -97,6 +112,7 @@ def test_a_broker_down_for_the_whole_run_loses_nothing(
 ) -> None:
     local.kill_node(shared.state, 3)
     try:
+        _wait_leaders_moved(shared, dead=3)
         # acks=all with min.insync.replicas=2: two brokers still take every write.
         produced = 20_000
         expected_ids = simulate(shared.settings(), registry, produced, 32)
