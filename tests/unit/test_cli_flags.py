@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli import _parser
+from pipeline.cli import build_parser
 
 
 @pytest.mark.parametrize("feed", ["plates", "passengers"])
@@ -23,11 +23,13 @@ def test_meaningless_values_exit_2(
     feed: str, flags: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        _parser().parse_args(["ingest", feed, *flags])
+        build_parser().parse_args(["ingest", feed, *flags])
     assert exit_.value.code == 2
     assert flags[0] in capsys.readouterr().err
 
 
 def test_sensible_values_parse() -> None:
-    args = _parser().parse_args(["ingest", "plates", "--until-idle", "2.5", "--max-messages", "7"])
+    args = build_parser().parse_args(
+        ["ingest", "plates", "--until-idle", "2.5", "--max-messages", "7"]
+    )
     assert (args.until_idle, args.max_messages) == (2.5, 7)

@@ -3,7 +3,7 @@ import io
 from prometheus_client import CollectorRegistry
 
 from pipeline.access.subjects import plate_predicates
-from pipeline.cli_access import statements
+from pipeline.cli.access import statements
 from pipeline.metrics import AccessMetrics
 
 COLUMNS = {

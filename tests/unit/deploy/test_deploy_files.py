@@ -24,7 +24,7 @@ import pytest
 import yaml
 from confluent_kafka import KafkaException, Producer
 
-from pipeline.cli import _parser
+from pipeline.cli import build_parser
 from pipeline.config import Settings, load_settings
 from tests import ops_contract as oc
 
@@ -129,7 +129,7 @@ def _all_invocations() -> list[tuple[str, list[str]]]:
 def _parses(args: list[str]) -> bool:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            _parser().parse_args(args)
+            build_parser().parse_args(args)
         except SystemExit as exc:
             return exc.code == 0  # --help
     return True

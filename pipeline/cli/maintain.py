@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from pathlib import Path
 
-from pipeline.cli import EXIT_OK, _sub
+from pipeline.cli._common import EXIT_OK, Commands, instant, lake_flag, sub
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 
@@ -42,23 +41,23 @@ examples:
 """
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub = _sub(
+def add_parser(commands: Commands) -> None:
+    parser = sub(
         commands,
         "maintain",
         "statistics, compaction and retention (the nightly job)",
         _DESCRIPTION,
-        _maintain,
+        run,
         epilog=_EPILOG,
     )
-    sub.add_argument(
+    parser.add_argument(
         "--as-of",
-        type=_instant,
+        type=instant,
         default=None,
         help="behave as if run at this UTC time (ISO 8601 with offset); default: now",
     )
-    sub.add_argument("--dry-run", action="store_true", help="print what each step would do")
-    sub.add_argument(
+    parser.add_argument("--dry-run", action="store_true", help="print what each step would do")
+    parser.add_argument(
         "--only",
         choices=["stats", "compact", "retention"],
         action="append",
@@ -66,25 +65,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run only this step (repeatable); retention includes purge, verify and the "
         "activity log's retention",
     )
-    sub.add_argument(
+    parser.add_argument(
         "--no-topic-check",
         action="store_true",
         help="skip reading Kafka topic retention (no broker reachable)",
     )
-    sub.add_argument("--lake", dest="lake__path", type=Path, default=None, help="lake path")
+    lake_flag(parser)
 
 
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-05-01T00:00:00Z")
-    return value.astimezone(UTC)
-
-
-def _maintain(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.maintain.run import STEPS, MaintainOptions, maintain
 
     if not (settings.lake.path / "catalog.sqlite").exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import EXIT_OK, _registry, _sub
+from pipeline.cli._common import EXIT_OK, Commands, registry, sub
 from pipeline.config import Settings
 
 _DESCRIPTION = """\
@@ -26,13 +26,13 @@ in a label or a log line. SIGTERM or Ctrl-C stops it cleanly.
 """
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    live = _sub(
+def add_parser(commands: Commands) -> None:
+    live = sub(
         commands,
         "live",
         "the live app: watchlist hits, live traffic, camera silence (faust-streaming)",
         _DESCRIPTION,
-        _live,
+        run,
         epilog="examples:\n"
         "  anpr live                         # run until stopped\n"
         "  anpr live --metrics-port 0        # no /metrics endpoint",
@@ -52,12 +52,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def _live(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry
 
     from pipeline.live.app import run_live
     from pipeline.metrics import LiveMetrics
 
-    registry = _registry(settings)  # validated before anything connects
-    run_live(settings, registry=registry, metrics=LiveMetrics(CollectorRegistry()))
+    sites = registry(settings)  # validated before anything connects
+    run_live(settings, registry=sites, metrics=LiveMetrics(CollectorRegistry()))
     return EXIT_OK
