@@ -347,6 +347,8 @@ def load_settings(
                 data = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError("--config", f"no such file: {path}") from None
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
         for section, values in data.items():

@@ -109,7 +109,7 @@ def day(text: str) -> date:
 
 def formats(text: str) -> tuple[str, ...]:
     """Comma-separated camera formats, each a registered vendor."""
-    from pipeline.reference.sites import VENDORS
+    from pipeline.codec.vendors import VENDORS
 
     chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [f for f in chosen if f not in VENDORS]
@@ -144,9 +144,20 @@ def lake_flag(parser: argparse.ArgumentParser) -> None:
 
 def registry(settings: Settings) -> SiteRegistry:
     """The site registry of the settings (or the packaged one), validated."""
+    from pipeline.codec.vendors import VENDOR_RULES
     from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 
-    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY)
+    return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY, VENDOR_RULES)
+
+
+def private_data(settings: Settings, *, lake: bool = True) -> None:
+    """Refuse a lake or state folder that other users can enter (``files.check_private``):
+    for every command that writes personal data."""
+    from pipeline.files import check_private
+
+    if lake:
+        check_private(settings.lake.path, "lake folder")
+    check_private(settings.state.dir, "state folder")
 
 
 def jars_dir(settings: Settings) -> Path:

@@ -41,6 +41,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_umask() -> Iterator[None]:
+    """Lakes and state the tests build in-process are private, as `anpr` makes them (files
+    0600, folders 0700): the commands refuse a lake or state folder open to other users."""
+    previous = os.umask(0o077)
+    yield
+    os.umask(previous)
+
+
 @pytest.fixture(scope="session")
 def kafka_jars() -> Path:
     cache = Path(os.environ.get("ANPR_STATE_DIR", REPO / ".anpr")) / "cache" / "kafka"

@@ -8,6 +8,7 @@ client command runs as the others (``setpriv``), with their own environment and 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -17,6 +18,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import uuid
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tlshelp import issue, make_ca
 
 from pipeline.kafka import local
 
@@ -34,6 +37,32 @@ ROOT_NEEDED = (
     "root, as CI does"
 )
 ROLES = ("analyst", "investigator", "dpo")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _executable_by_all(path: Path) -> bool:
+    real = path.resolve()
+    folders_open = all(p.stat().st_mode & 0o001 for p in real.parents)
+    return folders_open and bool(real.stat().st_mode & 0o001)
+
+
+@functools.cache
+def _interpreter() -> tuple[str, dict[str, str]]:
+    """A Python the test's users can run, and the environment that finds our packages.
+
+    The venv's own interpreter if every user may execute it; else (a venv over a Python under
+    /root, say) the system's python3.11 with the venv's packages and the repository on the
+    path: the pipeline starts child processes with ``sys.executable``, so it must be runnable
+    by the user who runs the pipeline."""
+    if _executable_by_all(Path(sys.executable)):
+        return sys.executable, {}
+    system = shutil.which("python3.11", path="/usr/local/bin:/usr/bin")
+    if system is None or not _executable_by_all(Path(system)):
+        pytest.fail(f"{sys.executable} is not executable by other users, and no python3.11 is")
+    packages = sysconfig.get_paths()["purelib"]
+    return system, {"PYTHONPATH": f"{REPO}:{packages}"}
+
+
 START = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 READS = 3000
 
@@ -77,10 +106,18 @@ def _run(
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "XDG_CACHE_HOME": str(home / "cache"),
+        **_interpreter()[1],
     }
     return subprocess.run(
-        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", sys.executable,
-         *python, *args],
+        [
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            _interpreter()[0],
+            *python,
+            *args,
+        ],
         env={**base_env, **(env or {})},
         cwd=cwd or home,
         input=stdin,
@@ -88,32 +125,7 @@ def _run(
         text=True,
         timeout=timeout,
         check=False,
-    )  # fmt: skip
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}")  # fmt: skip
-    return cert, key
-
-
-def _issue(folder: Path, ca: tuple[Path, Path], name: str, cn: str, *, server: bool) -> None:
-    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn}")  # fmt: skip
-    ext = folder / f"{name}.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-        if server
-        else "extendedKeyUsage=clientAuth\n"
     )
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
 
 
 def _chown(path: Path, user: str, mode: int) -> None:
@@ -135,10 +147,21 @@ def world(kafka_jars: Path) -> Iterator[World]:
     svc = names["service"]
     try:
         for name in names.values():
-            subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
-                            "/usr/sbin/nologin", name], check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [
+                    "useradd",
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+            )
             created.append(name)
-        (base / "home").mkdir(mode=0o755)
+        (base / "home").mkdir()
+        (base / "home").chmod(0o755)
         for name in names.values():
             home = base / "home" / name
             home.mkdir()
@@ -148,31 +171,35 @@ def world(kafka_jars: Path) -> Iterator[World]:
         _chown(srv, svc, 0o700)
         run.mkdir()
         _chown(run, svc, 0o755)
-        etc.mkdir(mode=0o755)
+        etc.mkdir()
         tls = etc / "tls"
-        tls.mkdir(mode=0o755)
-        ca = _make_ca(tls, "service-ca")
-        _issue(tls, ca, "server", "127.0.0.1", server=True)
+        tls.mkdir()
+        for folder in (etc, tls):
+            folder.chmod(0o755)
+        ca = make_ca(tls, "service-ca")
+        issue(tls, ca, "server", "127.0.0.1", server=True)
         _chown(tls / "server.key", svc, 0o600)
-        _issue(tls, ca, "analyst", names["analyst"], server=False)
-        foreign = _make_ca(tls, "foreign-ca")
-        _issue(tls, foreign, "forged-dpo", names["dpo"], server=False)
-        for key in tls.glob("*.key"):
-            if key.name != "server.key":
-                key.chmod(0o644)  # the test's throwaway keys: any user of the test may use them
+        issue(tls, ca, "analyst", names["analyst"], server=False)
+        foreign = make_ca(tls, "foreign-ca")
+        issue(tls, foreign, "forged-dpo", names["dpo"], server=False)
+        for path in tls.iterdir():
+            if path.name != "server.key":
+                path.chmod(0o644)  # throwaway keys: any user of the test may present them
         state = srv / "state"
         state.mkdir(mode=0o700)
         (state / "cache").mkdir(mode=0o700)
-        (state / "cache" / "kafka").symlink_to(kafka_jars.resolve())
-        for path in (state, state / "cache"):
-            _chown(path, svc, 0o700)
-        os.lchown(state / "cache" / "kafka", 0, 0)
+        # The broker's jars, as `make setup` fetched them, owned by the account that runs it.
+        shutil.copytree(kafka_jars.resolve().parents[1], state / "cache" / "kafka")
+        for path in [state, *state.rglob("*")]:  # as `anpr kafka fetch` makes them
+            shutil.chown(path, svc, svc)
+            path.chmod(0o700 if path.is_dir() else 0o600)
         tls_port, bootstrap = local.free_port(), f"127.0.0.1:{local.free_port()}"
         users = "\n".join(f'"{names[r]}" = "{r}"' for r in ROLES)
         config = etc / "serve.toml"
         config.write_text(
             f'[kafka]\nbootstrap_servers = "{bootstrap}"\n'
-            f'[topics]\npartitions = 2\n'
+            f"[topics]\npartitions = 2\n"
+            "[ingest]\nmetrics_port = 0\n[passengers]\nmetrics_port = 0\n"
             f'[lake]\npath = "{srv / "lake"}"\n'
             f'[state]\ndir = "{state}"\n'
             f'[serve]\nsocket = "{run / "query.sock"}"\n'
@@ -183,8 +210,18 @@ def world(kafka_jars: Path) -> Iterator[World]:
             encoding="utf-8",
         )
         config.chmod(0o644)
-        w = World(base, svc, names, config, srv / "lake", state, run / "query.sock", tls_port,
-                  tls, server=None)  # type: ignore[arg-type]  # fmt: skip
+        w = World(
+            base,
+            svc,
+            names,
+            config,
+            srv / "lake",
+            state,
+            run / "query.sock",
+            tls_port,
+            tls,
+            server=None,
+        )  # type: ignore[arg-type]
 
         def as_service(*args: str, timeout: float = 240) -> None:
             done = _run(svc, "--config", str(config), *args, home=w.home(svc), timeout=timeout)
@@ -195,18 +232,45 @@ def world(kafka_jars: Path) -> Iterator[World]:
             as_service("topics", "create")
             start = START.isoformat().replace("+00:00", "Z")
             as_service("simulate", "plates", "--count", str(READS), "--start", start)
-            as_service("simulate", "passengers", "--plate-reads", str(READS), "--start", start,
-                       "--count", "40")  # fmt: skip
+            as_service(
+                "simulate",
+                "passengers",
+                "--plate-reads",
+                str(READS),
+                "--start",
+                start,
+                "--count",
+                "40",
+            )
             as_service("ingest", "plates", "--until-idle", "5")
             as_service("ingest", "passengers", "--until-idle", "5")
             as_service("maintain")
             server = subprocess.Popen(
-                ["setpriv", f"--reuid={svc}", f"--regid={svc}", "--init-groups", sys.executable,
-                 "-m", "pipeline", "--config", str(config), "serve"],
-                env={"PATH": "/usr/bin:/bin", "HOME": str(w.home(svc)), "LANG": "C.UTF-8",
-                     "PYTHONDONTWRITEBYTECODE": "1", "XDG_CACHE_HOME": str(w.home(svc) / "c")},
-                cwd=w.home(svc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
+                [
+                    "setpriv",
+                    f"--reuid={svc}",
+                    f"--regid={svc}",
+                    "--init-groups",
+                    _interpreter()[0],
+                    "-m",
+                    "pipeline",
+                    "--config",
+                    str(config),
+                    "serve",
+                ],
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": str(w.home(svc)),
+                    "LANG": "C.UTF-8",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "XDG_CACHE_HOME": str(w.home(svc) / "c"),
+                    **_interpreter()[1],
+                },
+                cwd=w.home(svc),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             _wait_for_socket(w.socket, server)
             yield World(**{**w.__dict__, "server": server})
         finally:
@@ -255,12 +319,16 @@ def _tree(*roots: Path) -> list[Path]:
 
 
 def test_every_file_and_folder_under_the_lake_and_state_is_0600_or_0700(world: World) -> None:
+    # (Kafka writes its checkpoint files read-only, 0400: stricter still.)
+    allowed = {True: {0o700}, False: {0o600, 0o400}}
     wrong = [
         f"{p} {stat.S_IMODE(p.lstat().st_mode):04o}"
         for p in _tree(world.lake, world.state)
-        if stat.S_IMODE(p.lstat().st_mode) != (0o700 if p.is_dir() else 0o600)
+        if stat.S_IMODE(p.lstat().st_mode) not in allowed[p.is_dir()]
     ]
     assert not wrong
+    assert any(p.suffix == ".parquet" for p in _tree(world.lake))
+    assert any(p.name.endswith(".log") for p in _tree(world.state / "kafka"))
     owners = {p.lstat().st_uid for p in _tree(world.lake, world.state)}
     assert owners == {pwd.getpwnam(world.service).pw_uid}
 
@@ -279,7 +347,9 @@ def test_the_analyst_can_open_no_lake_or_state_file_and_duckdb_reads_no_parquet(
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "0", done.stdout
     sql = f"SELECT count(*) FROM read_parquet('{world.lake}/**/*.parquet')"
-    duck = _client(world, "analyst", python=("-c", f"import duckdb; print(duckdb.sql({sql!r}).fetchall())"))
+    duck = _client(
+        world, "analyst", python=("-c", f"import duckdb; print(duckdb.sql({sql!r}).fetchall())")
+    )
     assert duck.returncode != 0
     assert "Permission denied" in duck.stderr or "No files found" in duck.stderr, duck.stderr
 
@@ -291,37 +361,84 @@ def test_every_client_command_answers_by_the_services_rules(world: World) -> Non
     analyst = _client(world, "analyst", "query", "--reason", "control", "--format", "csv", COUNT)
     assert analyst.returncode == 0, analyst.stderr
     assert int(analyst.stdout.splitlines()[1]) > 0
-    hidden = _client(world, "analyst", "query", "--reason", "control",
-                     "SELECT plate FROM plate_reads LIMIT 1")  # fmt: skip
+    hidden = _client(
+        world, "analyst", "query", "--reason", "control", "SELECT plate FROM plate_reads LIMIT 1"
+    )
     assert hidden.returncode == 2
     assert "plate" in hidden.stderr
-    shell = _client(world, "analyst", "sql", "--reason", "control", "--format", "csv",
-                    stdin=f"{COUNT};\nSELECT count(*) AS m FROM traffic_stats;\n")  # fmt: skip
+    shell = _client(
+        world,
+        "analyst",
+        "sql",
+        "--reason",
+        "control",
+        "--format",
+        "csv",
+        stdin=f"{COUNT};\nSELECT count(*) AS m FROM traffic_stats;\n",
+    )
     assert shell.returncode == 0, shell.stderr
-    assert shell.stdout.startswith("n\n")
+    assert shell.stdout.startswith('"n"\n')
     needs_case = _client(world, "investigator", "query", "--reason", "control", COUNT)
     assert needs_case.returncode == 2
     assert "--case" in needs_case.stderr
-    clear = _client(world, "investigator", "query", "--reason", "investigation", "--case",
-                    "2026-0042", "--format", "json",
-                    "SELECT plate FROM plate_reads ORDER BY captured_at LIMIT 1")  # fmt: skip
+    clear = _client(
+        world,
+        "investigator",
+        "query",
+        "--reason",
+        "investigation",
+        "--case",
+        "2026-0042",
+        "--format",
+        "json",
+        "SELECT plate FROM plate_reads ORDER BY captured_at LIMIT 1",
+    )
     assert clear.returncode == 0, clear.stderr
     plate = json.loads(clear.stdout)[0]["plate"]
-    people = _client(world, "investigator", "query", "--reason", "investigation", "--case",
-                     "2026-0042", "--format", "csv",
-                     "SELECT count(*) AS n FROM passengers")  # fmt: skip
+    people = _client(
+        world,
+        "investigator",
+        "query",
+        "--reason",
+        "investigation",
+        "--case",
+        "2026-0042",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM passengers",
+    )
     assert people.returncode == 0, people.stderr
     assert _client(world, "analyst", "audit", "verify").returncode == 0
-    assert _client(world, "analyst", "audit", "report", "--since", "2026-01-01",
-                   "--until", "2030-01-01").returncode == 2  # fmt: skip
-    report = _client(world, "dpo", "audit", "report", "--since", "2026-01-01", "--until",
-                     "2030-01-01", "--format", "csv")  # fmt: skip
+    assert (
+        _client(
+            world, "analyst", "audit", "report", "--since", "2026-01-01", "--until", "2030-01-01"
+        ).returncode
+        == 2
+    )
+    report = _client(
+        world,
+        "dpo",
+        "audit",
+        "report",
+        "--since",
+        "2026-01-01",
+        "--until",
+        "2030-01-01",
+        "--format",
+        "csv",
+    )
     assert report.returncode == 0, report.stderr
     assert world.users["analyst"] in report.stdout
     assert _client(world, "analyst", "subject", "access", "--plate", plate).returncode == 2
     access = _client(world, "dpo", "subject", "access", "--plate", plate)
     assert access.returncode == 0, access.stderr
     assert "rows and" in access.stdout
+    # The service keeps no copy of the report: the dpo's client wrote it, for the dpo only.
+    report = Path(access.stdout.strip().rsplit(": ", 1)[1])
+    report = report if report.is_absolute() else world.home(world.users["dpo"]) / report
+    assert report.stat().st_uid == pwd.getpwnam(world.users["dpo"]).pw_uid
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert plate in report.read_text()
     until = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
     for args in (
         ("restrict", "--plate", plate, "--until", until, "--reason", "disputed"),
@@ -335,7 +452,14 @@ def test_every_client_command_answers_by_the_services_rules(world: World) -> Non
     assert "no role" in outsider.stderr
     kinds = {(e.get("user"), e["kind"]) for e in world.log_entries()}
     assert (world.users["outsider"], "access.refused") in kinds
-    assert (world.users["dpo"], "subject.end") in kinds
+    assert (world.users["dpo"], "subject.begin") in kinds
+    ends = [e for e in world.log_entries() if e["kind"] == "subject.end"]
+    assert [(e["request"], e["outcome"]) for e in ends] == [
+        ("access", "ok"),
+        ("restrict", "ok"),
+        ("unrestrict", "ok"),
+        ("erase", "ok"),
+    ]
 
 
 # --- what the caller says changes nothing ---------------------------------------------------
@@ -346,6 +470,7 @@ def test_a_forged_name_forged_rules_and_a_private_log_change_nothing(world: Worl
     home = world.home(analyst)
     forged_toml = home / "anpr.toml"
     forged_toml.write_text(f'[access]\nusers = {{ "{analyst}" = "dpo" }}\nuser_flag = true\n')
+    shutil.chown(forged_toml, analyst, analyst)
     private_log = home / "mine.jsonl"
     forged = {
         "LOGNAME": dpo,
@@ -367,7 +492,7 @@ def test_a_forged_name_forged_rules_and_a_private_log_change_nothing(world: Worl
             assert (lying.returncode, lying.stdout) == (honest.returncode, honest.stdout)
             new = world.log_entries()[before:]
             assert new, "the service's log got nothing"
-            assert {e.get("user") for e in new} == {analyst}
+            assert {e["user"] for e in new if "user" in e} == {analyst}
             before += len(new)
     assert not private_log.exists()
 
@@ -383,21 +508,40 @@ def test_a_client_certificate_gets_its_role_and_no_or_a_foreign_one_gets_nothing
         "ANPR_SERVE_REMOTE": f"127.0.0.1:{world.tls_port}",
         "ANPR_SERVE_SERVER_CA": str(tls / "service-ca.pem"),
     }
-    with_cert = {**remote, "ANPR_SERVE_CLIENT_CERT": str(tls / "analyst.pem"),
-                 "ANPR_SERVE_CLIENT_KEY": str(tls / "analyst.key")}  # fmt: skip
+    with_cert = {
+        **remote,
+        "ANPR_SERVE_CLIENT_CERT": str(tls / "analyst.pem"),
+        "ANPR_SERVE_CLIENT_KEY": str(tls / "analyst.key"),
+    }
     # Run by the outsider (no role as an OS user): the certificate alone makes it the analyst.
-    done = _client(world, "outsider", "query", "--reason", "control", "--format", "csv", COUNT,
-                   env=with_cert)  # fmt: skip
+    done = _client(
+        world, "outsider", "query", "--reason", "control", "--format", "csv", COUNT, env=with_cert
+    )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.splitlines()[1]) > 0
-    last = world.log_entries()[-1]
-    assert (last["user"], last["kind"]) == (world.users["analyst"], "query.end")
+    begun = [e for e in world.log_entries() if e["kind"] == "query.begin"][-1]
+    assert (begun["user"], world.log_entries()[-1]["kind"]) == (
+        world.users["analyst"],
+        "query.end",
+    )
 
-    forged = {**remote, "ANPR_SERVE_CLIENT_CERT": str(tls / "forged-dpo.pem"),
-              "ANPR_SERVE_CLIENT_KEY": str(tls / "forged-dpo.key")}  # fmt: skip
+    forged = {
+        **remote,
+        "ANPR_SERVE_CLIENT_CERT": str(tls / "forged-dpo.pem"),
+        "ANPR_SERVE_CLIENT_KEY": str(tls / "forged-dpo.key"),
+    }
     before = len(world.log_entries())
-    refused = _client(world, "outsider", "audit", "report", "--since", "2026-01-01",
-                      "--until", "2030-01-01", env=forged)  # fmt: skip
+    refused = _client(
+        world,
+        "outsider",
+        "audit",
+        "report",
+        "--since",
+        "2026-01-01",
+        "--until",
+        "2030-01-01",
+        env=forged,
+    )
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert _logged_refusal(world, before)["via"] == "tls"
