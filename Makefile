@@ -35,11 +35,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): install python3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,demo]"
 	touch $@
 
-# `anpr kafka fetch` runs Maven only when the cached jars do not match deploy/kafka/pom.xml.
-$(JARS_STAMP): $(STAMP) deploy/kafka/pom.xml
+# `anpr kafka fetch` runs Maven only when the cached jars do not match pipeline/data/kafka/pom.xml.
+$(JARS_STAMP): $(STAMP) pipeline/data/kafka/pom.xml
 	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka fetch
 	touch $@
 

@@ -167,7 +167,7 @@ class IngestSettings:
     dedup_window_h: float = 24.0
     passage_window_s: float = 30.0  # reads of one plate at one site this close: one passage
     metrics_port: int = 9464
-    sites_registry: Path | None = None  # None: the registry shipped in deploy/sites.toml
+    sites_registry: Path | None = None  # None: the one shipped, pipeline/data/sites.toml
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,15 @@ class IngestMetrics:
             ["format"],
             registry=registry,
         )
+        self.vendor_quirks = Counter(
+            "anpr_vendor_quirks_total",
+            "Reads stored although the payload did something its documentation does not promise "
+            "(country_unknown: stored with country ZZ; version_N: a newer OpenALPR version; "
+            "best_uuid_outside_uuids; event_id_digested: a vendor id longer than ours; "
+            "time_from_uuid), by payload format and quirk.",
+            ["format", "quirk"],
+            registry=registry,
+        )
         self.people_written = Counter(
             "anpr_people_written_total",
             "People from passenger and crew lists committed to the lake, by list format "

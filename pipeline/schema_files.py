@@ -1,4 +1,5 @@
-"""The files under ``schemas/``: generated from :mod:`pipeline.schemas`, checked for drift.
+"""The files under ``pipeline/data/schemas/``: generated from :mod:`pipeline.schemas`, checked
+for drift.
 
 ``anpr schemas write`` regenerates them; ``anpr schemas check`` (and a unit test) fails when a
 committed file no longer matches the code, so the contract producers read cannot drift from the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline import data
 from pipeline.files import write_atomic
 from pipeline.schemas import (
     PASSENGERS,
@@ -19,7 +21,7 @@ from pipeline.schemas import (
     plate_read_json_schema,
 )
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_DIR = data.path("schemas")
 
 
 def rendered() -> dict[str, str]:

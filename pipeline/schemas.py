@@ -1,6 +1,6 @@
 """The one source of truth for record shapes: Arrow schemas for the lake tables.
 
-The JSON Schema for producers (``schemas/plate_read-1.schema.json``) is generated from
+The JSON Schema for producers (``pipeline/data/schemas/plate_read-1.schema.json``) is generated from
 :data:`PLATE_READ_INPUT` by ``anpr schemas write`` and a test checks the committed file agrees.
 """
 
@@ -18,6 +18,9 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 VEHICLE_CLASS_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,15}$"
 COUNTRY_PATTERN: Final = r"^[A-Z]{2}$"
+# plate_country of a read whose country is unknown (the camera recognised none, or sent a code
+# that names no country). ISO 3166-1 leaves ZZ to users; CLDR uses it for "unknown region".
+UNKNOWN_COUNTRY: Final = "ZZ"
 SITE_ID_PATTERN: Final = r"^NO-[A-Z0-9]{2,20}$"
 CAMERA_ID_PATTERN: Final = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
 DIRECTIONS: Final = ("entry", "exit")
@@ -51,7 +54,13 @@ PLATE_READ_INPUT: tuple[InputField, ...] = (
     InputField("direction", pa.string(), True, 8, "Relative to Norway: entry or exit."),
     InputField("captured_at", pa.string(), True, 40, "RFC 3339 time with explicit offset."),
     InputField("plate", pa.string(), True, 24, "Plate text as the camera read it."),
-    InputField("plate_country", pa.string(), True, 2, "ISO 3166-1 alpha-2, as the camera says."),
+    InputField(
+        "plate_country",
+        pa.string(),
+        True,
+        2,
+        "ISO 3166-1 alpha-2, as the camera says; ZZ (or any unassigned code): unknown.",
+    ),
     InputField("confidence", pa.float64(), True, None, "OCR confidence, 0 to 1."),
     InputField("vehicle_class", pa.string(), False, 16, "car, van, truck, bus, motorcycle, ..."),
 )
@@ -148,7 +157,7 @@ def _json_type(arrow_type: pa.DataType) -> str:
 
 
 def plate_read_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``plate_read/1`` (committed as schemas/plate_read-1.schema.json)."""
+    """The JSON Schema of ``plate_read/1`` (committed under pipeline/data/schemas/)."""
     properties = _json_properties(PLATE_READ_INPUT, _JSON_RULES)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -279,7 +288,7 @@ def _json_properties(
 
 
 def passenger_list_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``passenger_list/1`` (schemas/passenger_list-1.schema.json)."""
+    """The JSON Schema of ``passenger_list/1`` (committed under pipeline/data/schemas/)."""
     properties = _json_properties(PASSENGER_LIST_INPUT, _PASSENGER_JSON_RULES)
     properties["people"] = {
         "type": "array",
@@ -310,5 +319,5 @@ def passenger_list_json_schema() -> dict[str, Any]:
 
 
 def lake_table_description(schema: pa.Schema) -> list[dict[str, Any]]:
-    """A lake table's columns as committed under schemas/ (name, Arrow type, nullable)."""
+    """A lake table's columns as committed under pipeline/data/schemas/ (name, type, nullable)."""
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]

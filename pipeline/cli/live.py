@@ -18,7 +18,7 @@ Run the live app (faust-streaming, consumer group anpr-live) beside the ingest w
   "possible". The same read twice gives one hit (hit id = hash of event id, plate, list).
 - live traffic: anpr_live_passages_total{site,direction} (rate() per minute).
 - camera silence: anpr_camera_last_read_timestamp_seconds and anpr_camera_silent per
-  camera, thresholds per site by day and night (deploy/sites.toml, live.silence_*).
+  camera, thresholds per site by day and night (the site registry, live.silence_*).
 
 State (watchlist, hit ids already sent) lives in faust tables backed by changelog topics,
 so a restart loses nothing. Metrics on /metrics (live.metrics_port, 9466); never a plate

@@ -12,17 +12,24 @@ def add_parser(commands: Commands) -> None:
     actions = group(
         commands,
         "schemas",
-        "write or check the schema files under schemas/",
-        "The JSON Schema for producers (schemas/plate_read-1.schema.json) and the\n"
-        "lake table descriptions are generated from pipeline/schemas.py, the one source of\n"
-        "truth that the decoder enforces.",
+        "write or check the schema files under pipeline/data/schemas/",
+        "The JSON Schema for producers (plate_read-1.schema.json) and the lake table\n"
+        "descriptions are generated from pipeline/schemas.py, the one source of truth that the\n"
+        "decoder enforces. They ship in the package (pipeline/data/schemas/); in a checkout\n"
+        "`write` regenerates the committed files.",
     )
-    sub(actions, "write", "regenerate the files", "Regenerate schemas/*.json.", run_write)
+    sub(
+        actions,
+        "write",
+        "regenerate the files",
+        "Regenerate pipeline/data/schemas/*.json.",
+        run_write,
+    )
     sub(
         actions,
         "check",
         "exit 1 if a file is stale",
-        "Exit 1 naming every schemas/ file that differs from the code.",
+        "Exit 1 naming every schema file that differs from the code.",
         run_check,
     )
 
@@ -40,5 +47,5 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
     stale = schema_files.stale()
     for name in stale:
-        print(f"stale: schemas/{name} (run `anpr schemas write`)")
+        print(f"stale: {schema_files.SCHEMA_DIR / name} (run `anpr schemas write`)")
     return EXIT_FAILURE if stale else EXIT_OK

@@ -1,5 +1,25 @@
 """Pure decoders: message bytes → validated Arrow rows + rejections with a reason code.
 
 No Kafka, no lake, no filesystem: the ingest worker, the live app, the simulator's checks and
-the benchmarks all call these with plain bytes and timestamps.
+the benchmarks all call these with plain bytes and timestamps. Every decoder reports what it
+cannot store as a :class:`~pipeline.codec.reasons.Rejection` (reason, detail); details name
+fields and rules, never a value from the message.
+
+Hostile JSON: one policy, one reader (:func:`~pipeline.codec.reasons.strict_json`) for every
+JSON decoder: canonical plate reads (the slow path; the vectorised path sends everything it
+cannot prove clean there), vendor payloads and ``passenger_list/1``. Each of these is
+``malformed_json`` and nothing of the message is stored:
+
+- not exactly one JSON document in UTF-8: bad syntax, trailing data, a second document;
+- a repeated key (RFC 8259 leaves its meaning open, so two readers could see two messages);
+- an unpaired surrogate escape (``"\\ud800"``): no text, and no UTF-8 for the lake;
+- ``NaN``, ``Infinity`` or ``-Infinity`` anywhere (not JSON numbers);
+- nesting deeper than Python's recursion limit, or an integer literal past its digit limit.
+
+Scope: the rules cover what a decoder reads. Vendor payloads and passenger lists are read
+whole. A canonical read is read as its ``plate_read/1`` fields: the vectorised reader skips
+every other field unparsed, so a repeat, a surrogate or deep nesting inside an unknown field
+is not seen on either path (they must agree); NaN/Infinity are refused anywhere, since a byte
+scan finds them cheaply. Vendor XML (Hikvision) is ``malformed_xml`` when it is not
+well-formed or carries a DTD, entities or external references.
 """

@@ -36,6 +36,7 @@ from pipeline.codec.plate_reads import (
 )
 from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import CANONICAL_PREFIX, detect_format, map_vendor
+from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import CANDIDATES
 
@@ -45,7 +46,7 @@ OUTPUT_SCHEMA = DECODE_OUTPUT_SCHEMA.insert(
     DECODE_OUTPUT_SCHEMA.get_field_index("msg_index"), pa.field("candidates", CANDIDATES)
 )
 # Keys the mappers add beside the plate_read/1 fields; they are carried separately.
-_SIDE_KEYS = ("candidates", "source_format", "retransmission")
+_SIDE_KEYS = ("candidates", "source_format", "retransmission", "quirks")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class BatchDecoded:
     formats: list[str]  # detected format of every input message
     extra_reads: int = 0
     extra_by_format: dict[str, int] = field(default_factory=dict)
+    # (format, quirk) -> reads of accepted payloads the mappers noted something about (a newer
+    # OpenALPR version, a digested event id, ...); unknown countries are counted on stored rows.
+    quirks: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def decode_batch(
@@ -100,7 +104,7 @@ def decode_batch(
         rejected=sorted((r for p in parts for r in p.rejected), key=lambda r: r.index),
         expired=sorted(i for p in parts for i in p.expired),
     )
-    return BatchDecoded(merged, formats, vendor.extra_reads, vendor.extra_by_format)
+    return BatchDecoded(merged, formats, vendor.extra_reads, vendor.extra_by_format, vendor.quirks)
 
 
 def _detect_formats(
@@ -132,6 +136,7 @@ def _decode_vendor(
     owner: list[int] = []  # message index of each mapped read
     candidates: list[object] = []
     doc_format: list[str] = []
+    noted: list[tuple[int, str, str]] = []  # (message, format, quirk)
     for i, fmt in enumerate(formats):
         if fmt == CANONICAL:
             continue
@@ -145,6 +150,9 @@ def _decode_vendor(
             rejected.append(Rejected(i, reason, f"{fmt}: {detail}"))
             continue
         for read in reads:
+            quirks = read.get("quirks")
+            if isinstance(quirks, list):
+                noted.extend((i, fmt, q) for q in quirks if q != COUNTRY_UNKNOWN)
             candidates.append(read.get("candidates"))
             doc_format.append(fmt)
             owner.append(i)
@@ -189,11 +197,16 @@ def _decode_vendor(
         if index not in failed:
             fmt = formats[index]
             extra_by_format[fmt] = extra_by_format.get(fmt, 0) + int(reads_per_message[index]) - 1
+    quirk_counts: dict[tuple[str, str], int] = {}
+    for message, fmt, quirk in noted:
+        if message not in failed:
+            quirk_counts[fmt, quirk] = quirk_counts.get((fmt, quirk), 0) + 1
     return BatchDecoded(
         DecodeResult(table, rejected, expired_reads),
         formats,
         sum(extra_by_format.values()),
         extra_by_format,
+        quirk_counts,
     )
 
 

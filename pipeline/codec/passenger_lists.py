@@ -2,7 +2,8 @@
 
 Pure, like :mod:`pipeline.codec.plate_reads`: bytes and Kafka timestamps in, an Arrow table plus
 rejections out. A list is a few kilobytes to a few megabytes and holds many people, so the work
-is per message in Python (``json.loads`` or :mod:`pipeline.codec.paxlst`), then per person.
+is per message in Python (:func:`~pipeline.codec.reasons.strict_json` or
+:mod:`pipeline.codec.paxlst`), then per person.
 
 Per message, first match wins:
 
@@ -31,7 +32,6 @@ loop drops as repeats.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -41,10 +41,10 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from pipeline.codec.paxlst import EdifactError, Manifest, Person, looks_like_edifact
+from pipeline.codec.paxlst import Manifest, Person, looks_like_edifact
 from pipeline.codec.paxlst import parse_interchange as parse_paxlst
 from pipeline.codec.plate_reads import Rejected
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import Reason, Rejection, strict_json
 from pipeline.reference.plates import normalise_plates
 from pipeline.schemas import (
     CARRIER_PATTERN,
@@ -110,13 +110,6 @@ class PassengerBatch:
     formats: list[str]  # json | paxlst for every message
 
 
-class _Invalid(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 def detect_format(value: bytes | None) -> str:
     return PAXLST if value and looks_like_edifact(value[:64]) else JSON
 
@@ -156,7 +149,7 @@ def decode_passenger_lists(
                 _validate(manifest)
                 _check_times(manifest, collected)
                 _append_rows(rows, manifest, index, collected, formats[index], limits.kept_fields)
-        except _Invalid as exc:
+        except Rejection as exc:
             rejected.append(Rejected(index, exc.reason, exc.detail))
             continue
         except Exception as exc:
@@ -179,10 +172,7 @@ def decode_passenger_lists(
 
 def _parse(value: bytes, fmt: str) -> list[Manifest]:
     if fmt == PAXLST:
-        try:
-            return parse_paxlst(value)
-        except EdifactError as exc:
-            raise _Invalid(exc.reason, exc.detail) from None
+        return parse_paxlst(value)
     return [_parse_json(value)]
 
 
@@ -216,32 +206,25 @@ def manifest_document(m: Manifest, person_extra: Mapping[str, Any] | None = None
 
 
 def _parse_json(value: bytes) -> Manifest:
-    try:
-        doc = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _Invalid(Reason.MALFORMED_JSON, "not one JSON document in UTF-8") from None
+    doc = strict_json(value)
     if not isinstance(doc, dict):
-        raise _Invalid(Reason.MALFORMED_JSON, "not a JSON object")
-    try:  # a "\ud800" escape decodes to a lone surrogate, which is no text at all
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(Reason.MALFORMED_JSON, "a \\u escape that is no character") from None
+        raise Rejection(Reason.MALFORMED_JSON, "not a JSON object")
     schema = doc.get("schema")
     if isinstance(schema, str) and schema != PASSENGER_LIST_SCHEMA_ID:
-        raise _Invalid(Reason.UNSUPPORTED_FORMAT, f"schema is not {PASSENGER_LIST_SCHEMA_ID}")
+        raise Rejection(Reason.UNSUPPORTED_FORMAT, f"schema is not {PASSENGER_LIST_SCHEMA_ID}")
     if schema is None:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "schema: missing")
+        raise Rejection(Reason.SCHEMA_VIOLATION, "schema: missing")
     for f in PASSENGER_LIST_INPUT:
         _string_or_null(doc, f.name, "")
     people = doc.get("people")
     if not isinstance(people, list) or not people:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "people: not a non-empty array")
+        raise Rejection(Reason.SCHEMA_VIOLATION, "people: not a non-empty array")
     if len(people) > MAX_PEOPLE:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"people: more than {MAX_PEOPLE}")
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"people: more than {MAX_PEOPLE}")
     persons = []
     for n, item in enumerate(people):
         if not isinstance(item, dict):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"people[{n}]: not an object")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"people[{n}]: not an object")
         for f in PERSON_INPUT:
             _string_or_null(item, f.name, f"people[{n}].")
         persons.append(
@@ -271,36 +254,32 @@ def _parse_json(value: bytes) -> Manifest:
     )
 
 
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _string_or_null(doc: dict[str, Any], name: str, where: str) -> None:
     value = doc.get(name)
     if value is not None and not isinstance(value, str):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: not a string")
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}{name}: not a string")
 
 
 def _json_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     if len(value) > 40 or not _RFC3339.match(value):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not an RFC 3339 time with offset")
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"{name}: not an RFC 3339 time with offset")
     try:
         return datetime.fromisoformat(value).astimezone(UTC)
     except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 has no UTC time
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: not a calendar time") from None
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"{name}: not a calendar time") from None
 
 
 def _json_date(value: str | None, n: int) -> date | None:
     if value is None:
         return None
     if not _DATE.match(value):
-        raise _Invalid(Reason.SCHEMA_VIOLATION, f"people[{n}].date_of_birth: not YYYY-MM-DD")
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"people[{n}].date_of_birth: not YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _Invalid(
+        raise Rejection(
             Reason.SCHEMA_VIOLATION, f"people[{n}].date_of_birth: not a calendar date"
         ) from None
 
@@ -312,21 +291,21 @@ def _validate(m: Manifest) -> None:
     """The rules of ``passenger_list/1``, on a manifest from either format."""
     for name in _REQUIRED_MANIFEST:
         if name != "schema" and getattr(m, name) is None:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: missing")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{name}: missing")
     _check_fields(m, ("carrier", "vessel", "voyage_id", "departure_port", "arrival_port"), "")
     if m.direction not in DIRECTIONS:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "direction: not entry or exit")
+        raise Rejection(Reason.SCHEMA_VIOLATION, "direction: not entry or exit")
     if not m.people:
-        raise _Invalid(Reason.SCHEMA_VIOLATION, "people: none listed")
+        raise Rejection(Reason.SCHEMA_VIOLATION, "people: none listed")
     for n, p in enumerate(m.people):
         where = f"people[{n}]."
         for name in _REQUIRED_PERSON:
             if not getattr(p, name):
-                raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: missing")
+                raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}{name}: missing")
         if p.role not in ROLES:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}role: not one of {ROLES}")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}role: not one of {ROLES}")
         if p.sex is not None and p.sex not in SEXES:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}sex: not one of {SEXES}")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}sex: not one of {SEXES}")
         _check_fields(
             p,
             (
@@ -348,7 +327,7 @@ def _check_times(m: Manifest, collected: datetime) -> None:
     for name in ("departure_at", "arrival_at"):
         value: datetime | None = getattr(m, name)
         if value is not None and abs(value - collected) > MAX_TIME_FROM_COLLECTION:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{name}: more than a year from when sent")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{name}: more than a year from when sent")
 
 
 def _check_fields(obj: Manifest | Person, names: tuple[str, ...], where: str) -> None:
@@ -358,12 +337,12 @@ def _check_fields(obj: Manifest | Person, names: tuple[str, ...], where: str) ->
             continue
         limit = _MAX_LENGTH[name]
         if limit is not None and len(value) > limit:
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: longer than {limit}")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}{name}: longer than {limit}")
         rule = _RULES.get(name)
         if rule is not None and not rule.match(value):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: breaks {rule.pattern}")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}{name}: breaks {rule.pattern}")
         if name in _NAME_FIELDS and not any(c.isalpha() for c in value):
-            raise _Invalid(Reason.SCHEMA_VIOLATION, f"{where}{name}: holds no letter")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"{where}{name}: holds no letter")
 
 
 # -- rows ---------------------------------------------------------------------------------------

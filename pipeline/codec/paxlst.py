@@ -1,6 +1,6 @@
 """UN/EDIFACT PAXLST (passenger and crew lists) parsed into :class:`Manifest` objects.
 
-Pure: bytes in, manifests out, or :class:`EdifactError` with a reason code. Our own parser,
+Pure: bytes in, manifests out, or :class:`Rejection` with a reason code. Our own parser,
 because pydifact refuses ``UNG`` functional groups and does not check control counts; the
 subset read here is what ferry operators send (D:05B and later directories):
 
@@ -30,8 +30,14 @@ Control totals
 
 ``ZVR``/``ZVD`` are codes of the ``Z``-range, which EDIFACT leaves for bilateral agreement:
 PAXLST has no standard place for a vehicle registration, so we document ours (README).
-Times (``DTM`` formats 201, 203: CCYYMMDDHHMM; 102: CCYYMMDD; 204 with seconds) are UTC by
-agreement with the senders. Details in errors name segments and rules, never a value.
+Dates are read by their ``DTM`` format code, and the code must fit the length: times
+(``DTM+189``/``232``) 201 ``YYMMDDHHMM``, 203 ``CCYYMMDDHHMM``, 204 ``CCYYMMDDHHMMSS``; dates of
+birth (``DTM+329``) 102 ``CCYYMMDD`` or 101 ``YYMMDD``. Without a code the length says which
+(10/12/14 and 8/6 digits). A two-digit year of a time is 20YY. A two-digit year of birth is
+placed in the latest century that does not put the birth after the departure (else the arrival)
+of the message: ``310101`` on a 2026 voyage is 1931, ``040229`` is 29 February 2004; a
+six-digit birth date in a message without either time cannot be placed and is refused. Times are
+UTC by agreement with the senders. Details in errors name segments and rules, never a value.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Final, Protocol
 
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import Reason, Rejection
 
 DEFAULT_SEPARATORS: Final = (":", "+", ".", "?", " ", "'")
 _CHARSETS: Final = {
@@ -58,22 +64,16 @@ _SYNTAX: Final = re.compile(rb"UNB.([A-Z]{4})", re.DOTALL)
 PERSON_QUALIFIERS: Final = {"FL": "passenger", "FM": "crew"}
 VEHICLE_TRAVELS_IN: Final = "ZVR"
 VEHICLE_DRIVES: Final = "ZVD"
+# ICAO Doc 9303 codes that are not alpha-3: Germany is "D" in passports, and carriers copy it
+# into NAT and LOC+91 (the German APIS exporters do).
+_ICAO_NATIONS: Final = {"D": "DEU"}
 _DOCUMENT_TYPES: Final = {"745": "passenger", "250": "crew"}
 _COUNT_QUALIFIERS: Final = {"41", "42"}
 _MAX_SEGMENTS: Final = 200_000
 
 
-class EdifactError(ValueError):
-    """An interchange that cannot be accepted: ``reason`` is the DLQ reason code."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _malformed(detail: str) -> EdifactError:
-    return EdifactError(Reason.MALFORMED_EDIFACT, detail)
+def _malformed(detail: str) -> Rejection:
+    return Rejection(Reason.MALFORMED_EDIFACT, detail)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def looks_like_edifact(value: bytes) -> bool:
 
 
 def parse_interchange(value: bytes) -> list[Manifest]:
-    """Every message of a PAXLST interchange as a manifest; raises :class:`EdifactError`."""
+    """Every message of a PAXLST interchange as a manifest; raises :class:`Rejection`."""
     segments = split_segments(value)
     return _Interchange(segments).manifests()
 
@@ -337,6 +337,9 @@ class _MessageReader:
         self.list_kind: str | None = None
         self.last_loc: str | None = None
         self.counts: list[int] = []
+        # Six-digit dates of birth wait for the departure date that places their century.
+        self.birth_text: str | None = None
+        self.short_births: list[tuple[int, str]] = []
 
     def read(self, body: list[Segment]) -> Manifest:
         for seg in body:
@@ -346,9 +349,10 @@ class _MessageReader:
         self._close_person()
         if self.list_kind is None:
             raise _malformed("no BGM segment")
+        self._place_short_births()
         for total in self.counts:
             if total != len(self.people):
-                raise EdifactError(
+                raise Rejection(
                     Reason.CONTROL_TOTAL_MISMATCH,
                     f"CNT says {total} people, the message lists {len(self.people)}",
                 )
@@ -362,8 +366,21 @@ class _MessageReader:
 
     def _close_person(self) -> None:
         if self.person is not None:
+            if self.birth_text is not None:
+                self.short_births.append((len(self.people), self.birth_text))
+                self.birth_text = None
             self.people.append(self.person)
             self.person = None
+
+    def _place_short_births(self) -> None:
+        if not self.short_births:
+            return
+        voyage = self.manifest.departure_at or self.manifest.arrival_at
+        if voyage is None:
+            raise _malformed("DTM six-digit date of birth in a message without DTM+189 or 232")
+        for index, text in self.short_births:
+            birth = _short_birth_date(text, voyage.date())
+            self.people[index] = replace(self.people[index], date_of_birth=birth)
 
     def _seg_bgm(self, seg: Segment) -> None:
         kind = _DOCUMENT_TYPES.get(_get(seg, 1) or "")
@@ -389,7 +406,8 @@ class _MessageReader:
                 self.manifest = replace(self.manifest, arrival_port=place)
             return
         if qualifier == "91":
-            self.person = replace(self.person, document_issuing_country=place)
+            country = _ICAO_NATIONS.get(place or "", place)
+            self.person = replace(self.person, document_issuing_country=country)
 
     def _seg_dtm(self, seg: Segment) -> None:
         qualifier, text, fmt = _get(seg, 1, 0), _get(seg, 1, 1), _get(seg, 1, 2)
@@ -398,7 +416,11 @@ class _MessageReader:
         elif qualifier == "232" and self.person is None:
             self.manifest = replace(self.manifest, arrival_at=_datetime(text, fmt))
         elif qualifier == "329" and self.person is not None:
-            self.person = replace(self.person, date_of_birth=_date(text, fmt))
+            birth = _birth_date(text, fmt)
+            if isinstance(birth, date):
+                self.person = replace(self.person, date_of_birth=birth)
+            else:
+                self.birth_text = birth
         # 36 (document expiry) and others: read past, not kept.
 
     def _seg_nad(self, seg: Segment) -> None:
@@ -417,7 +439,8 @@ class _MessageReader:
 
     def _seg_nat(self, seg: Segment) -> None:
         if self.person is not None:
-            self.person = replace(self.person, nationality=_get(seg, 2))
+            nation = _get(seg, 2)
+            self.person = replace(self.person, nationality=_ICAO_NATIONS.get(nation or "", nation))
 
     def _seg_rff(self, seg: Segment) -> None:
         if self.person is None:
@@ -444,29 +467,70 @@ class _MessageReader:
         self.counts.append(int(text))
 
 
+# DTM format code -> (digits, strptime pattern); two-digit years are handled by the callers.
+_TIME_FORMATS: Final = {
+    "201": (10, "%Y%m%d%H%M"),
+    "203": (12, "%Y%m%d%H%M"),
+    "204": (14, "%Y%m%d%H%M%S"),
+}
+_BIRTH_FORMATS: Final = {"101": 6, "102": 8}
+
+
 def _datetime(text: str | None, fmt: str | None) -> datetime:
-    patterns = {"201": "%y%m%d%H%M", "203": "%Y%m%d%H%M", "204": "%Y%m%d%H%M%S"}
-    if text is None:
-        raise _malformed("DTM without a value")
-    if fmt is None:  # no format code: infer from the length (12 digits: CCYYMMDDHHMM)
+    """A ``DTM+189``/``232`` time by its format code (or, without one, by its length)."""
+    if text is None or not text.isdigit():
+        raise _malformed("DTM date-time is not a string of digits")
+    if fmt is None:
         fmt = {10: "201", 12: "203", 14: "204"}.get(len(text))
-    pattern = patterns.get(fmt or "")
-    if pattern is None or not text.isdigit():
+    spec = _TIME_FORMATS.get(fmt or "")
+    if spec is None:
         raise _malformed("DTM date-time format is not 201, 203 or 204")
+    digits, pattern = spec
+    if len(text) != digits:
+        raise _malformed(f"DTM date-time has {len(text)} digits, format {fmt} has {digits}")
+    # A voyage time with a two-digit year is in this century (strptime would put 69-99 in 19YY).
+    full = "20" + text if fmt == "201" else text
     try:
-        return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+        return datetime.strptime(full, pattern).replace(tzinfo=UTC)
     except ValueError:
         raise _malformed("DTM date-time is not a calendar time") from None
 
 
-def _date(text: str | None, fmt: str | None) -> date:
-    # Only CCYYMMDD: a two-digit year of birth (format 101) cannot be placed in its century.
-    if text is None or not text.isdigit() or len(text) != 8 or fmt not in (None, "102"):
-        raise _malformed("DTM date of birth is not format 102 (CCYYMMDD)")
+def _birth_date(text: str | None, fmt: str | None) -> date | str:
+    """A ``DTM+329`` date of birth: the date (102), or the six digits to place later (101)."""
+    if text is None or not text.isdigit():
+        raise _malformed("DTM date of birth is not a string of digits")
+    if fmt is None:
+        fmt = {6: "101", 8: "102"}.get(len(text))
+    digits = _BIRTH_FORMATS.get(fmt or "")
+    if digits is None:
+        raise _malformed("DTM date of birth format is not 101 (YYMMDD) or 102 (CCYYMMDD)")
+    if len(text) != digits:
+        raise _malformed(f"DTM date of birth has {len(text)} digits, format {fmt} has {digits}")
+    if digits == 6:
+        return text
     try:
         return datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
         raise _malformed("DTM date is not a calendar date") from None
+
+
+def _short_birth_date(text: str, voyage: date) -> date:
+    """``YYMMDD`` in the latest century that does not put the birth after ``voyage``.
+
+    Example::
+
+        _short_birth_date("310101", date(2026, 3, 1))  # 1931-01-01, not 2031
+    """
+    year, month, day = int(text[:2]), int(text[2:4]), int(text[4:])
+    for century in (2000, 1900):
+        try:
+            birth = date(century + year, month, day)
+        except ValueError:
+            continue  # 29 February of a year that has none in this century (1900)
+        if birth <= voyage:
+            return birth
+    raise _malformed("DTM date of birth is not a calendar date before the voyage")
 
 
 # -- writing (simulator, tests, benchmarks) ----------------------------------------------------

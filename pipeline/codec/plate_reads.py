@@ -16,8 +16,9 @@ How a batch flows (the fast path has no per-message Python):
    Bad values are isolated with a few extra reads each (:class:`_FastParse`). Arrow accepts
    ``NaN``/``Infinity`` literals, which JSON forbids; rows holding one are found after the
    read (:func:`_reroute_literals`) and sent to the slow path.
-3. **Slow path**, one message at a time: strict UTF-8, ``json.loads`` (no NaN/Infinity,
-   recursion caught), exactly one object, JSON types per field (``true`` is not a lane).
+3. **Slow path**, one message at a time: :func:`~pipeline.codec.reasons.strict_json` scoped
+   to the ``plate_read/1`` fields (the codec's hostile-input policy, :mod:`pipeline.codec`),
+   exactly one object, JSON types per field (``true`` is not a lane).
    Its output is a row of the same Arrow shape as the fast path's, so both share step 4.
 4. **Vectorised validation** (:func:`_validate`, the one implementation of the rules) picks at
    most one outcome per row, first match wins:
@@ -45,7 +46,6 @@ Rejection details name fields and rules only, never a value from the message.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import math
 import re
@@ -58,7 +58,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import NestedTooDeep, Reason, Rejection, strict_json
+from pipeline.reference.countries import known_countries
 from pipeline.reference.plates import normalise_plates
 from pipeline.reference.sites import PAIR_SEPARATOR, SiteRegistry
 from pipeline.schemas import (
@@ -514,41 +515,9 @@ def _read(buffer: pa.Buffer, block_bytes: int) -> tuple[pa.Table | None, int | N
 # -- step 3: slow path -------------------------------------------------------------------------
 
 
-class _NonFiniteLiteral(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> float:
-    raise _NonFiniteLiteral(name)
-
-
-class _JsonObject(dict[str, object]):
-    """A JSON object that remembers whether a known field appeared twice."""
-
-    duplicate: str | None = None
-
-
-def _object_hook(pairs: list[tuple[str, object]]) -> _JsonObject:
-    obj = _JsonObject(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen and key in _FIELDS:
-                obj.duplicate = key
-                break
-            seen.add(key)
-    return obj
-
-
-# Built once: json.loads with hooks would build a new decoder for every message.
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_object_hook)
-
-
-class _Failure(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+# The fields the canonical decoder reads: repeats and unpaired surrogates count in these only,
+# as the vectorised reader skips every other field unparsed (see pipeline.codec).
+_READ_FIELDS: Final = frozenset(_FIELDS)
 
 
 def _parse_slow(
@@ -558,7 +527,7 @@ def _parse_slow(
     for i in indices:
         try:
             row = _parse_one(values[i] or b"")
-        except _Failure as failure:
+        except Rejection as failure:
             rejected.append(Rejected(i, failure.reason, failure.detail))
             continue
         row["msg_index"] = i
@@ -567,35 +536,19 @@ def _parse_slow(
 
 
 def _parse_one(value: bytes) -> dict[str, object]:
-    """Parse one message into a row of ``_PARSE_SCHEMA`` values, or raise :class:`_Failure`."""
+    """Parse one message into a row of ``_PARSE_SCHEMA`` values, or raise :class:`Rejection`."""
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Failure(Reason.MALFORMED_JSON, f"not valid UTF-8 at byte {exc.start}") from exc
-    try:
-        document = _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise _Failure(
-            Reason.MALFORMED_JSON, f"not valid JSON: {exc.msg} at char {exc.pos}"
-        ) from exc
-    except RecursionError:
+        document = strict_json(value, fields=_READ_FIELDS)
+    except NestedTooDeep:
         return _parse_deep(value)
-    except _NonFiniteLiteral as exc:
-        raise _Failure(Reason.MALFORMED_JSON, "NaN and Infinity are not JSON numbers") from exc
-    except ValueError as exc:  # an integer literal beyond Python's digit limit
-        raise _Failure(Reason.MALFORMED_JSON, "number literal too long") from exc
-    if not isinstance(document, _JsonObject):
-        raise _Failure(Reason.MALFORMED_JSON, "the message is not a JSON object")
+    if not isinstance(document, dict):
+        raise Rejection(Reason.MALFORMED_JSON, "the message is not a JSON object")
     schema = document.get("schema")
     if isinstance(schema, str) and schema != PLATE_READ_SCHEMA_ID:
         # Another format's fields mean nothing here; validation reports unsupported_format.
         row: dict[str, object] = dict.fromkeys(_PARSE_SCHEMA.names)
         row["schema"] = schema
         return row
-    if document.duplicate is not None:
-        raise _Failure(
-            Reason.SCHEMA_VIOLATION, f"field '{document.duplicate}' appears more than once"
-        )
     return {name: _typed(name, kind, document.get(name)) for name, kind in _JSON_TYPES.items()}
 
 
@@ -605,7 +558,7 @@ def _parse_deep(value: bytes) -> dict[str, object]:
     Arrow's parser has no depth limit, so deep nesting inside an unknown field passes the fast
     path; asking the same reader here keeps both paths' answers equal.
     """
-    failure = _Failure(Reason.MALFORMED_JSON, "JSON nested too deeply to be read")
+    failure = Rejection(Reason.MALFORMED_JSON, "JSON nested too deeply to be read")
     if any(needle in value for needle in _LITERAL_NEEDLES):
         raise failure
     table, _ = _read(pa.py_buffer(value), len(value) + 1)
@@ -621,27 +574,21 @@ def _typed(name: str, kind: type, value: object) -> object:
         return None
     if kind is str:
         if not isinstance(value, str):
-            raise _Failure(Reason.SCHEMA_VIOLATION, f"field '{name}' must be a string")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise _Failure(
-                Reason.MALFORMED_JSON, f"field '{name}' holds an unpaired surrogate escape"
-            ) from exc
-        return value
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"field '{name}' must be a string")
+        return value  # unpaired surrogates were refused by strict_json
     if kind is int:
         # bool is an int in Python, and JSON true is not a lane number.
         if type(value) is not int:
-            raise _Failure(Reason.SCHEMA_VIOLATION, f"field '{name}' must be an integer")
+            raise Rejection(Reason.SCHEMA_VIOLATION, f"field '{name}' must be an integer")
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _Failure(Reason.SCHEMA_VIOLATION, _range_detail(name))
+            raise Rejection(Reason.SCHEMA_VIOLATION, _range_detail(name))
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Failure(Reason.SCHEMA_VIOLATION, f"field '{name}' must be a number")
+        raise Rejection(Reason.SCHEMA_VIOLATION, f"field '{name}' must be a number")
     try:
         return float(value)
     except OverflowError as exc:
-        raise _Failure(Reason.SCHEMA_VIOLATION, _range_detail(name)) from exc
+        raise Rejection(Reason.SCHEMA_VIOLATION, _range_detail(name)) from exc
 
 
 # -- step 4: vectorised validation -------------------------------------------------------------
@@ -731,6 +678,8 @@ def _validate(
         Reason.UNKNOWN_SITE,
         "site_id/camera_id pair is not in the site registry",
     )
+    # A code that names no country (XX, ZZ) is stored as unknown and checked by the generic rule.
+    col["plate_country"] = known_countries(col["plate_country"])
     plates, plate_ok = normalise_plates(col["plate"], col["plate_country"])
     check(pc.invert(plate_ok), Reason.INVALID_PLATE, "plate does not fit its country's format")
     latest = pa.scalar(now + limits.future_tolerance, UTC_TS)

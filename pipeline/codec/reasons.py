@@ -1,4 +1,4 @@
-"""Reason codes for messages that go to the dead-letter queue (``anpr.dlq``).
+"""DLQ reason codes, the one :class:`Rejection` (reason, detail) and the one strict JSON reader.
 
 One enum for every stage, so a DLQ record, a metric label and a log line use the same word.
 Expired-on-arrival events are deliberately *not* a reason: they are counted and dropped, never
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Container
 from enum import StrEnum
 from typing import Final
 
@@ -19,7 +20,8 @@ class Reason(StrEnum):
 
     MALFORMED_JSON = "malformed_json"
     """Not exactly one JSON object in UTF-8: bad syntax, array or scalar, two documents,
-    trailing bytes, a byte-order mark, NaN/Infinity literals, nesting too deep."""
+    trailing bytes, a byte-order mark, NaN/Infinity literals, a repeated key, an unpaired
+    surrogate escape, nesting too deep (the policy: :mod:`pipeline.codec`)."""
 
     MALFORMED_XML = "malformed_xml"
     """A vendor XML payload (Hikvision) that is not well-formed, or carries a DTD, entities or
@@ -72,63 +74,118 @@ class Rejection(Exception):
         return f"Rejection({self.reason.value!r}, {self.detail!r})"
 
 
+class NestedTooDeep(Rejection):
+    """JSON nested beyond Python's recursion limit (``malformed_json``); a subclass so the
+    canonical decoder can re-read the message as its vectorised path would."""
+
+
 class _RepeatedKey(Exception):
-    pass
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 class _NonFinite(Exception):
     pass
 
 
-def _no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _RepeatedKey
-    return obj
-
-
 def _no_constant(name: str) -> object:
     raise _NonFinite
 
 
-# Built once: json.loads with hooks would build a new decoder per message.
-_STRICT: Final = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_no_repeats)
+def _refuse_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey(_first_repeat(pairs, None))
+    return obj
+
+
+def _first_repeat(pairs: list[tuple[str, object]], fields: Container[str] | None) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen and (fields is None or key in fields):
+            return key
+        seen.add(key)
+    return ""
+
+
+def _scoped_decoder(fields: Container[str]) -> json.JSONDecoder:
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            key = _first_repeat(pairs, fields)
+            if key:
+                raise _RepeatedKey(key)
+        return obj
+
+    return json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=hook)
+
+
+# Built once per scope: json.loads with hooks would build a new decoder per message.
+_WHOLE: Final = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_refuse_repeats)
+_SCOPED: dict[frozenset[str], json.JSONDecoder] = {}
 # A \uD800-\uDFFF escape; only a message holding one can decode to an unpaired surrogate.
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def strict_json(value: bytes) -> object:
+def strict_json(value: bytes, *, fields: frozenset[str] | None = None) -> object:
     """The one JSON document in ``value``, read under the codec's hostile-input policy.
 
-    Raises :class:`Rejection` with ``malformed_json`` for anything but exactly one JSON
-    document in UTF-8 (see :mod:`pipeline.codec`): invalid UTF-8, bad syntax, trailing data,
-    a repeated key in any object, NaN/Infinity, an unpaired surrogate escape, nesting deeper
-    than Python's recursion limit, an integer literal beyond Python's digit limit.
+    Raises :class:`Rejection` (``malformed_json``) for anything but exactly one JSON document
+    in UTF-8: invalid UTF-8, bad syntax, trailing data, NaN/Infinity, an integer literal beyond
+    Python's digit limit, a repeated key, an unpaired surrogate escape, nesting deeper than
+    Python's recursion limit (:class:`NestedTooDeep`). ``fields`` narrows the last three to the
+    fields a decoder reads, for the canonical decoder whose vectorised reader skips every other
+    field unparsed: then only a repeat of one of ``fields`` (in any object) and an unpaired
+    surrogate in a top-level string among them count. See :mod:`pipeline.codec`.
     """
     malformed = Reason.MALFORMED_JSON
+    decoder = _WHOLE
+    if fields is not None:
+        decoder = _SCOPED.get(fields) or _SCOPED.setdefault(fields, _scoped_decoder(fields))
     try:
-        document = _STRICT.decode(value.decode("utf-8"))
+        document = decoder.decode(value.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise Rejection(malformed, f"not valid UTF-8 at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:
         raise Rejection(malformed, f"not valid JSON: {exc.msg} at char {exc.pos}") from exc
     except _RepeatedKey as exc:
-        raise Rejection(malformed, "a JSON object repeats a key") from exc
+        # Whole-document mode names no key: an unknown key is a value from the message.
+        detail = (
+            "a JSON object repeats a key"
+            if fields is None
+            else f"field '{exc.key}' appears more than once"
+        )
+        raise Rejection(malformed, detail) from exc
     except _NonFinite as exc:
         raise Rejection(malformed, "NaN and Infinity are not JSON numbers") from exc
     except RecursionError as exc:
-        raise Rejection(malformed, "JSON nested too deeply to be read") from exc
+        raise NestedTooDeep(malformed, "JSON nested too deeply to be read") from exc
     except ValueError as exc:  # an integer literal beyond Python's digit limit
         raise Rejection(malformed, "number literal too long") from exc
-    if _SURROGATE_ESCAPE.search(value) and not _encodable(document):
-        raise Rejection(malformed, "a string holds an unpaired surrogate escape")
+    if _SURROGATE_ESCAPE.search(value):
+        _refuse_surrogates(document, fields)
     return document
 
 
-def _encodable(document: object) -> bool:
+def _refuse_surrogates(document: object, fields: frozenset[str] | None) -> None:
     # Paired escapes decode to one character; an unpaired one cannot be encoded as UTF-8.
+    if fields is None:
+        if not _encodable(document):
+            raise Rejection(Reason.MALFORMED_JSON, "a string holds an unpaired surrogate escape")
+        return
+    if isinstance(document, dict):
+        for name in sorted(fields):
+            text = document.get(name)
+            if isinstance(text, str) and not _encodable(text):
+                raise Rejection(
+                    Reason.MALFORMED_JSON, f"field '{name}' holds an unpaired surrogate escape"
+                )
+
+
+def _encodable(document: object) -> bool:
     try:
         json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+    except (UnicodeEncodeError, RecursionError):
         return False
     return True

@@ -31,9 +31,10 @@ from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.passages import Assigned, PassageGrouper
 from pipeline.reference.sites import SiteRegistry
-from pipeline.schemas import PLATE_READS
+from pipeline.schemas import PLATE_READS, UNKNOWN_COUNTRY
 
 logger = logging.getLogger(__name__)
 
@@ -529,6 +530,11 @@ class PlateIngestor(LakeIngestor[PartitionMemory]):
             m.consumed.labels(topic=self._topic, format=fmt).inc(n)
         for fmt, n in batch.extra_by_format.items():
             m.extra_reads.labels(format=fmt).inc(n)
+        for (fmt, quirk), n in batch.quirks.items():
+            m.vendor_quirks.labels(format=fmt, quirk=quirk).inc(n)
+        unknown = rows.filter(pc.equal(rows["plate_country"], UNKNOWN_COUNTRY))
+        for fmt, n in collections.Counter(unknown["source_format"].to_pylist()).items():
+            m.vendor_quirks.labels(format=fmt, quirk=COUNTRY_UNKNOWN).inc(n)
         m.rows_written.labels(table=self.TABLE).inc(len(rows))
         for reject in result.rejected:
             m.rejected.labels(reason=reject.reason.value, format=batch.formats[reject.index]).inc()

@@ -1,10 +1,10 @@
 """Control of a local single-node Apache Kafka 4 broker (KRaft, broker and controller in one JVM).
 
-The broker runs from the jars that Maven copies from Maven Central (``deploy/kafka/pom.xml``);
-there is no Kafka distribution to download and no Docker. Everything a running broker owns
-lives under ``<state_dir>/kafka``::
+The broker runs from the jars that Maven copies from Maven Central
+(``pipeline/data/kafka/pom.xml``); there is no Kafka distribution to download and no Docker.
+Everything a running broker owns lives under ``<state_dir>/kafka``::
 
-    server.properties   rendered from deploy/kafka/server.properties.template on every start
+    server.properties   rendered from kafka/server.properties.template (pipeline.data) on start
     data/               log.dirs (topic data and the KRaft metadata log; meta.properties)
     logs/               server.log (log4j2) and stdout.log (the JVM's own output)
     kafka.pid           the broker's pid, written only after it answered a client
@@ -43,12 +43,13 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from pipeline import data
 from pipeline.errors import BrokerError, MissingToolError, UsageError
 from pipeline.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+DEPLOY_DIR = data.path("kafka")
 """Where the pom, the log4j2 configuration and the server.properties template live."""
 
 DEFAULT_POM = DEPLOY_DIR / "pom.xml"

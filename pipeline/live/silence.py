@@ -6,7 +6,8 @@ camera missing altogether with ``absent()`` on its last-read series). It is *sil
 newest capture time it reported is older than its site's threshold at that moment: the
 site's ``silence_night_s`` during the night hours (``live.night_start_hour`` to
 ``live.night_end_hour``, local time in ``live.timezone``), else ``silence_day_s``; sites
-without values in ``deploy/sites.toml`` use ``live.silence_day_s`` / ``live.silence_night_s``.
+without values in the site registry (``pipeline/data/sites.toml`` by default) use
+``live.silence_day_s`` / ``live.silence_night_s``.
 
 Example::
 

@@ -1,10 +1,11 @@
 """The site registry: which border crossings and ferry terminals exist, and their cameras.
 
-The registry is a TOML file under ``deploy/`` (see the header of ``deploy/sites.toml``), read
-once at start by :func:`load_registry`. Everything is validated there, so a typo stops the
-worker with a message naming the file and the entry instead of sending every read of a
-camera to the DLQ. Site ids coming from messages are only ever *compared* with the registry;
-they never become a path or SQL text (DESIGN.md, invariant 8).
+The registry is a TOML file (the default ships in the package: see the header of
+``pipeline/data/sites.toml``), read once at start by :func:`load_registry`. Everything is
+validated there, so a typo stops the worker with a message naming the file and the entry
+instead of sending every read of a camera to the DLQ. Site ids coming from messages are only
+ever *compared* with the registry; they never become a path or SQL text (DESIGN.md,
+invariant 8).
 
 Example::
 
@@ -14,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import tomllib
@@ -25,12 +27,14 @@ from typing import Final, Literal, cast
 
 import pyarrow as pa
 
-from pipeline import schemas
+from pipeline import data, schemas
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY: Final[Path] = Path(__file__).resolve().parents[2] / "deploy" / "sites.toml"
+# The registry shipped in the package (pipeline/data/sites.toml); ingest.sites_registry
+# points a deployment at its own.
+DEFAULT_REGISTRY: Final[Path] = data.path("sites.toml")
 
 SITE_ID_PATTERN: Final = re.compile(schemas.SITE_ID_PATTERN)
 CAMERA_ID_PATTERN: Final = re.compile(schemas.CAMERA_ID_PATTERN)
@@ -62,7 +66,9 @@ _LANE_KEYS: Final = frozenset({"number", "direction"})
 _CAMERA_KEYS: Final = frozenset(
     {"id", "lane", "position", "vendor", "vendor_camera_id"}
     | {"entry_heading", "entry_motion", "date_order"}
+    | {"mac", "ip", "channel"}
 )
+_MAX_CHANNEL: Final = 999
 DateOrder = Literal["DMY", "MDY", "YMD"]
 DATE_ORDERS: Final[tuple[DateOrder, ...]] = ("DMY", "MDY", "YMD")
 
@@ -82,6 +88,39 @@ class VendorRules:
     heading: bool = False
     motions: tuple[str, str] | None = None
     date_order: bool = False
+    # The vendor's payloads name the device by network address (Hikvision: MAC, IP, channel),
+    # so cameras may be registered by ``mac``/``ip`` and ``channel`` instead of an id.
+    device_address: bool = False
+
+
+def normal_mac(text: str) -> str | None:
+    """``D4:E8:53:BC:4C:02``, ``d4-e8-53-bc-4c-02``, ``d4e8.53bc.4c02`` -> ``d4e853bc4c02``."""
+    digits = re.sub(r"[:.-]", "", text.strip()).lower()
+    return digits if re.fullmatch(r"[0-9a-f]{12}", digits) else None
+
+
+def normal_ip(text: str) -> str | None:
+    """An IPv4 or IPv6 address in its one canonical spelling, else None."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def address_keys(mac: str | None, ip: str | None, channel: int | None) -> list[str]:
+    """Registry lookup keys for a device address, most specific first.
+
+    A payload's keys are tried in this order, a camera is registered under the keys of what
+    its entry gives: ``mac=<12 hex>/<channel>``, ``mac=<12 hex>``, ``ip=<address>/<channel>``,
+    ``ip=<address>``. A MAC names the device; an NVR's channels share it, hence the channel.
+    """
+    keys: list[str] = []
+    for kind, value in (("mac", mac), ("ip", ip)):
+        if value is not None:
+            if channel is not None:
+                keys.append(f"{kind}={value}/{channel}")
+            keys.append(f"{kind}={value}")
+    return keys
 
 
 @dataclass(frozen=True)
@@ -106,6 +145,22 @@ class Camera:
     entry_heading: float | None = None  # degrees a vehicle entering Norway travels (0-360)
     entry_motion: str | None = None  # vendor word meaning entry (see VendorRules.motions)
     date_order: DateOrder | None = None  # Genetec exports: day/month order of DateUtc
+    # Device address (vendors with VendorRules.device_address): normalised MAC, IP, channel.
+    mac: str | None = None
+    ip: str | None = None
+    channel: int | None = None
+
+    @property
+    def lookup_keys(self) -> list[str]:
+        """Every key a vendor payload may name this camera by (vendor id, then addresses)."""
+        own = [] if self.vendor_camera_id is None else [self.vendor_camera_id]
+        if self.mac is None and self.ip is None:
+            return own
+        # Registered with a channel: only that channel's key (the bare address is the device).
+        channel_keys = address_keys(self.mac, self.ip, self.channel)
+        if self.channel is not None:
+            channel_keys = [k for k in channel_keys if "/" in k]
+        return own + channel_keys
 
 
 @dataclass(frozen=True)
@@ -149,8 +204,8 @@ class SiteRegistry:
                 if camera.id in by_camera:
                     raise ConfigError("sites", f"duplicate camera id {camera.id!r}")
                 by_camera[camera.id] = camera
-                if camera.vendor_camera_id is not None:
-                    key = (camera.vendor, camera.vendor_camera_id)
+                for lookup in camera.lookup_keys:
+                    key = (camera.vendor, lookup)
                     if key in by_vendor:
                         raise ConfigError(
                             "sites", f"duplicate {camera.vendor} camera id {key[1]!r}"
@@ -320,7 +375,36 @@ def _parse_camera(
         vendor,
         vendor_camera_id,
         *_vendor_rules(where, vendor, raw, vendors),
+        *_device_address(where, vendor, raw, vendors),
     )
+
+
+def _device_address(
+    where: str, vendor: str, raw: dict[str, object], vendors: Mapping[str, VendorRules]
+) -> tuple[str | None, str | None, int | None]:
+    """``mac``, ``ip`` and ``channel`` of a camera whose vendor names devices by address."""
+    mac, ip, channel = raw.get("mac"), raw.get("ip"), raw.get("channel")
+    if mac is None and ip is None and channel is None:
+        return None, None, None
+    rules = vendors.get(vendor, VendorRules(vendor))
+    if not rules.device_address:
+        named = ", ".join(v.name for v in vendors.values() if v.device_address)
+        raise ConfigError(where, f"mac, ip and channel are only for {named} cameras")
+    mac_key = normal_mac(mac) if isinstance(mac, str) else None
+    if mac is not None and mac_key is None:
+        raise ConfigError(where, "mac must be a MAC address such as 00:11:22:33:44:55")
+    ip_key = normal_ip(ip) if isinstance(ip, str) else None
+    if ip is not None and ip_key is None:
+        raise ConfigError(where, "ip must be an IPv4 or IPv6 address")
+    if channel is not None and (
+        isinstance(channel, bool)
+        or not isinstance(channel, int)
+        or not 1 <= channel <= _MAX_CHANNEL
+    ):
+        raise ConfigError(where, f"channel must be an integer from 1 to {_MAX_CHANNEL}")
+    if mac_key is None and ip_key is None:
+        raise ConfigError(where, "channel needs the mac or ip of its device")
+    return mac_key, ip_key, channel
 
 
 def _vendor_rules(
@@ -381,13 +465,13 @@ def _check_unique(path: Path, sites: tuple[Site, ...]) -> None:
                     where, f"duplicate camera id, first used at {seen_cameras[camera.id]}"
                 )
             seen_cameras[camera.id] = site.id
-            if camera.vendor_camera_id is not None:
-                key = (camera.vendor, camera.vendor_camera_id)
+            for lookup in camera.lookup_keys:
+                key = (camera.vendor, lookup)
                 if key in seen_vendor_ids:
                     raise ConfigError(
                         where,
-                        f"duplicate {camera.vendor} vendor_camera_id "
-                        f"{camera.vendor_camera_id!r}, first used by {seen_vendor_ids[key]}",
+                        f"duplicate {camera.vendor} vendor_camera_id or address "
+                        f"{lookup!r}, first used by {seen_vendor_ids[key]}",
                     )
                 seen_vendor_ids[key] = camera.id
 

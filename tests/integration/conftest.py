@@ -158,5 +158,5 @@ def anpr() -> RunAnpr:
 
 @pytest.fixture(scope="session")
 def registry() -> SiteRegistry:
-    """The site registry shipped in deploy/sites.toml (the one `anpr` uses by default)."""
+    """The site registry shipped in pipeline/data/sites.toml (the one `anpr` uses by default)."""
     return load_registry(DEFAULT_REGISTRY, VENDOR_RULES)

@@ -18,9 +18,9 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.config import load_settings
-from pipeline.demo import SUMMARY_JSON, role_setup
+from pipeline.demo.report import INDEX, PASSAGES_PNG, REJECTS_PNG, TRIPS_PNG
+from pipeline.demo.summary import SUMMARY_JSON, role_setup
 from pipeline.lake.catalog import Lake
-from pipeline.report import INDEX, PASSAGES_PNG, REJECTS_PNG, TRIPS_PNG
 from tests.integration.conftest import RunAnpr
 
 

@@ -31,7 +31,7 @@ def _decode(docs: list[dict[str, object]]) -> tuple[int, int]:
 
 
 def test_committed_schema_files_match_the_code() -> None:
-    assert schema_files.stale() == [], "run `anpr schemas write` and commit schemas/"
+    assert schema_files.stale() == [], "run `anpr schemas write` and commit pipeline/data/schemas/"
 
 
 def test_schema_is_valid_json_schema() -> None:

@@ -16,24 +16,23 @@ Example::
     if fmt != "canonical":
         reads, rejects = map_vendor(value, fmt, registry, genetec_date_order="DMY")
 
-Mapping (vendor field -> canonical field):
-
-=================  ==============================  ============================================
 canonical          OpenALPR / Rekor Scout          Plate Recognizer (Stream, Snapshot)
 =================  ==============================  ============================================
 event_id           group: ``best_uuid``;           ``pr-`` + 32 hex of BLAKE2b(camera_id,
                    results: ``uuid`` (``uuid:i``   timestamp, result index): the payload has
                    for the i-th plate, i >= 1)     no id, a re-sent webhook hashes the same
 camera             ``camera_id`` (integer)         ``data.camera_id``
-captured_at        ``epoch_start`` / results       ``data.timestamp`` (RFC 3339 with offset)
-                   ``epoch_time``: epoch **ms**
+captured_at        ``epoch_start`` / results       ``data.timestamp`` (ISO 8601, ``T`` or a
+                   ``epoch_time``: epoch **ms**    space; no offset: UTC, as documented)
+                   (else the frame id's ms)
 plate              ``best_plate_number`` or        ``results[].plate`` (lower case, kept raw)
                    ``best_plate.plate``; results
                    ``results[].plate``
 confidence         ``best_confidence`` 0-100 /100  ``score`` 0-1
-plate_country      ``best_region``, else           ``region.code``
-                   ``best_plate.region``, else
-                   ``country``
+plate_country      ``best_region``, else           ``region.code`` (``""`` or no region:
+                   ``best_plate.region``, else     unknown)
+                   ``country`` (a bare region is
+                   a subdivision of ``country``)
 direction          ``travel_direction`` degrees    ``direction`` degrees ("" or absent: none)
 vehicle_class      ``vehicle.body_type[0].name``   ``vehicle.type``
 candidates         ``candidates`` (or              ``candidates[]`` (``score`` 0-1; Stream
@@ -45,18 +44,29 @@ candidates         ``candidates`` (or              ``candidates[]`` (``score`` 0
 canonical          Hikvision ISAPI (XML)           Genetec AutoVu / Security Center (JSON)
 =================  ==============================  ============================================
 event_id           ``UUID``                        ``VehicleID``
-camera             ``deviceID:channelID``, else    ``CameraName``
-                   ``deviceID``
+camera             ``deviceID[:channelID]``, else  ``CameraName`` (SharpV:
+                   MAC, else IP, with channel      ``SourceUrl[:LprCameraName]``)
 captured_at        ``dateTime`` (offset required)  ``DateUtc`` + ``TimeUtc``, the date in the
-                                                   camera's configured order (see below)
+                                                   camera's configured order (see below);
+                                                   SharpV ``Timestamp`` (no offset: UTC)
 plate              ``ANPR/licensePlate``           ``Plate``
 confidence         ``ANPR/confidenceLevel`` /100   ``ConfidenceScore`` (a string) /100
-plate_country      ``ANPR/countryAbbreviation``    ``State``
-direction          ``ANPR/direction`` forward,     ``RelativeMotion`` approaching, moving
-                   reverse (unknown: none)         away (others: none)
-vehicle_class      ``ANPR/vehicleType``            ``VehicleType`` (optional)
+plate_country      ``countryAbbreviation`` in      ``State`` / ``State Name`` (a code
+                   ``ANPR`` or the root (``NON``,  that may be a US state or Canadian
+                   absent: unknown)                province: unknown)
+direction          ``ANPR/direction`` forward,     ``RelativeMotion`` or ``Attributes``
+                   reverse (unknown: none)         ``Relative Motion``: approaching, moving
+                                                   away (others: none)
+vehicle_class      ``ANPR/vehicleType``            ``VehicleType`` or ``Attributes``
+                                                   ``Vehicle Type`` (optional)
 candidates         none                            none
 =================  ==============================  ============================================
+=======
+Mapping: each vendor module's docstring holds its table (vendor field -> canonical field):
+:mod:`~pipeline.codec.vendors.openalpr` (OpenALPR / Rekor Scout),
+:mod:`~pipeline.codec.vendors.platerecognizer` (Stream, Snapshot),
+:mod:`~pipeline.codec.vendors.hikvision` (ISAPI, XML) and :mod:`~pipeline.codec.vendors.genetec`
+(AutoVu / Security Center, JSON). The rules they share follow.
 
 Units. OpenALPR ``epoch_start``, ``epoch_end`` and ``epoch_time`` are epoch milliseconds (Rekor's
 samples: 13 digits, equal to the millisecond suffix of the frame uuids). Every vendor time
@@ -66,13 +76,17 @@ read is recent and would otherwise vanish silently as "expired on arrival". Epoc
 read as milliseconds overflow the calendar and are rejected the same way. Percentages (OpenALPR,
 Hikvision, Genetec) are divided by 100; Plate Recognizer scores are already 0-1.
 
-Countries. The vendor code is upper-cased and split on ``-``/``_``: ``no`` and ``NO`` -> NO,
-``de-by``/``us-mo`` -> DE/US (country of a subdivision), ``eu-no`` -> NO (a multi-country prefix
-is skipped), ``uk`` -> GB, ``el`` -> GR, alpha-3 codes of European neighbours (``NOR`` -> NO,
-``SWE`` -> SE, ...) -> alpha-2. Anything that is not then an assigned ISO 3166-1 alpha-2 code
-(``eu``, ``-``, an empty string, a US state such as ``mo`` alone) is a ``schema_violation``.
-A bare subdivision that is also a country code (``CA``) cannot be told apart: it maps to the
-country, so Genetec ``State`` must carry country codes.
+Countries (:func:`pipeline.reference.countries.vendor_country`). A code is stored only as the
+country it names: ``us-mo`` and a bare ``mo`` beside OpenALPR's ``"country": "us"`` are US,
+never Macao; Genetec's bare ``CA`` may be California and is unknown, never Canada. Absent,
+empty, ``NON``, unassigned (``XX``) or unplaceable codes are stored as unknown (``ZZ``),
+validated by the generic plate rule and counted (``anpr_vendor_quirks_total``).
+
+Accepted and counted (``quirks`` of a read, ``anpr_vendor_quirks_total`` by format): OpenALPR
+versions after 2 (``version_N``: the fields we read are unchanged), a ``best_uuid`` outside
+``uuids`` (Rekor's own documented example), ``alpr_results`` without ``epoch_time`` (the
+frame id's milliseconds), vendor event ids longer than ours (``event_id_digested``: ``d-`` +
+32 hex of BLAKE2b of the vendor's id, so retransmissions still repeat it).
 
 Directions. Every camera sits on a lane whose direction (entry/exit relative to Norway) is in
 the registry; that is the answer unless the camera has a :class:`DirectionRule` for its
@@ -92,7 +106,8 @@ impossible in that order (``13/25/2026`` under DMY: month 25) is rejected with "
 match configured order DMY"; the other order is never tried, since a read placed on the wrong
 day would silently move its retention deadline.
 
-Idempotency: the event id comes from the vendor (see the table), so re-sent payloads repeat it
+Idempotency: the event id comes from the vendor (see the table; a digest when longer than
+ours), so re-sent payloads repeat it
 and the dedup window stores them once; Hikvision ``isDataRetransmission=true`` maps to the same
 id and is flagged ``retransmission: True`` so metrics can count it.
 
@@ -101,8 +116,8 @@ Recognizer crops, Hikvision ``pictureInfoList``, Genetec ``ContextImage``/``Plat
 never read: outputs are built field by field, so nothing unlisted can leak into them. Output
 dicts hold the ``plate_read/1`` fields plus ``candidates`` (up to :data:`MAX_CANDIDATES`
 ``{"plate", "confidence"}`` entries, best first, for later rectification), ``source_format``
-(the detected format) and ``retransmission``. Rejection details name fields and rules only,
-never a value from the payload.
+(the detected format), ``retransmission`` and ``quirks``. Rejection details name fields and
+rules only, never a value from the payload.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ Details name fields and rules only, never a value from the payload.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +20,15 @@ import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from pipeline.codec.reasons import Reason, Rejection, strict_json
+from pipeline.codec.vendors._payloads import OPPOSITE_MOTION, Facts
+from pipeline.reference.countries import COUNTRY_UNKNOWN, vendor_country
 from pipeline.reference.sites import Camera, DateOrder, Direction, Site, VendorRules
 from pipeline.schemas import (
     EVENT_ID_PATTERN,
     PLATE_READ_INPUT,
     PLATE_READ_SCHEMA_ID,
     RFC3339_PATTERN,
+    UNKNOWN_COUNTRY,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +41,10 @@ MAX_VENDOR_CANDIDATES: Final = 100
 EARLIEST_CAPTURE: Final = datetime(2000, 1, 1, tzinfo=UTC)
 VEHICLE_CLASSES: Final = ("car", "van", "truck", "bus", "motorcycle")
 BOM: Final = b"\xef\xbb\xbf"
+
+# What a mapper noticed and accepted (counted by format in ``anpr_vendor_quirks_total``; the
+# values are a closed set, never taken from a payload).
+EVENT_ID_DIGESTED: Final = "event_id_digested"
 
 CanonicalRead = dict[str, object]
 MappedRead = CanonicalRead | Rejection
@@ -50,6 +59,10 @@ class VendorRegistry(Protocol):
 
 
 PayloadMapper = Callable[[bytes, str, VendorRegistry, DateOrder | None], list[MappedRead]]
+# The simulator's side: (facts, camera, vendor camera id, rng, retransmission) -> payload and
+# content type; and the event id the mapper will give that payload's read.
+PayloadEncoder = Callable[[Facts, Camera, str, random.Random, bool], tuple[bytes, str]]
+EventIdPredictor = Callable[[Facts, str], str]
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class VendorCodec:
     substrings every JSON payload of the vendor holds (a cheap test before ``detect``).
     ``detect``: which of ``formats`` a body is, or None. ``map_payload``: parse and map one
     payload of a detected format; raises :class:`Rejection` when nothing can be read.
+    ``encode`` and ``predicted_event_id``: what a camera of the vendor sends for a read, and
+    the event id ingest will give it (for :mod:`pipeline.simulate.vendor_payloads`).
     """
 
     rules: VendorRules
@@ -69,6 +84,8 @@ class VendorCodec:
     keys: tuple[bytes, ...]
     detect: Callable[[bytes], str | None]
     map_payload: PayloadMapper
+    encode: PayloadEncoder
+    predicted_event_id: EventIdPredictor
 
     @property
     def name(self) -> str:
@@ -174,6 +191,28 @@ def checked_event_id(value: object, field: str) -> str:
     return value
 
 
+# Vendor ids are printable ASCII; Rekor frame ids are 65 characters and more (40-character agent
+# id, camera id, 13-digit milliseconds), Hikvision UUIDs 64, some vendors wrap GUIDs in braces.
+MAX_VENDOR_EVENT_ID: Final = 256
+_VENDOR_EVENT_ID: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_VENDOR_EVENT_ID}}}")
+
+
+def vendor_event_id(value: object, field: str, quirks: list[str]) -> str:
+    """The vendor's id as our event id: as sent when it fits ``event_id``, else a digest.
+
+    ``d-`` + 32 hex of BLAKE2b over the vendor's id: stable, so a retransmission (which repeats
+    the vendor's id) repeats the event id and is stored once. Noted in ``quirks``.
+    """
+    if isinstance(value, str) and _EVENT_ID.fullmatch(value):
+        return value
+    if not isinstance(value, str) or not _VENDOR_EVENT_ID.fullmatch(value):
+        raise violation(
+            f"field '{field}' must be an id of 1 to {MAX_VENDOR_EVENT_ID} printable characters"
+        )
+    quirks.append(EVENT_ID_DIGESTED)
+    return "d-" + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+
+
 def plausible(moment: datetime, field: str) -> datetime:
     if moment < EARLIEST_CAPTURE:
         raise violation(f"field '{field}' is before 2000-01-01: a unit or camera clock error")
@@ -197,6 +236,34 @@ def rfc3339(value: object, field: str) -> datetime:
     return plausible(moment, field)
 
 
+_VENDOR_TIME: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?"
+)
+
+
+def vendor_time(value: object, field: str, *, naive_is_utc: bool) -> datetime:
+    """An ISO 8601 time as vendors write it: ``T`` or a space, up to 9 fraction digits
+    (truncated to microseconds), an offset with or without a colon. A time without an offset is
+    UTC only where the vendor documents it so (``naive_is_utc``); else it is refused."""
+    match = _VENDOR_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise violation(f"field '{field}' must be an ISO 8601 date and time")
+    day, clock, fraction_digits, offset = match.groups()
+    if offset is None and not naive_is_utc:
+        raise violation(f"field '{field}' must carry Z or an offset")
+    micro = (fraction_digits or "")[:6]
+    zone = "+00:00" if offset in (None, "Z") else offset
+    if len(zone) == 5:  # +HHMM
+        zone = f"{zone[:3]}:{zone[3:]}"
+    text = f"{day}T{clock}{'.' + micro if micro else ''}{zone}"
+    try:
+        moment = datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise violation(f"field '{field}' is not a valid date and time") from exc
+    return plausible(moment, field)
+
+
 def utc_text(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     spec = "milliseconds" if utc.microsecond % 1000 == 0 else "microseconds"
@@ -205,46 +272,29 @@ def utc_text(moment: datetime) -> str:
 
 # -- countries ---------------------------------------------------------------------------------
 
-_ISO_ALPHA2_CODES: Final = """
-    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
-    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
-    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
-    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
-    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
-    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
-    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
-    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
-    VN VU WF WS YE YT ZA ZM ZW XK
-"""
-_ISO_ALPHA2: Final = frozenset(_ISO_ALPHA2_CODES.split())
-# Vendor spellings that are not ISO alpha-2: EU usage (UK, EL) and the alpha-3 codes of the
-# countries whose vehicles cross into Norway; Hikvision firmware differs on which it sends.
-_ALPHA3_CODES: Final = """
-    NOR=NO SWE=SE FIN=FI DNK=DK ISL=IS FRO=FO DEU=DE POL=PL LTU=LT LVA=LV EST=EE RUS=RU
-    BLR=BY UKR=UA NLD=NL BEL=BE LUX=LU FRA=FR GBR=GB IRL=IE ESP=ES PRT=PT ITA=IT AUT=AT
-    CHE=CH LIE=LI CZE=CZ SVK=SK HUN=HU ROU=RO BGR=BG SVN=SI HRV=HR SRB=RS BIH=BA MNE=ME
-    MKD=MK ALB=AL GRC=GR TUR=TR CYP=CY MLT=MT MDA=MD GEO=GE ARM=AM AZE=AZ KAZ=KZ USA=US
-    CAN=CA XKX=XK
-"""
-_COUNTRY_ALIASES: Final[Mapping[str, str]] = {
-    "UK": "GB",
-    "EL": "GR",
-    **dict(pair.split("=", 1) for pair in _ALPHA3_CODES.split()),
-}
-# Prefixes that name a group of countries, followed by the country (OpenALPR ``eu-no``).
-_MULTI_COUNTRY: Final = frozenset({"EU"})
-_COUNTRY_SPLIT: Final = re.compile(r"[-_]")
 
+def country_code(
+    value: object,
+    field: str,
+    quirks: list[str],
+    *,
+    context: object = None,
+    bare_may_be_subdivision: bool = False,
+) -> str:
+    """ISO alpha-2 of a vendor country or region code, or ZZ (unknown, noted in ``quirks``).
 
-def country_code(value: object, field: str) -> str:
-    """ISO 3166-1 alpha-2 of a vendor country or region code; see the module docstring."""
-    if not isinstance(value, str) or len(value) > 16:
+    See :func:`pipeline.reference.countries.vendor_country`: nothing is ever mapped to a
+    country the code does not name. A value that is not a string at all is a broken payload.
+    """
+    if value is not None and not isinstance(value, str):
         raise violation(f"field '{field}' must be a country or region code")
-    parts = _COUNTRY_SPLIT.split(value.strip().upper())
-    head = parts[1] if parts[0] in _MULTI_COUNTRY and len(parts) > 1 else parts[0]
-    code = _COUNTRY_ALIASES.get(head, head)
-    if code not in _ISO_ALPHA2:
-        raise violation(f"field '{field}' is not a mappable country code")
+    code = vendor_country(
+        value,
+        context=context if isinstance(context, str) else None,
+        bare_may_be_subdivision=bare_may_be_subdivision,
+    )
+    if code == UNKNOWN_COUNTRY:
+        quirks.append(COUNTRY_UNKNOWN)
     return code
 
 
@@ -325,17 +375,9 @@ class DirectionRule:
             return self.lane_direction
         if motion == self.entry_motion:
             return "entry"
-        if _OPPOSITE_MOTION.get(self.entry_motion) == motion:
+        if OPPOSITE_MOTION.get(self.entry_motion) == motion:
             return "exit"
         return self.lane_direction
-
-
-_OPPOSITE_MOTION: Final[Mapping[str, str]] = {
-    "forward": "reverse",
-    "reverse": "forward",
-    "approaching": "receding",
-    "receding": "approaching",
-}
 
 
 @dataclass(frozen=True)
@@ -410,6 +452,7 @@ def canonical_read(
     candidates: list[dict[str, object]],
     source_format: str,
     retransmission: bool = False,
+    quirks: Sequence[str] = (),
 ) -> CanonicalRead:
     camera = target.camera
     read: CanonicalRead = {
@@ -427,6 +470,7 @@ def canonical_read(
         "candidates": candidates,
         "source_format": source_format,
         "retransmission": retransmission,
+        "quirks": list(quirks),
     }
     for name, limit in _MAX_LENGTHS.items():
         text = read[name]

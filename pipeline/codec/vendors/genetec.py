@@ -1,16 +1,66 @@
-"""Genetec AutoVu / Security Center reads (JSON): ``Plate``, ``DateUtc``, ``TimeUtc``, ...
+"""Genetec reads (JSON): Security Center / AutoVu exports and SharpV's own HTTP extension.
 
-Field mapping and the date order rule: see :mod:`pipeline.codec.vendors`.
+The date order rule: see :mod:`pipeline.codec.vendors`.
+
+Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
+
+=================  ==========================================  ==================================
+canonical          Security Center / AutoVu (``genetec``)      SharpV HTTP (``genetec_sharpv``)
+=================  ==========================================  ==================================
+event_id           ``VehicleID``                               ``Id``
+camera             ``CameraName``                              ``SourceUrl:LprCameraName``, else
+                                                               ``SourceUrl`` (the Sharp unit)
+captured_at        ``DateUtc`` + ``TimeUtc``, the date in the  ``Timestamp`` (no offset: UTC)
+                   camera's configured order (package docs)
+plate              ``Plate``                                   ``PlateRead``
+confidence         ``ConfidenceScore`` (a string) /100         ``Confidence Score`` analytic /100
+plate_country      ``State`` (else ``Attributes`` ``State      ``State Name`` analytic
+                   Name``)
+direction          ``RelativeMotion`` (else ``Attributes``     ``Relative Motion`` analytic
+                   ``Relative Motion``): approaching,
+                   moving away (others: none)
+vehicle_class      ``VehicleType`` (else ``Attributes``        ``Vehicle Type`` analytic
+                   ``Vehicle Type``; optional)
+candidates         none                                        none
+=================  ==========================================  ==================================
+
+Security Center webhooks carry relative motion and vehicle type inside ``Attributes``. A SharpV
+posts its own shape over the HTTP extension; ``PlateAnalytics`` is a list of ``Key``/``Value``
+pairs (``-``: none). Its ``Timestamp`` without an offset is UTC: the same event in the
+extension's XML form carries ``+00:00``. Its confidence comes from the ``Confidence Score``
+analytic; the unit must be set to send it, and a read without it is refused rather than given a
+confidence it did not state.
+
+``State`` / ``State Name`` are bare codes that are US states and Canadian provinces in North
+American deployments: a code that may be one (``CA``, ``DE``, ``MO``, ...) is stored as unknown,
+never as the country that shares it (:func:`pipeline.reference.countries.vendor_country`).
+
+Simulated payloads (:func:`encode`): an AutoVu JSON read, ``DateUtc`` in the camera's
+``date_order`` (DMY when it has none) and a fake ``ContextImage``.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
 from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._payloads import (
+    JSON_CONTENT_TYPE,
+    NAMESPACE,
+    Facts,
+    class_word,
+    digest,
+    dump_json,
+    fake_jpeg,
+    motion_for,
+    oslo_offset,
+    pick,
+)
 from pipeline.codec.vendors._shared import (
     VEHICLE_CLASSES,
     CanonicalRead,
@@ -18,7 +68,6 @@ from pipeline.codec.vendors._shared import (
     VendorCodec,
     VendorRegistry,
     canonical_read,
-    checked_event_id,
     country_code,
     find_target,
     fraction,
@@ -26,16 +75,20 @@ from pipeline.codec.vendors._shared import (
     parse_json_object,
     plate_text,
     plausible,
+    present,
     required,
+    vendor_event_id,
     vendor_key,
+    vendor_time,
     violation,
 )
-from pipeline.reference.sites import DateOrder, VendorRules
+from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
 _GENETEC_CLASSES: Final[Mapping[str, str]] = {c: c for c in VEHICLE_CLASSES} | {
     "pickup": "van",
     "pickup-truck": "van",
     "suv": "car",
+    "passenger-vehicle": "car",  # Security Center's "Passenger Vehicle"
 }
 
 
@@ -71,36 +124,104 @@ def map_genetec(
 def _genetec(
     doc: Mapping[str, object], registry: VendorRegistry, default_order: DateOrder | None
 ) -> CanonicalRead:
+    quirks: list[str] = []
     target = find_target(registry, "genetec", [vendor_key(doc.get("CameraName"), "CameraName")])
-    event_id = checked_event_id(required(doc, "VehicleID"), "VehicleID")
+    event_id = vendor_event_id(required(doc, "VehicleID"), "VehicleID", quirks)
     order = target.date_order or default_order
     if order is None:
         raise violation("no Genetec date order configured for this camera")
     captured_at = plausible(
         _genetec_time(required(doc, "DateUtc"), required(doc, "TimeUtc"), order), "DateUtc"
     )
-    motion = lookup_class(_GENETEC_MOTIONS, doc.get("RelativeMotion"))
+    raw_attributes = doc.get("Attributes")
+    attributes = raw_attributes if isinstance(raw_attributes, dict) else {}
+    motion = present(doc, "RelativeMotion") or attributes.get("Relative Motion")
+    kind = present(doc, "VehicleType") or attributes.get("Vehicle Type")
     return canonical_read(
         target,
         event_id=event_id,
-        direction=target.rule.by_motion(motion),
+        direction=target.rule.by_motion(lookup_class(_GENETEC_MOTIONS, motion)),
         captured_at=captured_at,
         plate=plate_text(required(doc, "Plate"), "Plate"),
-        country=country_code(required(doc, "State"), "State"),
-        confidence=_genetec_confidence(required(doc, "ConfidenceScore")),
-        vehicle_class=lookup_class(_GENETEC_CLASSES, doc.get("VehicleType")),
+        country=country_code(
+            present(doc, "State") or attributes.get("State Name"),
+            "State",
+            quirks,
+            bare_may_be_subdivision=True,
+        ),
+        confidence=_genetec_confidence(required(doc, "ConfidenceScore"), "ConfidenceScore"),
+        vehicle_class=lookup_class(_GENETEC_CLASSES, kind),
         candidates=[],
         source_format="genetec",
+        quirks=quirks,
     )
 
 
-def _genetec_confidence(value: object) -> float:
+def map_sharpv(doc: Mapping[str, object], registry: VendorRegistry) -> list[MappedRead]:
+    """What a SharpV posts over its HTTP extension (JSON) -> one read; see the module doc."""
+    try:
+        return [_sharpv(doc, registry)]
+    except Rejection as failure:
+        return [failure]
+
+
+def _sharpv(doc: Mapping[str, object], registry: VendorRegistry) -> CanonicalRead:
+    quirks: list[str] = []
+    unit = vendor_key(doc.get("SourceUrl"), "SourceUrl")
+    camera = doc.get("LprCameraName")
+    keys = [f"{unit}:{camera}", unit] if isinstance(camera, str) and camera else [unit]
+    target = find_target(registry, "genetec", keys)
+    event_id = vendor_event_id(required(doc, "Id"), "Id", quirks)
+    captured_at = vendor_time(required(doc, "Timestamp"), "Timestamp", naive_is_utc=True)
+    analytics = _analytics(doc.get("PlateAnalytics"))
+    confidence = analytics.get("Confidence Score")
+    if confidence is None:
+        raise violation("PlateAnalytics has no 'Confidence Score' (set the unit to send it)")
+    return canonical_read(
+        target,
+        event_id=event_id,
+        direction=target.rule.by_motion(
+            lookup_class(_GENETEC_MOTIONS, analytics.get("Relative Motion"))
+        ),
+        captured_at=captured_at,
+        plate=plate_text(required(doc, "PlateRead"), "PlateRead"),
+        country=country_code(
+            analytics.get("State Name"), "State Name", quirks, bare_may_be_subdivision=True
+        ),
+        confidence=_genetec_confidence(confidence, "Confidence Score"),
+        vehicle_class=lookup_class(_GENETEC_CLASSES, analytics.get("Vehicle Type")),
+        candidates=[],
+        source_format="genetec_sharpv",
+        quirks=quirks,
+    )
+
+
+_MAX_ANALYTICS: Final = 64
+
+
+def _analytics(value: object) -> dict[str, object]:
+    """``PlateAnalytics`` ``[{"Key", "Score", "Value"}]`` as ``{Key: Value}``; ``-`` is none."""
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) > _MAX_ANALYTICS:
+        raise violation(f"field 'PlateAnalytics' must be an array of at most {_MAX_ANALYTICS}")
+    found: dict[str, object] = {}
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Key"), str):
+            raise violation("field 'PlateAnalytics' entries must be objects with a Key")
+        item = entry.get("Value")
+        if item is not None and item != "-":
+            found[entry["Key"]] = item
+    return found
+
+
+def _genetec_confidence(value: object, field: str) -> float:
     # Sent as a string ("87"); a JSON number means the same and is taken too.
     if isinstance(value, str):
         if not _GENETEC_PERCENT.fullmatch(value.strip()):
-            raise violation("field 'ConfidenceScore' must be a number from 0 to 100")
+            raise violation(f"field '{field}' must be a number from 0 to 100")
         value = float(value.strip().replace(",", "."))
-    return fraction(value, "ConfidenceScore", percent=True)
+    return fraction(value, field, percent=True)
 
 
 def _genetec_time(date: object, time: object, order: DateOrder) -> datetime:
@@ -149,21 +270,97 @@ _PLATE: Final = re.compile(rb'"Plate"[ \t\r\n]*:')
 _KEYS: Final = re.compile(rb'"(?:VehicleID|DateUtc)"[ \t\r\n]*:')
 
 
+_SHARPV: Final = re.compile(rb'"PlateRead"[ \t\r\n]*:')
+_SHARPV_KEYS: Final = re.compile(rb'"(?:LprCameraName|SourceUrl)"[ \t\r\n]*:')
+
+
 def detect(value: bytes) -> str | None:
-    return "genetec" if _PLATE.search(value) and _KEYS.search(value) else None
+    if _PLATE.search(value) and _KEYS.search(value):
+        return "genetec"
+    if _SHARPV.search(value) and _SHARPV_KEYS.search(value):
+        return "genetec_sharpv"
+    return None
 
 
 def map_payload(
     value: bytes, fmt: str, registry: VendorRegistry, date_order: DateOrder | None
 ) -> list[MappedRead]:
-    return map_genetec(parse_json_object(value), registry, date_order=date_order)
+    doc = parse_json_object(value)
+    if fmt == "genetec_sharpv":
+        return map_sharpv(doc, registry)
+    return map_genetec(doc, registry, date_order=date_order)
+
+
+# -- simulated payloads ------------------------------------------------------------------------
+
+_GENETEC_NS: Final = uuid.uuid5(NAMESPACE, "genetec")
+# Vendor words per canonical class, each mapped back to that class by the table above.
+_GENETEC_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "car": ("Car", "SUV"),
+    "van": ("Van", "Pickup"),
+    "truck": ("Truck",),
+    "bus": ("Bus",),
+    "motorcycle": ("Motorcycle",),
+}
+
+
+def _written_date(moment: datetime, order: DateOrder, vendor_id: str) -> str:
+    """The date as the exporting Windows locale writes it (fixed per camera)."""
+    if order == "MDY":  # en-US: no leading zeros
+        return f"{moment.month}/{moment.day}/{moment.year}"
+    if order == "YMD":
+        sep = pick(("-", "/"), "genetec-locale", vendor_id)
+        return f"{moment.year}{sep}{moment.month:02d}{sep}{moment.day:02d}"
+    sep = pick(("/", ".", "-"), "genetec-locale", vendor_id)  # en-GB, nb-NO, nl-NL
+    return f"{moment.day:02d}{sep}{moment.month:02d}{sep}{moment.year}"
+
+
+def _written_time(moment: datetime, order: DateOrder) -> str:
+    millis = f"{moment.microsecond // 1000:03d}"
+    if order == "MDY":  # en-US: 12-hour clock
+        hour = moment.hour % 12 or 12
+        half = "AM" if moment.hour < 12 else "PM"
+        return f"{hour}:{moment:%M:%S}.{millis} {half}"
+    return f"{moment:%H:%M:%S}.{millis}"
+
+
+def encode(
+    facts: Facts, camera: Camera, vendor_id: str, rng: random.Random, retransmission: bool
+) -> tuple[bytes, str]:
+    order: DateOrder = getattr(camera, "date_order", None) or "DMY"
+    local = facts.captured + oslo_offset(facts.captured)
+    # A front camera sees traffic approach, a rear one sees it move away.
+    usual = "approaching" if camera.position == "front" else "receding"
+    doc: dict[str, object] = {
+        "Plate": facts.plate.upper(),
+        "State": facts.country,
+        "ConfidenceScore": str(round(facts.confidence * 100)),
+        "DateUtc": _written_date(facts.captured, order, vendor_id),
+        "TimeUtc": _written_time(facts.captured, order),
+        "DateLocal": _written_date(local, order, vendor_id),
+        "TimeLocal": _written_time(local, order),
+        "CameraName": vendor_id,
+        "SourceName": f"AUTOVU-{digest('genetec-unit', vendor_id).hex()[:8].upper()}",
+        "VehicleID": str(uuid.uuid5(_GENETEC_NS, facts.event_id)),
+        "RelativeMotion": motion_for(facts, camera, without_rule=usual).capitalize(),
+        "ContextImage": fake_jpeg(rng, rng.randint(200, 400)),
+    }
+    if facts.vehicle_class in _GENETEC_TYPES:
+        doc["VehicleType"] = class_word(_GENETEC_TYPES, facts, rng)
+    return dump_json(doc), JSON_CONTENT_TYPE
+
+
+def predicted_event_id(facts: Facts, vendor_id: str) -> str:
+    return str(uuid.uuid5(_GENETEC_NS, facts.event_id))
 
 
 VENDOR: Final = VendorCodec(
     rules=VendorRules("genetec", motions=("approaching", "receding"), date_order=True),
-    formats=("genetec",),
+    formats=("genetec", "genetec_sharpv"),
     syntax="json",
-    keys=(b'"Plate"',),
+    keys=(b'"Plate"', b'"PlateRead"'),
     detect=detect,
     map_payload=map_payload,
+    encode=encode,
+    predicted_event_id=predicted_event_id,
 )

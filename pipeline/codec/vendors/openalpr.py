@@ -1,16 +1,60 @@
 """OpenALPR / Rekor Scout webhooks: ``alpr_group`` (one vehicle) and ``alpr_results`` (a frame).
 
-Field mapping: see the table in :mod:`pipeline.codec.vendors`.
+Mapping (vendor field -> canonical field; shared rules in :mod:`pipeline.codec.vendors`):
+
+=================  =============================
+canonical          OpenALPR / Rekor Scout
+=================  =============================
+event_id           group: ``best_uuid``;
+                   results: ``uuid`` (``uuid:i``
+                   for the i-th plate, i >= 1);
+                   a digest when longer than ours
+camera             ``camera_id`` (integer)
+captured_at        ``epoch_start`` / results
+                   ``epoch_time``: epoch **ms**
+                   (else the frame id's ms)
+plate              ``best_plate_number`` or
+                   ``best_plate.plate``; results
+                   ``results[].plate``
+confidence         ``best_confidence`` 0-100 /10
+plate_country      ``best_region``, else
+                   ``best_plate.region``, else
+                   ``country``; a bare region is
+                   a subdivision of ``country``
+direction          ``travel_direction`` degrees
+vehicle_class      ``vehicle.body_type[0].name``
+candidates         ``candidates`` (or
+                   ``best_plate.candidates``),
+                   0-100 /100
+=================  =============================
+
+Simulated payloads (:func:`encode`): an ``alpr_group`` version 2 (one vehicle over a few frames),
+sometimes with a UTF-8 byte-order mark; ``best_uuid`` is ``<agent_uid>-<camera_id>-<frame epoch
+ms>`` as Rekor writes it, confidences in percent, ``travel_direction`` in degrees and a fake
+``vehicle_crop_jpeg``. Never ``alpr_results``: one payload, one read.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from typing import Final
 
 from pipeline.codec.reasons import Reason, Rejection
+from pipeline.codec.vendors._payloads import (
+    JSON_CONTENT_TYPE,
+    Facts,
+    class_word,
+    digest,
+    dump_json,
+    fake_jpeg,
+    heading_for,
+    lookalike,
+    to_epoch_ms,
+)
 from pipeline.codec.vendors._shared import (
     BOM,
     CanonicalRead,
@@ -33,10 +77,11 @@ from pipeline.codec.vendors._shared import (
     present,
     required,
     results_of,
+    vendor_event_id,
     vendor_key,
     violation,
 )
-from pipeline.reference.sites import DateOrder, VendorRules
+from pipeline.reference.sites import Camera, DateOrder, VendorRules
 
 _OPENALPR_CLASSES: Final[Mapping[str, str]] = {
     "van-mini": "car",  # a minivan carries people
@@ -71,12 +116,24 @@ def _openalpr_class(vehicle: object) -> str | None:
     return _OPENALPR_PREFIXES.get(key.split("-", 1)[0])
 
 
-def _openalpr_header(doc: Mapping[str, object], data_type: str) -> None:
+# Versions we know the fields of; a newer one (agent 4.x sends 3) is read by the same fields,
+# which it keeps, and counted so that a change of shape would show before it hurts.
+_KNOWN_VERSIONS: Final = (1, 2)
+_COUNTED_VERSIONS: Final = range(3, 10)
+BEST_UUID_OUTSIDE: Final = "best_uuid_outside_uuids"
+TIME_FROM_UUID: Final = "time_from_uuid"
+_UUID_MS: Final = re.compile(r"-([0-9]{13})")
+
+
+def _openalpr_header(doc: Mapping[str, object], data_type: str, quirks: list[str]) -> None:
     if doc.get("data_type") != data_type:
         raise violation(f"field 'data_type' must be {data_type}")
     version = doc.get("version")
-    if version is not None and (type(version) is not int or version not in (1, 2)):
-        raise violation("field 'version' must be 1 or 2")
+    if version is None or (version in _KNOWN_VERSIONS and type(version) is int):
+        return
+    if type(version) is not int or version < 1:
+        raise violation("field 'version' must be a positive integer")
+    quirks.append(f"version_{version}" if version in _COUNTED_VERSIONS else "version_other")
 
 
 def map_openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> list[MappedRead]:
@@ -88,12 +145,17 @@ def map_openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> l
 
 
 def _openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> CanonicalRead:
-    _openalpr_header(doc, "alpr_group")
+    quirks: list[str] = []
+    _openalpr_header(doc, "alpr_group", quirks)
     target = find_target(registry, "openalpr", [vendor_key(doc.get("camera_id"), "camera_id")])
-    event_id = checked_event_id(required(doc, "best_uuid"), "best_uuid")
+    best_uuid = required(doc, "best_uuid")
+    event_id = vendor_event_id(best_uuid, "best_uuid", quirks)
     uuids = doc.get("uuids")
-    if uuids is not None and (not isinstance(uuids, list) or event_id not in uuids):
-        raise violation("field 'uuids' must be an array holding best_uuid")
+    if uuids is not None and not isinstance(uuids, list):
+        raise violation("field 'uuids' must be an array")
+    if uuids is not None and best_uuid not in uuids:
+        # Rekor's own documented example does this; nothing we store depends on the list.
+        quirks.append(BEST_UUID_OUTSIDE)
     start = epoch_ms(required(doc, "epoch_start"), "epoch_start")
     end = doc.get("epoch_end")
     if end is not None and epoch_ms(end, "epoch_end") < start:
@@ -118,42 +180,62 @@ def _openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> Cano
         ),
         captured_at=start,
         plate=plate_text(plate, "best_plate_number"),
-        country=country_code(region or required(doc, "country"), "best_region"),
+        country=country_code(region, "best_region", quirks, context=doc.get("country")),
         confidence=fraction(confidence, "best_confidence", percent=True),
         vehicle_class=_openalpr_class(doc.get("vehicle")),
         candidates=candidates_of(candidates, "candidates", percent=True),
         source_format="openalpr_group",
+        quirks=quirks,
     )
 
 
 def map_openalpr_results(doc: Mapping[str, object], registry: VendorRegistry) -> list[MappedRead]:
     """One ``alpr_results`` frame -> one read per plate in it (``epoch_time`` in ms)."""
+    quirks: list[str] = []
     try:
-        _openalpr_header(doc, "alpr_results")
+        _openalpr_header(doc, "alpr_results", quirks)
         target = find_target(registry, "openalpr", [vendor_key(doc.get("camera_id"), "camera_id")])
-        uuid = checked_event_id(required(doc, "uuid"), "uuid")
-        captured_at = epoch_ms(required(doc, "epoch_time"), "epoch_time")
-        fallback_country = doc.get("country")
+        raw_uuid = required(doc, "uuid")
+        uuid = vendor_event_id(raw_uuid, "uuid", quirks)
+        captured_at = _frame_time(doc, raw_uuid, quirks)
+        country = doc.get("country")
         results = results_of(doc, "results")
     except Rejection as failure:
         return [failure]
 
     def build(i: int, result: Mapping[str, object]) -> CanonicalRead:
-        region = present(result, "region") or fallback_country
+        mine = list(quirks)
         return canonical_read(
             target,
             event_id=uuid if i == 0 else checked_event_id(f"{uuid}:{i}", "uuid"),
             direction=target.rule.by_heading(None),  # frames carry no travel direction
             captured_at=captured_at,
             plate=plate_text(required(result, "plate"), "results.plate"),
-            country=country_code(region, "results.region"),
+            country=country_code(
+                present(result, "region") or country, "results.region", mine, context=country
+            ),
             confidence=fraction(required(result, "confidence"), "results.confidence", percent=True),
             vehicle_class=None,
             candidates=candidates_of(result.get("candidates"), "results.candidates", percent=True),
             source_format="openalpr_results",
+            quirks=mine,
         )
 
     return [attempt(partial(build, i, result)) for i, result in enumerate(results)]
+
+
+def _frame_time(doc: Mapping[str, object], uuid: object, quirks: list[str]) -> datetime:
+    """``epoch_time``, else the milliseconds the frame id ends with (``<agent>-<camera>-<ms>``,
+    equal to ``epoch_time`` in every sample that has both)."""
+    stamp = doc.get("epoch_time")
+    if stamp is not None:
+        return epoch_ms(stamp, "epoch_time")
+    text = uuid if isinstance(uuid, str) else ""
+    match = _UUID_MS.search(text)
+    if match is None or match.end() != len(text):
+        raise violation("field 'epoch_time' is missing and 'uuid' does not end in milliseconds")
+    quirks.append(TIME_FROM_UUID)
+    return epoch_ms(int(match.group(1)), "uuid")
 
 
 _GROUP: Final = re.compile(rb'"data_type"[ \t\r\n]*:[ \t\r\n]*"alpr_group"')
@@ -171,16 +253,115 @@ def detect(value: bytes) -> str | None:
 def map_payload(
     value: bytes, fmt: str, registry: VendorRegistry, date_order: DateOrder | None
 ) -> list[MappedRead]:
-    # Windows-hosted Rekor agents prepend a BOM; accepted on version 2 only.
+    # Windows-hosted Rekor agents prepend a BOM; accepted from version 2 on.
     bom = value.startswith(BOM)
     doc = parse_json_object(value[len(BOM) :] if bom else value)
-    if bom and doc.get("version") != 2:
+    version = doc.get("version")
+    if bom and not (type(version) is int and version >= 2):
         raise Rejection(
-            Reason.MALFORMED_JSON, "a byte-order mark is accepted on OpenALPR version 2"
+            Reason.MALFORMED_JSON, "a byte-order mark is accepted on OpenALPR version 2 and later"
         )
     if fmt == "openalpr_group":
         return map_openalpr_group(doc, registry)
     return map_openalpr_results(doc, registry)
+
+
+# -- simulated payloads ------------------------------------------------------------------------
+
+_BOM_RATIO: Final = 0.1  # Windows-hosted Rekor agents prepend one
+_FRAME_MS: Final = 40  # 25 frames per second
+_MAX_BEST_FRAME: Final = 6
+# Vendor words per canonical class, each mapped back to that class by the tables above.
+_OPENALPR_BODIES: Final[Mapping[str, tuple[str, ...]]] = {
+    "car": ("sedan-standard", "sedan-compact", "suv-crossover", "suv-standard", "van-mini"),
+    "van": ("van-full", "truck-standard"),
+    "truck": ("tractor-trailer", "truck-box"),
+    "bus": ("bus-coach", "bus-city"),
+    "motorcycle": ("motorcycle",),
+}
+
+
+def _agent_uid(vendor_id: str) -> str:
+    # One alprd install per camera here; Rekor agent uids are 40 characters.
+    return digest("openalpr-agent", vendor_id, size=20).hex().upper()
+
+
+def _openalpr_uuid(vendor_id: str, frame_ms: int) -> str:
+    return f"{_agent_uid(vendor_id)}-{vendor_id}-{frame_ms}"
+
+
+def _best_frame(facts: Facts) -> int:
+    return digest("best-frame", facts.event_id)[0] % _MAX_BEST_FRAME
+
+
+def _best_frame_ms(facts: Facts) -> int:
+    return to_epoch_ms(facts.captured) + _best_frame(facts) * _FRAME_MS
+
+
+def encode(
+    facts: Facts, camera: Camera, vendor_id: str, rng: random.Random, retransmission: bool
+) -> tuple[bytes, str]:
+    start = to_epoch_ms(facts.captured)
+    best = _best_frame(facts)
+    frames = max(best + 1, rng.randint(2, _MAX_BEST_FRAME + 2))
+    uuids = [_openalpr_uuid(vendor_id, start + k * _FRAME_MS) for k in range(frames)]
+    confidence = round(facts.confidence * 100.0, 4)
+    candidates = [{"plate": facts.plate, "confidence": confidence, "matches_template": 1}]
+    for _ in range(rng.randint(1, 4)):
+        lower = max(0.0, round(confidence - rng.uniform(2.0, 30.0), 2))
+        candidates.append(
+            {"plate": lookalike(facts.plate, rng), "confidence": lower, "matches_template": 0}
+        )
+    region = facts.country.lower()
+    body_type = class_word(_OPENALPR_BODIES, facts, rng)
+    doc: dict[str, object] = {
+        "version": 2,
+        "data_type": "alpr_group",
+        "epoch_start": start,
+        "epoch_end": start + (frames - 1) * _FRAME_MS,
+        "frame_start": 1000 + start % 100_000,
+        "frame_end": 1000 + start % 100_000 + frames - 1,
+        "agent_type": "alprd",
+        "agent_uid": _agent_uid(vendor_id),
+        "agent_version": "4.1.1",
+        "site_id": camera.site_id.lower(),
+        "camera_id": int(vendor_id) if vendor_id.isdigit() else vendor_id,
+        "country": "eu",
+        "best_region": region,
+        "best_region_confidence": round(rng.uniform(60.0, 99.0), 1),
+        "uuids": uuids,
+        "plate_indexes": [0] * frames,
+        "best_uuid": uuids[best],
+        "best_uuid_epoch_ms": start + best * _FRAME_MS,
+        "best_plate_number": facts.plate,
+        "best_confidence": confidence,
+        "best_plate": {
+            "plate": facts.plate,
+            "confidence": confidence,
+            "region": region,
+            "matches_template": 1,
+            "plate_index": 0,
+            "requested_topn": 10,
+            "processing_time_ms": round(rng.uniform(20.0, 60.0), 1),
+        },
+        "candidates": candidates,
+        "travel_direction": heading_for(facts, camera, vendor_id, rng),
+        "is_parked": False,
+        "is_preview": False,
+        "vehicle_crop_jpeg": fake_jpeg(rng, rng.randint(200, 400)),
+        "vehicle": {
+            "body_type": [{"name": body_type, "confidence": round(rng.uniform(50, 95), 1)}],
+            "color": [{"name": "silver-gray", "confidence": round(rng.uniform(30, 90), 1)}],
+        },
+    }
+    payload = dump_json(doc)
+    if rng.random() < _BOM_RATIO:
+        payload = BOM + payload
+    return payload, JSON_CONTENT_TYPE
+
+
+def predicted_event_id(facts: Facts, vendor_id: str) -> str:
+    return _openalpr_uuid(vendor_id, _best_frame_ms(facts))
 
 
 VENDOR: Final = VendorCodec(
@@ -190,4 +371,6 @@ VENDOR: Final = VendorCodec(
     keys=(b'"data_type"',),
     detect=detect,
     map_payload=map_payload,
+    encode=encode,
+    predicted_event_id=predicted_event_id,
 )

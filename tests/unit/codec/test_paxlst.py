@@ -7,14 +7,13 @@ from datetime import date
 import pytest
 
 from pipeline.codec.paxlst import (
-    EdifactError,
     Manifest,
     Person,
     looks_like_edifact,
     parse_interchange,
     write_interchange,
 )
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import Reason, Rejection
 from tests.unit.codec.manifests import departure
 
 # Invented people: syllable names, made-up documents and plates.
@@ -80,7 +79,7 @@ def _text(manifests: list[Manifest] | None = None) -> str:
 
 
 def _reason(data: bytes) -> Reason:
-    with pytest.raises(EdifactError) as info:
+    with pytest.raises(Rejection) as info:
         parse_interchange(data)
     return info.value.reason
 

@@ -207,6 +207,8 @@ CASES: dict[str, tuple[bytes | None, str]] = {
     ),
     "single quotes": (read().replace(b'"', b"'"), Reason.MALFORMED_JSON),
     "comment": (read()[:-1] + b"/* x */}", Reason.MALFORMED_JSON),
+    # One policy for every JSON decoder (pipeline.codec): a repeated key is malformed_json.
+    "duplicate known field": (read()[:-1] + b',"lane":3}', Reason.MALFORMED_JSON),
     # unsupported_format
     "unknown schema": (read(schema="plate_read/9"), Reason.UNSUPPORTED_FORMAT),
     "unknown schema, wrong types": (
@@ -245,7 +247,6 @@ CASES: dict[str, tuple[bytes | None, str]] = {
     "country in lower case": (read(plate_country="no"), Reason.SCHEMA_VIOLATION),
     "vehicle_class with symbols": (read(vehicle_class="Car!"), Reason.SCHEMA_VIOLATION),
     "vehicle_class as number": (read(vehicle_class=3), Reason.SCHEMA_VIOLATION),
-    "duplicate known field": (read()[:-1] + b',"lane":3}', Reason.SCHEMA_VIOLATION),
     "time without zone": (read(captured_at="2026-11-22T04:31:14.123"), Reason.SCHEMA_VIOLATION),
     "time with space": (read(captured_at="2026-11-22 04:31:14Z"), Reason.SCHEMA_VIOLATION),
     "time lower-case z": (read(captured_at="2026-11-22T04:31:14z"), Reason.SCHEMA_VIOLATION),
@@ -553,3 +554,17 @@ def test_decode_never_raises_and_partitions_the_input(values: list[bytes | None]
     for rejected in result.rejected:
         assert isinstance(rejected.reason, Reason)
         assert PLATE not in rejected.detail
+
+
+@pytest.mark.parametrize("code", ["XX", "ZZ", "QQ", "AA"])
+def test_a_code_that_names_no_country_is_stored_as_unknown(code: str) -> None:
+    # Generic plate rule for the unknown country; never stored as if XX were a country.
+    result = decode([read(plate_country=code, plate="QX 123")])
+    assert result.rejected == []
+    assert result.table.column("plate_country").to_pylist() == ["ZZ"]
+    assert result.table.column("plate").to_pylist() == ["QX123"]
+
+
+def test_unknown_country_still_needs_a_plausible_plate() -> None:
+    result = decode([read(plate_country="XX", plate="QQQQQQ")])  # no digit: the generic rule
+    assert [r.reason for r in result.rejected] == [Reason.INVALID_PLATE]

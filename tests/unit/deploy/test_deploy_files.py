@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException, Producer
 
 from pipeline.cli import build_parser
 from pipeline.config import Settings, load_settings
+from pipeline.kafka import local
 from tests import ops_contract as oc
 
 DEPLOY = oc.REPO / "deploy"
@@ -331,7 +332,7 @@ def test_node_exporter_reads_the_textfiles_anpr_writes() -> None:
 
 
 def test_compose_kafka_is_the_version_of_the_local_broker() -> None:
-    pom = (DEPLOY / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    pom = local.DEFAULT_POM.read_text(encoding="utf-8")
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert match
     assert _compose()["services"]["kafka"]["image"].endswith(f":{match.group(1)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.report import (
+from pipeline.demo.report import (
     INDEX,
     PASSAGES_PNG,
     REJECTS_PNG,

@@ -28,10 +28,18 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
+from pipeline.errors import PipelineError
 from pipeline.files import write_atomic
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+except ModuleNotFoundError as exc:  # an install without the [demo] extra
+    raise PipelineError(
+        "anpr demo draws its report with matplotlib: install the demo extra "
+        "(pip install 'anpr-pipeline[demo]'; make setup does)"
+    ) from exc
 
 PASSAGES_PNG: Final = "passages-per-hour.png"
 TRIPS_PNG: Final = "round-trip-durations.png"

@@ -8,18 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.codec.vendors import VENDOR_RULES, VENDORS
-from pipeline.demo import (
-    Voyage,
+from pipeline.demo.children import parse_ingest_line
+from pipeline.demo.state import Voyage
+from pipeline.demo.steps import (
     confusable,
     demo_steps,
     describe_steps,
-    example_queries,
     maintenance_times,
-    parse_ingest_line,
-    passenger_reconciliation,
     pick_watchlist,
     trips_publish_time,
 )
+from pipeline.demo.summary import example_queries, passenger_reconciliation
 from pipeline.live.watchlist import confusion_class
 from pipeline.reference.plates import normalise_plate
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
