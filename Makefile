@@ -22,6 +22,10 @@ setup: $(STAMP) $(JARS_STAMP) tools
 # promtool and the Prometheus server (Debian package `prometheus`) for the alert-rule checks and
 # the real-scrape test. Installed only when missing, as root or with passwordless sudo. Our tests
 # never use the package's own service on :9090: they start their own server on a free port.
+#
+# PostgreSQL 15 (Debian package `postgresql-15`) for the production-shaped tests: `anpr cluster
+# start` runs initdb/pg_ctl on a folder under the state dir. The package's own "main" cluster
+# and service are not wanted: createcluster.d tells it not to create one.
 tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
@@ -29,6 +33,14 @@ tools:
 	  else echo "need promtool and prometheus: run 'apt-get install prometheus' as root"; exit 1; fi; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@test -x /usr/lib/postgresql/15/bin/pg_ctl || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "need PostgreSQL 15: run 'apt-get install postgresql-15' as root"; exit 1; fi; \
+	  $$sudo mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo "create_main_cluster = false" | $$sudo tee /etc/postgresql-common/createcluster.d/anpr.conf >/dev/null && \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15; }
 
 # Reinstall only when the declared or pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -38,9 +50,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,demo]"
 	touch $@
 
-# `anpr kafka fetch` runs Maven only when the cached jars do not match pipeline/data/kafka/pom.xml.
-$(JARS_STAMP): $(STAMP) pipeline/data/kafka/pom.xml
+# `anpr kafka fetch` runs Maven only when the cached jars do not match pipeline/data/kafka/pom.xml;
+# `anpr cluster fetch` adds the S3Proxy jars for the production-shaped tests.
+$(JARS_STAMP): $(STAMP) pipeline/data/kafka/pom.xml pipeline/data/s3proxy/pom.xml
 	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka fetch
+	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr cluster fetch
 	touch $@
 
 demo: setup
@@ -71,4 +85,5 @@ bench: setup
 
 clean:
 	-test -x $(BIN)/anpr && ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr kafka stop
+	-test -x $(BIN)/anpr && ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr cluster stop
 	rm -rf $(VENV) $(STATE_DIR) lake

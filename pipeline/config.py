@@ -147,7 +147,26 @@ class TopicSettings:
 
 @dataclass(frozen=True)
 class LakeSettings:
+    """Where the lake lives. The embedded default: a SQLite catalog and the data files under
+    ``path``. For several hosts (``docs/adr/0005-beyond-one-machine.md``):
+    ``catalog = "postgres:<libpq conninfo without password>"`` and
+    ``data_path = "s3://bucket/prefix/"`` with the ``s3_*`` settings. Secrets come from the
+    environment (``ANPR_LAKE_CATALOG_PASSWORD``, ``ANPR_LAKE_S3_SECRET_ACCESS_KEY``) or from
+    files (``*_file``); ``anpr config`` masks them. ``path`` still holds this host's own
+    files (maintenance reports)."""
+
     path: Path = Path("lake")
+    catalog: str = ""  # "" = <path>/catalog.sqlite; or "sqlite:<file>", "postgres:<conninfo>"
+    catalog_password: Secret | None = None
+    catalog_password_file: Path | None = None
+    data_path: str = ""  # "" = <path>/data; or a local folder, or s3://bucket/prefix/
+    s3_endpoint: str = ""  # host:port of an S3-compatible server; "" = AWS S3
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: Secret | None = None
+    s3_secret_access_key_file: Path | None = None
+    s3_use_ssl: bool = True
+    s3_url_style: str = "vhost"  # "path" for most S3-compatible servers
 
 
 @dataclass(frozen=True)
@@ -447,6 +466,10 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return float(value)
         if hint is Path:
             return Path(value)
+        if hint is Secret:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return Secret(value)
         if hint is str:
             if not isinstance(value, str):
                 raise ValueError(value)

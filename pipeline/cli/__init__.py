@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.cli import (
     access,
+    cluster,
     config,
     demo,
     ingest,
@@ -39,6 +40,7 @@ ACCESS_ENV_PREFIX = f"{ENV_PREFIX}ACCESS_"
 # In the order `anpr --help` lists them.
 COMMANDS: tuple[Command, ...] = (
     kafka,
+    cluster,
     topics,
     config,
     simulate,

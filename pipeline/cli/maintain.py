@@ -66,6 +66,14 @@ def add_parser(commands: Commands) -> None:
         "activity log's retention",
     )
     parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another anpr maintain (on any host) holds the lake's maintenance lock, "
+        "wait this long for it; default: exit 1 at once with a message naming the holder",
+    )
+    parser.add_argument(
         "--no-topic-check",
         action="store_true",
         help="skip reading Kafka topic retention (no broker reachable)",
@@ -74,9 +82,10 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.lake.backend import Storage
     from pipeline.maintain.run import STEPS, MaintainOptions, maintain
 
-    if not (settings.lake.path / "catalog.sqlite").exists():
+    if not Storage.from_settings(settings.lake).exists():
         raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
     private_data(settings)
     options = MaintainOptions(
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         dry_run=args.dry_run,
         only=frozenset(args.only or STEPS),
         check_topics=not args.no_topic_check,
+        lock_wait_s=args.wait,
     )
     maintain(settings, options)
     return EXIT_OK

@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.demo.state import Demo
 from pipeline.errors import PipelineError
 from pipeline.kafka import local
+from pipeline.localproc import tail
 
 POLL_S: Final = 0.5
 _NO_LEADER_YET: Final = frozenset(
@@ -55,7 +56,7 @@ def start_child(
 
 
 def log_tail(demo: Demo, name: str, lines: int = 15) -> str:
-    return local.tail(demo.state_dir / f"{name}.log", lines)
+    return tail(demo.state_dir / f"{name}.log", lines)
 
 
 def scrape_metric(port: int, name: str) -> float | None:

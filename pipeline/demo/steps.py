@@ -41,6 +41,7 @@ from pipeline.kafka import local
 from pipeline.kafka.admin import create_topics
 from pipeline.kafka.clients import make_producer
 from pipeline.live.watchlist import CONFUSION_GROUPS, Entry
+from pipeline.localproc import free_port
 from pipeline.maintain.run import MaintainOptions, maintain
 from pipeline.maintain.stats import TRIP_WINDOW, week_of
 from pipeline.reference.plates import normalise_plate
@@ -206,7 +207,7 @@ def _watchlist(demo: Demo) -> None:
 
 
 def _start_live(demo: Demo) -> None:
-    demo.live_port = local.free_port()
+    demo.live_port = free_port()
     # The replayed days must count as current for the watchlist (live.max_read_age_s).
     max_age = (datetime.now(UTC) - demo.start).total_seconds() + 3600
     demo.live = start_child(
@@ -293,14 +294,14 @@ def _traffic(demo: Demo) -> None:
         demo.ingest = start_child(
             demo,
             "ingest-plates",
-            ["ingest", "plates", "--until-idle", idle, "--metrics-port", str(local.free_port())],
+            ["ingest", "plates", "--until-idle", idle, "--metrics-port", str(free_port())],
             {},
         )
         demo.ingest_passengers = start_child(
             demo,
             "ingest-passengers",
             ["ingest", "passengers", "--until-idle", idle,
-             "--metrics-port", str(local.free_port())],
+             "--metrics-port", str(free_port())],
             {},
         )  # fmt: skip
         with _bars(demo.console) as bars:

@@ -56,7 +56,7 @@ def run_worker(
     metrics = IngestMetrics(metrics_registry)
     check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
     serve(metrics_registry, metrics_port)
-    with Lake.open(settings.lake.path) as lake:
+    with Lake.from_settings(settings.lake) as lake:
         ingestor = make(lake, metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())

@@ -38,7 +38,11 @@ class TopicSpec:
 def topic_plan(settings: Settings) -> list[TopicSpec]:
     """The topics of DESIGN.md with their partitions and configuration."""
     t = settings.topics
+    # With three replicas or more, an acknowledged write (acks=all) is on two of them, so one
+    # broker can die without losing it and writes go on while it is down.
+    durability = {"min.insync.replicas": "2"} if t.replication_factor >= 3 else {}
     personal = {
+        **durability,
         "cleanup.policy": "delete",
         "retention.ms": str(t.personal_retention_ms),
         # Vendor payloads with image crops can exceed Kafka's 1 MB default; the ingest worker
@@ -48,10 +52,10 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
     # The DLQ holds any plate-read message a source topic accepted, plus our headers; larger
     # values (passenger lists) are cut, their size kept in a header (pipeline/ingest/dlq.py).
     dlq = {**personal, "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
-    hits = {"cleanup.policy": "delete", "retention.ms": str(t.hits_retention_ms)}
+    hits = {**durability, "cleanup.policy": "delete", "retention.ms": str(t.hits_retention_ms)}
     # The watchlist is a compacted table keyed by plate: the latest entry per plate wins and a
     # tombstone removes it. Entries carry expires_at, enforced by the live app.
-    watchlist = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+    watchlist = {**durability, "cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
     return [
         TopicSpec(t.plate_reads, t.partitions, personal, personal_data=True),
         TopicSpec(

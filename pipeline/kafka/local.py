@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,17 @@ from confluent_kafka.admin import AdminClient
 from pipeline import data
 from pipeline.errors import BrokerError, MissingToolError, UsageError
 from pipeline.files import write_atomic
+from pipeline.localproc import (
+    cmdline,
+    free_port,
+    locked,
+    port_free,
+    read_pid,
+    spawn,
+    tail,
+    terminate,
+    wait_gone,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -200,9 +211,15 @@ def parse_java_major(version_output: str) -> int | None:
 
 def pom_kafka_version(pom_text: str) -> str:
     """The ``<kafka.version>`` property of the pom; it names the jar cache folder."""
-    match = re.search(r"<kafka\.version>\s*([0-9A-Za-z.\-]+)\s*</kafka\.version>", pom_text)
+    return pom_version(pom_text, "kafka.version")
+
+
+def pom_version(pom_text: str, prop: str) -> str:
+    """The version property ``prop`` of a pom (``kafka.version``, ``s3proxy.version``)."""
+    name = re.escape(prop)
+    match = re.search(rf"<{name}>\s*([0-9A-Za-z.\-]+)\s*</{name}>", pom_text)
     if not match:
-        raise UsageError("pom has no <kafka.version> property")
+        raise UsageError(f"pom has no <{prop}> property")
     return match.group(1)
 
 
@@ -216,19 +233,6 @@ def random_cluster_id() -> str:
         # Kafka refuses ids that start with "-": they look like command-line options.
         if not text.startswith("-"):
             return text
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a text file, or "" if it does not exist."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,12 +264,26 @@ def check_java(*, run: Runner = _run) -> int:
     return major
 
 
+@dataclass(frozen=True)
+class JarSet:
+    """A program run from the jars Maven copies for a pom: what to call it, which version
+    property names its cache folder, which jar proves the copy complete."""
+
+    name: str
+    version_property: str
+    expect: str
+
+
+KAFKA_JARS = JarSet("Kafka", "kafka.version", "kafka_*.jar")
+
+
 def ensure_jars(
     cache_dir: Path,
     *,
     pom: Path | None = None,
     progress: Callable[[str], None] | None = None,
     run: Runner = _run,
+    jars: JarSet = KAFKA_JARS,
 ) -> Path:
     """Return a folder holding every jar the broker needs, running Maven only the first time.
 
@@ -280,13 +298,15 @@ def ensure_jars(
     try:
         pom_bytes = pom.read_bytes()
     except FileNotFoundError as exc:
-        raise UsageError(f"Kafka pom not found: {pom}") from exc
+        raise UsageError(f"{jars.name} pom not found: {pom}") from exc
     digest = hashlib.sha256(pom_bytes).hexdigest()
-    version_dir = cache_dir.resolve() / pom_kafka_version(pom_bytes.decode("utf-8"))
+    version_dir = cache_dir.resolve() / pom_version(
+        pom_bytes.decode("utf-8"), jars.version_property
+    )
     lib = version_dir / "lib"
     marker = version_dir / MARKER_NAME
     if _jars_ready(lib, marker, digest):
-        logger.debug("Kafka jars up to date in %s", lib)
+        logger.debug("%s jars up to date in %s", jars.name, lib)
         return lib
 
     mvn = shutil.which("mvn")
@@ -295,10 +315,10 @@ def ensure_jars(
     check_java(run=run)
     version_dir.mkdir(parents=True, exist_ok=True)
     # Two `make setup`s (or test sessions) at once: the second waits and then finds the jars.
-    with _locked(cache_dir.resolve() / ".lock"):
+    with locked(cache_dir.resolve() / ".lock"):
         if _jars_ready(lib, marker, digest):
             return lib
-        _fetch(mvn, pom, version_dir, run=run, say=say)
+        _fetch(mvn, pom, version_dir, jars, run=run, say=say)
     write_atomic(marker, digest + "\n")
     return lib
 
@@ -310,12 +330,18 @@ def _jars_ready(lib: Path, marker: Path, digest: str) -> bool:
 
 
 def _fetch(
-    mvn: str, pom: Path, version_dir: Path, *, run: Runner, say: Callable[[str], None]
+    mvn: str,
+    pom: Path,
+    version_dir: Path,
+    jars: JarSet,
+    *,
+    run: Runner,
+    say: Callable[[str], None],
 ) -> None:
     lib = version_dir / "lib"
     (version_dir / MARKER_NAME).unlink(missing_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="lib.", dir=version_dir))
-    say(f"fetching Kafka {version_dir.name} jars with Maven into {lib}")
+    say(f"fetching {jars.name} {version_dir.name} jars with Maven into {lib}")
     started = time.monotonic()
     try:
         result = run(
@@ -333,15 +359,15 @@ def _fetch(
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise BrokerError(f"mvn dependency:copy-dependencies failed:\n{output}")
-        if not any(staging.glob("kafka_*.jar")):
-            raise BrokerError(f"mvn finished but no kafka_*.jar is in {staging}")
+        if not any(staging.glob(jars.expect)):
+            raise BrokerError(f"mvn finished but no {jars.expect} is in {staging}")
         if lib.exists():
             shutil.rmtree(lib)
         staging.rename(lib)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    say(f"Kafka jars ready in {time.monotonic() - started:.1f} s")
+    say(f"{jars.name} jars ready in {time.monotonic() - started:.1f} s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,76 +413,11 @@ class BrokerPaths:
         return self.logs / "server.log"
 
 
-@contextlib.contextmanager
-def _locked(lock: Path) -> Iterator[None]:
-    # Serialises start/stop on one state dir (two `anpr kafka start` at once must not launch
-    # two JVMs) and jar downloads into one cache. It guards only this machine's tooling,
-    # nothing in the data path.
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _read_pid(paths: BrokerPaths) -> int | None:
-    try:
-        text = paths.pid.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-# Brokers this process started. Holding the Popen objects keeps subprocess from warning that
-# a child is "still running" when start() returns, and lets _reap() wait through them instead
-# of racing subprocess's own waitpid.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _reap(pid: int) -> None:
-    # A broker that is our own child (tests) stays a zombie until it is waited for.
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        if proc.poll() is not None:
-            del _CHILDREN[pid]
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 def _is_our_broker(pid: int, paths: BrokerPaths) -> bool:
     """True if ``pid`` is a live JVM running kafka.Kafka with this state dir's properties."""
-    _reap(pid)
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
     # A zombie has an empty cmdline, so it never counts as ours.
-    argv = raw.decode("utf-8", "replace").split("\0")
+    argv = cmdline(pid)
     return "kafka.Kafka" in argv and str(paths.properties) in argv
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # Same option the JVM sets, so a port in TIME_WAIT after our own stop counts as free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel picks it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _tcp_open(endpoint: Endpoint, timeout: float) -> bool:
@@ -479,12 +440,12 @@ def _admin_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dic
     return config
 
 
-def _answers(admin: Any, timeout: float) -> bool:
+def _answers(admin: Any, timeout: float, *, brokers: int = 1) -> bool:
     try:
         metadata = admin.list_topics(timeout=max(timeout, 0.1))
     except KafkaException:
         return False
-    return bool(metadata.brokers) and metadata.controller_id >= 0
+    return len(metadata.brokers) >= brokers and metadata.controller_id >= 0
 
 
 def status(
@@ -533,11 +494,11 @@ def _java_command(
     ]
 
 
-def _format_storage(java: str, jars_dir: Path, paths: BrokerPaths, timeout: float) -> None:
-    """Format the KRaft storage once; ``--standalone`` makes this node the only voter."""
-    if (paths.data / "meta.properties").exists():
-        return
-    argv = _java_command(
+def _format_argv(java: str, jars_dir: Path, paths: BrokerPaths, cluster_id: str) -> list[str]:
+    # One node alone formats with ``--standalone`` (it is the only voter); a cluster node's
+    # voters come from controller.quorum.voters in its properties instead.
+    standalone = ["--standalone"] if cluster_id == "" else []
+    return _java_command(
         java,
         jars_dir,
         paths,
@@ -545,14 +506,21 @@ def _format_storage(java: str, jars_dir: Path, paths: BrokerPaths, timeout: floa
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            random_cluster_id(),
+            cluster_id or random_cluster_id(),
             "--config",
             str(paths.properties),
-            "--standalone",
+            *standalone,
         ],
         heap_mb=256,
         extra=FORMAT_JVM_OPTIONS,
     )
+
+
+def _format_storage(java: str, jars_dir: Path, paths: BrokerPaths, timeout: float) -> None:
+    """Format the KRaft storage once; ``--standalone`` makes this node the only voter."""
+    if (paths.data / "meta.properties").exists():
+        return
+    argv = _format_argv(java, jars_dir, paths, "")
     try:
         result = subprocess.run(
             argv, capture_output=True, text=True, timeout=max(timeout, 1.0), check=False
@@ -576,21 +544,34 @@ def _controller_port(paths: BrokerPaths, host: str) -> int:
 
 
 def _wait_ready(
-    proc: subprocess.Popen[bytes], bootstrap: str, paths: BrokerPaths, deadline: float
+    procs: Mapping[BrokerPaths, subprocess.Popen[bytes]],
+    bootstrap: str,
+    deadline: float,
+    *,
+    brokers: int = 1,
+    listening: Sequence[Endpoint] = (),
 ) -> None:
+    """Wait until ``brokers`` brokers answer on ``bootstrap`` and every one of ``listening``
+    accepts connections (a killed node stays in the metadata for seconds, so a restarted one
+    must be seen on its own port); fail if one of ``procs`` exits."""
     admin = AdminClient(_admin_config(bootstrap))
+    last = next(iter(procs))
     while True:
-        code = proc.poll()
-        if code is not None:
-            raise BrokerError(
-                f"Kafka broker exited with code {code} while starting\n{_broker_log_tail(paths)}"
-            )
+        for paths, proc in procs.items():
+            code = proc.poll()
+            if code is not None:
+                raise BrokerError(
+                    f"Kafka broker exited with code {code} while starting\n"
+                    f"{_broker_log_tail(paths)}"
+                )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BrokerError(
-                f"Kafka broker did not answer on {bootstrap} in time\n{_broker_log_tail(paths)}"
+                f"Kafka broker did not answer on {bootstrap} in time\n{_broker_log_tail(last)}"
             )
-        if _answers(admin, min(1.0, remaining)):
+        if all(_tcp_open(e, 1.0) for e in listening) and _answers(
+            admin, min(1.0, remaining), brokers=brokers
+        ):
             return
         # list_topics returns early on "connection refused"; do not spin on it.
         time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
@@ -615,9 +596,16 @@ def _warm_group_coordinator(bootstrap: str, paths: BrokerPaths, deadline: float)
                 f"Kafka broker on {bootstrap} has no group coordinator in time\n"
                 f"{_broker_log_tail(paths)}"
             )
-        future = admin.describe_consumer_groups([WARMUP_GROUP], request_timeout=remaining)
+        if _offsets_topic_led(admin, remaining):
+            return
+        # Short attempts: against a cluster, librdkafka may keep one request waiting for a
+        # coordinator that a later request finds at once. The future is waited for without a
+        # timeout of its own: librdkafka ends it at request_timeout, and abandoning a pending
+        # admin request can trip an assertion inside librdkafka.
+        attempt = min(remaining, 5.0)
+        future = admin.describe_consumer_groups([WARMUP_GROUP], request_timeout=attempt)
         try:
-            future[WARMUP_GROUP].result(timeout=remaining)
+            future[WARMUP_GROUP].result()
         except KafkaException as exc:
             logger.debug("group coordinator not ready yet: %s", exc)
             time.sleep(0.05)
@@ -625,39 +613,16 @@ def _warm_group_coordinator(bootstrap: str, paths: BrokerPaths, deadline: float)
             return
 
 
-def _kill(pid: int, timeout: float) -> None:
-    """SIGTERM (Kafka shuts down cleanly), then SIGKILL if it is still there after timeout."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
-        if sig == signal.SIGTERM:
-            logger.warning("Kafka broker %d ignored SIGTERM for %.0f s; killing it", pid, wait)
-    raise BrokerError(f"Kafka broker {pid} did not exit after SIGKILL")
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a dead child of ours is reaped on the way."""
+def _offsets_topic_led(admin: Any, timeout: float) -> bool:
+    """True once ``__consumer_offsets`` exists and every partition of it has a leader."""
     try:
-        fields = dict(
-            line.split(":", 1)
-            for line in Path(f"/proc/{pid}/status").read_text(errors="replace").splitlines()
-            if ":" in line
-        )
-    except OSError:
+        topic = admin.list_topics("__consumer_offsets", timeout=max(min(timeout, 5.0), 0.1))
+    except KafkaException:
         return False
-    # A JVM's main thread can exit before its shutdown-hook threads do: the process then shows
-    # state Z while it still runs. Only a zombie with no thread left is really gone.
-    state = fields.get("State", "").split()[:1]
-    threads = fields.get("Threads", "0").strip()
-    if state and state[0] in {"Z", "X"} and (not threads.isdigit() or int(threads) <= 1):
-        _reap(pid)
+    meta = topic.topics.get("__consumer_offsets")
+    if meta is None or meta.error is not None or not meta.partitions:
         return False
-    return True
+    return all(p.leader >= 0 for p in meta.partitions.values())
 
 
 def start(
@@ -681,8 +646,8 @@ def start(
     endpoint = local_endpoint(bootstrap)
     paths = BrokerPaths.of(state_dir)
     deadline = time.monotonic() + timeout
-    with _locked(paths.lock):
-        pid = _read_pid(paths)
+    with locked(paths.lock):
+        pid = read_pid(paths.pid)
         if pid is not None:
             if _is_our_broker(pid, paths):
                 if status(str(endpoint), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
@@ -697,7 +662,7 @@ def start(
 
         cport = controller_port or _controller_port(paths, endpoint.host)
         for name, port in (("client", endpoint.port), ("controller", cport)):
-            if not _port_free(endpoint.host, port):
+            if not port_free(endpoint.host, port):
                 raise BrokerError(
                     f"{name} port {endpoint.host}:{port} is already in use by another process; "
                     f"pick another port or stop that process"
@@ -722,24 +687,14 @@ def start(
         )
         logger.info("starting Kafka broker on %s (controller port %d)", endpoint, cport)
         started = time.monotonic()
-        with paths.stdout.open("ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=paths.root,
-                # Its own session: Ctrl-C in the terminal that started it does not stop it.
-                start_new_session=True,
-            )
-        _CHILDREN[proc.pid] = proc
+        proc = spawn(argv, log=paths.stdout, cwd=paths.root)
         try:
-            _wait_ready(proc, str(endpoint), paths, deadline)
+            _wait_ready({paths: proc}, str(endpoint), deadline)
             _warm_group_coordinator(str(endpoint), paths, deadline)
         except BaseException:
             if proc.poll() is None:
                 with contextlib.suppress(BrokerError):
-                    _kill(proc.pid, 10.0)
+                    terminate(proc.pid, 10.0, "Kafka broker")
             raise
         write_atomic(paths.pid, f"{proc.pid}\n")
         logger.info("Kafka broker pid %d ready in %.1f s", proc.pid, time.monotonic() - started)
@@ -755,8 +710,8 @@ def stop(state_dir: Path, *, timeout: float = 30.0) -> bool:
     paths = BrokerPaths.of(state_dir)
     if not paths.root.is_dir():
         return False
-    with _locked(paths.lock):
-        pid = _read_pid(paths)
+    with locked(paths.lock):
+        pid = read_pid(paths.pid)
         if pid is None:
             return False
         if not _is_our_broker(pid, paths):
@@ -764,6 +719,257 @@ def stop(state_dir: Path, *, timeout: float = 30.0) -> bool:
             paths.pid.unlink(missing_ok=True)
             return False
         logger.info("stopping Kafka broker pid %d", pid)
-        _kill(pid, timeout)
+        terminate(pid, timeout, "Kafka broker")
         paths.pid.unlink(missing_ok=True)
         return True
+
+
+# --------------------------------------------------------------------------------------------
+# A local cluster of several nodes (`anpr kafka start --brokers 3`).
+
+CLUSTER_TEMPLATE = DEPLOY_DIR / "cluster.properties.template"
+CLUSTER_DIR = "kafka-cluster"
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Id and ports of a local cluster, chosen at its first start and kept in ``layout.json``:
+    the metadata log records the voters' addresses when the nodes are formatted."""
+
+    cluster_id: str
+    host: str
+    ports: tuple[int, ...]  # client port of node i + 1
+    controller_ports: tuple[int, ...]
+
+    @property
+    def nodes(self) -> range:
+        return range(1, len(self.ports) + 1)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(str(Endpoint(self.host, port)) for port in self.ports)
+
+    @property
+    def voters(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return ",".join(
+            f"{n}@{host}:{p}" for n, p in zip(self.nodes, self.controller_ports, strict=True)
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "cluster_id": self.cluster_id,
+                "host": self.host,
+                "ports": list(self.ports),
+                "controller_ports": list(self.controller_ports),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterLayout:
+        raw = json.loads(text)
+        return cls(
+            str(raw["cluster_id"]),
+            str(raw["host"]),
+            tuple(int(p) for p in raw["ports"]),
+            tuple(int(p) for p in raw["controller_ports"]),
+        )
+
+
+def cluster_root(state_dir: Path) -> Path:
+    """``<state_dir>/kafka-cluster``: ``layout.json``, ``.lock`` and one ``node-<id>`` each."""
+    return state_dir.resolve() / CLUSTER_DIR
+
+
+def node_paths(state_dir: Path, node: int) -> BrokerPaths:
+    """The files of cluster node ``node`` (1-based)."""
+    return BrokerPaths(cluster_root(state_dir) / f"node-{node}")
+
+
+def cluster_layout(state_dir: Path) -> ClusterLayout | None:
+    """The layout of the local cluster in ``state_dir``, or None if it was never started."""
+    try:
+        return ClusterLayout.from_json((cluster_root(state_dir) / "layout.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _new_layout(host: str, brokers: int) -> ClusterLayout:
+    ports: list[int] = []
+    while len(ports) < 2 * brokers:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ClusterLayout(random_cluster_id(), host, tuple(ports[:brokers]), tuple(ports[brokers:]))
+
+
+def render_node_properties(template: str, layout: ClusterLayout, node: int, log_dirs: Path) -> str:
+    """Fill the cluster template for ``node``; a missing or unknown placeholder raises KeyError."""
+    host = f"[{layout.host}]" if ":" in layout.host else layout.host
+    return string.Template(template).substitute(
+        node_id=node,
+        host=host,
+        port=layout.ports[node - 1],
+        controller_port=layout.controller_ports[node - 1],
+        voters=layout.voters,
+        log_dirs=_properties_escape(str(log_dirs)),
+    )
+
+
+def _running_node(state_dir: Path, node: int) -> int | None:
+    paths = node_paths(state_dir, node)
+    pid = read_pid(paths.pid)
+    if pid is not None and _is_our_broker(pid, paths):
+        return pid
+    paths.pid.unlink(missing_ok=True)
+    return None
+
+
+def start_cluster(
+    state_dir: Path,
+    *,
+    jars_dir: Path,
+    brokers: int = 3,
+    host: str = "127.0.0.1",
+    timeout: float = 120.0,
+    heap_mb: int = 384,
+) -> ClusterLayout:
+    """Start every node of the local cluster that is not running; return once all answer.
+
+    Idempotent like :func:`start`: running nodes are left alone, so after a node was killed
+    this starts only that one. Ports are free ports chosen on the first start and kept.
+    """
+    if brokers < 2:
+        raise UsageError("a cluster has at least two brokers; use start() for one")
+    if not is_loopback(host):
+        raise UsageError(f"the local cluster listens only on loopback, not {host!r}")
+    root = cluster_root(state_dir)
+    deadline = time.monotonic() + timeout
+    with locked(root / ".lock"):
+        layout = cluster_layout(state_dir)
+        if layout is None:
+            layout = _new_layout(host, brokers)
+            root.mkdir(parents=True, exist_ok=True)
+            write_atomic(root / "layout.json", layout.to_json() + "\n")
+        elif len(layout.ports) != brokers:
+            raise UsageError(
+                f"the local cluster in {root} has {len(layout.ports)} brokers, not {brokers}; "
+                "stop it and remove that folder to change its size"
+            )
+        missing = [n for n in layout.nodes if _running_node(state_dir, n) is None]
+        if not missing:
+            if _answers(AdminClient(_admin_config(layout.bootstrap)), 5.0, brokers=brokers):
+                logger.info("Kafka cluster already running at %s", layout.bootstrap)
+                return layout
+            raise BrokerError(f"Kafka cluster at {layout.bootstrap} runs but does not answer")
+        if not any(jars_dir.glob("kafka_*.jar")):
+            raise UsageError(f"no Kafka jars in {jars_dir}; run `anpr kafka fetch` first")
+        java = java_executable()
+        check_java()
+        for node in missing:
+            for port in (layout.ports[node - 1], layout.controller_ports[node - 1]):
+                if not port_free(layout.host, port):
+                    raise BrokerError(f"port {layout.host}:{port} of node {node} is in use")
+        procs = _launch_nodes(state_dir, layout, missing, java, jars_dir, heap_mb, deadline)
+        try:
+            ports = [Endpoint(layout.host, layout.ports[n - 1]) for n in missing]
+            _wait_ready(procs, layout.bootstrap, deadline, brokers=brokers, listening=ports)
+            _warm_group_coordinator(layout.bootstrap, next(iter(procs)), deadline)
+        except BaseException:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    with contextlib.suppress(BrokerError):
+                        terminate(proc.pid, 10.0, "Kafka broker")
+            raise
+        for paths, proc in procs.items():
+            write_atomic(paths.pid, f"{proc.pid}\n")
+        logger.info("Kafka cluster ready at %s", layout.bootstrap)
+        return layout
+
+
+def _launch_nodes(
+    state_dir: Path,
+    layout: ClusterLayout,
+    nodes: Sequence[int],
+    java: str,
+    jars_dir: Path,
+    heap_mb: int,
+    deadline: float,
+) -> dict[BrokerPaths, subprocess.Popen[bytes]]:
+    template = CLUSTER_TEMPLATE.read_text(encoding="utf-8")
+    formats: list[tuple[BrokerPaths, subprocess.Popen[bytes]]] = []
+    for node in nodes:
+        paths = node_paths(state_dir, node)
+        for folder in (paths.data, paths.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.properties, render_node_properties(template, layout, node, paths.data))
+        if not (paths.data / "meta.properties").exists():
+            # The formatters run side by side: three JVM starts in sequence cost seconds.
+            argv = _format_argv(java, jars_dir, paths, layout.cluster_id)
+            formats.append((paths, spawn(argv, log=paths.logs / "format.log", cwd=paths.root)))
+    for paths, proc in formats:
+        try:
+            code = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            raise BrokerError(f"formatting Kafka storage in {paths.data} took too long") from exc
+        if code != 0:
+            raise BrokerError(
+                f"formatting Kafka storage in {paths.data} failed:\n"
+                f"{tail(paths.logs / 'format.log')}"
+            )
+    procs: dict[BrokerPaths, subprocess.Popen[bytes]] = {}
+    for node in nodes:
+        paths = node_paths(state_dir, node)
+        argv = _java_command(
+            java, jars_dir, paths, ["kafka.Kafka", str(paths.properties)], heap_mb=heap_mb
+        )
+        logger.info("starting Kafka node %d on %s", node, layout.ports[node - 1])
+        procs[paths] = spawn(argv, log=paths.stdout, cwd=paths.root)
+    return procs
+
+
+def stop_cluster(state_dir: Path, *, timeout: float = 60.0) -> int:
+    """Stop every node of the local cluster; return how many were running.
+
+    All nodes get SIGTERM at once: stopped one after another, the last ones would lose their
+    controller quorum and wait for it in their controlled shutdown.
+    """
+    root = cluster_root(state_dir)
+    layout = cluster_layout(state_dir)
+    if layout is None:
+        return 0
+    with locked(root / ".lock"):
+        pids = {n: pid for n in layout.nodes if (pid := _running_node(state_dir, n)) is not None}
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for node, pid in pids.items():
+            terminate(pid, timeout, "Kafka broker")
+            node_paths(state_dir, node).pid.unlink(missing_ok=True)
+    return len(pids)
+
+
+def kill_node(state_dir: Path, node: int, sig: signal.Signals = signal.SIGKILL) -> int:
+    """Send ``sig`` to cluster node ``node`` and wait until it is gone; return its pid.
+
+    For failure tests: a SIGKILLed node loses whatever it had not replicated, and
+    :func:`start_cluster` brings it back.
+    """
+    pid = _running_node(state_dir, node)
+    if pid is None:
+        raise BrokerError(f"Kafka node {node} is not running")
+    os.kill(pid, sig)
+    if not wait_gone(pid, 60.0):
+        raise BrokerError(f"Kafka node {node} (pid {pid}) did not exit after {sig.name}")
+    node_paths(state_dir, node).pid.unlink(missing_ok=True)
+    return pid
+
+
+def cluster_status(state_dir: Path, *, timeout: float = 5.0) -> dict[int, bool]:
+    """Node id -> whether its process runs; empty if no cluster was ever started here."""
+    layout = cluster_layout(state_dir)
+    if layout is None:
+        return {}
+    return {n: _running_node(state_dir, n) is not None for n in layout.nodes}

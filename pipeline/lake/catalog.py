@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.config import LakeSettings
 from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
+from pipeline.lake.backend import Storage
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 from pipeline.schemas import (
@@ -102,6 +104,7 @@ _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
 _INTERNAL_INLINING_LIMIT = 1000
 
 _DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
+_DISABLED_WITH_S3 = "HuggingFaceFileSystem,PipeFileSystem"
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Paths end up inside SQL string literals (ATTACH and LOAD take no parameters).
 _SAFE_PATH = re.compile(r"[\w./@+=,: -]+")
@@ -281,6 +284,7 @@ class Lake:
         self._retry = retry
         self._sleep = sleep
         self._attach = ""  # the ATTACH statement, for catalog_released()
+        self.storage = Storage.embedded(path)
 
     @classmethod
     def open(
@@ -292,23 +296,27 @@ class Lake:
         extension_dir: Path | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        storage: Storage | None = None,
     ) -> Lake:
         """Connect to the lake, creating it and its tables if ``create`` and it is missing.
 
-        Safe when several processes open a new lake at once: creation retries on conflict.
-        ``read_only`` attaches the catalog read-only and locks the session down (no file access
-        outside the data path, no configuration changes), for analysts.
+        ``storage`` says where the catalog and the data files are (default: embedded under
+        ``path``; :meth:`from_settings` reads it from ``[lake]``). Safe when several processes
+        open a new lake at once: creation retries on conflict. ``read_only`` attaches the
+        catalog read-only and locks the session down (no file access outside the data path,
+        no configuration changes), for analysts.
         """
         path = path.absolute()
-        catalog, data = path / "catalog.sqlite", path / "data"
-        if not catalog.exists() and (read_only or not create):
+        storage = storage or Storage.embedded(path)
+        if not storage.exists() and (read_only or not create):
             raise ConfigError("lake.path", f"no lake at {path}")
-        catalog_text = _checked_path(catalog, "lake.path")
-        data_text = _checked_path(data, "lake.path")
         retry = retry or RetryPolicy()
+        sqlite, data = storage.sqlite_file, storage.local_data
         if not read_only:
-            data.mkdir(parents=True, exist_ok=True)
-            _use_wal(catalog)
+            if data is not None:
+                data.mkdir(parents=True, exist_ok=True)
+            if sqlite is not None:
+                _use_wal(sqlite)
         paths = extension_paths(extension_dir)
         con = duckdb.connect(
             ":memory:",
@@ -316,24 +324,20 @@ class Lake:
             config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
         )
         lake = cls(con, path, read_only=read_only, retry=retry, sleep=sleep)
+        lake.storage = storage
         try:
-            for key in ("ducklake", "sqlite"):
+            for key in storage.extensions:
                 con.execute(f"LOAD '{_checked_path(paths[key], 'lake.extension_dir')}'")
             # DuckLake computes partition values (year/month/day of a TIMESTAMPTZ) in the
             # session time zone; UTC makes a partition the UTC collection day.
             con.execute("SET TimeZone = 'UTC'")
-            # The catalog remembers the data path it was created with, as an absolute path;
-            # data file paths are relative to it. Overriding it (for this session only) with
-            # the folder beside the catalog keeps a copied or restored lake readable.
-            attach = (
-                f"ATTACH 'ducklake:sqlite:{catalog_text}' AS {CATALOG} "
-                f"(DATA_PATH '{data_text}/', OVERRIDE_DATA_PATH true"
-                f"{', READ_ONLY' if read_only else ''})"
-            )
+            for statement in storage.secrets_sql():
+                con.execute(statement)
+            attach = storage.attach_sql(CATALOG, read_only=read_only)
             lake._attach = attach
             if read_only:
                 con.execute(attach)
-                lake._lock_down(data)
+                lake._lock_down(storage)
             else:
                 lake._retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
@@ -343,6 +347,11 @@ class Lake:
             raise
         logger.debug("opened lake %s (read_only=%s)", path, read_only)
         return lake
+
+    @classmethod
+    def from_settings(cls, lake: LakeSettings, **options: Any) -> Lake:
+        """:meth:`open` the lake ``[lake]`` describes (catalog, data path, credentials)."""
+        return cls.open(lake.path, storage=Storage.from_settings(lake), **options)
 
     def close(self) -> None:
         self.con.close()
@@ -648,16 +657,17 @@ class Lake:
                     [_INTERNAL_INLINING_LIMIT, spec.name],
                 )
 
-    def _lock_down(self, data: Path) -> None:
+    def _lock_down(self, storage: Storage) -> None:
         """No file access but the data files, no way to undo it: analysts only read the lake.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
         the real guard against writes is the read-only attach plus query_arrow's SELECT-only
         rule (ATTACH is not a SELECT).
         """
-        self.con.execute("SET allowed_directories = ?", [[f"{data}/"]])
-        # The lake is on local disk: no network file systems, no reading from pipes.
-        self.con.execute(f"SET disabled_filesystems = '{_DISABLED_FILESYSTEMS}'")
+        self.con.execute("SET allowed_directories = ?", [[storage.data_path]])
+        # A local lake needs no network file system at all; an S3 lake keeps only S3's.
+        disabled = _DISABLED_FILESYSTEMS if storage.s3 is None else _DISABLED_WITH_S3
+        self.con.execute(f"SET disabled_filesystems = '{disabled}'")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

@@ -26,9 +26,17 @@ logger = logging.getLogger(__name__)
 _PACKAGED: dict[str, tuple[str, str, str]] = {
     "ducklake": ("duckdb-extension-ducklake", "duckdb_extension_ducklake", "ducklake"),
     "sqlite": ("duckdb-extension-sqlite", "duckdb_extension_sqlite", "sqlite"),
+    # A PostgreSQL catalog and S3 data files (pipeline/lake/backend.py).
+    "postgres": ("duckdb-extension-postgres", "duckdb_extension_postgres", "postgres"),
+    "httpfs": ("duckdb-extension-httpfs", "duckdb_extension_httpfs", "httpfs"),
 }
 # File names DuckDB needs to find the right entry point (see the module docstring).
-_LOAD_NAMES = {"ducklake": "ducklake", "sqlite": "sqlite_scanner"}
+_LOAD_NAMES = {
+    "ducklake": "ducklake",
+    "sqlite": "sqlite_scanner",
+    "postgres": "postgres_scanner",
+    "httpfs": "httpfs",
+}
 _SUFFIX = ".duckdb_extension"
 
 
@@ -81,7 +89,7 @@ def _place(source: Path, target: Path) -> None:
 
 
 def extension_paths(cache_dir: Path | None = None) -> dict[str, Path]:
-    """Paths to ``LOAD`` for the ``ducklake`` and ``sqlite`` extensions of this DuckDB version.
+    """Paths to ``LOAD`` for the lake's extensions (ducklake, sqlite, postgres, httpfs).
 
     >>> paths = extension_paths()  # doctest: +SKIP
     >>> con.execute(f"LOAD '{paths['sqlite']}'")  # doctest: +SKIP

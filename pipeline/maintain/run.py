@@ -28,11 +28,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.config import Settings, add_months
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.files import write_atomic
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import CATALOG, Lake
 from pipeline.maintain import compact as compaction
 from pipeline.maintain import stats as statistics
 from pipeline.maintain.inventory import files_by_day, table_exists
 from pipeline.maintain.lakeops import Retrying
+from pipeline.maintain.lock import maintain_lock
 from pipeline.maintain.purge import META, purge
 from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
@@ -55,6 +57,7 @@ class MaintainOptions:
     dry_run: bool = False
     only: frozenset[str] = frozenset(STEPS)
     check_topics: bool = True
+    lock_wait_s: float = 0.0  # how long to queue behind another host's run (maintain/lock.py)
 
 
 @dataclass
@@ -99,10 +102,15 @@ def maintain(
     report = RunReport(
         as_of=as_of.isoformat(), started_at=clock().isoformat(), dry_run=options.dry_run
     )
-    if not (settings.lake.path / "catalog.sqlite").exists():
+    storage = Storage.from_settings(settings.lake)
+    if not storage.exists():
         raise ConfigError("lake.path", f"no lake at {settings.lake.path}")
     runner = _Run(settings, options, as_of, months, clock, metrics, out, report)
-    with Lake.open(settings.lake.path, create=False) as lake:
+    # Never two runs on one lake, from any host: they would delete and rewrite the same days.
+    with (
+        maintain_lock(storage, wait_s=options.lock_wait_s),
+        Lake.open(settings.lake.path, create=False, storage=storage) as lake,
+    ):
         runner.lake = lake
         runner.run()
     if options.check_topics:

@@ -12,12 +12,15 @@ from pipeline.lake.extensions import extension_paths
 
 def test_paths_exist_and_sqlite_has_its_entry_point_name(tmp_path: Path) -> None:
     paths = extension_paths(tmp_path)
-    assert set(paths) == {"ducklake", "sqlite"}
+    assert set(paths) == {"ducklake", "sqlite", "postgres", "httpfs"}
     assert all(p.is_file() for p in paths.values())
     assert (
         paths["sqlite"] == tmp_path / f"v{duckdb.__version__}" / "sqlite_scanner.duckdb_extension"
     )
     assert paths["ducklake"].name == "ducklake.duckdb_extension"
+    # Like SQLite's, the PostgreSQL extension's entry point is named after its old scanner.
+    assert paths["postgres"].name == "postgres_scanner.duckdb_extension"
+    assert paths["httpfs"].name == "httpfs.duckdb_extension"
     # Whoever can write the cache chooses code we load: keep it private.
     assert stat.S_IMODE(paths["sqlite"].parent.stat().st_mode) == 0o700
 

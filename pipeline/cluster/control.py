@@ -1,0 +1,103 @@
+"""``anpr cluster start|stop|status``: the three-node Kafka cluster, PostgreSQL and S3Proxy as one
+set, with a settings file that points the pipeline at it.
+
+``start`` is idempotent (a running part is left alone, a dead one restarted) and returns once
+every part answers a client; ``stop`` stops them cleanly. The settings go to
+``<state_dir>/cluster/anpr.toml``: pass it as ``--config`` (or copy its sections) to run ingest,
+maintain and the query service on the set. Secrets stay in their files, which it names.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cluster import postgres, s3proxy
+from pipeline.files import write_atomic
+from pipeline.kafka import local
+
+logger = logging.getLogger(__name__)
+
+BROKERS = 3
+LAKE_PREFIX = "lake"  # objects go under s3://anpr-lake/lake/
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """Where each part of a running set answers."""
+
+    bootstrap: str
+    catalog: postgres.Server
+    store: s3proxy.ObjectStore
+
+    @property
+    def data_path(self) -> str:
+        return f"s3://{s3proxy.BUCKET}/{LAKE_PREFIX}/"
+
+
+def settings_file(state_dir: Path) -> Path:
+    return state_dir.resolve() / "cluster" / "anpr.toml"
+
+
+def settings_toml(info: ClusterInfo) -> str:
+    """The settings that point the pipeline at ``info`` (no secret in it: file names only)."""
+    return (
+        "# Written by `anpr cluster start`: the local production-shaped set.\n"
+        "[kafka]\n"
+        f'bootstrap_servers = "{info.bootstrap}"\n\n'
+        "[topics]\n"
+        f"replication_factor = {BROKERS}\n\n"
+        "[lake]\n"
+        f'catalog = "postgres:{info.catalog.conninfo()}"\n'
+        f'catalog_password_file = "{info.catalog.password_file}"\n'
+        f'data_path = "{info.data_path}"\n'
+        f's3_endpoint = "{info.store.endpoint}"\n'
+        f's3_region = "{s3proxy.REGION}"\n'
+        f's3_access_key_id = "{s3proxy.ACCESS_KEY_ID}"\n'
+        f's3_secret_access_key_file = "{info.store.secret_file}"\n'
+        "s3_use_ssl = false\n"
+        's3_url_style = "path"\n'
+    )
+
+
+def fetch(state_dir: Path) -> tuple[Path, Path]:
+    """The Kafka and the S3Proxy jars (Maven runs only when a cache is stale)."""
+    cache = state_dir / "cache"
+    return local.ensure_jars(cache / "kafka"), s3proxy.fetch(cache / "s3proxy")
+
+
+def start(state_dir: Path, *, timeout: float = 180.0) -> ClusterInfo:
+    """Start whatever part of the set is not running; return once all answer."""
+    kafka_jars, s3_jars = fetch(state_dir)
+    # Side by side: three JVMs and a database start in ~25 s together instead of ~40 s.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        kafka = pool.submit(
+            local.start_cluster, state_dir, jars_dir=kafka_jars, brokers=BROKERS, timeout=timeout
+        )
+        catalog = pool.submit(postgres.start, state_dir, timeout=timeout)
+        store = pool.submit(s3proxy.start, state_dir, jars_dir=s3_jars, timeout=timeout)
+        info = ClusterInfo(kafka.result().bootstrap, catalog.result(), store.result())
+    settings_file(state_dir).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(settings_file(state_dir), settings_toml(info))
+    return info
+
+
+def stop(state_dir: Path) -> dict[str, bool]:
+    """Stop every part; name -> whether it was running."""
+    return {
+        "kafka": local.stop_cluster(state_dir) > 0,
+        "postgres": postgres.stop(state_dir),
+        "s3proxy": s3proxy.stop(state_dir),
+    }
+
+
+def status(state_dir: Path) -> dict[str, bool]:
+    """Name -> whether that part answers (Kafka: every node's process runs)."""
+    nodes = local.cluster_status(state_dir)
+    return {
+        "kafka": bool(nodes) and all(nodes.values()),
+        "postgres": postgres.running(state_dir) is not None,
+        "s3proxy": s3proxy.running(state_dir) is not None,
+    }

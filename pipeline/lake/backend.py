@@ -1,0 +1,197 @@
+"""Where a lake's catalog and data files live: the embedded default (SQLite and a local folder)
+or PostgreSQL and S3-compatible object storage, chosen by ``[lake]`` settings.
+
+Everything that ends up inside the ATTACH and CREATE SECRET statements (which take no
+parameters) is checked against a strict pattern first; a password or secret key never appears
+in the ATTACH text, which DuckDB repeats in its error messages: it travels in a DuckDB secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import LakeSettings, Secret
+from pipeline.errors import ConfigError
+
+CATALOG_SECRET_NAME = "anpr_lake_catalog"  # noqa: S105 (a DuckDB secret's name)
+S3_SECRET_NAME = "anpr_lake_s3"  # noqa: S105 (a name, not the secret)
+
+_CONNINFO = re.compile(r"[A-Za-z0-9_.=/ :@-]+")
+_S3_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.=/-]*)?")
+_ENDPOINT = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_WORD = re.compile(r"[A-Za-z0-9_.-]+")
+_SECRET_TEXT = re.compile(r"[A-Za-z0-9_.~+/=!#%^*-]+")
+_LOCAL_PATH = re.compile(r"[\w./@+=,: -]+")
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """An S3-compatible endpoint and the credentials for it."""
+
+    endpoint: str  # host:port; "" for AWS S3
+    region: str
+    key_id: str
+    secret: Secret
+    use_ssl: bool
+    url_style: str  # "vhost" or "path"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A lake's catalog database (``sqlite:<file>`` or ``postgres:<conninfo>``) and data path
+    (a local folder or ``s3://bucket/prefix/``, always ending in ``/``)."""
+
+    catalog: str
+    data_path: str
+    catalog_password: Secret | None = None
+    s3: S3Access | None = None
+
+    @classmethod
+    def embedded(cls, path: Path) -> Storage:
+        """The default: ``path/catalog.sqlite`` and ``path/data/``."""
+        path = path.absolute()
+        return cls(f"sqlite:{path / 'catalog.sqlite'}", f"{path / 'data'}/")
+
+    @classmethod
+    def from_settings(cls, lake: LakeSettings) -> Storage:
+        """The storage ``[lake]`` describes; secrets are read from their files here."""
+        base = cls.embedded(lake.path)
+        catalog = lake.catalog or base.catalog
+        data_path = lake.data_path or base.data_path
+        if catalog.startswith("sqlite:"):
+            catalog = f"sqlite:{_local(catalog.removeprefix('sqlite:'), 'lake.catalog')}"
+        elif catalog.startswith("postgres:"):
+            conninfo = catalog.removeprefix("postgres:")
+            if not _CONNINFO.fullmatch(conninfo) or "password" in conninfo.lower():
+                raise ConfigError(
+                    "lake.catalog",
+                    "postgres: conninfo may hold only key=value words (host, port, user, "
+                    "dbname, sslmode...); the password goes in lake.catalog_password or "
+                    "lake.catalog_password_file",
+                )
+        else:
+            raise ConfigError("lake.catalog", "expected sqlite:<file> or postgres:<conninfo>")
+        password = _secret(lake.catalog_password, lake.catalog_password_file, "catalog_password")
+        s3 = None
+        if data_path.startswith("s3://"):
+            data_path = data_path.rstrip("/") + "/"
+            if not _S3_URL.fullmatch(data_path):
+                raise ConfigError("lake.data_path", "expected s3://bucket/prefix/")
+            s3 = _s3_access(lake)
+        else:
+            data_path = f"{_local(data_path, 'lake.data_path')}/"
+        return cls(catalog, data_path, password, s3)
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgres``."""
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        return Path(self.catalog.removeprefix("sqlite:")) if self.kind == "sqlite" else None
+
+    @property
+    def local_data(self) -> Path | None:
+        """The data folder when it is on this host's file system."""
+        return None if self.s3 is not None else Path(self.data_path)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The DuckDB extensions an attach needs."""
+        names = ["ducklake", "sqlite" if self.kind == "sqlite" else "postgres"]
+        if self.s3 is not None:
+            names.append("httpfs")
+        return tuple(names)
+
+    def exists(self) -> bool:
+        """False only when an embedded catalog file is missing (a server catalog is created on
+        first attach, so it always counts as there)."""
+        sqlite = self.sqlite_file
+        return sqlite is None or sqlite.exists()
+
+    def secrets_sql(self) -> list[str]:
+        """CREATE SECRET statements to run before the attach (values checked, never logged)."""
+        out = []
+        if self.kind == "postgres":
+            password = "" if self.catalog_password is None else self.catalog_password.reveal()
+            if not _SECRET_TEXT.fullmatch(password or "x"):
+                raise ConfigError("lake.catalog_password", "holds a character we do not accept")
+            out.append(
+                f"CREATE OR REPLACE SECRET {CATALOG_SECRET_NAME} (TYPE postgres"
+                + (f", PASSWORD '{password}'" if password else "")
+                + ")"
+            )
+        if self.s3 is not None:
+            s3 = self.s3
+            bucket = self.data_path.split("/", 3)[2]
+            out.append(
+                f"CREATE OR REPLACE SECRET {S3_SECRET_NAME} (TYPE s3, KEY_ID '{s3.key_id}', "
+                f"SECRET '{s3.secret.reveal()}', REGION '{s3.region}', "
+                f"URL_STYLE '{s3.url_style}', USE_SSL {'true' if s3.use_ssl else 'false'}"
+                + (f", ENDPOINT '{s3.endpoint}'" if s3.endpoint else "")
+                + f", SCOPE 's3://{bucket}/')"
+            )
+        return out
+
+    def attach_sql(self, name: str, *, read_only: bool) -> str:
+        """ATTACH the lake as ``name`` (a constant identifier of the caller's)."""
+        options = [f"DATA_PATH '{self.data_path}'"]
+        if self.s3 is None:
+            # The catalog remembers the data path it was created with, as an absolute path;
+            # data file paths are relative to it. Overriding it (for this session only) with
+            # the configured folder keeps a copied or restored lake readable.
+            options.append("OVERRIDE_DATA_PATH true")
+        if self.kind == "postgres":
+            options.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{CATALOG_SECRET_NAME}'}}")
+        if read_only:
+            options.append("READ_ONLY")
+        return f"ATTACH 'ducklake:{self.catalog}' AS {name} ({', '.join(options)})"
+
+
+def _local(text: str, key: str) -> Path:
+    path = Path(text).absolute()
+    if not _LOCAL_PATH.fullmatch(str(path)):
+        raise ConfigError(key, "path may only hold letters, digits, space and ./@+=,:_-")
+    return path
+
+
+def _secret(value: Secret | None, file: Path | None, key: str) -> Secret | None:
+    if value is not None:
+        return value
+    if file is None:
+        return None
+    try:
+        return Secret(file.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigError(f"lake.{key}_file", f"cannot read {file}: {exc.strerror}") from None
+
+
+def _s3_access(lake: LakeSettings) -> S3Access:
+    secret = _secret(
+        lake.s3_secret_access_key, lake.s3_secret_access_key_file, "s3_secret_access_key"
+    )
+    if secret is None or not lake.s3_access_key_id:
+        raise ConfigError("lake.s3_access_key_id", "an s3:// data path needs credentials")
+    checks: Mapping[str, tuple[str, re.Pattern[str]]] = {
+        "s3_endpoint": (lake.s3_endpoint or "x", _ENDPOINT),
+        "s3_region": (lake.s3_region, _WORD),
+        "s3_access_key_id": (lake.s3_access_key_id, _WORD),
+        "s3_secret_access_key": (secret.reveal(), _SECRET_TEXT),
+    }
+    for key, (text, pattern) in checks.items():
+        if not pattern.fullmatch(text):
+            raise ConfigError(f"lake.{key}", "holds a character we do not accept")
+    if lake.s3_url_style not in {"vhost", "path"}:
+        raise ConfigError("lake.s3_url_style", "expected vhost or path")
+    return S3Access(
+        lake.s3_endpoint,
+        lake.s3_region,
+        lake.s3_access_key_id,
+        secret,
+        lake.s3_use_ssl,
+        lake.s3_url_style,
+    )
