@@ -25,7 +25,6 @@ import pyarrow as pa
 import pytest
 from conftest import RunAnpr
 from lakehelp import files_holding, plate_reads, write_reads
-from tlshelp import issue, make_ca
 
 from pipeline.access.audit import ActivityLog
 from pipeline.access.pseudonym import Pseudonymiser
@@ -34,6 +33,7 @@ from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.stats import plate_reads_source
 from pipeline.schemas import CANDIDATES
+from pipeline.service.ca import issue, make_ca
 from pipeline.service.handlers import Service
 from pipeline.service.server import Server
 

@@ -28,9 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tlshelp import issue, make_ca
 
 from pipeline.kafka import local
+from pipeline.service.ca import issue, make_ca
 
 ROOT_NEEDED = (
     "these tests create OS users (useradd) and run commands as them (setpriv): run them as "
