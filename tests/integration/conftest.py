@@ -10,14 +10,18 @@ Every test under tests/integration is marked ``integration`` automatically, so
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -160,3 +164,46 @@ def anpr() -> RunAnpr:
 def registry() -> SiteRegistry:
     """The site registry shipped in pipeline/data/sites.toml (the one `anpr` uses by default)."""
     return load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
+
+
+@contextlib.contextmanager
+def running_service(
+    env: Mapping[str, str], socket_path: Path, *config: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``anpr [--config FILE] serve`` as a child with ``env`` (its own, trusted settings),
+    once it accepts connections on ``socket_path``; stopped (SIGTERM) on exit."""
+    with tempfile.TemporaryFile() as log:
+        yield from _serve(env, socket_path, config, log)
+
+
+def _serve(
+    env: Mapping[str, str], socket_path: Path, config: tuple[str, ...], log: IO[bytes]
+) -> Iterator[subprocess.Popen[bytes]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *config, "serve"],
+        env={**env, "ANPR_SERVE_SOCKET": str(socket_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _listening(socket_path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"anpr serve did not start: {log.read().decode()[-3000:]}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

@@ -9,22 +9,19 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from pipeline.config import load_settings
 from pipeline.demo.report import INDEX, PASSAGES_PNG, REJECTS_PNG, TRIPS_PNG
 from pipeline.demo.summary import SUMMARY_JSON
 from pipeline.lake.catalog import Lake
-from tests.integration.conftest import RunAnpr
+from tests.integration.conftest import RunAnpr, running_service
 
 
 def _env(bootstrap: str, tmp: Path) -> dict[str, str]:
@@ -81,21 +78,6 @@ def _exports(line: str) -> dict[str, str]:
     words = shlex.split(line)
     assert words[0] == "export"
     return dict(word.split("=", 1) for word in words[1:])
-
-
-def _wait_listening(path: Path, server: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"anpr serve exited {server.returncode}"
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(str(path))
-            return
-        except OSError:
-            time.sleep(0.2)
-        finally:
-            probe.close()
-    pytest.fail(f"anpr serve did not listen on {path}")
 
 
 def test_demo_runs_reconciles_and_its_queries_work(
@@ -175,11 +157,7 @@ def test_demo_runs_reconciles_and_its_queries_work(
     assert started is not None
     config = Path(started.group(1))
     socket_path = Path(tomllib.loads(config.read_text())["serve"]["socket"])
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "--config", str(config), "serve"], env=env
-    )
-    try:
-        _wait_listening(socket_path, server)
+    with running_service(env, socket_path, "--config", str(config)):
         for query in queries:
             assert query["setup"] in printed
             assert query["command"] in printed, query["what"]
@@ -188,9 +166,6 @@ def test_demo_runs_reconciles_and_its_queries_work(
             counted = re.search(r"(\d+) rows", pasted.stdout)
             assert counted is not None, pasted.stdout
             assert int(counted.group(1)) > 0, pasted.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     # The join finds exactly the reads the demo said it would.
     said = re.search(r"it lists (\d+) rows", printed)
     assert said is not None
