@@ -7,7 +7,7 @@ uncompressed, 4 partitions, ~1% hostile) is drained into a fresh lake by:
   (b) a naive baseline: ``poll()`` per message, ``json.loads``, plain-Python rules,
       ``Table.from_pylist``, the same lake writes (:mod:`benchmarks.naive`), on a prefix;
   (c) a faust-streaming agent doing the same (:mod:`benchmarks.faust_baseline`), on a prefix;
-  (d) the limit: the same messages from memory through ``PlateIngestor.commit_batch``
+  (d) the limit: the same messages from memory through ``LakeIngestor.commit_batch``
       (decode, dedup, the same lake write; Kafka and the DLQ stubbed out), plus, for
       information, decode + ``pyarrow.parquet.write_table`` (zstd) with no lake at all.
 
@@ -73,7 +73,8 @@ from benchmarks.naive import Refused, default_validator
 from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_reads
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LakeSettings, Settings, load_settings
-from pipeline.ingest.worker import PlateIngestor, retention_cutoff
+from pipeline.ingest.plates import PlateDecoder
+from pipeline.ingest.worker import LakeIngestor, retention_cutoff
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
@@ -348,15 +349,14 @@ def load_batches(bench: Bench, topic: str, count: int) -> list[list[Any]]:
 
 
 def drain_from_memory(bench: Bench, batches: list[list[Any]], work: Path) -> Result:
-    """(d): PlateIngestor.commit_batch over in-memory messages into a fresh lake."""
+    """(d): LakeIngestor.commit_batch over in-memory messages into a fresh lake."""
     settings = replace(bench.settings, lake=LakeSettings(path=work / "lake"))
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor(
-            settings,
+        ingestor = LakeIngestor(
+            PlateDecoder(settings, bench.registry),
             consumer=_NoKafka(),
             dead_letters=_NoDeadLetters(),
             lake=lake,
-            registry=bench.registry,
             metrics=IngestMetrics(CollectorRegistry()),
         )
         commits, consumed = [], 0

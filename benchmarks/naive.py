@@ -39,7 +39,8 @@ from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import IngestSettings, KafkaSettings, RetentionSettings, Settings
 from pipeline.ingest.dlq import DeadLetters
-from pipeline.ingest.worker import TABLE, retention_cutoff
+from pipeline.ingest.plates import TABLE
+from pipeline.ingest.worker import retention_cutoff
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.plates import _FOLDS, GENERIC_FORMAT, PLATE_FORMATS

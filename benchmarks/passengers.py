@@ -6,7 +6,7 @@ sent once as ``passenger_list/1`` JSON and once as a PAXLST interchange:
 - **decode**: ``decode_passenger_lists`` in process (no Kafka, no lake), median of
   ``--repeats`` passes; ratio to JSON, the baseline;
 - **ingest**: a real local Kafka broker and a real DuckLake lake; the lists are produced to a
-  topic, then ``PassengerIngestor`` drains it (people/s from the first consume to the last
+  topic, then a passenger ``LakeIngestor`` drains it (people/s from the first consume to the last
   commit), once per format; ratio to JSON.
 
     .venv/bin/python -m benchmarks.passengers --quick
@@ -31,8 +31,8 @@ from pipeline.codec.passenger_lists import decode_passenger_lists
 from pipeline.codec.paxlst import Manifest, write_interchange
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import load_settings
-from pipeline.ingest.passengers import PassengerIngestor
-from pipeline.ingest.worker import IngestTotals, RunLimits
+from pipeline.ingest.passengers import PassengerDecoder
+from pipeline.ingest.worker import IngestTotals, LakeIngestor, RunLimits
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
@@ -100,8 +100,11 @@ def ingest_rate(bootstrap: str, fmt: str, values: list[bytes], work: Path) -> fl
         marks.append(time.monotonic())
 
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PassengerIngestor.connect(
-            settings, lake=lake, metrics=IngestMetrics(CollectorRegistry())
+        ingestor = LakeIngestor.connect(
+            settings,
+            PassengerDecoder(settings),
+            lake=lake,
+            metrics=IngestMetrics(CollectorRegistry()),
         )
         began = time.monotonic()
         totals = ingestor.run(RunLimits(until_idle_s=2.0), on_batch=on_batch)

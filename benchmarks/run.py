@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Modules that other benchmarks import or start; not benchmarks themselves.
-HELPERS = frozenset({"run", "common", "feed", "naive", "faust_baseline"})
+HELPERS = frozenset({"run", "common", "feed", "naive", "faust_baseline", "commit_cost"})
 
 
 def benchmarks() -> list[str]:

@@ -6,7 +6,9 @@ header as a hint). Then:
 
 - **canonical** ``plate_read/1`` messages go through the vectorised decoder in one piece;
 - **vendor payloads** are mapped to canonical reads (images dropped, candidates kept), and those
-  reads go through the *same* decoder, so there is one implementation of the validation rules.
+  reads go through the *same* validation (:func:`~pipeline.codec.plate_reads.validate_mapped_reads`,
+  the decoder's step 4, fed the mapped values as columns), so there is one implementation of
+  the rules.
 
 A vendor payload is all or nothing: if any read in it is rejected, the whole message goes to
 the DLQ with that reason (one message, one DLQ record, original bytes). A payload carrying
@@ -18,7 +20,6 @@ reads beyond the first are counted in ``extra_reads`` so that the counters recon
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,7 @@ from pipeline.codec.plate_reads import (
     DecodeResult,
     Rejected,
     decode_plate_reads,
+    validate_mapped_reads,
 )
 from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import CANONICAL_PREFIX, detect_format, map_vendor
@@ -45,8 +47,6 @@ CANONICAL = "canonical"
 OUTPUT_SCHEMA = DECODE_OUTPUT_SCHEMA.insert(
     DECODE_OUTPUT_SCHEMA.get_field_index("msg_index"), pa.field("candidates", CANDIDATES)
 )
-# Keys the mappers add beside the plate_read/1 fields; they are carried separately.
-_SIDE_KEYS = ("candidates", "source_format", "retransmission", "quirks")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _decode_vendor(
     vendor_max_bytes: int,
 ) -> BatchDecoded:
     rejected: list[Rejected] = []
-    docs: list[bytes] = []
+    docs: list[dict[str, object]] = []
     owner: list[int] = []  # message index of each mapped read
     candidates: list[object] = []
     doc_format: list[str] = []
@@ -156,7 +156,7 @@ def _decode_vendor(
             candidates.append(read.get("candidates"))
             doc_format.append(fmt)
             owner.append(i)
-            docs.append(json.dumps({k: v for k, v in read.items() if k not in _SIDE_KEYS}).encode())
+            docs.append(read)
     if not docs:
         empty = _with_candidates(
             decode_plate_reads(
@@ -166,7 +166,8 @@ def _decode_vendor(
         )
         return BatchDecoded(DecodeResult(empty, rejected, []), formats)
 
-    decoded = decode_plate_reads(
+    # The mapped reads are Python values already: validated as columns, not re-parsed as JSON.
+    decoded = validate_mapped_reads(
         docs, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
     )
     owners = np.asarray(owner, dtype=np.int64)

@@ -49,7 +49,7 @@ import bisect
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -205,6 +205,36 @@ def decode_plate_reads(
         len(expired),
         len(slow),
     )
+    return DecodeResult(table, rejected, expired)
+
+
+def validate_mapped_reads(
+    reads: Sequence[Mapping[str, object]],
+    *,
+    registry: SiteRegistry,
+    now: datetime,
+    retention_cutoff: datetime,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> DecodeResult:
+    """Step 4 alone, for reads a vendor mapper built (``plate_read/1`` fields as Python values of
+    the fields' types): the same rules as :func:`decode_plate_reads`, without writing JSON and
+    parsing it back. Row ``i`` of the input is ``msg_index`` ``i``."""
+    if now.tzinfo is None or retention_cutoff.tzinfo is None:
+        raise ValueError("now and retention_cutoff must be timezone-aware")
+    columns = [pa.array([read.get(f.name) for read in reads], f.type) for f in _PARSE_SCHEMA] + [
+        pa.array(range(len(reads)), pa.int32())
+    ]
+    parsed = pa.Table.from_arrays(columns, schema=_INDEXED_SCHEMA)
+    rejected: list[Rejected] = []
+    table, expired = _validate(
+        parsed,
+        registry=registry,
+        now=now,
+        cutoff=retention_cutoff,
+        limits=limits,
+        rejected=rejected,
+    )
+    rejected.sort(key=lambda r: r.index)
     return DecodeResult(table, rejected, expired)
 
 

@@ -7,48 +7,38 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
-from pipeline.ingest.passengers import PassengerIngestor
-from pipeline.ingest.worker import IngestTotals, LakeIngestor, PlateIngestor, RunLimits
+from pipeline.ingest.passengers import PassengerDecoder
+from pipeline.ingest.plates import PlateDecoder
+from pipeline.ingest.worker import Decoder, IngestTotals, LakeIngestor, RunLimits
 from pipeline.kafka.retention_check import check_at_start
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics, serve
 from pipeline.reference.sites import SiteRegistry
 
-IngestorFactory = Callable[[Lake, IngestMetrics], LakeIngestor[Any]]
-
 
 def run_plates(settings: Settings, registry: SiteRegistry, limits: RunLimits) -> IngestTotals:
     """Consume plate reads into ``plate_reads`` until stopped or ``limits`` are reached."""
     return run_worker(
-        settings,
-        settings.ingest.metrics_port,
-        lambda lake, metrics: PlateIngestor.connect(
-            settings, lake=lake, registry=registry, metrics=metrics
-        ),
-        limits,
+        settings, settings.ingest.metrics_port, PlateDecoder(settings, registry), limits
     )
 
 
 def run_passengers(settings: Settings, limits: RunLimits) -> IngestTotals:
     """Consume passenger lists into ``passengers`` until stopped or ``limits`` are reached."""
     return run_worker(
-        settings,
-        settings.passengers.metrics_port,
-        lambda lake, metrics: PassengerIngestor.connect(settings, lake=lake, metrics=metrics),
-        limits,
+        settings, settings.passengers.metrics_port, PassengerDecoder(settings), limits
     )
 
 
 def run_worker(
-    settings: Settings, metrics_port: int, make: IngestorFactory, limits: RunLimits
+    settings: Settings, metrics_port: int, decoder: Decoder[Any], limits: RunLimits
 ) -> IngestTotals:
-    """Check topic retention, serve ``/metrics``, open the lake and run ``make``'s worker.
+    """Check topic retention, serve ``/metrics``, open the lake and run ``decoder``'s worker.
 
     SIGTERM and SIGINT ask the worker to stop after committing its current batch.
     """
@@ -57,7 +47,7 @@ def run_worker(
     check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
     serve(metrics_registry, metrics_port)
     with Lake.from_settings(settings.lake) as lake:
-        ingestor = make(lake, metrics)
+        ingestor = LakeIngestor.connect(settings, decoder, lake=lake, metrics=metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())
         return ingestor.run(limits)

@@ -1,45 +1,39 @@
 """The ingest loop: poll a batch → decode → drop repeats → DLQ → one lake commit → tell Kafka.
 
-One worker owns some partitions of ``anpr.plate-reads`` (consumer group ``anpr-ingest``).
-Kafka's own committed offsets are informative only: on every assignment the worker seeks to
-the offsets stored *in the lake*, so the lake alone decides what has been ingested. A new lake
-therefore replays the topic from the beginning, which is also how a lake is rebuilt.
+:class:`LakeIngestor` is the machinery every feed shares; a :class:`Decoder` is what differs
+per feed (plate reads: :mod:`pipeline.ingest.plates`, passenger lists:
+:mod:`pipeline.ingest.passengers`). One worker owns some partitions of its topic. Kafka's own
+committed offsets are informative only: on every assignment the worker seeks to the offsets
+stored *in the lake*, so the lake alone decides what has been ingested. A new lake therefore
+replays the topic from the beginning, which is also how a lake is rebuilt.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
-from pipeline.codec.batch import BatchDecoded, decode_batch
-from pipeline.codec.plate_reads import DecodeLimits, Rejected
+from pipeline.codec.plate_reads import Rejected
 from pipeline.config import Settings, months_before
-from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
 from pipeline.metrics import IngestMetrics
-from pipeline.reference.countries import COUNTRY_UNKNOWN
-from pipeline.reference.passages import Assigned, PassageGrouper
-from pipeline.reference.sites import SiteRegistry
-from pipeline.schemas import PLATE_READS, UNKNOWN_COUNTRY
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-TABLE = "plate_reads"  # the plate reads' lake table (PlateIngestor.TABLE)
 # How long --until-idle waits for a first assignment: a crashed member's session (10 s, see
 # pipeline.kafka.clients) must expire and the group rebalance first.
 JOIN_GRACE_S = 60.0
@@ -58,16 +52,93 @@ def retention_cutoff(now: datetime, months: int) -> datetime:
     return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
+RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
+
+
+class KafkaConsumer(Protocol):
+    """The calls the worker makes on its consumer (``confluent_kafka.Consumer`` has them)."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: RebalanceCallback | None = ...,
+        on_revoke: RebalanceCallback | None = ...,
+    ) -> None: ...
+
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
+
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[True]) -> None: ...
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
-class PartitionMemory:
-    """What a worker remembers of one partition between batches."""
+class Feed:
+    """Where a worker reads from and how much at a time."""
 
-    repeats: DedupWindow
-    passages: PassageGrouper
+    topic: str
+    group: str
+    batch_size: int
+    batch_timeout_s: float
 
-    def remember(self, rows: pa.Table, assigned: Assigned) -> None:
-        self.repeats.remember(rows["event_id"], rows["captured_at"])
-        self.passages.remember(assigned)
+
+@dataclass(frozen=True)
+class Decoded:
+    """One batch as a :class:`Decoder` decoded it, before repeats are dropped."""
+
+    table: pa.Table  # accepted rows; msg_index is each row's message in the batch
+    rejected: Sequence[Rejected]  # by index into the batch
+    expired: int  # reads (or people) already past retention: counted, never stored
+    formats: Sequence[str]  # the detected format of every message
+    extra_reads: int  # rows beyond the first of each accepted message
+    extra_by_format: Mapping[str, int] = field(default_factory=dict)  # extra_reads, by format
+    # Oddities of the input that were accepted and counted, by (format, quirk).
+    quirks: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+Memory = TypeVar("Memory")
+
+
+class Decoder(Protocol[Memory]):
+    """What one feed adds to :class:`LakeIngestor`: its table, decoding and memory.
+
+    ``Memory`` is what the worker keeps per partition between batches (a dedup window, and
+    for plate reads the open passages).
+    """
+
+    feed: Feed
+    table: str  # the lake table
+    schema: pa.Schema  # its rows
+    collected_column: str  # a row's collection time (freshness is measured from it)
+
+    def decode(self, messages: Sequence[Message], now: datetime) -> Decoded:
+        """Decode and validate one batch (pure)."""
+        ...
+
+    def recall(self, lake: Lake, partition: int) -> Memory:
+        """What the lake stored recently from ``partition`` (after a restart or assignment)."""
+        ...
+
+    def keep(self, memory: Memory, rows: pa.Table) -> tuple[pa.Table, Callable[[], None]]:
+        """The rows of one partition not yet stored, with any columns the feed adds, and the
+        step that remembers them (run only once they are committed)."""
+        ...
+
+    def complete(self, rows: pa.Table) -> dict[str, pa.Array]:
+        """Schema columns that ``rows`` lacks, to add (e.g. nulls for an optional column)."""
+        ...
+
+    def count(self, metrics: IngestMetrics, rows: pa.Table) -> None:
+        """Feed-specific metrics of the rows just committed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -82,8 +153,9 @@ class RunLimits:
 class IngestTotals:
     """What one run did, in messages and reads.
 
-    A vendor payload may carry several reads; the ones beyond the first are ``extra_reads``, so
-    consumed + extra_reads = written + rejected + expired + duplicates.
+    A vendor payload may carry several reads, a passenger list several people; the ones beyond
+    the first are ``extra_reads``, so consumed + extra_reads = written + rejected + expired +
+    duplicates.
     """
 
     consumed: int = 0
@@ -100,52 +172,45 @@ class IngestTotals:
         return reads == self.written + self.rejected + self.expired + self.duplicates
 
 
-Memory = TypeVar("Memory")
-
-
 @dataclass(frozen=True)
 class Prepared:
-    """One batch decoded and ready to commit (step 1 of :meth:`LakeIngestor.commit_batch`)."""
+    """One batch decoded, repeats dropped, ready to commit (step 1 of
+    :meth:`LakeIngestor.commit_batch`)."""
 
-    rows: pa.Table
-    rejected: Sequence[Rejected]  # by index into the batch
+    decoded: Decoded
+    rows: pa.Table  # the lake rows to write
+    duplicates: int  # rows dropped as already stored
     remember: list[Callable[[], None]]  # to run once the rows are committed
-    count: Callable[[float, float], None]  # metrics and totals: (started, committed)
 
 
 class LakeIngestor(Generic[Memory]):
     """Drain one topic into one lake table exactly once; see :meth:`commit_batch` for the order.
 
     The machinery every ingest worker shares: subscribe, seek to the lake's offsets on
-    assignment, poll batches, dead letters, one lake transaction for rows and offsets, fencing
-    after a rebalance, the informative Kafka commit, ``--until-idle`` and a signal-safe stop.
-    Subclasses decode (:meth:`_prepare`) and warm their per-partition memory (:meth:`_recall`).
+    assignment, poll batches, dead letters, dropping repeats partition by partition, one lake
+    transaction for rows and offsets, fencing after a rebalance, counting, the informative
+    Kafka commit, ``--until-idle`` and a signal-safe stop. The ``decoder`` decodes, recalls and
+    keeps a partition's memory, and names the table.
     """
-
-    TABLE: ClassVar[str]
 
     def __init__(
         self,
+        decoder: Decoder[Memory],
         *,
-        consumer: Any,
+        consumer: KafkaConsumer,
         dead_letters: DeadLetters,
         lake: Lake,
         metrics: IngestMetrics,
-        topic: str,
-        group: str,
-        batch_size: int,
-        batch_timeout_s: float,
         clock: Clock = utc_now,
     ) -> None:
+        self.decoder = decoder
         self._consumer = consumer
         self._dlq = dead_letters
         self._lake = lake
         self._metrics = metrics
         self._clock = clock
-        self._topic = topic
-        self._group = group
-        self._batch_size = batch_size
-        self._batch_timeout_s = batch_timeout_s
+        self._topic = decoder.feed.topic
+        self._group = decoder.feed.group
         # Per partition: a key's messages all arrive in one partition, in order, while
         # partitions drain at different speeds; windows keyed on "the newest time seen" are
         # only right within one partition.
@@ -155,24 +220,30 @@ class LakeIngestor(Generic[Memory]):
         self._assigned_at: float | None = None
         self.totals = IngestTotals()
 
-    def _recall(self, partition: int) -> Memory:
-        """What the lake stored recently from ``partition`` (after a restart or assignment)."""
-        raise NotImplementedError
-
-    def _prepare(
-        self,
-        messages: Sequence[Any],
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-        now: datetime,
-    ) -> Prepared:
-        """Decode, validate and deduplicate one batch (pure apart from the memory it reads)."""
-        raise NotImplementedError
+    @classmethod
+    def connect(
+        cls,
+        settings: Settings,
+        decoder: Decoder[Memory],
+        *,
+        lake: Lake,
+        metrics: IngestMetrics,
+        clock: Clock = utc_now,
+    ) -> LakeIngestor[Memory]:
+        """A worker on the configured cluster: its consumer group and dead-letter producer."""
+        return cls(
+            decoder,
+            consumer=make_consumer(settings, decoder.feed.group),
+            dead_letters=DeadLetters.create(settings),
+            lake=lake,
+            metrics=metrics,
+            clock=clock,
+        )
 
     def _partition_memory(self, partition: int) -> Memory:
         memory = self._memory.get(partition)
         if memory is None:  # not assigned any more (revoked mid-batch): recall it
-            memory = self._memory[partition] = self._recall(partition)
+            memory = self._memory[partition] = self.decoder.recall(self._lake, partition)
         return memory
 
     # --- control ---------------------------------------------------------------------------
@@ -194,8 +265,8 @@ class LakeIngestor(Generic[Memory]):
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        batch_size = self._batch_size
-        timeout = self._batch_timeout_s
+        batch_size = self.decoder.feed.batch_size
+        timeout = self.decoder.feed.batch_timeout_s
         last_message = started = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -237,7 +308,7 @@ class LakeIngestor(Generic[Memory]):
 
     # --- Kafka callbacks -------------------------------------------------------------------
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         stored = self._lake.stored_offsets(self._group, self._topic)
         for tp in partitions:
             position = stored.get(tp.partition)
@@ -245,7 +316,7 @@ class LakeIngestor(Generic[Memory]):
             tp.offset = position if position is not None else OFFSET_BEGINNING
         consumer.assign(partitions)
         for tp in partitions:
-            self._memory[tp.partition] = self._recall(tp.partition)
+            self._memory[tp.partition] = self.decoder.recall(self._lake, tp.partition)
         self._assigned_at = time.monotonic()
         logger.info(
             "assigned %s: resuming at %s (from the lake)",
@@ -253,7 +324,7 @@ class LakeIngestor(Generic[Memory]):
             {tp.partition: self._positions[tp.partition] for tp in partitions},
         )
 
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Every consumed batch is committed before the next consume(), so nothing is pending.
         for tp in partitions:
             self._positions.pop(tp.partition, None)
@@ -262,13 +333,13 @@ class LakeIngestor(Generic[Memory]):
 
     # --- one batch -------------------------------------------------------------------------
 
-    def commit_batch(self, messages: Sequence[Any]) -> None:
+    def commit_batch(self, messages: Sequence[Message]) -> None:
         """Store one polled batch exactly once.
 
         Commit order (why this is exactly-once):
 
-        1. Decode and validate the whole batch; drop events already in the dedup window
-           (plate reads are also grouped into passages) (:meth:`_prepare`).
+        1. Decode and validate the whole batch; drop events already in the partition's dedup
+           window (plate reads are also grouped into passages) (:meth:`_prepare`).
         2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
            after this step replays the batch: DLQ records may repeat (at least once), rows not.
         3. In ONE lake transaction, insert the rows and set each partition's stored offset to
@@ -289,14 +360,14 @@ class LakeIngestor(Generic[Memory]):
         prepared = self._prepare(messages, partitions, offsets, now)
 
         # 2. dead letters, acknowledged before the offsets move past them
-        self._send_dead_letters(prepared.rejected, messages, partitions, offsets)
+        self._send_dead_letters(prepared.decoded.rejected, messages, partitions, offsets)
 
         # 3. rows and offsets in one lake transaction
         next_offsets = _next_offsets(partitions, offsets)
         expected = {p: self._positions.get(p) for p in next_offsets}
         try:
             retries = self._lake.write_batch(
-                self.TABLE,
+                self.decoder.table,
                 prepared.rows,
                 consumer_group=self._group,
                 topic=self._topic,
@@ -320,15 +391,70 @@ class LakeIngestor(Generic[Memory]):
         # 4. remember and count
         for step in prepared.remember:
             step()
-        prepared.count(started, committed)
+        self._count(prepared, started, committed)
 
         # 5. informative Kafka commit (lag monitoring)
         self._commit_to_kafka(next_offsets)
 
+    def _prepare(
+        self,
+        messages: Sequence[Message],
+        partitions: np.ndarray[Any, np.dtype[np.int32]],
+        offsets: np.ndarray[Any, np.dtype[np.int64]],
+        now: datetime,
+    ) -> Prepared:
+        """Decode the batch, then drop repeats partition by partition (step 1)."""
+        decoded = self.decoder.decode(messages, now)
+        table = decoded.table
+        row_partitions = partitions[table["msg_index"].to_numpy()]
+        pieces: list[pa.Table] = []
+        remember: list[Callable[[], None]] = []
+        for partition in np.unique(row_partitions):
+            memory = self._partition_memory(int(partition))
+            kept, step = self.decoder.keep(
+                memory, table.take(np.flatnonzero(row_partitions == partition))
+            )
+            pieces.append(kept)
+            remember.append(step)
+        kept_rows = pa.concat_tables(pieces) if pieces else table
+        extra = self.decoder.complete(kept_rows)
+        rows = lake_rows(kept_rows, self.decoder.schema, extra, partitions, offsets, now)
+        return Prepared(decoded, rows, len(table) - len(kept_rows), remember)
+
+    def _count(self, prepared: Prepared, started: float, committed: float) -> None:
+        """Metrics and totals of one committed batch."""
+        m, t, decoded, rows = self._metrics, self.totals, prepared.decoded, prepared.rows
+        for fmt, n in collections.Counter(decoded.formats).items():
+            m.consumed.labels(topic=self._topic, format=fmt).inc(n)
+        for fmt, n in decoded.extra_by_format.items():
+            m.extra_reads.labels(format=fmt).inc(n)
+        for (fmt, quirk), n in decoded.quirks.items():
+            m.vendor_quirks.labels(format=fmt, quirk=quirk).inc(n)
+        m.rows_written.labels(table=self.decoder.table).inc(len(rows))
+        self.decoder.count(m, rows)
+        for reject in decoded.rejected:
+            reason = reject.reason.value
+            m.rejected.labels(reason=reason, format=decoded.formats[reject.index]).inc()
+            t.rejected_by_reason[reason] = t.rejected_by_reason.get(reason, 0) + 1
+        m.expired.labels(topic=self._topic).inc(decoded.expired)
+        m.duplicates.inc(prepared.duplicates)
+        m.batch_duration.observe(time.monotonic() - started)
+        if len(rows):
+            collected_s = pc.cast(rows[self.decoder.collected_column], pa.int64()).to_numpy() / 1e6
+            m.freshness.observe_many(committed - collected_s)
+        m.last_commit.set(committed)
+        t.consumed += len(decoded.formats)
+        t.extra_reads += decoded.extra_reads
+        t.written += len(rows)
+        t.rejected += len(decoded.rejected)
+        t.expired += decoded.expired
+        t.duplicates += prepared.duplicates
+        t.batches += 1
+
     def _send_dead_letters(
         self,
         rejected: Sequence[Rejected],
-        messages: Sequence[Any],
+        messages: Sequence[Message],
         partitions: np.ndarray[Any, np.dtype[np.int32]],
         offsets: np.ndarray[Any, np.dtype[np.int64]],
     ) -> None:
@@ -377,194 +503,7 @@ class LakeIngestor(Generic[Memory]):
                 self._positions.pop(partition, None)
 
 
-class PlateIngestor(LakeIngestor[PartitionMemory]):
-    """Drain plate reads from Kafka into ``plate_reads``; see :meth:`commit_batch`."""
-
-    TABLE = TABLE
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        consumer: Any,
-        dead_letters: DeadLetters,
-        lake: Lake,
-        registry: SiteRegistry,
-        metrics: IngestMetrics,
-        clock: Clock = utc_now,
-    ) -> None:
-        super().__init__(
-            consumer=consumer,
-            dead_letters=dead_letters,
-            lake=lake,
-            metrics=metrics,
-            topic=settings.topics.plate_reads,
-            group=settings.ingest.consumer_group,
-            batch_size=settings.ingest.batch_size,
-            batch_timeout_s=settings.ingest.batch_timeout_s,
-            clock=clock,
-        )
-        self._settings = settings
-        self._registry = registry
-        self._limits = DecodeLimits(
-            max_message_bytes=settings.ingest.max_message_bytes,
-            future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_s),
-        )
-        self._dedup_window = timedelta(hours=settings.ingest.dedup_window_h)
-        self._passage_window = timedelta(seconds=settings.ingest.passage_window_s)
-
-    @classmethod
-    def connect(
-        cls,
-        settings: Settings,
-        *,
-        lake: Lake,
-        registry: SiteRegistry,
-        metrics: IngestMetrics,
-        clock: Clock = utc_now,
-    ) -> PlateIngestor:
-        """A worker on the configured cluster: its consumer group and dead-letter producer."""
-        return cls(
-            settings,
-            consumer=make_consumer(settings, settings.ingest.consumer_group),
-            dead_letters=DeadLetters.create(settings),
-            lake=lake,
-            registry=registry,
-            metrics=metrics,
-            clock=clock,
-        )
-
-    def _recall(self, partition: int) -> PartitionMemory:
-        """What the lake stored recently from ``partition``, so repeats after a restart still
-        drop and passages continue with the same ids as before it."""
-        recent = self._lake.recent_rows(
-            self.TABLE,
-            ["event_id", "captured_at", "site_id", "direction", "plate", "passage_id"],
-            self._dedup_window,
-            source_partition=partition,
-        )
-        memory = PartitionMemory(
-            DedupWindow(self._dedup_window), PassageGrouper(self._passage_window)
-        )
-        memory.repeats.remember(recent["event_id"], recent["captured_at"])
-        with_passage = recent.filter(pc.is_valid(recent["passage_id"]))
-        memory.passages.remember(Assigned.from_rows(with_passage))
-        return memory
-
-    def _prepare(
-        self,
-        messages: Sequence[Any],
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-        now: datetime,
-    ) -> Prepared:
-        values = [m.value() for m in messages]
-        content_types = [_content_type(m.headers()) for m in messages]
-        batch = decode_batch(
-            values,
-            content_types,
-            registry=self._registry,
-            now=now,
-            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
-            limits=self._limits,
-            vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
-        )
-        result = batch.result
-        kept, passage_ids, remember = self._repeats_and_passages(result.table, partitions)
-        rows = self._lake_rows(kept, passage_ids, partitions, offsets, now)
-        duplicates = len(result.table) - len(kept)
-        return Prepared(
-            rows,
-            result.rejected,
-            remember,
-            functools.partial(self._count, batch, rows, duplicates),
-        )
-
-    def _repeats_and_passages(
-        self, decoded: pa.Table, partitions: np.ndarray[Any, np.dtype[np.int32]]
-    ) -> tuple[pa.Table, pa.Array, list[Callable[[], None]]]:
-        """Drop repeats and assign passages, partition by partition.
-
-        Returns the kept rows, their passage ids, and the steps that remember them: to run only
-        once the rows are committed, so a failed commit leaves the memory as it was.
-        """
-        row_partitions = partitions[decoded["msg_index"].to_numpy()]
-        pieces: list[pa.Table] = []
-        ids: list[pa.Array] = []
-        remember: list[Callable[[], None]] = []
-        for partition in np.unique(row_partitions):
-            memory = self._partition_memory(int(partition))
-            rows = decoded.take(np.flatnonzero(row_partitions == partition))
-            kept = rows.filter(memory.repeats.filter_new(rows["event_id"], rows["captured_at"]))
-            assigned = memory.passages.assign(kept)
-            pieces.append(kept)
-            ids.append(assigned.ids)
-            remember.append(functools.partial(memory.remember, kept, assigned))
-        if not pieces:
-            return decoded, pa.array([], pa.int64()), remember
-        return pa.concat_tables(pieces), pa.concat_arrays(ids), remember
-
-    def _lake_rows(
-        self,
-        decoded: pa.Table,
-        passage_ids: pa.Array,
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-        now: datetime,
-    ) -> pa.Table:
-        extra = {"passage_id": passage_ids}
-        if "candidates" not in decoded.column_names:
-            extra["candidates"] = pa.nulls(len(decoded), PLATE_READS.field("candidates").type)
-        return lake_rows(decoded, PLATE_READS, extra, partitions, offsets, now)
-
-    def _count(
-        self,
-        batch: BatchDecoded,
-        rows: pa.Table,
-        duplicates: int,
-        started: float,
-        committed: float,
-    ) -> None:
-        m, t, result = self._metrics, self.totals, batch.result
-        for fmt, n in collections.Counter(batch.formats).items():
-            m.consumed.labels(topic=self._topic, format=fmt).inc(n)
-        for fmt, n in batch.extra_by_format.items():
-            m.extra_reads.labels(format=fmt).inc(n)
-        for (fmt, quirk), n in batch.quirks.items():
-            m.vendor_quirks.labels(format=fmt, quirk=quirk).inc(n)
-        unknown = rows.filter(pc.equal(rows["plate_country"], UNKNOWN_COUNTRY))
-        for fmt, n in collections.Counter(unknown["source_format"].to_pylist()).items():
-            m.vendor_quirks.labels(format=fmt, quirk=COUNTRY_UNKNOWN).inc(n)
-        m.rows_written.labels(table=self.TABLE).inc(len(rows))
-        for reject in result.rejected:
-            m.rejected.labels(reason=reject.reason.value, format=batch.formats[reject.index]).inc()
-            t.rejected_by_reason[reject.reason.value] = (
-                t.rejected_by_reason.get(reject.reason.value, 0) + 1
-            )
-        m.expired.labels(topic=self._topic).inc(len(result.expired))
-        m.duplicates.inc(duplicates)
-        m.batch_duration.observe(time.monotonic() - started)
-        if len(rows):
-            captured_s = pc.cast(rows["captured_at"], pa.int64()).to_numpy() / 1e6
-            m.freshness.observe_many(committed - captured_s)
-        m.last_commit.set(committed)
-        t.consumed += len(batch.formats)
-        t.extra_reads += batch.extra_reads
-        t.written += len(rows)
-        t.rejected += len(result.rejected)
-        t.expired += len(result.expired)
-        t.duplicates += duplicates
-        t.batches += 1
-
-
-def _content_type(headers: list[tuple[str, bytes | None]] | None) -> str | None:
-    for name, value in headers or ():
-        if name.lower() == "content-type" and value is not None:
-            return value.decode("latin-1")
-    return None
-
-
-def _is_error(message: Any) -> bool:
+def _is_error(message: Message) -> bool:
     error = message.error()
     if error is None:
         return False

@@ -23,7 +23,7 @@ def _log_error(error: Any) -> None:
     logger.warning("kafka client: %s", error)
 
 
-def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Any:
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     """A consumer whose offsets are managed by us, never auto-committed."""
     config: dict[str, Any] = {
         **settings.kafka.client_config(),

@@ -234,6 +234,26 @@ def _check_offsets(next_offsets: Mapping[int, int], expected: Mapping[int, int |
             raise ValueError(f"bad offset advance for partition {part}: {exp} -> {nxt}")
 
 
+def _update_offsets_sql(
+    consumer_group: str, topic: str, parts: Sequence[int], next_offsets: Mapping[int, int]
+) -> tuple[str, list[object]]:
+    """One ``UPDATE`` of every offsets row: ``parts`` of the group's topic move to
+    ``next_offsets``, every other row keeps its values (write_batch, step 4)."""
+    match = 'consumer_group = ? AND topic = ? AND "partition" = ?'
+    cases = " ".join(f"WHEN {match} THEN ?::BIGINT" for _ in parts)
+    params: list[object] = []
+    for part in parts:
+        params += [consumer_group, topic, part, next_offsets[part]]
+    ours = " OR ".join(f"({match})" for _ in parts)
+    sql = (
+        f"UPDATE {CATALOG}.{OFFSETS_TABLE} SET next_offset = CASE {cases} ELSE next_offset END, "
+        f"updated_at = CASE WHEN {ours} THEN now() ELSE updated_at END"
+    )
+    for part in parts:
+        params += [consumer_group, topic, part]
+    return sql, params
+
+
 def _check_rows(
     spec: TableSpec,
     rows: pa.Table,
@@ -404,17 +424,23 @@ class Lake:
 
         Commit order, all inside ONE DuckLake transaction:
 
-        1. Read the stored ``next_offset`` of the group's partitions.
+        1. Read every row of ``ingest_offsets`` (a few per partition of every group) and keep
+           the group's. No ``WHERE``: any filter on the table makes DuckLake run a file
+           pruning query over the statistics of every data file of the lake, which was ~80 %
+           of a commit's cost and grew with the lake (ADR 0004).
         2. Compare-and-set: each partition's stored offset must equal ``expected``. If not,
            another worker committed it since this writer sought (a rebalance): raise
            :class:`OffsetFenced` and write nothing.
         3. Insert ``rows`` (Parquet files under their UTC day partitions). An empty table is
            fine: a batch whose messages were all rejected still advances its offsets.
-        4. Replace the partitions' rows in ``ingest_offsets`` with ``next_offsets``.
-        5. Rewrite the single ``ingest_fence`` row. Every ingest commit thus deletes from the
-           same table, so any two concurrent commits conflict in DuckLake's conflict check,
-           on any catalog database, even when both insert a partition's first offset row; the
-           loser starts again at step 1 on a fresh snapshot and meets step 2.
+        4. Set the partitions that have a row with ONE ``UPDATE`` of every row (no ``WHERE``;
+           a ``CASE`` per partition). It deletes every inlined row of ``ingest_offsets``, and
+           DuckLake makes a deletion of a table's inlined rows conflict with any concurrent
+           insert into or deletion from that table, so two commits that both got here
+           conflict; the loser starts again at step 1 on a fresh snapshot and meets step 2.
+        5. Partitions with no row yet: insert theirs and rewrite the single ``ingest_fence``
+           row. Two commits inserting rows do not conflict with each other, but both
+           rewriting the fence do (and an insert conflicts with step 4's deletion).
         6. Commit. On a write conflict roll back and repeat 1-6 after a jittered backoff;
            after the last attempt raise :class:`~pipeline.errors.LakeConflict`.
 
@@ -468,19 +494,20 @@ class Lake:
                     )
                 finally:
                     con.unregister("anpr_batch_rows")
-            con.execute(  # 4
-                f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
-                'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
-                [consumer_group, topic, parts],
-            )
-            con.execute(
-                f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
-                "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
-                [consumer_group, topic, parts, [next_offsets[p] for p in parts]],
-            )
-            con.execute(  # 5
-                f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
-            )
+            moved = [p for p in parts if p in stored]
+            if moved:  # 4
+                sql, params = _update_offsets_sql(consumer_group, topic, moved, next_offsets)
+                con.execute(sql, params)
+            first = [p for p in parts if p not in stored]
+            if first:  # 5
+                con.execute(
+                    f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
+                    "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
+                    [consumer_group, topic, first, [next_offsets[p] for p in first]],
+                )
+                con.execute(
+                    f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
+                )
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -564,12 +591,15 @@ class Lake:
     # -- internals --------------------------------------------------------------------------
 
     def _read_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
+        # Every row, filtered here: see write_batch, step 1.
         found = self.con.execute(
-            f'SELECT "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE} '
-            "WHERE consumer_group = ? AND topic = ?",
-            [consumer_group, topic],
+            f'SELECT consumer_group, topic, "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE}'
         ).fetchall()
-        return {int(part): int(nxt) for part, nxt in found}
+        return {
+            int(part): int(nxt)
+            for group, name, part, nxt in found
+            if group == consumer_group and name == topic
+        }
 
     def _attach_and_create(self, attach: str) -> None:
         con = self.con

@@ -5,6 +5,10 @@ Parquet data file, older snapshots still reach it (time travel), the catalog kee
 column statistics that may be the deleted value itself, and SQLite keeps deleted records in
 free pages and in its WAL. :func:`purge` removes all of that, in this order:
 
+0. **Flush inlined rows** (``ducklake_flush_inlined_data``). The offsets and fence tables
+   keep their rows inlined in the catalog, and every ingest commit leaves a row version
+   behind there that snapshot expiry never removes; only a flush moves them out (into a file
+   that the steps below then expire and delete like any other).
 1. **Rewrite** every data file that carries deletes (``ducklake_rewrite_data_files`` with a
    delete threshold of 0): the new file holds only the live rows; the old one is now
    referenced by older snapshots only.
@@ -93,6 +97,8 @@ def purge(
     def call(sql: str, params: list[object]) -> list[tuple[object, ...]]:
         return _retrying(policy, sleep, sql, lambda: con.execute(sql, params).fetchall())
 
+    flushed = call(f"SELECT * FROM ducklake_flush_inlined_data('{CATALOG}')", [])  # 0
+    logger.debug("purge: %d inlined rows flushed", sum(int(str(row[2])) for row in flushed))
     rewritten = call(  # 1
         f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', delete_threshold => 0)", []
     )

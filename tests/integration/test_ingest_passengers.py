@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.codec.passenger_lists import decode_passenger_lists
 from pipeline.codec.paxlst import write_interchange
 from pipeline.config import Settings, load_settings
-from pipeline.ingest.passengers import PassengerIngestor
-from pipeline.ingest.worker import IngestTotals, RunLimits
+from pipeline.ingest.passengers import PassengerDecoder
+from pipeline.ingest.worker import IngestTotals, LakeIngestor, RunLimits
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.kafka.local import free_port
@@ -110,8 +110,11 @@ def produce(env: Env, values: list[bytes | None]) -> None:
 def run_ingest(env: Env) -> tuple[IngestTotals, CollectorRegistry]:
     metrics_registry = CollectorRegistry()
     with Lake.open(env.settings.lake.path) as lake:
-        ingestor = PassengerIngestor.connect(
-            env.settings, lake=lake, metrics=IngestMetrics(metrics_registry)
+        ingestor = LakeIngestor.connect(
+            env.settings,
+            PassengerDecoder(env.settings),
+            lake=lake,
+            metrics=IngestMetrics(metrics_registry),
         )
         totals = ingestor.run(RunLimits(until_idle_s=2.0))
     return totals, metrics_registry

@@ -31,7 +31,8 @@ from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import VENDORS
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
-from pipeline.ingest.worker import IngestTotals, PlateIngestor, RunLimits
+from pipeline.ingest.plates import PlateDecoder
+from pipeline.ingest.worker import IngestTotals, LakeIngestor, RunLimits
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
@@ -91,10 +92,10 @@ def run_ingest(
     settings = env.settings
     extra: dict[str, Any] = {} if clock is None else {"clock": clock}
     with Lake.open(settings.lake.path) as lake:
-        ingestor = PlateIngestor.connect(
+        ingestor = LakeIngestor.connect(
             settings,
+            PlateDecoder(settings, env.registry),
             lake=lake,
-            registry=env.registry,
             metrics=IngestMetrics(metrics_registry),
             **extra,
         )

@@ -13,7 +13,7 @@ from lakehelp import Person, files_holding, passengers, plate_reads, write_peopl
 
 from pipeline.access.subjects import erase
 from pipeline.lake.catalog import Lake
-from pipeline.maintain.purge import purge
+from pipeline.maintain.purge import META, purge
 
 DAY1 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
@@ -152,3 +152,28 @@ def _table_stats(lake_dir: Path, table: str, column: str) -> tuple[object, ...] 
             "AND t.end_snapshot IS NULL",
             [table, column],
         ).fetchone()
+
+
+def _inlined_row_versions(lake: Lake) -> int:
+    """Row versions (current and old) DuckLake keeps inlined in the catalog, all tables."""
+    tables = lake.con.execute(
+        f"SELECT table_name FROM {META}.ducklake_inlined_data_tables"
+    ).fetchall()
+    total = 0
+    for (name,) in tables:
+        (n,) = lake.con.execute(f'SELECT count(*) FROM {META}."{name}"').fetchone() or (0,)
+        total += int(n)
+    return total
+
+
+def test_purge_flushes_the_offset_versions_every_commit_leaves_inlined(tmp_path: Path) -> None:
+    with Lake.open(tmp_path / "lake") as lake:
+        for i in range(20):
+            write_reads(lake, plate_reads(_day(DAY1, 2), prefix=f"F{chr(65 + i)}"))
+        offsets = lake.stored_offsets("test-ingest", "anpr.plate-reads")
+        assert _inlined_row_versions(lake) >= 20  # one offsets row version per commit
+        purge(lake, now=datetime.now(UTC))
+        assert _inlined_row_versions(lake) == 0
+        assert lake.stored_offsets("test-ingest", "anpr.plate-reads") == offsets
+        write_reads(lake, plate_reads(_day(DAY1, 2), prefix="FZ"))  # commits go on
+        assert lake.con.execute("SELECT count(*) FROM plate_reads").fetchone() == (42,)

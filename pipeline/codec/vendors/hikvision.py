@@ -106,23 +106,26 @@ def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def _child(element: Element, name: str) -> Element | None:
+def _children(element: Element) -> dict[str, Element]:
+    """An element's children by local name (any namespace), the first of a name winning."""
+    found: dict[str, Element] = {}
     for child in element:
-        if _local(child.tag) == name:
-            return child
-    return None
+        tag = child.tag
+        if isinstance(tag, str):
+            found.setdefault(tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag, child)
+    return found
 
 
-def _text(element: Element, name: str) -> str | None:
-    child = _child(element, name)
+def _text(children: Mapping[str, Element], name: str) -> str | None:
+    child = children.get(name)
     if child is None:
         return None
     text = (child.text or "").strip()
     return text or None
 
 
-def _required_text(element: Element, name: str) -> str:
-    text = _text(element, name)
+def _required_text(children: Mapping[str, Element], name: str) -> str:
+    text = _text(children, name)
     if text is None:
         raise violation(f"element '{name}' is missing or empty")
     return text
@@ -143,9 +146,10 @@ def map_hikvision(root: Element, registry: VendorRegistry) -> list[MappedRead]:
         return [failure]
 
 
-def _hikvision(root: Element, registry: VendorRegistry) -> CanonicalRead:
-    if _local(root.tag) != "EventNotificationAlert":
+def _hikvision(element: Element, registry: VendorRegistry) -> CanonicalRead:
+    if _local(element.tag) != "EventNotificationAlert":
         raise Rejection(Reason.UNSUPPORTED_FORMAT, "root element is not EventNotificationAlert")
+    root = _children(element)
     if _text(root, "eventType") != "ANPR":
         raise Rejection(Reason.UNSUPPORTED_FORMAT, "eventType is not ANPR")
     quirks: list[str] = []
@@ -155,9 +159,10 @@ def _hikvision(root: Element, registry: VendorRegistry) -> CanonicalRead:
     retransmission = _text(root, "isDataRetransmission")
     if retransmission not in (None, "true", "false"):
         raise violation("element 'isDataRetransmission' must be true or false")
-    anpr = _child(root, "ANPR")
-    if anpr is None:
+    anpr_element = root.get("ANPR")
+    if anpr_element is None:
         raise violation("element 'ANPR' is missing")
+    anpr = _children(anpr_element)
     level = _required_text(anpr, "confidenceLevel")
     if not _HIKVISION_INTEGER.fullmatch(level):
         raise violation("element 'confidenceLevel' must be an integer from 0 to 100")
@@ -182,7 +187,7 @@ def _hikvision(root: Element, registry: VendorRegistry) -> CanonicalRead:
 _CHANNEL: Final = re.compile(r"[0-9]{1,3}")
 
 
-def _camera_keys(root: Element) -> list[str]:
+def _camera_keys(root: Mapping[str, Element]) -> list[str]:
     """The registry keys this alert may be known by, most specific first (module doc)."""
     channel_text = _text(root, "channelID") or _text(root, "dynChannelID")
     channel = int(channel_text) if channel_text and _CHANNEL.fullmatch(channel_text) else None

@@ -10,6 +10,8 @@ import base64
 import copy
 import dataclasses
 import json
+import re
+import xml.etree.ElementTree as fast_xml
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ from pipeline.codec.vendors import (
     detect_format,
     map_vendor,
 )
+from pipeline.codec.vendors._shared import parse_xml
 from pipeline.reference.sites import SiteRegistry, load_registry
 
 BOM = b"\xef\xbb\xbf"
@@ -809,6 +812,48 @@ def test_entities_are_refused_not_expanded(registry: SiteRegistry) -> None:
     bomb = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">' + deep + b"]><a>&l9;</a>"
     reason, _ = one_reject(bomb, "hikvision", registry)
     assert reason is Reason.MALFORMED_XML
+
+
+def _utf16(value: bytes) -> bytes:
+    """The same document in UTF-16 (with a BOM): a byte scan for "<!DOCTYPE" cannot see it."""
+    text = re.sub(r"^<\?xml[^>]*\?>", "", value.decode())
+    return ('<?xml version="1.0" encoding="UTF-16"?>' + text).encode("utf-16")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(_utf16(BILLION_LAUGHS), id="billion laughs in UTF-16"),
+        pytest.param(_utf16(EXTERNAL_ENTITY), id="external entity in UTF-16"),
+        pytest.param(BILLION_LAUGHS.replace(b"<!DOCTYPE", b"<!doctype"), id="lower-case doctype"),
+        pytest.param(
+            BILLION_LAUGHS.replace(b'version="1.0"', b'version="1.0" encoding="ISO-8859-1"'),
+            id="declared Latin-1",
+        ),
+        pytest.param(
+            b'<?xml version="1.0"?><EventNotificationAlert><eventType>&undeclared;</eventType>'
+            b"</EventNotificationAlert>",
+            id="undeclared entity",
+        ),
+        pytest.param(BILLION_LAUGHS.replace(b"?>", b"?>\x00", 1), id="NUL byte"),
+    ],
+)
+def test_xml_attacks_on_either_parser_path_are_refused(
+    registry: SiteRegistry, value: bytes
+) -> None:
+    reason, _ = one_reject(value, "hikvision", registry)
+    assert reason is Reason.MALFORMED_XML
+
+
+def test_both_xml_paths_read_the_same() -> None:
+    # UTF-8 takes the fast parser, UTF-16 defusedxml; the mapped read must not differ.
+    value = hikvision()
+    assert value.startswith(b"<?xml") or value.startswith(b"<")
+    fast = parse_xml(value)
+    safe = parse_xml(
+        _utf16(value) if value.startswith(b"<?xml") else value.decode().encode("utf-16")
+    )
+    assert fast_xml.tostring(fast) == fast_xml.tostring(safe)
 
 
 GENETEC_BROKEN: list[tuple[str, Mutation, Reason, str]] = [

@@ -145,6 +145,25 @@ def _write(tmp_path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def test_hikvision_cameras_by_address(tmp_path: Path) -> None:
+    document = copy.deepcopy(_BASE)
+    _camera(document).update(vendor="hikvision", mac="D4-E8-53-BC-4C-02", ip="192.0.2.7")
+    _camera(document, 0, 1).update(
+        vendor="hikvision", vendor_camera_id="NVR-1:2", ip="192.0.2.8", channel=2
+    )
+    registry = load_registry(_write(tmp_path, document), VENDOR_RULES)
+    by_mac = registry.vendor_camera("hikvision", "mac=d4e853bc4c02")
+    assert by_mac is not None
+    assert by_mac.id == "TA-L1-F"
+    assert registry.vendor_camera("hikvision", "ip=192.0.2.7") == by_mac
+    nvr = registry.vendor_camera("hikvision", "ip=192.0.2.8/2")
+    assert nvr is not None
+    assert nvr.id == "TA-L2-R"
+    assert registry.vendor_camera("hikvision", "NVR-1:2") == nvr
+    # A channel's camera is not the whole device.
+    assert registry.vendor_camera("hikvision", "ip=192.0.2.8") is None
+
+
 def test_minimal_file_loads(tmp_path: Path) -> None:
     registry = load_registry(_write(tmp_path, _BASE), VENDOR_RULES)
     assert [site.id for site in registry.sites] == ["NO-TESTA", "NO-TESTB"]
@@ -242,6 +261,33 @@ _MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
             vendor="hikvision", vendor_camera_id="h", entry_motion="approaching"
         ),
         "entry_motion must be one of",
+    ),
+    "mac on a camera of a vendor without addresses": (
+        lambda d: _camera(d).update(mac="00:11:22:33:44:55"),
+        "only for hikvision",
+    ),
+    "mac that is not a MAC": (
+        lambda d: _camera(d).update(vendor="hikvision", mac="00:11:22:33:44"),
+        "mac must be",
+    ),
+    "ip that is not an address": (
+        lambda d: _camera(d).update(vendor="hikvision", ip="192.168.1.300"),
+        "ip must be",
+    ),
+    "channel without an address": (
+        lambda d: _camera(d).update(vendor="hikvision", vendor_camera_id="h", channel=1),
+        "channel needs the mac or ip",
+    ),
+    "channel zero": (
+        lambda d: _camera(d).update(vendor="hikvision", ip="192.0.2.1", channel=0),
+        "channel must be",
+    ),
+    "same MAC twice, spelt differently": (
+        lambda d: (
+            _camera(d).update(vendor="hikvision", mac="00:11:22:33:44:AA"),
+            _camera(d, 0, 1).update(vendor="hikvision", mac="00-11-22-33-44-aa"),
+        ),
+        "duplicate hikvision vendor_camera_id or address 'mac=0011223344aa'",
     ),
     "silence threshold not a number": (
         lambda d: _site(d).update(silence_day_s="10 minutes"),
