@@ -11,7 +11,6 @@ role's certificate.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import write_atomic
 from pipeline.localproc import free_port
 from pipeline.service.ca import issue, make_ca
+from pipeline.service.client import is_listening
 
 ROLES: Final = ("analyst", "investigator")
 _START_TIMEOUT_S: Final = 120.0
@@ -88,7 +88,7 @@ def start_service(demo: Demo) -> None:
     demo.service = service
     demo.serve = start_child(demo, "serve", ["--config", str(service.config), "serve"], {})
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while not _listening(service.socket):
+    while not is_listening(service.socket):
         check_alive(demo)
         if demo.serve.poll() is not None:
             raise PipelineError(f"anpr serve exited:\n{log_tail(demo, 'serve')}")
@@ -101,16 +101,3 @@ def start_service(demo: Demo) -> None:
         + ", ".join(f"demo-{r} ({r})" for r in ROLES),
         highlight=False,
     )
-
-
-def _listening(path: Path) -> bool:
-    if not path.is_socket():
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True

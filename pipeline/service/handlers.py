@@ -29,7 +29,7 @@ from pipeline.errors import PipelineError, UsageError
 from pipeline.service.peers import Peer
 from pipeline.service.subjects import WORK as SUBJECT_WORK
 from pipeline.service.subjects import run_subject_request
-from pipeline.service.wire import Reply
+from pipeline.service.wire import Reply, optional_arg, text_arg
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +198,12 @@ class Service:
                                      "views": views})  # fmt: skip
 
     def _query(self, identity: Identity, args: Args) -> Reply:
-        sql = _text(args, "sql")
+        sql = text_arg(args, "sql")
         purpose = check_purpose(
             self.settings.access,
             identity,
-            reason=_optional(args, "reason"),
-            case=_optional(args, "case"),
+            reason=optional_arg(args, "reason"),
+            case=optional_arg(args, "case"),
         )
         with self.pool.session(identity.role) as session:
             table = run_logged(session, self.log, identity, purpose, sql, clock=self.clock)
@@ -231,22 +231,8 @@ class Service:
         return handle
 
 
-def _text(args: Args, key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str):
-        raise UsageError(f"{key} is required")
-    return value
-
-
-def _optional(args: Args, key: str) -> str | None:
-    value = args.get(key)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{key} must be text")
-    return value
-
-
 def _day(args: Args, key: str) -> date:
     try:
-        return date.fromisoformat(_text(args, key))
+        return date.fromisoformat(text_arg(args, key))
     except ValueError:
         raise UsageError(f"--{key} is not a date (YYYY-MM-DD)") from None

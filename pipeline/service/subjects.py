@@ -18,6 +18,7 @@ from pipeline.access.subjects import erase, rectify, restrict, subject_access, u
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import purge
+from pipeline.service.wire import optional_arg, text_arg
 
 Args = Mapping[str, Any]
 
@@ -57,10 +58,10 @@ def _rectify(
 ) -> Done:
     done = rectify(
         lake,
-        _text(args, "event_id"),
+        text_arg(args, "event_id"),
         plate,
         user=ctx.identity.user,
-        reason=_text(args, "note"),
+        reason=text_arg(args, "note"),
         now=datetime.now(UTC),
     )
     line = f"read {done.event_id} rectified; the original is in plate_read_versions"
@@ -79,7 +80,7 @@ def _restrict(
     ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int, args: Args
 ) -> Done:
     try:
-        until = date.fromisoformat(_text(args, "until"))
+        until = date.fromisoformat(text_arg(args, "until"))
     except ValueError:
         raise UsageError("--until is a date (YYYY-MM-DD)") from None
     done = restrict(
@@ -126,24 +127,10 @@ def run_subject_request(ctx: AccessContext, kind: str, args: Args) -> Done:
     subject_request(
         ctx,
         kind,
-        _text(args, "plate"),
+        text_arg(args, "plate"),
         logged,
-        case=_optional(args, "case"),
-        event_id=_optional(args, "event_id"),
-        note=_optional(args, "note"),
+        case=optional_arg(args, "case"),
+        event_id=optional_arg(args, "event_id"),
+        note=optional_arg(args, "note"),
     )
     return done[0]
-
-
-def _text(args: Args, key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"--{key.replace('_', '-')} is required")
-    return value
-
-
-def _optional(args: Args, key: str) -> str | None:
-    value = args.get(key)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"--{key.replace('_', '-')} must be text")
-    return value

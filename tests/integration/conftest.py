@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.errors import MissingToolError
 from pipeline.kafka import local
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.service.client import is_listening
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -187,7 +187,7 @@ def _serve(
     )
     try:
         deadline = time.monotonic() + 120
-        while not _listening(socket_path):
+        while not is_listening(socket_path):
             if server.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 pytest.fail(f"anpr serve did not start: {log.read().decode()[-3000:]}")
@@ -196,14 +196,3 @@ def _serve(
     finally:
         server.terminate()
         server.wait(timeout=60)
-
-
-def _listening(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True

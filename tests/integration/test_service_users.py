@@ -31,6 +31,7 @@ import pytest
 
 from pipeline.kafka import local
 from pipeline.service.ca import issue, make_ca
+from pipeline.service.client import is_listening
 
 ROOT_NEEDED = (
     "these tests create OS users (useradd) and run commands as them (setpriv): run them as "
@@ -286,20 +287,13 @@ def world(kafka_jars: Path) -> Iterator[World]:
 
 def _wait_for_socket(path: Path, server: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not is_listening(path):
         if server.poll() is not None:
-            pytest.fail(f"anpr serve exited {server.returncode}: {server.stdout.read()}")  # type: ignore[union-attr]
-        if path.is_socket():
-            probe = socket.socket(socket.AF_UNIX)
-            try:
-                probe.connect(str(path))
-                return
-            except OSError:
-                pass
-            finally:
-                probe.close()
+            output = server.stdout.read() if server.stdout else ""
+            pytest.fail(f"anpr serve exited {server.returncode}: {output}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"anpr serve did not listen on {path} within {timeout} s")
         time.sleep(0.2)
-    pytest.fail(f"anpr serve did not listen on {path} within {timeout} s")
 
 
 def _client(w: World, role: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
