@@ -102,7 +102,7 @@ def build(path: Path, rows: int, days: int, subject_reads: int) -> float:
     began = time.perf_counter()
     with Lake.open(path) as lake:
         for d in range(days):
-            lake.con.execute(
+            lake.execute(
                 DAY_SQL,
                 [
                     start - timedelta(days=days - d),
@@ -289,7 +289,7 @@ def subject_requests(path: Path, result: dict[str, object]) -> list[str]:
     with Lake.open(path) as lake:
         base_s, _ = timed(
             "baseline: count(DISTINCT plate) over every row",
-            lambda: lake.con.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
+            lambda: lake.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
         )
         access_s, found = timed("subject access", lambda: subject_access(lake, SUBJECT))
         purge_times: list[float] = []

@@ -74,11 +74,12 @@ from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LakeSettings, Settings, load_settings
 from pipeline.ingest.plates import PlateDecoder
-from pipeline.ingest.worker import LakeIngestor, retention_cutoff
+from pipeline.ingest.worker import LakeIngestor
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.retention import expired_on_arrival
 
 BULK_TOPIC = "bench.plate-reads"
 LIVE_TOPIC = "bench.live-reads"
@@ -153,7 +154,7 @@ class Bench:
             values,
             registry=self.registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self.settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self.settings.retention.months),
             limits=self.decode_limits(),
         )
 
@@ -413,7 +414,7 @@ def check_agreement(bench: Bench, pool: list[Template]) -> dict[str, Any]:
             vectorised[start + i] = ("expired", None)
     vectorised_s = time.perf_counter() - began
     validator = default_validator(bench.registry)
-    cutoff = retention_cutoff(now, bench.settings.retention.months)
+    cutoff = expired_on_arrival(now, bench.settings.retention.months)
     mismatches: Counter[str] = Counter()
     began = time.perf_counter()
     for i, value in enumerate(values):

@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import re
 import tomllib
@@ -36,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+
+# add_months re-exported for pipeline.demo until it imports pipeline.retention itself.
+from pipeline.retention import add_months as add_months  # noqa: PLC0414
+from pipeline.retention import shortest_span_days
 
 ENV_PREFIX = "ANPR_"
 DEFAULT_CONFIG_FILE = Path("anpr.toml")
@@ -74,44 +77,6 @@ def is_secret_key(key: str) -> bool:
     """True for librdkafka keys that carry credentials (``sasl.password``, ``ssl.key.pem``...)."""
     lowered = key.lower()
     return any(word in lowered for word in _SECRET_WORDS)
-
-
-def shortest_span_days(months: int) -> int:
-    """The fewest days that ``months`` calendar months can last, over every start date.
-
-    A topic retention must stay below the legal limit whatever the date, so it is compared with
-    the shortest span (181 days for 6 months: 1 September to 1 March in a common year).
-    """
-    start = dt.date(2025, 1, 1)  # a 4-year window covers every leap pattern
-    return min(
-        (add_months(start + dt.timedelta(days=i), months) - (start + dt.timedelta(days=i))).days
-        for i in range(4 * 366)
-    )
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """Calendar-month arithmetic that clamps to the month's end: 2026-08-31 + 6 → 2027-02-28."""
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    next_month = dt.date(year + (month == 12), month % 12 + 1, 1)
-    last_day = (next_month - dt.timedelta(days=1)).day
-    return dt.date(year, month, min(day.day, last_day))
-
-
-def months_before(instant: dt.datetime, months: int) -> dt.datetime:
-    """The latest collection time whose ``months``-month limit has passed at ``instant``.
-
-    The inverse of :func:`add_months` on the day, with its clamping: at 2027-02-28 every
-    read of 2026-08-28 to 2026-08-31 has reached its limit (2026-08-31 + 6 months =
-    2027-02-28), so on the last day of a month the cutoff moves to the last day of the month
-    ``months`` before. A plain ``add_months(day, -months)`` would give 2026-08-28 and keep
-    three days of reads too long.
-    """
-    day = instant.date()
-    back = add_months(day, -months)
-    if (day + dt.timedelta(days=1)).day == 1:  # the instant is on the last day of its month
-        back = add_months(back.replace(day=1), 1) - dt.timedelta(days=1)
-    return dt.datetime.combine(back, instant.timetz())
 
 
 @dataclass(frozen=True)

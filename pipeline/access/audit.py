@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import add_months
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
+from pipeline.retention import log_cutoff
 
 GENESIS = "0" * 64
 QUERY_KINDS = ("query.end", "query.refused")
@@ -246,7 +246,7 @@ class ActivityLog:
         The kept entries keep their seq and hashes; the head records where the log now
         starts, and an ``audit.retention`` entry records that it happened.
         """
-        cutoff = datetime.combine(add_months(now.astimezone(UTC).date(), -months), now.timetz())
+        cutoff = log_cutoff(now, months)
         with self._locked():
             verdict = self.verify()
             if not verdict.ok:

@@ -31,6 +31,7 @@ from pipeline.access.session import AccessSession
 from pipeline.access.subjects import checked_plate
 from pipeline.config import Settings
 from pipeline.errors import UsageError
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import AccessMetrics
 
@@ -63,7 +64,7 @@ class AccessContext:
         return check_purpose(self.settings.access, self.identity, reason=reason, case=case)
 
     def need_lake(self) -> None:
-        if not (self.settings.lake.path / "catalog.sqlite").exists():
+        if not Storage.from_settings(self.settings.lake).exists():
             raise UsageError(
                 f"no lake at {self.settings.lake.path}: ingest something first, or --lake"
             )
@@ -153,7 +154,7 @@ def subject_request(
     )
     end: dict[str, Any] = {"kind": "subject.end", "begin": begin["seq"], "request": kind}
     try:
-        with Lake.open(ctx.settings.lake.path, create=False) as lake:
+        with Lake.from_settings(ctx.settings.lake, create=False) as lake:
             done = work(lake, plate, subject, begin["seq"])
     except BaseException as exc:
         ctx.log.append(

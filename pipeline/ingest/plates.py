@@ -7,6 +7,7 @@ groups reads into passages, per partition.
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
-from pipeline.ingest.worker import Decoded, Feed, retention_cutoff
+from pipeline.ingest.worker import Decoded, Feed
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.passages import Assigned, PassageGrouper
 from pipeline.reference.sites import SiteRegistry
-from pipeline.schemas import PLATE_READS
+from pipeline.retention import expired_on_arrival
+from pipeline.schemas import PLATE_READS, UNKNOWN_COUNTRY
 
 _Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
 TABLE = "plate_reads"  # the plate reads' lake table (PlateDecoder.table)
@@ -69,7 +72,7 @@ class PlateDecoder:
             [_content_type(m.headers()) for m in messages],
             registry=self._registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self._settings.retention.months),
             limits=self._limits,
             vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
         )
@@ -81,6 +84,7 @@ class PlateDecoder:
             batch.formats,
             batch.extra_reads,
             batch.extra_by_format,
+            batch.quirks,
         )
 
     def recall(self, lake: Lake, partition: int) -> PartitionMemory:
@@ -116,7 +120,10 @@ class PlateDecoder:
         return extra
 
     def count(self, metrics: IngestMetrics, rows: pa.Table) -> None:
-        return None  # everything a plate read counts is generic
+        """Reads stored with an unknown country, as a vendor quirk of their format."""
+        unknown = rows.filter(pc.equal(rows["plate_country"], UNKNOWN_COUNTRY))
+        for fmt, n in collections.Counter(unknown["source_format"].to_pylist()).items():
+            metrics.vendor_quirks.labels(format=fmt, quirk=COUNTRY_UNKNOWN).inc(n)
 
 
 def _content_type(headers: _Headers) -> str | None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from pipeline.codec.plate_reads import Rejected
-from pipeline.config import Settings, months_before
+from pipeline.config import Settings
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
@@ -41,15 +41,6 @@ JOIN_GRACE_S = 60.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def retention_cutoff(now: datetime, months: int) -> datetime:
-    """Events collected at or before this instant are expired on arrival: the end of the UTC
-    day of the latest collection time whose limit has passed. Retention deletes whole days, so
-    the nightly run has already deleted that day; a row written into it would stay until the
-    next run, past its limit (up to one day early, like retention, never late)."""
-    day_after = months_before(now, months).date() + timedelta(days=1)
-    return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]

@@ -5,8 +5,8 @@ A lake at ``path`` is a DuckLake catalog in ``path/catalog.sqlite`` and Parquet 
 (:mod:`pipeline.lake.extensions`), runs with ``TimeZone = 'UTC'`` and attaches the lake as
 ``lake``. Measurements and decisions: ``docs/adr/0001-ducklake-sqlite-catalog.md``.
 
-SQL text here is built only from constants and from identifiers in :data:`DATA_TABLES` and the
-internal tables (checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
+SQL text here is built only from constants and from identifiers of :mod:`pipeline.lake.tables`
+(checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
 """
 
 from __future__ import annotations
@@ -21,71 +21,31 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from pipeline.config import LakeSettings
-from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
+from pipeline.errors import ConfigError, LakeConflict, Transient
 from pipeline.lake.backend import Storage
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
-from pipeline.schemas import (
-    PASSENGERS,
-    PLATE_READ_VERSIONS,
-    PLATE_READS,
-    SUBJECT_RESTRICTIONS,
-    UTC_TS,
+from pipeline.lake.tables import (
+    DATA_TABLES,
+    FENCE_TABLE,
+    INTERNAL_TABLES,
+    LAKE_TABLES,
+    OFFSETS_TABLE,
+    TableSpec,
 )
+from pipeline.schemas import UTC_TS
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 CATALOG = "lake"  # the name the lake is attached under in every connection
-OFFSETS_TABLE = "ingest_offsets"
-FENCE_TABLE = "ingest_fence"
-
-INGEST_OFFSETS = pa.schema(
-    [
-        pa.field("consumer_group", pa.string(), nullable=False),
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("next_offset", pa.int64(), nullable=False),  # next offset to consume
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-# One row, rewritten by every ingest commit: see Lake.write_batch, step 5.
-INGEST_FENCE = pa.schema(
-    [
-        pa.field("fence_id", pa.int32(), nullable=False),
-        pa.field("commits", pa.int64(), nullable=False),
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A lake table: its Arrow schema and the columns the table layer relies on."""
-
-    name: str
-    schema: pa.Schema
-    day_column: str | None = None  # partitioned by the UTC day of this column
-
-
-# Tables write_batch accepts.
-DATA_TABLES: Mapping[str, TableSpec] = {
-    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
-    "passengers": TableSpec("passengers", PASSENGERS, "collected_at"),
-}
-# Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
-# the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).
-SUBJECT_TABLES = (
-    TableSpec("plate_read_versions", PLATE_READ_VERSIONS, "captured_at"),
-    TableSpec("subject_restrictions", SUBJECT_RESTRICTIONS),
-)
-_INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
-
 # Lake-wide DuckLake options, set when the lake is created.
 _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
     ("parquet_compression", "zstd"),
@@ -140,10 +100,6 @@ class OffsetFenced(Transient):
         self.partition = partition
         self.expected = expected
         self.stored = stored
-
-
-class QueryRefused(UsageError):
-    """An analyst query that is not a single SELECT statement."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +260,7 @@ class Lake:
         self._retry = retry
         self._sleep = sleep
         self._attach = ""  # the ATTACH statement, for catalog_released()
+        self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
         self.storage = Storage.embedded(path)
 
     @classmethod
@@ -359,7 +316,7 @@ class Lake:
                 con.execute(attach)
                 lake._lock_down(storage)
             else:
-                lake._retrying("create lake", lambda: lake._attach_and_create(attach))
+                lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
             con.execute(f"USE {CATALOG}")
         except BaseException:
@@ -455,7 +412,8 @@ class Lake:
             raise ValueError(f"unknown lake table {table!r}")
         _check_offsets(next_offsets, expected)
         _check_rows(spec, rows, next_offsets, expected)
-        return self._retrying(
+        before = self.conflicts
+        self.retrying(
             f"write {table}",
             lambda: self._write_once(
                 spec,
@@ -466,6 +424,7 @@ class Lake:
                 expected=expected,
             ),
         )
+        return self.conflicts - before
 
     def _write_once(
         self,
@@ -477,23 +436,15 @@ class Lake:
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
     ) -> None:
-        con = self.con
         parts = sorted(next_offsets)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
+        with self.transaction() as con:
             stored = self._read_offsets(consumer_group, topic)  # 1
             for part in parts:  # 2
                 if stored.get(part) != expected[part]:
                     raise OffsetFenced(topic, part, expected[part], stored.get(part))
             if rows.num_rows:  # 3
-                con.register("anpr_batch_rows", rows)
-                try:
-                    con.execute(
-                        f"INSERT INTO {CATALOG}.{quote_ident(spec.name)} BY NAME "
-                        "SELECT * FROM anpr_batch_rows"
-                    )
-                finally:
-                    con.unregister("anpr_batch_rows")
+                self.insert_rows(spec.name, rows)
             moved = [p for p in parts if p in stored]
             if moved:  # 4
                 sql, params = _update_offsets_sql(consumer_group, topic, moved, next_offsets)
@@ -508,35 +459,68 @@ class Lake:
                 con.execute(
                     f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
                 )
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One lake transaction around the block: committed if it ends, rolled back if it
+        raises. A failed COMMIT ends the transaction itself (nothing left to roll back)."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
         con.execute("COMMIT")
 
-    def retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts.
+    def retrying(
+        self, what: str, attempt_once: Callable[[], _T], *, transaction: bool = False
+    ) -> _T:
+        """Run ``attempt_once`` again, from the start, while it hits a write conflict (jittered
+        backoff of the lake's :class:`RetryPolicy`); return its result.
 
-        ``attempt_once`` opens and commits (or rolls back) its own transaction.
+        With ``transaction`` each attempt runs inside its own :meth:`transaction`; without,
+        ``attempt_once`` ends its own. Either way every attempt reads a fresh snapshot.
+        Conflicts are counted in :attr:`conflicts`; after the last attempt
+        :class:`~pipeline.errors.LakeConflict` is raised.
         """
-        return self._retrying(what, attempt_once)
+        def in_transaction() -> _T:
+            with self.transaction():
+                return attempt_once()
 
-    def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
+        once = in_transaction if transaction else attempt_once
         policy = self._retry
         for attempt in range(policy.attempts):
             try:
-                attempt_once()
+                return once()
             except duckdb.Error as exc:
                 if not is_write_conflict(exc):
                     raise
+                self.conflicts += 1
                 delay = policy.delay(attempt)
                 logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
                 self._sleep(delay)
-            else:
-                return attempt
         logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
         raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    def execute(
+        self, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """Run one statement on the lake's connection (inside :meth:`transaction` if one is
+        open). ``sql`` must be built from constants and checked identifiers; values go in
+        ``params``."""
+        return self.con.execute(sql, params)
+
+    def insert_rows(self, table: str, rows: pa.Table) -> None:
+        """Append ``rows`` (columns by name) to ``table``; part of the open transaction."""
+        self.con.register("anpr_insert_rows", rows)
+        try:
+            self.con.execute(
+                f"INSERT INTO {CATALOG}.{quote_ident(table)} BY NAME "
+                "SELECT * FROM anpr_insert_rows"
+            )
+        finally:
+            self.con.unregister("anpr_insert_rows")
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -578,15 +562,16 @@ class Lake:
             [*params, window, *params],
         ).to_arrow_table()
 
-    def query_arrow(self, sql: str) -> pa.Table:
-        """Run one analyst ``SELECT`` (tables are ``lake.<name>``) and return the result."""
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryRefused(f"query does not parse: {exc}") from exc
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryRefused("only a single SELECT statement may be run")
-        return self.con.execute(sql).to_arrow_table()
+    def columns(self) -> dict[str, dict[str, str]]:
+        """Table -> column -> DuckDB type, of the tables in the lake (column order kept)."""
+        out: dict[str, dict[str, str]] = {}
+        for table, column, kind in self.con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
+            [CATALOG],
+        ).fetchall():
+            out.setdefault(str(table), {})[str(column)] = str(kind)
+        return out
 
     # -- internals --------------------------------------------------------------------------
 
@@ -612,17 +597,14 @@ class Lake:
     def _create_missing_tables(self) -> None:
         """Create what is missing in one transaction, deciding on the transaction's own
         snapshot: concurrent creators then conflict, and the loser finds the tables on retry."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self.transaction() as con:
             existing = {
                 str(name)
                 for (name,) in con.execute(
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
                 ).fetchall()
             }
-            every = (*DATA_TABLES.values(), *SUBJECT_TABLES, *_INTERNAL_TABLES)
-            missing = [s for s in every if s.name not in existing]
+            missing = [s for s in LAKE_TABLES.values() if s.name not in existing]
             for spec in DATA_TABLES.values():
                 if spec.name in existing:
                     self._add_missing_columns(spec)
@@ -638,10 +620,6 @@ class Lake:
                     con.execute(alter)
                 if spec.name == FENCE_TABLE:
                     con.execute(f"INSERT INTO {CATALOG}.{FENCE_TABLE} VALUES (0, 0, now())")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         if missing:
             logger.info("created lake tables %s", ", ".join(s.name for s in missing))
 
@@ -680,7 +658,7 @@ class Lake:
                 "WHERE option_name = 'data_inlining_row_limit' AND scope = 'TABLE'"
             ).fetchall()
         }
-        for spec in _INTERNAL_TABLES:
+        for spec in INTERNAL_TABLES:
             if f"main.{spec.name}" not in done:
                 self.con.execute(
                     f"CALL {CATALOG}.set_option('data_inlining_row_limit', ?, table_name => ?)",
@@ -691,8 +669,10 @@ class Lake:
         """No file access but the data files, no way to undo it: analysts only read the lake.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
-        the real guard against writes is the read-only attach plus query_arrow's SELECT-only
-        rule (ATTACH is not a SELECT).
+        this alone does not stop an ATTACH of another catalog. The guards against writes are
+        the read-only attach and the access layer's statement check
+        (:func:`pipeline.access.statement.check`: one SELECT over the role's views), which
+        every analyst statement passes before it runs.
         """
         self.con.execute("SET allowed_directories = ?", [[storage.data_path]])
         # A local lake needs no network file system at all; an S3 lake keeps only S3's.

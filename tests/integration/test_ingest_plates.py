@@ -148,7 +148,7 @@ def valid_reads(env: Env, count: int, *, seed: int = 3) -> list[dict[str, object
 
 def lake_rows(env: Env, sql: str) -> list[tuple[Any, ...]]:
     with Lake.open(env.lake_path, read_only=True) as lake:
-        return [tuple(r.values()) for r in lake.query_arrow(sql).to_pylist()]
+        return [tuple(r.values()) for r in lake.execute(sql).to_arrow_table().to_pylist()]
 
 
 def _committed_once(env: Env) -> bool:
@@ -351,9 +351,9 @@ def test_sigkill_at_random_points_then_restart_stores_exactly_the_produced_set(
     assert set(stored_ids(pipeline_env)) == expected_ids
     # Passage ids survived five kills unchanged: the same as one uninterrupted grouping.
     with Lake.open(pipeline_env.lake_path, read_only=True) as lake:
-        stored = lake.query_arrow(
+        stored = lake.execute(
             "SELECT site_id, direction, plate, captured_at, passage_id FROM plate_reads"
-        )
+        ).to_arrow_table()
     regrouped = PassageGrouper().assign(stored).ids
     assert regrouped.to_pylist() == stored["passage_id"].to_pylist()
     offsets = lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets")
@@ -562,9 +562,9 @@ def test_mixed_vendor_stream_lands_exactly(pipeline_env: Env) -> None:
     }
     # Passages: front and rear reads of a vehicle share one id, whatever their formats.
     with Lake.open(pipeline_env.lake_path, read_only=True) as lake:
-        stored = lake.query_arrow(
+        stored = lake.execute(
             "SELECT site_id, direction, plate, captured_at, passage_id FROM plate_reads"
-        )
+        ).to_arrow_table()
     assert PassageGrouper().assign(stored).ids.to_pylist() == stored["passage_id"].to_pylist()
     assert len(set(stored["passage_id"].to_pylist())) < len(stored)
     records = read_dlq(pipeline_env, 2)

@@ -17,8 +17,8 @@ from lakehelp import BATCHES, LAST_DAY, PER_BATCH, files_holding, write_months
 from pipeline.access.audit import ActivityLog
 from pipeline.config import Settings, load_settings
 from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.tables import PERSONAL_DATA_TABLES
 from pipeline.maintain.inventory import files_by_day, table_exists
-from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import cutoff_for
 from pipeline.maintain.run import MaintainOptions, maintain
 
