@@ -100,6 +100,8 @@ class TopicSettings:
     dlq: str = "anpr.dlq"
     watchlist: str = "anpr.watchlist"
     watchlist_hits: str = "anpr.watchlist-hits"
+    # The activity log's head, published by the service (pipeline/access/anchors.py).
+    audit_anchors: str = "anpr.audit-anchors"
     partitions: int = 4
     replication_factor: int = 1
     # Topics holding personal data keep it only briefly: the lake is the system of record.
@@ -142,8 +144,12 @@ class StateSettings:
 @dataclass(frozen=True)
 class IngestSettings:
     consumer_group: str = "anpr-ingest"
-    batch_size: int = 20_000
-    batch_timeout_s: float = 0.5
+    # Budgets of one batch (one lake commit): it ends at the first reached, or as soon as the
+    # worker has caught up with its partitions. Live traffic thus commits small batches at
+    # once, a backlog large ones that spread the commit's fixed cost (ADR 0006).
+    batch_size: int = 100_000  # messages
+    batch_max_bytes: int = 32 * 1024 * 1024  # message values
+    batch_timeout_s: float = 0.5  # seconds from the batch's first message
     max_message_bytes: int = 65_536
     # Vendor payloads carry base64 image crops (dropped at ingest), so they may be larger.
     vendor_max_message_bytes: int = 2 * 1024 * 1024
@@ -247,6 +253,11 @@ class AccessSettings:
     activity_log: Path | None = None
     log_retention_months: int = 24
     reports_dir: Path | None = None
+    # The key of the log's MAC chain (service account only), and how often its head is
+    # anchored in topics.audit_anchors: every N entries and every interval.
+    audit_key_file: Path | None = None
+    anchor_every_entries: int = 20
+    anchor_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -528,6 +539,8 @@ def _check(settings: Settings) -> None:
     ingest = settings.ingest
     if ingest.batch_size < 1 or ingest.batch_timeout_s <= 0:
         raise ConfigError("ingest.batch_size", "batch_size must be >= 1 and timeout > 0")
+    if ingest.batch_max_bytes < 1024 * 1024:
+        raise ConfigError("ingest.batch_max_bytes", "must be at least 1 MiB")
     if not 1024 <= ingest.max_message_bytes <= 16 * 1024 * 1024:
         raise ConfigError("ingest.max_message_bytes", "must be within 1 KiB..16 MiB")
     if not 1.0 <= ingest.passage_window_s <= 600.0:
@@ -618,3 +631,7 @@ def _check_access(access: AccessSettings, months: int) -> None:
         raise ConfigError("access.analyst_max_age_days", f"must be within 1..{legal_days}")
     if not 1 <= access.log_retention_months <= 120:
         raise ConfigError("access.log_retention_months", "must be within 1..120")
+    if access.anchor_every_entries < 1:
+        raise ConfigError("access.anchor_every_entries", "must be >= 1")
+    if not 1 <= access.anchor_interval_s <= 3600:
+        raise ConfigError("access.anchor_interval_s", "must be within 1..3600 seconds")

@@ -380,7 +380,7 @@ class _Run:
         return out
 
     def activity_log(self) -> dict[str, Any]:
-        """Drop activity-log entries past ``access.log_retention_months`` (hash chain kept)."""
+        """Drop activity-log entries past ``access.log_retention_months`` (MAC chain kept)."""
         from pipeline.access.audit import ActivityLog  # noqa: PLC0415  (access builds on maintain)
         from pipeline.access.identity import access_paths  # noqa: PLC0415
 
@@ -388,7 +388,7 @@ class _Run:
         months = self.settings.access.log_retention_months
         if not path.exists():
             return {"months": months, "dropped": 0}
-        log = ActivityLog(path)
+        log = ActivityLog.from_settings(self.settings, path)
         if self.options.dry_run:
             cutoff = log_cutoff(self.as_of, months)
             old = sum(1 for e in log.entries() if datetime.fromisoformat(e["at"]) < cutoff)

@@ -19,6 +19,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.access.anchors import AnchorPublisher
 from pipeline.access.identity import access_paths
 from pipeline.config import Settings
 from pipeline.errors import UsageError
@@ -72,7 +73,8 @@ def serve(
         (paths.reports_dir, "reports folder"),
     ):
         check_private(folder, what)
-    service = Service(settings)
+    # The log's head goes to the compacted anchor topic, outside this host (ADR 0004, issue 15).
+    service = Service(settings, anchors=AnchorPublisher.from_settings(settings))
     server = Server(service, settings.serve)
     try:
         server.bind()

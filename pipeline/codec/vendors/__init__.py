@@ -133,6 +133,7 @@ from pipeline.codec.vendors._shared import (
     MAX_READS_PER_PAYLOAD,
     MAX_VENDOR_CANDIDATES,
     VEHICLE_CLASSES,
+    BatchMapper,
     CanonicalRead,
     DirectionRule,
     MappedRead,
@@ -164,6 +165,7 @@ __all__ = [
     "MappedRead",
     "VendorCodec",
     "VendorRegistry",
+    "batch_mapper",
     "camera_rules",
     "detect_format",
     "map_genetec",
@@ -261,6 +263,12 @@ def _media_type(content_type: str | None) -> str | None:
 
 
 # -- parsing and dispatch ----------------------------------------------------------------------
+
+
+def batch_mapper(fmt: str) -> BatchMapper | None:
+    """The columnar mapper of a vendor format, if its vendor has one (see ``_columnar``)."""
+    codec = _BY_FORMAT.get(fmt)
+    return None if codec is None else codec.map_batch
 
 
 def map_vendor(
