@@ -242,7 +242,8 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.access.identity import access_paths
 
     path = args.log or access_paths(settings).activity_log
-    if args.log is not None or os.access(path, os.R_OK):
+    # Entering the log's folder (0700) is what root and the service account can do.
+    if args.log is not None or os.access(path.parent, os.R_OK | os.X_OK):
         from pipeline.access.anchors import verify_log
 
         verdict = verify_log(settings, path)
