@@ -19,7 +19,7 @@ re-chaining, reordering or deleting anything anchored is found by :func:`verify_
 someone who holds the key. Entries after the last anchor are protected by the key only.
 
 Entries never hold result values: a query's entry keeps the keyed pseudonyms of the plates
-it returned (:mod:`pipeline.access.pseudonym`), and its SQL with literals replaced
+it returned (:mod:`pipeline.pseudonym`), and its SQL with literals replaced
 (:mod:`pipeline.access.redact`).
 
 Appending takes an exclusive ``flock`` on ``<log>.lock``: several ``anpr`` processes on one host
@@ -41,10 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.access.pseudonym import read_key
 from pipeline.config import Settings
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
+from pipeline.pseudonym import read_key
 from pipeline.retention import log_cutoff
 
 GENESIS = "0" * 64

@@ -152,10 +152,15 @@ def _subject_rectify(args: argparse.Namespace, settings: Settings) -> int:
 def _subject_erase(args: argparse.Namespace, settings: Settings) -> int:
     def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
         from pipeline.access.subjects import erase
+        from pipeline.erasure import ErasureLedger
         from pipeline.maintain.purge import purge
 
         done = erase(
-            lake, plate, now=datetime.now(UTC), purge=lambda lk: purge(lk, now=datetime.now(UTC))
+            lake,
+            plate,
+            now=datetime.now(UTC),
+            purge=lambda lk: purge(lk, now=datetime.now(UTC)),
+            ledger=ErasureLedger.from_settings(settings),
         )
         print(f"erased {done.rows} rows ({done.deleted}) and purged the lake")
         return {"rows": done.rows, "deleted": done.deleted}

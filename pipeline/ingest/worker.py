@@ -11,6 +11,7 @@ replays the topic from the beginning, which is also how a lake is rebuilt.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -26,9 +27,11 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from pipeline.codec.plate_reads import Rejected
 from pipeline.config import Settings
+from pipeline.erasure import ErasureLedger
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced
+from pipeline.lake.tables import LAKE_TABLES
 from pipeline.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
@@ -155,12 +158,14 @@ class IngestTotals:
     rejected: int = 0
     expired: int = 0
     duplicates: int = 0
+    erased: int = 0  # rows of plates in the erasure ledger, dropped
     batches: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def reconciles(self) -> bool:
         reads = self.consumed + self.extra_reads
-        return reads == self.written + self.rejected + self.expired + self.duplicates
+        dropped = self.expired + self.duplicates + self.erased
+        return reads == self.written + self.rejected + dropped
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class Prepared:
     decoded: Decoded
     rows: pa.Table  # the lake rows to write
     duplicates: int  # rows dropped as already stored
+    erased: int  # rows dropped because their plate was erased
     remember: list[Callable[[], None]]  # to run once the rows are committed
 
 
@@ -193,8 +199,10 @@ class LakeIngestor(Generic[Memory]):
         lake: Lake,
         metrics: IngestMetrics,
         clock: Clock = utc_now,
+        erasures: ErasureLedger | None = None,
     ) -> None:
         self.decoder = decoder
+        self._erasures = erasures
         self._consumer = consumer
         self._dlq = dead_letters
         self._lake = lake
@@ -229,6 +237,7 @@ class LakeIngestor(Generic[Memory]):
             lake=lake,
             metrics=metrics,
             clock=clock,
+            erasures=ErasureLedger.from_settings(settings),
         )
 
     def _partition_memory(self, partition: int) -> Memory:
@@ -396,7 +405,8 @@ class LakeIngestor(Generic[Memory]):
     ) -> Prepared:
         """Decode the batch, then drop repeats partition by partition (step 1)."""
         decoded = self.decoder.decode(messages, now)
-        table = decoded.table
+        table = self._drop_erased(decoded.table)
+        erased = len(decoded.table) - len(table)
         row_partitions = partitions[table["msg_index"].to_numpy()]
         pieces: list[pa.Table] = []
         remember: list[Callable[[], None]] = []
@@ -410,7 +420,49 @@ class LakeIngestor(Generic[Memory]):
         kept_rows = pa.concat_tables(pieces) if pieces else table
         extra = self.decoder.complete(kept_rows)
         rows = lake_rows(kept_rows, self.decoder.schema, extra, partitions, offsets, now)
-        return Prepared(decoded, rows, len(table) - len(kept_rows), remember)
+        return Prepared(decoded, rows, len(table) - len(kept_rows), erased, remember)
+
+    def _drop_erased(self, table: pa.Table) -> pa.Table:
+        """``table`` without rows naming an erased plate in any of the table's plate columns.
+
+        Erased rows go nowhere: not to the lake, not to the dead-letter topic (which would
+        publish the plate again). See :mod:`pipeline.erasure`.
+        """
+        spec = LAKE_TABLES[self.decoder.table]
+        if self._erasures is None or not len(table):
+            return table
+        hits: list[pa.Array] = []
+        for column in spec.plate_columns:
+            if column in table.column_names:
+                mask = self._erasures.erased(table[column])
+                if mask is None:
+                    return table  # nothing erased: no HMAC computed
+                hits.append(mask)
+        for column in spec.plate_lists:
+            if column in table.column_names:
+                hits.append(self._erased_in_lists(table[column]))
+        if not hits:
+            return table
+        drop = functools.reduce(pc.or_, hits)
+        if not pc.any(drop).as_py():
+            return table
+        logger.info("dropped %d rows of erased plates", pc.sum(drop).as_py())
+        return table.filter(pc.invert(drop))
+
+    def _erased_in_lists(self, lists: pa.ChunkedArray) -> pa.Array:
+        """Per row: does any entry of a list of {plate, ...} structs name an erased plate?"""
+        assert self._erasures is not None
+        flat = lists.combine_chunks()
+        plates = pc.struct_field(pc.list_flatten(flat), "plate")
+        normalised = pc.replace_substring_regex(pc.utf8_upper(plates), "[^A-Z0-9]", "")
+        mask = self._erasures.erased(normalised)
+        if mask is None or not len(plates):
+            return pa.array([False] * len(flat))
+        parents = pc.list_parent_indices(flat)
+        rows = pc.filter(parents, mask).to_numpy()
+        hit = np.zeros(len(flat), dtype=bool)
+        hit[rows] = True
+        return pa.array(hit)
 
     def _count(self, prepared: Prepared, started: float, committed: float) -> None:
         """Metrics and totals of one committed batch."""
@@ -440,6 +492,7 @@ class LakeIngestor(Generic[Memory]):
         t.rejected += len(decoded.rejected)
         t.expired += decoded.expired
         t.duplicates += prepared.duplicates
+        t.erased += prepared.erased
         t.batches += 1
 
     def _send_dead_letters(

@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
 from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.metrics import AccessMetrics
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.peers import Peer
 from pipeline.service.wire import Reply
 

@@ -18,10 +18,10 @@ from conftest import MakeTopic, RunAnpr
 from lakehelp import files_holding, plate_reads, write_reads
 
 from pipeline.access.audit import ActivityLog
-from pipeline.access.pseudonym import Pseudonymiser, read_key
 from pipeline.access.session import AccessSession
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.stats import plate_reads_source
+from pipeline.pseudonym import Pseudonymiser, read_key
 from pipeline.schemas import CANDIDATES
 
 NOW = datetime.now(UTC).replace(microsecond=0)
