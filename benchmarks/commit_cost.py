@@ -66,7 +66,7 @@ def rows(n: int, start: int, captured: datetime) -> pa.Table:
 
 
 def legacy_write(lake: Lake, table: pa.Table, next_offsets: Mapping[int, int]) -> None:
-    """The bookkeeping before ADR 0004, same transaction shape (no fencing check needed)."""
+    """The bookkeeping before ADR 0006, same transaction shape (no fencing check needed)."""
     parts = sorted(next_offsets)
     with lake.transaction():
         lake.execute(

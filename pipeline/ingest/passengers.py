@@ -36,6 +36,7 @@ class PassengerDecoder:
     table = "passengers"
     schema = PASSENGERS
     collected_column = "collected_at"
+    unique_column: str | None = None  # repeats are per departure: the partition memory
 
     def __init__(self, settings: Settings) -> None:
         p = settings.passengers

@@ -52,11 +52,13 @@ class PlateDecoder:
     table = TABLE
     schema = PLATE_READS
     collected_column = "captured_at"
+    unique_column: str | None = "event_id"
 
     def __init__(self, settings: Settings, registry: SiteRegistry) -> None:
         i = settings.ingest
         self.feed = Feed(settings.topics.plate_reads, i.consumer_group, i.batch_size,
-                         i.batch_timeout_s)  # fmt: skip
+                         i.batch_timeout_s, i.batch_max_bytes,
+                         timedelta(hours=i.dedup_window_h))  # fmt: skip
         self._settings = settings
         self._registry = registry
         self._limits = DecodeLimits(

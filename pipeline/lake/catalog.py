@@ -25,6 +25,7 @@ from typing import Any, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import LakeSettings
 from pipeline.errors import ConfigError, LakeConflict, Transient
@@ -100,6 +101,24 @@ class OffsetFenced(Transient):
         self.partition = partition
         self.expected = expected
         self.stored = stored
+
+
+@dataclass
+class UniqueIds:
+    """Ask :meth:`Lake.write_batch` to drop rows whose ``column`` value another writer stored
+    after snapshot ``since``; it sets ``others``, ``dropped`` and ``snapshot``.
+
+    Each writer tags its commits with ``writer``, so it reads back only the rows other
+    writers inserted (their own are already in its memory).
+    """
+
+    column: str
+    collected: str  # read along, so the caller can place the ids in its window
+    writer: str
+    since: int | None  # None: look at nothing (the caller's memory was warmed after it)
+    others: pa.Table | None = None
+    dropped: int = 0
+    snapshot: int | None = None  # the snapshot the check saw (the commit's base)
 
 
 @dataclass(frozen=True)
@@ -369,6 +388,7 @@ class Lake:
         topic: str,
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
+        unique: UniqueIds | None = None,
     ) -> int:
         """Append ``rows`` to ``table`` and advance the stored Kafka offsets, atomically.
 
@@ -384,12 +404,16 @@ class Lake:
         1. Read every row of ``ingest_offsets`` (a few per partition of every group) and keep
            the group's. No ``WHERE``: any filter on the table makes DuckLake run a file
            pruning query over the statistics of every data file of the lake, which was ~80 %
-           of a commit's cost and grew with the lake (ADR 0004).
+           of a commit's cost and grew with the lake (ADR 0006).
         2. Compare-and-set: each partition's stored offset must equal ``expected``. If not,
            another worker committed it since this writer sought (a rebalance): raise
            :class:`OffsetFenced` and write nothing.
-        3. Insert ``rows`` (Parquet files under their UTC day partitions). An empty table is
-           fine: a batch whose messages were all rejected still advances its offsets.
+        3. With ``unique``: drop the rows whose id another writer (another partition's
+           worker) inserted after ``unique.since`` (see :class:`UniqueIds`). Every ingest
+           commit conflicts with every other (steps 4-5), so no such insert can land between
+           this check and the commit. Then insert the rows (Parquet files under their UTC day
+           partitions). An empty table is fine: a batch whose messages were all rejected
+           still advances its offsets.
         4. Set the partitions that have a row with ONE ``UPDATE`` of every row (no ``WHERE``;
            a ``CASE`` per partition). It deletes every inlined row of ``ingest_offsets``, and
            DuckLake makes a deletion of a table's inlined rows conflict with any concurrent
@@ -422,6 +446,7 @@ class Lake:
                 topic=topic,
                 next_offsets=next_offsets,
                 expected=expected,
+                unique=unique,
             ),
         )
         return self.conflicts - before
@@ -435,6 +460,7 @@ class Lake:
         topic: str,
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
+        unique: UniqueIds | None = None,
     ) -> None:
         parts = sorted(next_offsets)
         # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
@@ -443,8 +469,12 @@ class Lake:
             for part in parts:  # 2
                 if stored.get(part) != expected[part]:
                     raise OffsetFenced(topic, part, expected[part], stored.get(part))
-            if rows.num_rows:  # 3
+            if unique is not None:  # 3
+                rows = self._drop_stored_elsewhere(spec.name, rows, unique)
+            if rows.num_rows:
                 self.insert_rows(spec.name, rows)
+            if unique is not None:
+                con.execute(f"CALL {CATALOG}.set_commit_message('anpr-ingest', ?)", [unique.writer])
             moved = [p for p in parts if p in stored]
             if moved:  # 4
                 sql, params = _update_offsets_sql(consumer_group, topic, moved, next_offsets)
@@ -574,6 +604,49 @@ class Lake:
         return out
 
     # -- internals --------------------------------------------------------------------------
+
+    def current_snapshot(self) -> int:
+        """The id of the lake's newest snapshot (as this connection sees it)."""
+        (snapshot,) = self.con.execute(
+            f"SELECT id FROM {CATALOG}.current_snapshot()"
+        ).fetchone() or (0,)
+        return int(snapshot)
+
+    def _drop_stored_elsewhere(self, table: str, rows: pa.Table, unique: UniqueIds) -> pa.Table:
+        """``rows`` without those whose id other writers inserted after ``unique.since``
+        (write_batch, step 3). Reads only the other writers' insert snapshots, found in the
+        catalog's snapshot list, so a lone writer reads no data file at all."""
+        unique.snapshot = self.current_snapshot()
+        unique.others, unique.dropped = None, 0
+        if unique.since is None or unique.since >= unique.snapshot:
+            return rows
+        meta = f"__ducklake_metadata_{CATALOG}"
+        snapshots = self.con.execute(
+            f"SELECT c.snapshot_id FROM {meta}.ducklake_snapshot_changes c "
+            f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
+            "WHERE c.snapshot_id > ? AND c.snapshot_id <= ? "
+            "AND c.commit_message IS DISTINCT FROM ? AND list_contains("
+            "string_split(c.changes_made, ','), 'inserted_into_table:' || t.table_id) "
+            "ORDER BY 1",
+            [table, unique.since, unique.snapshot, unique.writer],
+        ).fetchall()
+        if not snapshots:
+            return rows
+        column, collected = quote_ident(unique.column), quote_ident(unique.collected)
+        pieces = [
+            self.con.execute(
+                f"SELECT {column}, {collected} FROM "
+                f"ducklake_table_insertions('{CATALOG}', 'main', ?, ?, ?)",
+                [table, int(s), int(s)],
+            ).to_arrow_table()
+            for (s,) in snapshots
+        ]
+        unique.others = pa.concat_tables(pieces)
+        stored = pc.is_in(
+            rows[unique.column], value_set=unique.others[unique.column].combine_chunks()
+        )
+        unique.dropped = int(pc.sum(stored).as_py() or 0)
+        return rows.filter(pc.invert(stored)) if unique.dropped else rows
 
     def _read_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
         # Every row, filtered here: see write_batch, step 1.
