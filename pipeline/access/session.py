@@ -58,7 +58,8 @@ ACTIVITY_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
         pa.field("case", pa.string()),
         pa.field("request", pa.string()),
-        pa.field("sql", pa.string()),
+        pa.field("sql", pa.string()),  # literals replaced by ?
+        pa.field("literals", pa.list_(pa.string())),  # their keyed pseudonyms, in order
         pa.field("begin", pa.int64()),
         pa.field("outcome", pa.string()),
         pa.field("rows", pa.int64()),

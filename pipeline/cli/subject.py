@@ -112,15 +112,12 @@ def _subject_request(args: argparse.Namespace, settings: Settings, kind: str, wo
 
 def _subject_access(args: argparse.Namespace, settings: Settings) -> int:
     def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
+        from pipeline.access.audit import mentions
         from pipeline.access.render import report_text, subject_report, write_private
         from pipeline.access.subjects import subject_access
 
         found = subject_access(lake, plate)
-        activity = [
-            e
-            for e in ctx.log.entries()
-            if subject in (e.get("pseudonyms") or ()) or e.get("subject") == subject
-        ]
+        activity = [e for e in ctx.log.entries() if mentions(e, subject)]
         now = datetime.now(UTC)
         report = subject_report(plate, found.tables, activity, generated_at=now)
         name = f"subject-access-{now:%Y%m%dT%H%M%SZ}-{seq}.{args.format}"
@@ -151,6 +148,7 @@ def _subject_rectify(args: argparse.Namespace, settings: Settings) -> int:
 
 def _subject_erase(args: argparse.Namespace, settings: Settings) -> int:
     def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
+        from pipeline.access.render import delete_reports_naming
         from pipeline.access.subjects import erase
         from pipeline.erasure import ErasureLedger
         from pipeline.maintain.purge import purge
@@ -162,8 +160,12 @@ def _subject_erase(args: argparse.Namespace, settings: Settings) -> int:
             purge=lambda lk: purge(lk, now=datetime.now(UTC)),
             ledger=ErasureLedger.from_settings(settings),
         )
-        print(f"erased {done.rows} rows ({done.deleted}) and purged the lake")
-        return {"rows": done.rows, "deleted": done.deleted}
+        reports = delete_reports_naming(ctx.paths.reports_dir, plate)
+        print(
+            f"erased {done.rows} rows ({done.deleted}) and purged the lake; "
+            f"{reports} stored reports about it deleted"
+        )
+        return {"rows": done.rows, "deleted": done.deleted, "reports_deleted": reports}
 
     return _subject_request(args, settings, "erase", work)
 

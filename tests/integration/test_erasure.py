@@ -7,6 +7,7 @@ must store it nowhere, although Kafka still holds it until topic retention.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -58,6 +59,21 @@ def _count(lake_dir: Path, plate: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def _seen(anpr: RunAnpr, env: dict[str, str], user: str, plate: str) -> tuple[int, int]:
+    """(reads, people) of ``plate`` as ``user`` sees them through `anpr query`."""
+    sql = (
+        f"SELECT (SELECT count(*) FROM plate_reads WHERE plate = '{plate}' OR "
+        f"list_contains(list_transform(candidates, c -> c.plate), '{plate}')) AS reads, "
+        f"(SELECT count(*) FROM passengers WHERE vehicle_plate = '{plate}') AS people"
+    )
+    reason = {"ivan": "investigation", "dora": "dsar"}[user]
+    result = anpr(env, "query", "--user", user, "--reason", reason, "--case", "C-1",
+                  "--format", "json", sql)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    return int(row["reads"]), int(row["people"])
 
 
 def _in_topic(env: dict[str, str], topic: str, plate: str) -> bool:
@@ -132,6 +148,21 @@ def test_an_erased_plate_is_in_no_byte_and_replay_never_brings_it_back(
     reads_before, people_before = _count(lake_dir, plate)
     assert reads_before > 0
     assert people_before > 0
+
+    # Restriction hides the vehicle's passengers too (passengers.vehicle_plate), not only its
+    # reads; the investigator's question names the plate, which the log must not keep.
+    restrict = anpr(env, "subject", "restrict", "--plate", plate, "--until", "2099-01-01",
+                    "--reason", "art. 18", "--case", "DSR-1", "--user", "dora")  # fmt: skip
+    assert restrict.returncode == 0, restrict.stderr
+    assert _seen(anpr, env, "ivan", plate) == (0, 0)
+    assert _seen(anpr, env, "dora", plate) == (reads_before, people_before)
+    assert _seen(anpr, env, "ivan", "NOSUCH1") == (0, 0)  # the test's query can find nothing
+    unrestricted = anpr(env, "subject", "unrestrict", "--plate", plate, "--case", "DSR-1",
+                        "--user", "dora")  # fmt: skip
+    assert unrestricted.returncode == 0, unrestricted.stderr
+    assert _seen(anpr, env, "ivan", plate) == (reads_before, people_before)
+    access = anpr(env, "subject", "access", "--plate", plate, "--case", "DSR-1", "--user", "dora")
+    assert access.returncode == 0, access.stderr
 
     erase = anpr(env, "subject", "erase", "--plate", plate, "--reason", "art. 17",
                  "--case", "DSR-1", "--user", "dora")  # fmt: skip
