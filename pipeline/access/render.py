@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -116,17 +115,3 @@ def write_private(directory: Path, name: str, text: str) -> Path:
     target = directory / name
     write_atomic(target, text)  # mode 0600
     return target
-
-
-def delete_reports_naming(directory: Path, plate: str) -> int:
-    """Delete the stored reports that name ``plate`` in any spelling; return how many.
-
-    Erasure calls this: a subject-access report is a copy of the subject's data.
-    """
-    deleted = 0
-    for path in sorted(directory.glob("*")) if directory.is_dir() else ():
-        text = path.read_bytes().decode("utf-8", errors="replace").upper()
-        if path.is_file() and plate in re.sub(r"[^A-Z0-9]", "", text):
-            path.unlink()
-            deleted += 1
-    return deleted

@@ -296,6 +296,13 @@ def _offsets(array: pa.Array) -> memoryview:
     return memoryview(array.buffers()[1])[: (len(array) + 1) * 8].cast("q")
 
 
+def values_containing(values: Sequence[bytes | None], needles: tuple[bytes, ...]) -> set[int]:
+    """Indices of the ``values`` holding any of ``needles``: one scan of their concatenation
+    per needle, at memchr speed (Arrow's per-value substring kernels are slower)."""
+    raw = pa.array(values, type=pa.large_binary())
+    return _values_containing(raw, _concatenated(raw), needles)
+
+
 def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:
     """Indices of the values of ``raw`` (concatenated in ``data``) holding any needle."""
     found: set[int] = set()

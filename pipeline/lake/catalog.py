@@ -11,6 +11,7 @@ SQL text here is built only from constants and from identifiers of :mod:`pipelin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -182,12 +183,50 @@ def is_write_conflict(exc: BaseException) -> bool:
 
     With a SQLite catalog the loser sees SQLite's "database is locked" (in WAL mode: a read
     snapshot that went stale before the commit); with any catalog DuckLake itself may report a
-    logical "Transaction conflict" after its own commit retries.
+    logical "Transaction conflict" after its own commit retries. On PostgreSQL, processes that
+    attach a new lake at once race to create DuckLake's metadata tables, and the losers get
+    PostgreSQL's "duplicate key value violates unique constraint" (on pg_type) or "already
+    exists": attached again, they find the tables.
     """
     if not isinstance(exc, duckdb.Error):
         return False
     text = str(exc).lower()
-    return "database is locked" in text or "transaction conflict" in text
+    return any(marker in text for marker in _CONFLICTS)
+
+
+_CONFLICTS = (
+    "database is locked",
+    "transaction conflict",
+    "duplicate key value violates unique constraint",
+    "already exists",
+)
+
+
+# How long a writer waits for a catalog database that went away (a PostgreSQL restart or
+# failover takes seconds; longer than this, a person should look).
+CATALOG_OUTAGE_S = 120.0
+_UNREACHABLE = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "unable to connect to postgres",
+    "no connection to the server",
+    "connection to server",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    # The PostgreSQL connection broke inside a transaction: even its rollback cannot be sent.
+    'failed to execute query "rollback"',
+)
+
+
+def is_catalog_unreachable(exc: BaseException) -> bool:
+    """Whether a DuckDB error means the catalog database server is (briefly) unreachable."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 def _checked_path(path: Path, key: str) -> str:
@@ -499,6 +538,8 @@ class Lake:
         try:
             yield con
         except BaseException:
+            # If the catalog server went away mid-transaction, this ROLLBACK fails too ("Failed
+            # to execute query ROLLBACK"), and that error, an outage, is what retrying() sees.
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
@@ -520,18 +561,43 @@ class Lake:
 
         once = in_transaction if transaction else attempt_once
         policy = self._retry
-        for attempt in range(policy.attempts):
+        attempt = 0
+        outage_until: float | None = None
+        while attempt < policy.attempts:
             try:
                 return once()
             except duckdb.Error as exc:
+                if is_catalog_unreachable(exc):
+                    outage_until = self._wait_out_outage(what, exc, outage_until)
+                    continue
                 if not is_write_conflict(exc):
                     raise
                 self.conflicts += 1
                 delay = policy.delay(attempt)
-                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
+                attempt += 1
+                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt, delay)
                 self._sleep(delay)
         logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
         raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    def _wait_out_outage(self, what: str, exc: duckdb.Error, until: float | None) -> float:
+        """Back off while the catalog server is away (restart, failover), up to
+        :data:`CATALOG_OUTAGE_S`; then give up with the error.
+
+        Retrying is safe even when the connection dropped during COMMIT: the retried
+        transaction reads the stored offsets again, and if the lost commit did happen they no
+        longer equal ``expected``, so write_batch refuses it (:class:`OffsetFenced`).
+        """
+        now = time.monotonic()
+        if until is None:
+            logger.warning("%s: catalog database unreachable, retrying: %s", what, exc)
+            until = now + CATALOG_OUTAGE_S
+        if now >= until:
+            raise LakeConflict(f"{what}: catalog unreachable for {CATALOG_OUTAGE_S:.0f} s") from exc
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("ROLLBACK")  # a transaction the failure left open, if any
+        self._sleep(1.0)
+        return until
 
     def execute(
         self, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
@@ -555,8 +621,23 @@ class Lake:
     # -- reading ----------------------------------------------------------------------------
 
     def stored_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
-        """Partition -> next offset to consume, as committed with the rows."""
-        return self._read_offsets(consumer_group, topic)
+        """Partition -> next offset to consume, as committed with the rows.
+
+        Waits out a catalog outage like a write does: a worker asks this when it gets
+        partitions, and a failure there would stop it.
+        """
+        return self._reading("read offsets", lambda: self._read_offsets(consumer_group, topic))
+
+    def _reading(self, what: str, read: Callable[[], _T]) -> _T:
+        """``read()``, again after a catalog outage (see :meth:`_wait_out_outage`)."""
+        outage_until: float | None = None
+        while True:
+            try:
+                return read()
+            except duckdb.Error as exc:
+                if not is_catalog_unreachable(exc):
+                    raise
+                outage_until = self._wait_out_outage(what, exc, outage_until)
 
     def recent_rows(
         self,
@@ -571,7 +652,7 @@ class Lake:
 
         Warms a worker's in-memory windows (repeats, passages) after a restart or an
         assignment. Relative to the newest row, not the clock, so replaying an old backlog
-        warms the right rows.
+        warms the right rows. Waits out a catalog outage: it runs in the assignment callback.
         """
         spec = DATA_TABLES.get(table)
         if spec is None or spec.day_column is None:
@@ -586,11 +667,14 @@ class Lake:
             where, params = "source_partition = ?", [source_partition]
         only = f"WHERE {where}" if where else ""
         also = f"AND {where}" if where else ""
-        return self.con.execute(
+        sql = (
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {name} "
-            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}",
-            [*params, window, *params],
-        ).to_arrow_table()
+            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}"
+        )
+        return self._reading(
+            "read recent rows",
+            lambda: self.con.execute(sql, [*params, window, *params]).to_arrow_table(),
+        )
 
     def columns(self) -> dict[str, dict[str, str]]:
         """Table -> column -> DuckDB type, of the tables in the lake (column order kept)."""

@@ -42,7 +42,12 @@ import pyarrow.compute as pc
 
 from pipeline.codec.plate_reads import MAPPED_SCHEMA, parse_rfc3339
 from pipeline.codec.reasons import Rejection
-from pipeline.codec.vendors._columnar import ColumnReads, ordinary, read_rows
+from pipeline.codec.vendors._columnar import (
+    ColumnReads,
+    candidate_lists,
+    ordinary_mask,
+    read_rows,
+)
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
     Facts,
@@ -54,8 +59,10 @@ from pipeline.codec.vendors._payloads import (
     oslo_offset,
 )
 from pipeline.codec.vendors._shared import (
+    MAX_CANDIDATES,
     MAX_PLATE,
     MAX_READS_PER_PAYLOAD,
+    MAX_VENDOR_CANDIDATES,
     CanonicalRead,
     MappedRead,
     Target,
@@ -277,13 +284,18 @@ _NO_DIRECTION: Final = re.compile(rb'"direction"(\s*):(\s*)""')
 def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     """Many webhooks at once; the same reads as :func:`map_platerecognizer` (module doc of
     :mod:`pipeline.codec.vendors._columnar`), or the payload back to it."""
-    slow = [i for i, value in enumerate(values) if not ordinary(value)]
-    skipped = set(slow)
-    candidates_at = [i for i in range(len(values)) if i not in skipped]
+    proven = ordinary_mask(values)
+    slow = np.flatnonzero(~proven).tolist()
+    candidates_at = np.flatnonzero(proven).tolist()
     # Stream writes "direction": "" for no direction, which the mapper reads as none: null
     # says the same to Arrow, whose number column would refuse the empty string.
     table, read, unread = read_rows(
-        [_NO_DIRECTION.sub(rb'"direction"\1:\2null', values[i]) for i in candidates_at],
+        [
+            _NO_DIRECTION.sub(rb'"direction"\1:\2null', values[i])
+            if b'""' in values[i]
+            else values[i]
+            for i in candidates_at
+        ],
         _BATCH_SCHEMA,
     )
     slow += [candidates_at[k] for k in unread]
@@ -346,13 +358,14 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
         pc.is_null(heading), pc.and_(pc.greater_equal(heading, 0.0), pc.less_equal(heading, 360.0))
     ).fill_null(False)
     read_ok_np = pc.and_(read_ok, heading_ok).to_numpy(zero_copy_only=False)
-    candidate_lists: list[list[dict[str, object]] | None] = []
-    for k, entries in enumerate(pc.struct_field(flat, "candidates").to_pylist()):
-        try:
-            candidate_lists.append(candidates_of(entries, "results.candidates", percent=False))
-        except Rejection:
-            candidate_lists.append(None)
-            read_ok_np[k] = False
+    candidates, candidates_ok = candidate_lists(
+        pc.struct_field(flat, "candidates"),
+        percent=False,
+        max_plate=MAX_PLATE,
+        keep=MAX_CANDIDATES,
+        most=MAX_VENDOR_CANDIDATES,
+    )
+    read_ok_np &= candidates_ok
     # A payload with one read the columnar path cannot prove goes whole to the slow path.
     bad_payloads = np.unique(parent[~read_ok_np])
     keep = ~np.isin(parent, bad_payloads)
@@ -392,7 +405,7 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
         "vehicle_class": classes,
     }
     table_out = pa.table(columns)
-    kept_candidates = pa.array([candidate_lists[r] for r in rows.tolist()], CANDIDATES)
+    kept_candidates = candidates.take(take)
     return ColumnReads(table_out, position[owner_rows], kept_candidates, sorted(slow))
 
 

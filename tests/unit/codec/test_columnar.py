@@ -141,6 +141,13 @@ RAW: dict[str, bytes] = {
         b'"score": 0.902', b'"score": 0.5, "score": 0.902', 1
     ),
     "NaN in an unread field": _encoded(_stream()).replace(b'"dscore": 0.757', b'"dscore": NaN'),
+    "repeated key in an unmapped object": _encoded(_stream()).replace(
+        b'"dscore"', b'"extra": {"k": 1, "k": 2}, "dscore"', 1
+    ),
+    "deep nesting in an unread field": _encoded(_stream()).replace(
+        b'"dscore"', b'"extra": ' + b"[" * 300 + b"]" * 300 + b', "dscore"', 1
+    ),
+    "escaped slash": _encoded(_stream()).replace(b'"dscore"', b'"extra": "a\\/b", "dscore"', 1),
     "pretty-printed": json.dumps(_stream(), indent=2).encode(),
     "byte-order mark": b"\xef\xbb\xbf" + _encoded(_stream()),
     "trailing bytes": _encoded(_stream()) + b" x",
