@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,11 +21,17 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from conftest import MakeTopic, RunAnpr
 from lakehelp import files_holding
 
+# The service's TLS users: NAME's client certificate for `--user NAME`.
+from test_access import anpr, certs  # noqa: F401
+
+from pipeline.access.anchors import AnchorPublisher
 from pipeline.config import load_settings
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.sites import SiteRegistry
+from pipeline.service.handlers import Service
+from pipeline.service.server import Server
 from pipeline.simulate.produce import simulate_plates
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -43,9 +51,9 @@ def spellings(plate: str) -> list[str]:
     return sorted(forms | utf16)
 
 
-def _ingest(anpr: RunAnpr, env: dict[str, str]) -> None:
+def _ingest(run: RunAnpr, env: dict[str, str]) -> None:
     for kind in ("plates", "passengers"):
-        done = anpr(env, "ingest", kind, "--until-idle", "3", timeout=300)
+        done = run(env, "ingest", kind, "--until-idle", "3", timeout=300)
         assert done.returncode == 0, done.stderr
 
 
@@ -61,7 +69,7 @@ def _count(lake_dir: Path, plate: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _seen(anpr: RunAnpr, env: dict[str, str], user: str, plate: str) -> tuple[int, int]:
+def _seen(run: RunAnpr, env: dict[str, str], user: str, plate: str) -> tuple[int, int]:
     """(reads, people) of ``plate`` as ``user`` sees them through `anpr query`."""
     sql = (
         f"SELECT (SELECT count(*) FROM plate_reads WHERE plate = '{plate}' OR "
@@ -69,7 +77,7 @@ def _seen(anpr: RunAnpr, env: dict[str, str], user: str, plate: str) -> tuple[in
         f"(SELECT count(*) FROM passengers WHERE vehicle_plate = '{plate}') AS people"
     )
     reason = {"ivan": "investigation", "dora": "dsar"}[user]
-    result = anpr(env, "query", "--user", user, "--reason", reason, "--case", "C-1",
+    result = run(env, "query", "--user", user, "--reason", reason, "--case", "C-1",
                   "--format", "json", sql)  # fmt: skip
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
@@ -121,15 +129,51 @@ def env(kafka_bootstrap: str, make_topic: MakeTopic, tmp_path: Path) -> dict[str
         "ANPR_STATE_DIR": str(tmp_path / "state"),
         "ANPR_INGEST_METRICS_PORT": "0",
         "ANPR_PASSENGERS_METRICS_PORT": "0",
-        "ANPR_ACCESS_USERS": "ivan=investigator,dora=dpo",
-        "ANPR_ACCESS_USER_FLAG": "true",
         "ANPR_LOG_LEVEL": "WARNING",
     }
 
 
+@pytest.fixture
+def service(
+    env: dict[str, str],
+    certs: Path,  # noqa: F811
+    tmp_path: Path,
+) -> Iterator[dict[str, str]]:
+    """`anpr serve` for the lake of ``env`` (in this process); the env its clients use."""
+    settings = load_settings(
+        None,
+        env=env,
+        overrides={
+            "access.users": {"ivan": "investigator", "dora": "dpo"},
+            "serve.socket": tmp_path / "anpr.sock",
+            "serve.tls_listen": "127.0.0.1:0",
+            "serve.tls_cert": certs / "server.pem",
+            "serve.tls_key": certs / "server.key",
+            "serve.tls_client_ca": certs / "service-ca.pem",
+        },
+    )
+    served = Service(settings, anchors=AnchorPublisher.from_settings(settings))
+    server = Server(served, settings.serve)
+    server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    host, port = server.tls_address or ("", 0)
+    try:
+        yield {**env, "ANPR_SERVE_SOCKET": str(settings.serve.socket),
+               "TEST_TLS_ADDRESS": f"{host}:{port}"}  # fmt: skip
+    finally:
+        server.stop()
+        thread.join(timeout=60)
+        served.close()
+
+
 def test_an_erased_plate_is_in_no_byte_and_replay_never_brings_it_back(
-    env: dict[str, str], anpr: RunAnpr, registry: SiteRegistry, tmp_path: Path
+    service: dict[str, str],
+    anpr: RunAnpr,  # noqa: F811
+    registry: SiteRegistry,
+    tmp_path: Path,
 ) -> None:
+    env = service
     settings = load_settings(None, env=env)
     simulate_plates(make_producer(settings), settings.topics.plate_reads, registry,
                     count=READS, start=START, seed=SEED)  # fmt: skip
@@ -161,8 +205,13 @@ def test_an_erased_plate_is_in_no_byte_and_replay_never_brings_it_back(
                         "--user", "dora")  # fmt: skip
     assert unrestricted.returncode == 0, unrestricted.stderr
     assert _seen(anpr, env, "ivan", plate) == (reads_before, people_before)
-    access = anpr(env, "subject", "access", "--plate", plate, "--case", "DSR-1", "--user", "dora")
+    # The report goes to the dpo (--out), never into the service's state folder.
+    dpo_folder = tmp_path / "dpo"
+    dpo_folder.mkdir()
+    access = anpr(env, "subject", "access", "--plate", plate, "--case", "DSR-1",
+                  "--out", str(dpo_folder), "--user", "dora")  # fmt: skip
     assert access.returncode == 0, access.stderr
+    assert set(files_holding(dpo_folder, [plate])) == {plate}
 
     erase = anpr(env, "subject", "erase", "--plate", plate, "--reason", "art. 17",
                  "--case", "DSR-1", "--user", "dora")  # fmt: skip
