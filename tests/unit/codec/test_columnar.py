@@ -18,6 +18,7 @@ import pytest
 from pipeline.codec import batch as batch_module
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
+from pipeline.codec.vendors import BOM
 from pipeline.codec.vendors._columnar import ordinary
 from tests.unit.codec.test_batch import NOW, REGISTRY, messages
 
@@ -201,3 +202,130 @@ def test_ordinary_payloads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatc
     result = _decode([value] * 5, columnar=True, monkeypatch=monkeypatch)
     assert result.result.table.num_rows == 5
     assert calls == []  # none of them went through the per-message mapper
+
+
+# -- OpenALPR alpr_group ------------------------------------------------------------------------
+
+OPENALPR = CORPUS.parent / "openalpr"
+
+
+def _group() -> dict[str, Any]:
+    # The agent 2.8 capture on a registered camera, an hour before NOW (whole milliseconds).
+    doc: dict[str, Any] = json.loads(
+        (OPENALPR / "openalprwebhookprocessor-alpr_group-v2.json").read_bytes().removeprefix(BOM)
+    )
+    start = int((NOW - timedelta(hours=1)).timestamp() * 1000) + 123
+    doc.update(camera_id=710401, epoch_start=start, epoch_end=start + 265)
+    return doc
+
+
+def _top(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc[key] = value
+
+    return mutate
+
+
+def _best(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["best_plate"][key] = value
+
+    return mutate
+
+
+GROUP_MUTATIONS: dict[str, Mutation] = {
+    "as published": lambda doc: None,
+    "version 3": _top("version", 3),
+    "version 12": _top("version", 12),
+    "version 0": _top("version", 0),
+    "version as text": _top("version", "2"),
+    "no version": lambda doc: doc.pop("version"),
+    "data_type alpr_results": _top("data_type", "alpr_results"),
+    "best_uuid outside uuids": _top("best_uuid", "QA-710401-1"),
+    "no uuids": _top("uuids", None),
+    "uuids as text": _top("uuids", "x"),
+    "best_uuid longer than an event id": _top("best_uuid", "Q" * 70),
+    "best_uuid with a space": _top("best_uuid", "Q Q"),
+    "camera unknown": _top("camera_id", 17),
+    "camera as text": _top("camera_id", "710401"),
+    "camera as a float": _top("camera_id", 710401.0),
+    "epoch_start in seconds": _top("epoch_start", 1_700_000_000),
+    "epoch_start fractional": lambda doc: doc.update(epoch_start=doc["epoch_start"] + 0.6),
+    "epoch_start in 1999": _top("epoch_start", 946_684_799_999),
+    "epoch_start beyond 9999": _top("epoch_start", 10**15),
+    "epoch_end before start": lambda doc: doc.update(epoch_end=doc["epoch_start"] - 1),
+    "epoch_end in the same ms": lambda doc: doc.update(epoch_end=doc["epoch_start"] + 0.5),
+    "no epoch_end": _top("epoch_end", None),
+    "best_plate_number": _top("best_plate_number", "QQ12345"),
+    "best_plate_number blank": _top("best_plate_number", " "),
+    "best_plate_number too long": _top("best_plate_number", "Q" * 25),
+    "best_confidence 150": _top("best_confidence", 150),
+    "best_confidence beside best_plate's": _top("best_confidence", 55.5),
+    "best_region empty": _top("best_region", ""),
+    "best_region bare with country us": _top("best_region", "mo"),
+    "no region at all": _best("region", None),
+    "no country": _top("country", None),
+    "no candidates: best_plate's": _top("candidates", None),
+    "many candidates": _top(
+        "candidates", [{"plate": f"Q{k}", "confidence": k * 10.0} for k in range(8)]
+    ),
+    "candidate confidence 120": _top("candidates", [{"plate": "Q1", "confidence": 120}]),
+    "candidate without confidence": _top("candidates", [{"plate": "Q1"}, {"plate": "Q2"}]),
+    "candidate without plate": _top("candidates", [{"confidence": 50}]),
+    "travel_direction 400": _top("travel_direction", 400),
+    "travel_direction 90": _top("travel_direction", 90),
+    "travel_direction empty": _top("travel_direction", ""),
+    "tractor-trailer": _top("vehicle", {"body_type": [{"name": "tractor-trailer"}]}),
+    "no body types": _top("vehicle", {"body_type": []}),
+    "a null body type": _top("vehicle", {"body_type": [None]}),
+    "vehicle as a list": _top("vehicle", ["sedan"]),
+    "best_plate null": lambda doc: doc.update(
+        best_plate=None, best_plate_number="QQ12345", best_confidence=80
+    ),
+    "best_plate null and nothing else": _top("best_plate", None),
+}
+
+
+@pytest.mark.parametrize("name", GROUP_MUTATIONS)
+def test_one_group_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = copy.deepcopy(_group())
+    GROUP_MUTATIONS[name](doc)
+    _same([_encoded(doc)], monkeypatch)
+
+
+@pytest.mark.parametrize("version", [1, 2, None])
+def test_group_with_a_byte_order_mark_either_path(
+    version: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = dict(_group(), version=version)
+    _same([BOM + _encoded(doc)], monkeypatch)
+
+
+def test_every_group_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    values: list[bytes] = []
+    for mutate in GROUP_MUTATIONS.values():
+        doc = copy.deepcopy(_group())
+        mutate(doc)
+        values.append(_encoded(doc))
+    values.append(BOM + _encoded(_group()))
+    values += [
+        (OPENALPR / name).read_bytes() for name in sorted(p.name for p in OPENALPR.iterdir())
+    ]
+    result = _same(values, monkeypatch)
+    assert result.quirks  # versions and best_uuid outside uuids were counted on both paths
+
+
+def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = batch_module.map_vendor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    values = [_encoded(dict(_group(), version=3)), BOM + _encoded(_group())]
+    result = _decode(values, columnar=True, monkeypatch=monkeypatch)
+    assert result.result.table.num_rows == 2
+    assert calls == []
+    assert result.quirks == {("openalpr_group", "version_3"): 1}
