@@ -329,3 +329,116 @@ def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch)
     assert result.result.table.num_rows == 2
     assert calls == []
     assert result.quirks == {("openalpr_group", "version_3"): 1}
+
+
+# -- Genetec Security Center / AutoVu ----------------------------------------------------------
+
+GENETEC = CORPUS.parent / "genetec"
+MDY_CAMERA = "c41b7e02-7d13-4a9f-b2e5-000000000021"
+DMY_CAMERA = "3f2c9a10-5b7e-4d21-9c0a-000000000601"
+
+
+def _genetec() -> dict[str, Any]:
+    # The Security Center webhook on a registered MDY camera, two hours before NOW.
+    doc: dict[str, Any] = json.loads(
+        (GENETEC / "parkpow-security-center-webhook.json").read_bytes()
+    )
+    doc.update(CameraName=MDY_CAMERA, DateUtc="11/22/2026", TimeUtc="9:59:58.123 AM")
+    return doc
+
+
+def _dmy(date: str, time: str) -> Mutation:
+    return lambda doc: doc.update(CameraName=DMY_CAMERA, DateUtc=date, TimeUtc=time)
+
+
+def _attribute(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["Attributes"][key] = value
+
+    return mutate
+
+
+GENETEC_MUTATIONS: dict[str, Mutation] = {
+    "as published": lambda doc: None,
+    "PM": _top("TimeUtc", "1:59:58 PM"),
+    "12 AM": _top("TimeUtc", "12:00:00 AM"),
+    "12 PM": _top("TimeUtc", "12:00:00 PM"),
+    "13 PM": _top("TimeUtc", "13:00:00 PM"),
+    "0 AM": _top("TimeUtc", "0:10:00 AM"),
+    "pm in lower case, no space": _top("TimeUtc", "1:00:00pm"),
+    "24-hour clock": _top("TimeUtc", "10:59:58"),
+    "hour 24": _top("TimeUtc", "24:00:00"),
+    "minute 60": _top("TimeUtc", "10:60:00"),
+    "second 60": _top("TimeUtc", "10:00:60"),
+    "seven fraction digits": _top("TimeUtc", "10:00:00.1234567"),
+    "time with spaces around": _top("TimeUtc", " 10:00:00 "),
+    "time not a time": _top("TimeUtc", "ten"),
+    "no time": _top("TimeUtc", None),
+    "date in the wrong order": _top("DateUtc", "22/11/2026"),
+    "date 29 February 2026": _top("DateUtc", "2/29/2026"),
+    "date in 1999": _top("DateUtc", "12/31/1999"),
+    "date with two separators": _top("DateUtc", "11/22-2026"),
+    "date with a two-digit year": _top("DateUtc", "11/22/26"),
+    "date tomorrow": _top("DateUtc", "11/23/2026"),
+    "date expired": _top("DateUtc", "1/1/2010"),
+    "DMY with dots": _dmy("22.11.2026", "09:59:58.123"),
+    "DMY with dashes": _dmy("22-11-2026", "09:59:58"),
+    "DMY impossible": _dmy("11/22/2026", "09:59:58"),
+    "camera unknown": _top("CameraName", "nowhere"),
+    "camera empty": _top("CameraName", ""),
+    "camera as a number": _top("CameraName", 17),
+    "VehicleID longer than an event id": _top("VehicleID", "V" * 70),
+    "VehicleID with a space": _top("VehicleID", "V V"),
+    "no VehicleID": _top("VehicleID", None),
+    "confidence with a comma": _top("ConfidenceScore", "87,5"),
+    "confidence 100.5": _top("ConfidenceScore", "100.5"),
+    "confidence 101": _top("ConfidenceScore", "101"),
+    "confidence padded": _top("ConfidenceScore", " 87 "),
+    "confidence as a number": _top("ConfidenceScore", 87),
+    "confidence not a number": _top("ConfidenceScore", "high"),
+    "plate blank": _top("Plate", " "),
+    "plate too long": _top("Plate", "Q" * 25),
+    "State empty: State Name": _top("State", ""),
+    "State NO": _top("State", "NO"),
+    "no State, no State Name": lambda doc: doc.update(State=None, Attributes={}),
+    "RelativeMotion approaching": _top("RelativeMotion", "Approaching"),
+    "VehicleType van": _top("VehicleType", "Van"),
+    "VehicleType empty: the attribute": _top("VehicleType", ""),
+    "Vehicle Type pickup": _attribute("Vehicle Type", "Pickup"),
+    "Attributes null": _top("Attributes", None),
+    "Attributes as text": _top("Attributes", "x"),
+}
+
+
+@pytest.mark.parametrize("name", GENETEC_MUTATIONS)
+def test_one_genetec_read_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = copy.deepcopy(_genetec())
+    GENETEC_MUTATIONS[name](doc)
+    _same([_encoded(doc)], monkeypatch)
+
+
+def test_every_genetec_read_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    values: list[bytes] = []
+    for mutate in GENETEC_MUTATIONS.values():
+        doc = copy.deepcopy(_genetec())
+        mutate(doc)
+        values.append(_encoded(doc))
+    values += [(GENETEC / name).read_bytes() for name in sorted(p.name for p in GENETEC.iterdir())]
+    result = _same(values, monkeypatch)
+    assert result.result.table.num_rows > 10
+
+
+def test_ordinary_genetec_reads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = batch_module.map_vendor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    dmy = _genetec()
+    GENETEC_MUTATIONS["DMY with dots"](dmy)
+    result = _decode([_encoded(_genetec()), _encoded(dmy)], columnar=True, monkeypatch=monkeypatch)
+    assert result.result.table.num_rows == 2
+    assert calls == []
