@@ -11,6 +11,7 @@ replays the topic from the beginning, which is also how a lake is rebuilt.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -180,11 +181,13 @@ class Prepared:
     """One batch decoded, repeats dropped, ready to commit (step 1 of
     :meth:`LakeIngestor.commit_batch`)."""
 
-    messages: Sequence[Message]
+    # Only the rejected messages are kept (for the DLQ): with one batch written while the
+    # next is decoded, holding whole batches of messages and decoded tables doubled the RSS.
+    rejected: list[tuple[Rejected, Message]]
     partitions: np.ndarray[Any, np.dtype[np.int32]]
     offsets: np.ndarray[Any, np.dtype[np.int64]]
     started: float  # monotonic time the batch's processing began
-    decoded: Decoded
+    decoded: Decoded  # its table emptied: counts only
     rows: pa.Table  # the lake rows to write
     duplicates: int  # rows dropped as already stored
     remember: list[Callable[[], None]]  # per-partition memory, run before the commit
@@ -492,11 +495,11 @@ class LakeIngestor(Generic[Memory]):
             self._ids.remember(rows[column], rows[collected])
         duplicates = len(decoded.table) - len(kept_rows)
         return Prepared(
-            messages,
+            [(r, messages[r.index]) for r in decoded.rejected],
             partitions,
             offsets,
             started,
-            decoded,
+            dataclasses.replace(decoded, table=decoded.table.slice(0, 0)),
             rows,
             duplicates,
             remember,
@@ -551,7 +554,7 @@ class LakeIngestor(Generic[Memory]):
                 "lake offsets for %s moved under us (rebalance): batch of %d dropped, "
                 "the partition's new owner replays it",
                 self._topic,
-                len(prepared.messages),
+                len(prepared.partitions),
             )
             self._metrics.fenced_batches.inc()
             for partition in written.next_offsets:
@@ -606,12 +609,10 @@ class LakeIngestor(Generic[Memory]):
         t.batches += 1
 
     def _send_dead_letters(self, prepared: Prepared) -> None:
-        rejected, messages = prepared.decoded.rejected, prepared.messages
         partitions, offsets = prepared.partitions, prepared.offsets
-        if not rejected:
+        if not prepared.rejected:
             return
-        for reject in rejected:
-            message = messages[reject.index]
+        for reject, message in prepared.rejected:
             self._dlq.send(
                 value=message.value(),
                 key=message.key(),
