@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pipeline.cli._common import EXIT_OK, Commands, group, lake_flag, positive, registry, sub
+from pipeline.cli._common import (
+    EXIT_OK,
+    Commands,
+    group,
+    lake_flag,
+    positive,
+    private_data,
+    registry,
+    sub,
+)
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -88,12 +97,14 @@ def run_plates(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ingest import run
 
     sites = registry(settings)  # validated before anything connects
+    private_data(settings)
     return _report(run.run_plates(settings, sites, _limits(args)))
 
 
 def run_passengers(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ingest import run
 
+    private_data(settings)
     return _report(run.run_passengers(settings, _limits(args)))
 
 
@@ -106,7 +117,7 @@ def _limits(args: argparse.Namespace) -> RunLimits:
 def _report(totals: IngestTotals) -> int:
     print(
         f"consumed {totals.consumed}: stored {totals.written}, rejected {totals.rejected}, "
-        f"expired on arrival {totals.expired}, duplicates {totals.duplicates} "
-        f"in {totals.batches} batches"
+        f"expired on arrival {totals.expired}, duplicates {totals.duplicates}, "
+        f"erased {totals.erased} in {totals.batches} batches"
     )
     return EXIT_OK

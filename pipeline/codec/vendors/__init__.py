@@ -122,6 +122,7 @@ rules only, never a value from the payload.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -237,7 +238,9 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if media == CANONICAL_CONTENT_TYPE or value.startswith(CANONICAL_PREFIX):
         return "canonical"
     start = len(BOM) if value.startswith(BOM) else 0
-    first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]
+    first = value[start : start + 1]
+    if first in b" \t\r\n":  # rare: whitespace first (or nothing); the copy costs
+        first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]
     if first == b"<":
         if media is not None and media not in _XML_TYPES:
             return "unknown"
@@ -249,12 +252,15 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if not any(key in value for key in _SIGNATURE_KEYS):
         return "canonical"
     for vendor in _JSON_VENDORS:
-        fmt = vendor.detect(value)
-        if fmt is not None:
-            return fmt
+        # A vendor's detect needs one of its keys: skip its regexes when none is there.
+        if any(key in value for key in vendor.keys):
+            fmt = vendor.detect(value)
+            if fmt is not None:
+                return fmt
     return "canonical"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of distinct headers; asked once per message
 def _media_type(content_type: str | None) -> str | None:
     if content_type is None:
         return None

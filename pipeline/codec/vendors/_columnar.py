@@ -5,33 +5,45 @@ faster way to the same reads for the payloads it can *prove* ordinary, and hands
 payload back to the per-message mapper (the slow path), so both paths give the same reads and
 the same rejections (a test compares them on the corpus, the simulator and mutated payloads).
 
-A payload is proved ordinary in three steps:
+A payload is proved ordinary in three steps; together they apply the codec's hostile-input
+policy (:mod:`pipeline.codec`) to every payload of the batch without a per-message parse:
 
-1. bytes: one line framed as ``{...}``, ASCII, no ``\\u`` escape, no ``NaN``/``Infinity``, no
-   NUL; and the codec's strict JSON reader accepts it (the hostile-input policy is applied to
-   every payload, whichever path maps it);
-2. shape: :func:`read_rows` reads the batch with an explicit schema of the mapped fields; a
-   payload whose fields have other JSON types than the schema's is found by halving the block
-   and goes to the slow path;
+1. bytes (:func:`ordinary_mask`): one line framed as ``{...}``, ASCII, no backslash (so no
+   escape at all: no surrogate, no key spelt two ways), no NUL, at most :data:`MAX_BRACKETS`
+   brackets: nesting stays far from Python's recursion limit, and from Arrow's inferring
+   reader, which crashes the process on nesting some 100,000 deep;
+2. syntax and shape: :func:`read_rows` reads the batch with Arrow, an explicit schema for the
+   mapped fields and every other field *inferred*, so Arrow parses and checks every key of
+   every object: bad syntax, trailing data, a second document and a repeated key anywhere
+   fail the read (its row count proves one document per payload). Arrow accepts ``NaN`` and
+   ``Infinity``; they, and integers too long for Python, show as non-finite numbers in the
+   read's columns, which must have none. A payload whose read fails this, or whose mapped
+   fields have other JSON types than the schema's, is found by halving the block and goes to
+   the slow path, whose :func:`~pipeline.codec.reasons.strict_json` gives the precise reason;
 3. values: the vendor's vectorised checks (ranges, lengths, known cameras, times); a payload
    with any read failing one of them goes to the slow path, which finds the precise reason.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.codec.reasons import Rejection, strict_json
+from pipeline.codec.plate_reads import MAPPED_SCHEMA, values_containing
+from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._shared import Target, VendorRegistry, find_target
+from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 
-# Bytes a payload must not hold to take the columnar path (see the module docstring).
-_SUSPECT: Final = re.compile(rb"[\n\r\x00\x80-\xff]|\\u|NaN|Infinity")
+# Bytes a payload must not hold to take the columnar path (step 1 of the module docstring).
+_SUSPECT_BYTES: Final = (b"\n", b"\r", b"\x00", b"\\")
+# Far below Python's recursion limit, far above any vendor's payload (about 20).
+MAX_BRACKETS: Final = 256
 
 
 @dataclass(frozen=True)
@@ -41,24 +53,44 @@ class ColumnReads:
     ``table``: one row per read, :data:`pipeline.codec.plate_reads.MAPPED_SCHEMA` without
     ``msg_index``; ``owner``: the position (in the payloads given) of each read's payload;
     ``candidates``: one ``CANDIDATES`` list per read; ``slow``: positions of the payloads
-    left to the per-message mapper.
+    left to the per-message mapper; ``quirks``: (read, quirk) for what the mapper would have
+    noted in a read's ``quirks`` (unknown countries aside: they are counted on stored rows).
     """
 
     table: pa.Table
     owner: np.ndarray
     candidates: pa.Array
     slow: list[int]
+    quirks: list[tuple[int, str]] = field(default_factory=list)
+
+
+def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
+    """Step 1 for a batch: which payloads the columnar path may read (the others: slow path)."""
+    if not values:
+        return np.zeros(0, dtype=bool)
+    mask = np.fromiter(
+        (
+            v[:1] == b"{"
+            and v[-1:] == b"}"
+            and v.isascii()
+            and v.count(b"{") + v.count(b"[") <= MAX_BRACKETS
+            for v in values
+        ),
+        dtype=bool,
+        count=len(values),
+    )
+    suspects = values_containing(values, _SUSPECT_BYTES)
+    if suspects:
+        mask[sorted(suspects)] = False
+    return mask
 
 
 def ordinary(value: bytes) -> bool:
-    """Step 1: a payload the columnar path may read (else the slow path reads it)."""
-    if value[:1] != b"{" or value[-1:] != b"}" or _SUSPECT.search(value):
+    """Steps 1 and 2 for one payload: whether the columnar path may read it."""
+    if not ordinary_mask([value])[0]:
         return False
-    try:
-        strict_json(value)
-    except Rejection:
-        return False
-    return True
+    _, read, _ = read_rows([value], pa.schema([]))
+    return read == [0]
 
 
 def read_rows(
@@ -69,14 +101,18 @@ def read_rows(
     good: list[int] = []
     bad: list[int] = []
     tables: list[pa.Table] = []
-    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    # Every other field inferred, not ignored: Arrow then checks each key of each object for
+    # repeats (an ignored field is skipped unchecked). Its columns are dropped after the read.
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
 
     def read(lo: int, hi: int) -> None:
         data = b"\n".join(values[lo:hi])
         try:
             table = pa_json.read_json(
                 pa.py_buffer(data),
-                read_options=pa_json.ReadOptions(block_size=max(1 << 20, len(data) + 2)),
+                read_options=pa_json.ReadOptions(
+                    use_threads=False, block_size=max(1 << 20, len(data) + 2)
+                ),
                 parse_options=options,
             )
         except pa.ArrowInvalid:
@@ -87,10 +123,17 @@ def read_rows(
             read(lo, middle)
             read(middle, hi)
             return
-        if table.num_rows != hi - lo:  # framing makes this impossible; be sure anyway
-            bad.extend(range(lo, hi))
+        if table.num_rows != hi - lo or not _finite(table.columns):
+            # Row count: framing makes a mismatch impossible; be sure anyway.
+            if hi - lo == 1 or table.num_rows != hi - lo:
+                bad.extend(range(lo, hi))
+                return
+            middle = (lo + hi) // 2
+            read(lo, middle)
+            read(middle, hi)
             return
-        tables.append(table)
+        # Inferred fields also widen the schema's structs: cast back to the schema's fields.
+        tables.append(table.select(schema.names).cast(schema))
         good.extend(range(lo, hi))
 
     if values:
@@ -98,3 +141,118 @@ def read_rows(
     if not tables:
         return None, good, bad
     return pa.concat_tables(tables).combine_chunks(), good, bad
+
+
+def _finite(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> bool:
+    """No NaN or infinity in any number of these columns, however deeply nested."""
+    for array in arrays:
+        chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+        for chunk in chunks:
+            kind = chunk.type
+            if pa.types.is_floating(kind):
+                if pc.all(pc.is_finite(chunk)).as_py() is False:
+                    return False
+                continue
+            if pa.types.is_struct(kind):
+                children = [chunk.field(i) for i in range(kind.num_fields)]
+            elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                children = [chunk.values]
+            else:
+                continue
+            if not _finite(children):
+                return False
+    return True
+
+
+def candidate_lists(
+    lists: pa.Array, *, percent: bool, max_plate: int, keep: int, most: int
+) -> tuple[pa.Array, np.ndarray]:
+    """:func:`~pipeline.codec.vendors._shared.candidates_of` for a column of candidate lists
+    (``list<struct<plate, score, confidence>>``, a null list meaning none): the ``CANDIDATES``
+    column and which rows it could prove (the others go to the slow path).
+
+    Checked as the mapper checks: at most ``most`` entries, each an object with a plate of
+    printable text up to ``max_plate`` characters and a confidence (``confidence``, else
+    ``score``) from 0 to 1 (or 100); kept: the best ``keep``, stable on ties, unknown last.
+    """
+    rows = len(lists)
+    top = 100.0 if percent else 1.0
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    row_ok = lengths <= most
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    plate = pc.struct_field(flat, "plate")
+    confidence = pc.coalesce(pc.struct_field(flat, "confidence"), pc.struct_field(flat, "score"))
+    entry_ok = pc.and_(
+        pc.and_(pc.is_valid(flat), pc.match_substring_regex(plate, "[!-~]")),
+        pc.and_(
+            pc.less_equal(pc.utf8_length(plate), max_plate),
+            pc.or_kleene(
+                pc.is_null(confidence),
+                pc.and_(pc.greater_equal(confidence, 0.0), pc.less_equal(confidence, top)),
+            ),
+        ),
+    ).fill_null(False)
+    entry_ok_np = np.asarray(entry_ok.to_numpy(zero_copy_only=False), dtype=bool)
+    row_ok[np.unique(parent[~entry_ok_np])] = False
+    # Best first per row: by row, known before unknown, higher first, then as sent.
+    unknown = np.asarray(pc.is_null(confidence).to_numpy(zero_copy_only=False), dtype=bool)
+    value = np.nan_to_num(
+        np.asarray(confidence.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    )
+    sent = np.arange(len(parent))
+    order = np.lexsort((sent, -value, unknown, parent))
+    ordered_parent = parent[order]
+    rank = sent - np.searchsorted(ordered_parent, ordered_parent, side="left")
+    chosen = order[rank < keep]
+    counts = np.bincount(parent[chosen], minlength=rows) if len(chosen) else np.zeros(rows, int)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    take = pa.array(chosen, pa.int64())
+    entries = pa.StructArray.from_arrays(
+        [
+            plate.take(take),
+            pc.divide(confidence.take(take), top).cast(pa.float32()),
+        ],
+        names=["plate", "confidence"],
+    )
+    result = pa.ListArray.from_arrays(pa.array(offsets), entries)
+    return result, row_ok
+
+
+def by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
+    """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
+    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
+    return pa.array([table[value] for value in values.to_pylist()], pa.string())
+
+
+def no_reads(slow: list[int]) -> ColumnReads:
+    """Nothing read by the batch: every payload at ``slow`` goes to the per-message mapper."""
+    empty = pa.table({f.name: pa.array([], f.type) for f in MAPPED_SCHEMA if f.name != "msg_index"})
+    return ColumnReads(empty, np.zeros(0, np.int64), pa.array([], CANDIDATES), slow)
+
+
+def targets(registry: VendorRegistry, vendor: str, keys: pa.Array) -> dict[str, Target]:
+    """The registered cameras among ``keys``, one registry look-up per distinct key."""
+    found: dict[str, Target] = {}
+    for key in pc.unique(keys.filter(pc.is_valid(keys))).to_pylist():
+        try:
+            found[key] = find_target(registry, vendor, [key])
+        except Rejection:
+            continue
+    return found
+
+
+def read_columns(
+    targets_of_rows: Sequence[Target], directions: Sequence[str], **columns: pa.Array
+) -> pa.Table:
+    """The mapped table: the camera's columns from its target, the rest as given."""
+    rows = len(targets_of_rows)
+    given = {
+        "schema": pa.repeat(pa.scalar(PLATE_READ_SCHEMA_ID), rows),
+        "site_id": pa.array([t.camera.site_id for t in targets_of_rows], pa.string()),
+        "camera_id": pa.array([t.camera.id for t in targets_of_rows], pa.string()),
+        "lane": pa.array([t.camera.lane for t in targets_of_rows], pa.int64()),
+        "direction": pa.array(directions, pa.string()),
+        **columns,
+    }
+    return pa.table({f.name: given[f.name] for f in MAPPED_SCHEMA if f.name != "msg_index"})
