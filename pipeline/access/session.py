@@ -84,10 +84,13 @@ def lake_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 class AccessSession:
     """One role's confined view of the lake (see the module docstring for how it is built)."""
 
-    def __init__(self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser) -> None:
+    def __init__(
+        self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser, reads: statement.Reads
+    ) -> None:
         self.lake = lake
         self.plan = plan
         self.pseudo = pseudo
+        self.reads = reads
 
     @classmethod
     def open(
@@ -125,10 +128,11 @@ class AccessSession:
             if plan.activity_log:
                 _load_activity(con, activity)
             con.execute(f"USE memory.{SCHEMA}")
+            reads = _view_reads(con, plan)
         except BaseException:
             lake.close()
             raise
-        return cls(lake, plan, pseudo)
+        return cls(lake, plan, pseudo, reads)
 
     @property
     def role(self) -> str:
@@ -149,7 +153,11 @@ class AccessSession:
         self.close()
 
     def check(self, sql: str) -> str:
-        return statement.check(sql, statement.Allowed(self.plan.names))
+        """Both checks: the syntax tree names only the views, and the bound plan reads only
+        what the views read (see docs/adr/0006-query-confinement.md)."""
+        statement.check(sql, statement.Allowed(self.plan.names))
+        statement.check_plan(self.lake.con, sql, self.reads)
+        return sql
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
         """Sorted keyed pseudonyms of the plates in a result (never the plates themselves)."""
@@ -166,6 +174,15 @@ class AccessSession:
                 elif _PLATE_LIKE.fullmatch(plate):
                     found.add(self.pseudo.one(plate))
         return sorted(found)
+
+
+def _view_reads(con: duckdb.DuckDBPyConnection, plan: ViewPlan) -> statement.Reads:
+    """The relations the role's views read, from their own plans (the lake tables behind them,
+    the dpo's copy of the activity log): a statement's plan may read these and nothing else."""
+    scans: set[tuple[str, str]] = set()
+    for name in sorted(plan.names):
+        scans.update(statement.plan_reads(con, f"SELECT * FROM {quote_ident(name)}"))
+    return statement.Reads(frozenset(scans))
 
 
 def _load_activity(con: duckdb.DuckDBPyConnection, activity: ActivityLog | None) -> None:
