@@ -38,7 +38,13 @@ from pipeline.access import statement
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.pseudonym import PSEUDONYM, Pseudonymiser
-from pipeline.access.views import ACTIVITY_VIEW, PSEUDONYM_FUNCTION, ViewPlan, plan_views
+from pipeline.access.views import (
+    ACTIVITY_VIEW,
+    KEYED_ID_FUNCTION,
+    PSEUDONYM_FUNCTION,
+    ViewPlan,
+    plan_views,
+)
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
 
@@ -122,6 +128,13 @@ class AccessSession:
                 duckdb.sqltype("VARCHAR"),
                 type="arrow",
             )
+            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
+                KEYED_ID_FUNCTION,
+                pseudo.keyed_ids,
+                [duckdb.sqltype("BIGINT")],
+                duckdb.sqltype("BIGINT"),
+                type="arrow",
+            )
             con.execute(f"CREATE SCHEMA memory.{SCHEMA}")
             for view in plan.views:
                 con.execute(f"CREATE VIEW memory.{SCHEMA}.{quote_ident(view.name)} AS {view.sql}")
@@ -151,6 +164,11 @@ class AccessSession:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def reload_activity(self, activity: ActivityLog) -> None:
+        """Replace the session's copy of the activity log with the log as it is now."""
+        self.lake.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
+        _load_activity(self.lake.con, activity)
 
     def check(self, sql: str) -> str:
         """Both checks: the syntax tree names only the views, and the bound plan reads only

@@ -24,6 +24,7 @@ from pipeline.access.audit import ActivityLog, summarise
 from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
 from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession, run_logged
+from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.metrics import AccessMetrics
@@ -46,7 +47,7 @@ class SessionPool:
     """Open query sessions per role, reused for at most ``max_age_s``: the analyst window and
     the legal cut-off are fixed when a session opens, so that is all the slack they get.
 
-    The dpo's session holds a copy of the activity log, so it is never reused.
+    The dpo's session holds a copy of the activity log: it is reloaded before each query.
     """
 
     def __init__(self, open_session: Callable[[str], AccessSession], max_age_s: float) -> None:
@@ -60,10 +61,18 @@ class SessionPool:
         held = self._take(role) or _Idle(time.monotonic(), self._open(role))
         try:
             yield held.session
+        except QueryRefused:
+            # Refused before anything ran: the session is as it was (reopening the lake for
+            # every refused statement made a burst of them cost seconds each).
+            self._put_back(role, held)
+            raise
         except BaseException:
             held.session.close()
             raise
-        if role == "dpo" or time.monotonic() - held.opened > self._max_age_s:
+        self._put_back(role, held)
+
+    def _put_back(self, role: str, held: _Idle) -> None:
+        if time.monotonic() - held.opened > self._max_age_s:
             held.session.close()
             return
         with self._lock:
@@ -221,6 +230,8 @@ class Service:
             case=_optional(args, "case"),
         )
         with self.pool.session(identity.role) as session:
+            if session.plan.activity_log:
+                session.reload_activity(self.log)
             table = run_logged(session, self.log, identity, purpose, sql, clock=self.clock)
         return Reply(EXIT_OK, table=table)
 
