@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
-from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.pseudonym import Pseudonymiser, read_key
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.subjects import erase, subject_access
 from pipeline.config import load_settings
@@ -102,7 +102,7 @@ def build(path: Path, rows: int, days: int, subject_reads: int) -> float:
     began = time.perf_counter()
     with Lake.open(path) as lake:
         for d in range(days):
-            lake.con.execute(
+            lake.execute(
                 DAY_SQL,
                 [
                     start - timedelta(days=days - d),
@@ -187,7 +187,9 @@ def bench_service(lake: Path, state: Path, repeat: int, large_rows: int) -> dict
         "SELECT * EXCLUDE (event_id, plate, plate_raw, candidates) "
         f"FROM plate_reads LIMIT {large_rows}"
     )
-    log = ActivityLog(state / "access" / "activity.jsonl")
+    log = ActivityLog(
+        state / "access" / "activity.jsonl", read_key(state / "access" / "audit.key", "bench")
+    )
     pseudo = Pseudonymiser.from_key_file(state / "access" / "pseudonym.key")
 
     def open_session() -> AccessSession:
@@ -289,7 +291,7 @@ def subject_requests(path: Path, result: dict[str, object]) -> list[str]:
     with Lake.open(path) as lake:
         base_s, _ = timed(
             "baseline: count(DISTINCT plate) over every row",
-            lambda: lake.con.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
+            lambda: lake.execute("SELECT count(DISTINCT plate) FROM plate_reads").fetchone(),
         )
         access_s, found = timed("subject access", lambda: subject_access(lake, SUBJECT))
         purge_times: list[float] = []

@@ -66,29 +66,28 @@ def rows(n: int, start: int, captured: datetime) -> pa.Table:
 
 
 def legacy_write(lake: Lake, table: pa.Table, next_offsets: Mapping[int, int]) -> None:
-    """The bookkeeping before ADR 0004, same transaction shape (no fencing check needed)."""
-    con, parts = lake.con, sorted(next_offsets)
-    con.execute("BEGIN TRANSACTION")
-    con.execute(
-        f'SELECT "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE} '
-        "WHERE consumer_group = ? AND topic = ?",
-        [GROUP, TOPIC],
-    ).fetchall()
-    con.register("bench_rows", table)
-    con.execute(f"INSERT INTO {CATALOG}.plate_reads BY NAME SELECT * FROM bench_rows")
-    con.unregister("bench_rows")
-    con.execute(
-        f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
-        'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
-        [GROUP, TOPIC, parts],
-    )
-    con.execute(
-        f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
-        "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
-        [GROUP, TOPIC, parts, [next_offsets[p] for p in parts]],
-    )
-    con.execute(f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()")
-    con.execute("COMMIT")
+    """The bookkeeping before ADR 0006, same transaction shape (no fencing check needed)."""
+    parts = sorted(next_offsets)
+    with lake.transaction():
+        lake.execute(
+            f'SELECT "partition", next_offset FROM {CATALOG}.{OFFSETS_TABLE} '
+            "WHERE consumer_group = ? AND topic = ?",
+            [GROUP, TOPIC],
+        ).fetchall()
+        lake.insert_rows("plate_reads", table)
+        lake.execute(
+            f"DELETE FROM {CATALOG}.{OFFSETS_TABLE} WHERE consumer_group = ? AND topic = ? "
+            'AND "partition" IN (SELECT unnest(?::INTEGER[]))',
+            [GROUP, TOPIC, parts],
+        )
+        lake.execute(
+            f"INSERT INTO {CATALOG}.{OFFSETS_TABLE} "
+            "SELECT ?, ?, unnest(?::INTEGER[]), unnest(?::BIGINT[]), now()",
+            [GROUP, TOPIC, parts, [next_offsets[p] for p in parts]],
+        )
+        lake.execute(
+            f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
+        )
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,12 @@ def local_broker(state_dir: Path, *, heap_mb: int = 1024) -> Iterator[str]:
         say("Kafka broker stopped")
 
 
-def create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+def create_topics(
+    bootstrap: str, topics: Mapping[str, int], *, config: Mapping[str, str] | None = None
+) -> None:
     """Create topics (name -> partitions) and wait until every partition has a leader."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    config = {"max.message.bytes": str(4 * 1024 * 1024)}
+    config = {"max.message.bytes": str(4 * 1024 * 1024), **(config or {})}
     new = [
         NewTopic(name, num_partitions=n, replication_factor=1, config=config)
         for name, n in topics.items()
@@ -213,6 +215,8 @@ class Result:
     peak_rss_mb: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    # The 1-minute load average when the result was taken: 2 cores shared with other work.
+    load_avg: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
     def wall_rate(self) -> float:

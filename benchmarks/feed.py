@@ -229,3 +229,76 @@ def produce_live(
     if remaining:
         raise RuntimeError(f"{remaining} live messages not delivered to {topic}")
     return Offered(sent, elapsed)
+
+
+def prebuild_live(
+    pool: list[Template], *, rate: float, seconds: float, start: int = 0
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) pairs a live run of ``rate`` x ``seconds`` sends, built before it starts
+    so the sending loop spends no CPU making them. Each is stamped with its planned send time
+    from now on (at or before its real send, never in the future)."""
+    began = time.time()
+    count = int(rate * seconds)
+    messages: list[tuple[bytes, bytes]] = []
+    stamp_of_ms: dict[int, bytes] = {}
+    for n in range(count):
+        planned_ms = int((began + n / rate) * 1000)
+        stamp = stamp_of_ms.get(planned_ms)
+        if stamp is None:
+            stamp = stamp_of_ms.setdefault(
+                planned_ms,
+                (
+                    time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(planned_ms // 1000))
+                    + f".{planned_ms % 1000:03d}Z"
+                ).encode(),
+            )
+        round_, index = divmod(start + n, len(pool))
+        template = pool[index]
+        messages.append((template.key, template.live(b".l%d" % round_, stamp)))
+    return messages
+
+
+def produce_prebuilt(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    *,
+    rate: float,
+    at: tuple[float, Callable[[], None]] | None = None,
+) -> Offered:
+    """Send pre-built ``messages`` at ``rate`` per second, paced in ticks against the clock.
+    ``at = (s, fn)`` calls ``fn`` once, ``s`` seconds in."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "compression.type": UNCOMPRESSED,
+            "acks": 1,
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
+    producer.list_topics(topic, timeout=30)  # connected before the clock starts
+    produce = producer.produce
+    began = time.monotonic()
+    sent = 0
+    pending_hook = at
+    while sent < len(messages):
+        elapsed = time.monotonic() - began
+        if pending_hook is not None and elapsed >= pending_hook[0]:
+            pending_hook[1]()
+            pending_hook = None
+        due = min(int(rate * elapsed), len(messages))
+        for key, value in messages[sent:due]:
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                producer.poll(0.01)
+                produce(topic, value, key)
+        sent = max(sent, due)
+        producer.poll(0)
+        time.sleep(0.005)
+    elapsed = time.monotonic() - began
+    remaining = producer.flush(30)
+    if remaining:
+        raise RuntimeError(f"{remaining} live messages not delivered to {topic}")
+    return Offered(sent, elapsed)

@@ -8,18 +8,22 @@ uncompressed, 4 partitions, ~1% hostile) is drained into a fresh lake by:
       ``Table.from_pylist``, the same lake writes (:mod:`benchmarks.naive`), on a prefix;
   (c) a faust-streaming agent doing the same (:mod:`benchmarks.faust_baseline`), on a prefix;
   (d) the limit: the same messages from memory through ``LakeIngestor.commit_batch``
-      (decode, dedup, the same lake write; Kafka and the DLQ stubbed out), plus, for
-      information, decode + ``pyarrow.parquet.write_table`` (zstd) with no lake at all.
+      (decode, dedup, the same lake write; Kafka and the DLQ stubbed out);
+  (d') and (d'') the machine's limits: decode + ``pyarrow.parquet.write_table`` (zstd), no
+      catalog, with one thread, and with two decode threads feeding a writer (both cores).
 
 Rates are taken from lake commits: *steady* is first to last commit (start-up and the group
 join excluded; the headline and the ratios), *wall* is process start to last commit. Each
 method runs ``--repeats`` times, interleaved, and the median is reported. Then a 5M-event
-backlog is drained by (a) for its peak RSS, and (a) runs live at an offered 20k events/s for
-60 s while its ``anpr_freshness_seconds`` histogram is scraped (quantiles at bucket
-resolution). Results are printed and written to ``benchmarks/results/``.
+backlog is drained by (a) for its peak RSS; ``--commits`` small commits time the commit cost
+(:mod:`benchmarks.commit_cost`); and (a) runs live at an offered 20k events/s for 60 s from
+messages built before the clock starts, its freshness taken from each message's Kafka append
+time (LogAppendTime) to the lake snapshot that made its row queryable, so the generator's CPU
+does not count. Every result carries the load average (2 cores shared with other work).
+Results are printed and written to ``benchmarks/results/``.
 
-    .venv/bin/python -m benchmarks.hot_path            # full run (~9 min on 2 cores)
-    .venv/bin/python -m benchmarks.hot_path --quick    # smoke run (~2 min)
+    .venv/bin/python -m benchmarks.hot_path            # full run (~40 min on 2 busy cores)
+    .venv/bin/python -m benchmarks.hot_path --quick    # smoke run (~10 min on a busy machine)
     .venv/bin/python -m benchmarks.hot_path --count 200000 --repeats 0 --skip-rss \\
         --set ANPR_INGEST_BATCH_TIMEOUT_S=0.1          # freshness alone, one setting changed
 """
@@ -36,8 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +53,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupState, Topi
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
+from benchmarks import commit_cost
 from benchmarks.common import (
     ANPR,
     PYTHON,
@@ -68,17 +74,18 @@ from benchmarks.common import (
     scrape,
     wait_for,
 )
-from benchmarks.feed import Template, make_pool, produce_backlog, produce_live
+from benchmarks.feed import Template, make_pool, prebuild_live, produce_backlog, produce_prebuilt
 from benchmarks.naive import Refused, default_validator
 from pipeline.codec.plate_reads import DecodeLimits, DecodeResult, decode_plate_reads
 from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import LakeSettings, Settings, load_settings
 from pipeline.ingest.plates import PlateDecoder
-from pipeline.ingest.worker import LakeIngestor, retention_cutoff
+from pipeline.ingest.worker import LakeIngestor
 from pipeline.kafka.local import free_port
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.retention import expired_on_arrival
 
 BULK_TOPIC = "bench.plate-reads"
 LIVE_TOPIC = "bench.live-reads"
@@ -153,7 +160,7 @@ class Bench:
             values,
             registry=self.registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self.settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self.settings.retention.months),
             limits=self.decode_limits(),
         )
 
@@ -359,8 +366,8 @@ def drain_from_memory(bench: Bench, batches: list[list[Any]], work: Path) -> Res
             lake=lake,
             metrics=IngestMetrics(CollectorRegistry()),
         )
-        commits, consumed = [], 0
         started = time.time()
+        commits, consumed = [Commit(started, 0)], 0  # in process: no start-up to exclude
         for batch in batches:
             ingestor.commit_batch(batch)
             consumed += len(batch)
@@ -380,14 +387,35 @@ def drain_from_memory(bench: Bench, batches: list[list[Any]], work: Path) -> Res
 
 def decode_to_parquet(bench: Bench, batches: list[list[Any]], work: Path) -> Result:
     """(d'), for information: decode + one zstd Parquet file per batch, no lake, no dedup."""
-    commits, consumed = [], 0
     started = time.time()
+    commits, consumed = [Commit(started, 0)], 0  # in process: no start-up to exclude
     for n, batch in enumerate(batches):
         result = bench.decode([m.value() for m in batch], datetime.now(UTC))
         pq.write_table(result.table, work / f"{n:05d}.parquet", compression="zstd")
         consumed += len(batch)
         commits.append(Commit(time.time(), consumed))
     return result_from_commits("d2", "(d') decode + Parquet file", started, commits)
+
+
+def decode_to_parquet_two_threads(bench: Bench, batches: list[list[Any]], work: Path) -> Result:
+    """(d''), the two-core limit: two threads decode (the decoder releases the GIL in Arrow)
+    while this one writes each batch's zstd Parquet file, in batch order; at most four batches
+    decoded ahead, so memory stays bounded."""
+    started = time.time()
+    commits, consumed = [Commit(started, 0)], 0  # in process: no start-up to exclude
+    ahead: deque[Future[DecodeResult]] = deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for n in range(len(batches) + 4):
+            if n < len(batches):
+                values = [m.value() for m in batches[n]]
+                ahead.append(pool.submit(bench.decode, values, datetime.now(UTC)))
+            if len(ahead) > 4 or (n >= len(batches) and ahead):
+                done = len(commits) - 1  # batches written so far
+                table = ahead.popleft().result().table
+                pq.write_table(table, work / f"{done:05d}.parquet", compression="zstd")
+                consumed += len(batches[done])
+                commits.append(Commit(time.time(), consumed))
+    return result_from_commits("d3", "(d'') 2 decode threads + file", started, commits)
 
 
 # --- sanity: the plain validator makes the decoder's decisions --------------------------------
@@ -413,7 +441,7 @@ def check_agreement(bench: Bench, pool: list[Template]) -> dict[str, Any]:
             vectorised[start + i] = ("expired", None)
     vectorised_s = time.perf_counter() - began
     validator = default_validator(bench.registry)
-    cutoff = retention_cutoff(now, bench.settings.retention.months)
+    cutoff = expired_on_arrival(now, bench.settings.retention.months)
     mismatches: Counter[str] = Counter()
     began = time.perf_counter()
     for i, value in enumerate(values):
@@ -467,15 +495,13 @@ def measure_freshness(bench: Bench, pool: list[Template], work: Path) -> dict[st
         wait_for(lambda: worker.scrape() is not None, 60, "the worker's /metrics endpoint")
         wait_for(lambda: _group_stable(admin, worker.group), 60, "the worker to join its group")
         warmup = min(5.0, seconds / 4)
+        messages = prebuild_live(pool, rate=rate, seconds=warmup + seconds)
         say(f"  offering {rate:,.0f} reads/s for {warmup:.0f} s warm-up + {seconds:.0f} s")
-        offered = produce_live(
-            bench.bootstrap,
-            LIVE_TOPIC,
-            pool,
-            rate=rate,
-            seconds=warmup + seconds,
-            at=(warmup, snapshot_before),
+        measured_from = time.time() + warmup
+        offered = produce_prebuilt(
+            bench.bootstrap, LIVE_TOPIC, messages, rate=rate, at=(warmup, snapshot_before)
         )
+        messages.clear()
         wait_for(
             lambda: worker.consumed(worker.scrape() or {}) >= offered.sent,
             60,
@@ -494,7 +520,9 @@ def measure_freshness(bench: Bench, pool: list[Template], work: Path) -> dict[st
     batches = batch[-1][1] if batch else 0.0
     consumed = worker.consumed(after) - worker.consumed(before)
     lags = [metric_sum(s, "anpr_consumer_lag_messages") for _, s in samples]
+    queryable = append_to_queryable(bench, work / "lake", measured_from)
     return {
+        **queryable,
         "offered_rate": offered.rate,
         "offered": offered.sent,
         "offered_seconds": offered.seconds,
@@ -513,6 +541,52 @@ def measure_freshness(bench: Bench, pool: list[Template], work: Path) -> dict[st
         "max_lag": max(lags, default=float("nan")),
         "lag_per_second": lags,
         "worker_peak_rss_mb": child.peak_rss_mb,
+    }
+
+
+def append_to_queryable(bench: Bench, lake_path: Path, since: float) -> dict[str, Any]:
+    """Seconds from each message's Kafka append time (the live topic stamps LogAppendTime) to
+    the commit of the lake snapshot that made its row queryable, for messages appended after
+    ``since`` (Unix time). Neither the generator's pace nor the capture times matter."""
+    appended: dict[tuple[int, int], int] = {}
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bench.bootstrap,
+            "group.id": "bench-append",
+            "enable.auto.commit": False,
+        }
+    )
+    ends = end_offsets(bench.bootstrap, LIVE_TOPIC)
+    consumer.assign([TopicPartition(LIVE_TOPIC, p, OFFSET_BEGINNING) for p in ends])
+    deadline = time.monotonic() + 120
+    while len(appended) < sum(ends.values()) and time.monotonic() < deadline:
+        for m in consumer.consume(num_messages=10_000, timeout=1.0):
+            if m.error() is None:
+                appended[(m.partition(), m.offset())] = m.timestamp()[1]
+    consumer.close()
+    with Lake.open(lake_path, read_only=True) as lake:
+        (last,) = lake.con.execute(
+            "SELECT max(snapshot_id) FROM ducklake_snapshots('lake')"
+        ).fetchone() or (0,)
+        rows = lake.con.execute(
+            "SELECT c.source_partition, c.source_offset, epoch_ms(s.snapshot_time) "
+            "FROM ducklake_table_changes('lake', 'main', 'plate_reads', 0, ?) c "
+            "JOIN ducklake_snapshots('lake') s USING (snapshot_id) WHERE c.change_type = 'insert'",
+            [last],
+        ).fetchall()
+    since_ms = since * 1000
+    latencies = sorted(
+        (committed - appended[(part, offset)]) / 1000
+        for part, offset, committed in rows
+        if appended.get((part, offset), 0) >= since_ms
+    )
+    if not latencies:
+        return {"append_rows": 0, "append_p50_s": float("nan"), "append_p99_s": float("nan")}
+    return {
+        "append_rows": len(latencies),
+        "append_p50_s": latencies[len(latencies) // 2],
+        "append_p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "append_max_s": latencies[-1],
     }
 
 
@@ -546,8 +620,12 @@ def run(bench: Bench) -> Report:
         f"{agreement['values']:,} agree {agreement['mismatches'] or ''}; outcomes "
         f"{agreement['outcomes']}"
     )
+    create_topics(bench.bootstrap, {BULK_TOPIC: PARTITIONS, DLQ_TOPIC: PARTITIONS})
+    # Freshness is measured from the broker's append time (append_to_queryable).
     create_topics(
-        bench.bootstrap, {BULK_TOPIC: PARTITIONS, LIVE_TOPIC: PARTITIONS, DLQ_TOPIC: PARTITIONS}
+        bench.bootstrap,
+        {LIVE_TOPIC: PARTITIONS},
+        config={"message.timestamp.type": "LogAppendTime"},
     )
     say(f"producing {args.count:,} reads to {BULK_TOPIC}")
     seconds = produce_backlog(bench.bootstrap, BULK_TOPIC, pool, start=0, count=args.count)
@@ -574,6 +652,7 @@ def run(bench: Bench) -> Report:
         steps: list[tuple[str, Callable[[Path], Result]]] = [
             ("d", lambda w: drain_from_memory(bench, batches, w)),
             ("d2", lambda w: decode_to_parquet(bench, batches, w)),
+            ("d3", lambda w: decode_to_parquet_two_threads(bench, batches, w)),
             (
                 "a",
                 lambda w: drain_with_worker(
@@ -619,10 +698,23 @@ def run(bench: Bench) -> Report:
         report.results.append(rss)
         say(f"  peak RSS {rss.peak_rss_mb:.0f} MB, steady {rss.steady_rate:,.0f}/s")
 
+    if args.commits > 0:
+        say(f"commit cost: {args.commits + 100:,} small commits into a fresh lake")
+        cost = commit_cost.measure(
+            bench.workdir("commits"), commits=args.commits, rows_per_commit=40, window=100
+        )
+        report.facts["commit_cost"] = {
+            **vars(cost),
+            "ratio": cost.ratio,
+            "load_avg": os.getloadavg()[0],
+        }
+        say(f"  {cost.line()}")
+
     if args.duration > 0:
         say(f"freshness: (a) live at an offered {args.rate:,.0f} reads/s")
         fresh = measure_freshness(bench, pool, bench.workdir("fresh"))
-        report.facts["freshness"] = fresh
+        report.facts["freshness"] = {**fresh, "load_avg": os.getloadavg()[0]}
+        fresh = report.facts["freshness"]
         say(
             f"  offered {fresh['offered_rate']:,.0f}/s; freshness p50 {fresh['p50_s']:.2f} s, "
             f"p99 {fresh['p99_s']:.2f} s over {fresh['rows_observed']:,} rows"
@@ -649,7 +741,23 @@ def targets(report: Report) -> list[Target]:
     fresh = report.facts.get("freshness", {})
     rss = report.of("a-rss")
     nan = float("nan")
+    commit = report.facts.get("commit_cost", {})
     return [
+        Target("(a) draining the backlog", a, 100_000, at_least=True, unit="/s"),
+        Target("a/d'' (two-core limit)", a / report.median_rate("d3"), 0.55, at_least=True),
+        Target(
+            f"commit after {commit.get('commits', 0):,} / first {commit.get('window', 0)}",
+            commit.get("ratio", nan),
+            1.2,
+            at_least=False,
+        ),
+        Target(
+            "p99 Kafka append -> queryable",
+            fresh.get("append_p99_s", nan),
+            2.0,
+            at_least=False,
+            unit="s",
+        ),
         Target("a/b (steady rates)", a / report.median_rate("b"), 5, at_least=True),
         Target("a/c (steady rates)", a / report.median_rate("c"), 20, at_least=True),
         Target("a/d (steady rates)", a / report.median_rate("d"), 0.6, at_least=True),
@@ -666,8 +774,10 @@ def targets(report: Report) -> list[Target]:
 
 def render(report: Report, bench: Bench) -> str:
     topic = report.facts["topic"]
+    nan = float("nan")
     lines = [
-        f"hot path, {os.cpu_count()} cores; topic {topic['messages']:,} reads (median "
+        f"hot path, {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f}); "
+        f"topic {topic['messages']:,} reads (median "
         f"{topic['median_value_bytes']} B, uncompressed) in {PARTITIONS} partitions "
         f"{topic['per_partition']}; batch {bench.settings.ingest.batch_size:,}"
         + (f"; --set {bench.overrides}" if bench.overrides else "")
@@ -675,11 +785,11 @@ def render(report: Report, bench: Bench) -> str:
     ]
     head = (
         f"{'method':<30} {'runs':>4} {'events':>10} {'steady s':>9} {'events/s':>10} "
-        f"{'wall ev/s':>10} {'a/x':>6} {'peak RSS':>9}"
+        f"{'wall ev/s':>10} {'a/x':>6} {'peak RSS':>9} {'load':>5}"
     )
     lines += [head, "-" * len(head)]
     a = report.median_rate("a")
-    for method in ("a", "b", "c", "d", "d2", "a-rss"):
+    for method in ("a", "b", "c", "d", "d2", "d3", "a-rss"):
         runs = report.of(method)
         if not runs:
             continue
@@ -690,6 +800,7 @@ def render(report: Report, bench: Bench) -> str:
             f"{statistics.median(r.steady_s for r in runs):>9.1f} {rate:>10,.0f} "
             f"{report.median_rate(method, steady=False):>10,.0f} {a / rate:>6.2f} "
             + (f"{max(rss):>6.0f} MB" if rss else f"{'-':>9}")
+            + f" {statistics.median(r.load_avg for r in runs):>5.1f}"
         )
         if len(runs) > 1:
             spread = ", ".join(f"{r.steady_rate:,.0f}" for r in runs)
@@ -708,6 +819,20 @@ def render(report: Report, bench: Bench) -> str:
             f"\n  {fresh['batches']:,} batches of {fresh['mean_batch']:,.0f} on average, batch "
             f"duration p50 {fresh['batch_p50_s']:.2f} s, p99 {fresh['batch_p99_s']:.2f} s; "
             f"max lag {fresh['max_lag']:,.0f} messages (1 s samples)"
+        )
+    if fresh and fresh.get("append_rows"):
+        lines.append(
+            f"  Kafka append -> queryable (lake snapshot commit), {fresh['append_rows']:,} rows: "
+            f"p50 {fresh['append_p50_s']:.2f} s, p99 {fresh['append_p99_s']:.2f} s, max "
+            f"{fresh['append_max_s']:.2f} s (load {fresh.get('load_avg', nan):.1f})"
+        )
+    commit = report.facts.get("commit_cost")
+    if commit:
+        lines.append(
+            f"commit cost (write_batch, {commit['rows_per_commit']} rows/commit): first "
+            f"{commit['window']} {commit['first_ms']:.1f} ms, after {commit['commits']:,} "
+            f"{commit['late_ms']:.1f} ms (medians): {commit['ratio']:.2f}x "
+            f"(load {commit['load_avg']:.1f})"
         )
     agreement = report.facts["agreement"]
     lines.append(
@@ -779,6 +904,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20_000, help="offered reads/s, live")
     parser.add_argument("--duration", type=float, default=60, help="live seconds; 0 skips")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per drain")
+    parser.add_argument("--commits", type=int, default=10_000, help="commit cost after; 0 skips")
     parser.add_argument(
         "--set",
         type=_setting,
@@ -788,13 +914,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an ingest setting for (a) and (d), e.g. ANPR_INGEST_BATCH_SIZE=50000",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 200k reads, 1 round, 1M RSS, 15 s live"
+        "--quick",
+        action="store_true",
+        help="smoke run: 200k reads, 1 round, 1M RSS, 15 s live, 1,000 commits",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.count, args.pool, args.repeats = 200_000, 50_000, 1
         args.naive_count, args.faust_count = 200_000, 100_000
-        args.rss_count, args.duration = 1_000_000, 15
+        args.rss_count, args.duration, args.commits = 1_000_000, 15, 1_000
     return args
 
 

@@ -78,7 +78,7 @@ def write_day(lake: Lake, day: date, rows: int, files: int, first: int) -> int:
     start = datetime.combine(day, datetime.min.time(), UTC)
     per = rows // files
     for _ in range(files):
-        lake.con.execute(CHUNK_SQL, [start, first, per])
+        lake.execute(CHUNK_SQL, [start, first, per])
         first += per
     return first
 
@@ -97,7 +97,7 @@ def busy_day(root: Path, rows: int, files: int) -> dict[str, Any]:
     say(f"busy day: {rows:,} reads in {files} inserts")
     with Lake.open(root / "lake") as lake:
         write_day(lake, day, rows, files, 0)
-        before = files_by_day(lake.con, "plate_reads")[day].files
+        before = files_by_day(lake, "plate_reads")[day].files
     closed = datetime.combine(day, datetime.min.time(), UTC) + timedelta(days=1, hours=3)
     stats = run(root, closed, "stats").steps["stats"]
     say(f"  stats: {stats['seconds']:.1f} s ({stats['traffic_days']} day)")
@@ -148,17 +148,16 @@ def six_months(root: Path, rows: int, days: int, per_day: int, repeat: int) -> d
     mid = datetime.combine(first_day + timedelta(days=days // 2), datetime.min.time(), UTC)
 
     def measure(lake: Lake) -> dict[str, float]:
-        con = lake.con
         it = iter(plates * (repeat + 1))
         lookup = median_ms(
             repeat,
-            lambda: con.execute(
+            lambda: lake.execute(
                 "SELECT count(*), min(captured_at) FROM plate_reads WHERE plate = ?", [next(it)]
             ).fetchall(),
         )
         aggregate = median_ms(
             repeat,
-            lambda: con.execute(
+            lambda: lake.execute(
                 "SELECT site_id, direction, count(*) FROM plate_reads "
                 "WHERE captured_at >= ? AND captured_at < ? GROUP BY ALL",
                 [mid, mid + timedelta(days=1)],

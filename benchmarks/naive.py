@@ -40,11 +40,11 @@ from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.config import IngestSettings, KafkaSettings, RetentionSettings, Settings
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.ingest.plates import TABLE
-from pipeline.ingest.worker import retention_cutoff
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.plates import _FOLDS, GENERIC_FORMAT, PLATE_FORMATS
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.retention import expired_on_arrival
 from pipeline.schemas import (
     COUNTRY_PATTERN,
     DIRECTIONS,
@@ -288,7 +288,7 @@ class PlainBatch:
     duplicates: int = 0
 
     def __post_init__(self) -> None:
-        self._cutoff = retention_cutoff(self.now, RetentionSettings().months)
+        self._cutoff = expired_on_arrival(self.now, RetentionSettings().months)
 
     def add(self, value: bytes | None, key: bytes | None, partition: int, offset: int) -> None:
         self.consumed += 1

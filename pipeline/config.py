@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import re
 import tomllib
@@ -36,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+
+# add_months re-exported for pipeline.demo until it imports pipeline.retention itself.
+from pipeline.retention import add_months as add_months  # noqa: PLC0414
+from pipeline.retention import shortest_span_days
 
 ENV_PREFIX = "ANPR_"
 DEFAULT_CONFIG_FILE = Path("anpr.toml")
@@ -76,44 +79,6 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in _SECRET_WORDS)
 
 
-def shortest_span_days(months: int) -> int:
-    """The fewest days that ``months`` calendar months can last, over every start date.
-
-    A topic retention must stay below the legal limit whatever the date, so it is compared with
-    the shortest span (181 days for 6 months: 1 September to 1 March in a common year).
-    """
-    start = dt.date(2025, 1, 1)  # a 4-year window covers every leap pattern
-    return min(
-        (add_months(start + dt.timedelta(days=i), months) - (start + dt.timedelta(days=i))).days
-        for i in range(4 * 366)
-    )
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """Calendar-month arithmetic that clamps to the month's end: 2026-08-31 + 6 → 2027-02-28."""
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    next_month = dt.date(year + (month == 12), month % 12 + 1, 1)
-    last_day = (next_month - dt.timedelta(days=1)).day
-    return dt.date(year, month, min(day.day, last_day))
-
-
-def months_before(instant: dt.datetime, months: int) -> dt.datetime:
-    """The latest collection time whose ``months``-month limit has passed at ``instant``.
-
-    The inverse of :func:`add_months` on the day, with its clamping: at 2027-02-28 every
-    read of 2026-08-28 to 2026-08-31 has reached its limit (2026-08-31 + 6 months =
-    2027-02-28), so on the last day of a month the cutoff moves to the last day of the month
-    ``months`` before. A plain ``add_months(day, -months)`` would give 2026-08-28 and keep
-    three days of reads too long.
-    """
-    day = instant.date()
-    back = add_months(day, -months)
-    if (day + dt.timedelta(days=1)).day == 1:  # the instant is on the last day of its month
-        back = add_months(back.replace(day=1), 1) - dt.timedelta(days=1)
-    return dt.datetime.combine(back, instant.timetz())
-
-
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -135,6 +100,8 @@ class TopicSettings:
     dlq: str = "anpr.dlq"
     watchlist: str = "anpr.watchlist"
     watchlist_hits: str = "anpr.watchlist-hits"
+    # The activity log's head, published by the service (pipeline/access/anchors.py).
+    audit_anchors: str = "anpr.audit-anchors"
     partitions: int = 4
     replication_factor: int = 1
     # Topics holding personal data keep it only briefly: the lake is the system of record.
@@ -177,8 +144,12 @@ class StateSettings:
 @dataclass(frozen=True)
 class IngestSettings:
     consumer_group: str = "anpr-ingest"
-    batch_size: int = 20_000
-    batch_timeout_s: float = 0.5
+    # Budgets of one batch (one lake commit): it ends at the first reached, or as soon as the
+    # worker has caught up with its partitions. Live traffic thus commits small batches at
+    # once, a backlog large ones that spread the commit's fixed cost (ADR 0006).
+    batch_size: int = 50_000  # messages (larger batches decode slower per message)
+    batch_max_bytes: int = 32 * 1024 * 1024  # message values
+    batch_timeout_s: float = 0.5  # seconds from the batch's first message
     max_message_bytes: int = 65_536
     # Vendor payloads carry base64 image crops (dropped at ingest), so they may be larger.
     vendor_max_message_bytes: int = 2 * 1024 * 1024
@@ -282,6 +253,11 @@ class AccessSettings:
     activity_log: Path | None = None
     log_retention_months: int = 24
     reports_dir: Path | None = None
+    # The key of the log's MAC chain (service account only), and how often its head is
+    # anchored in topics.audit_anchors: every N entries and every interval.
+    audit_key_file: Path | None = None
+    anchor_every_entries: int = 20
+    anchor_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -556,6 +532,8 @@ def _check(settings: Settings) -> None:
     ingest = settings.ingest
     if ingest.batch_size < 1 or ingest.batch_timeout_s <= 0:
         raise ConfigError("ingest.batch_size", "batch_size must be >= 1 and timeout > 0")
+    if ingest.batch_max_bytes < 1024 * 1024:
+        raise ConfigError("ingest.batch_max_bytes", "must be at least 1 MiB")
     if not 1024 <= ingest.max_message_bytes <= 16 * 1024 * 1024:
         raise ConfigError("ingest.max_message_bytes", "must be within 1 KiB..16 MiB")
     if not 1.0 <= ingest.passage_window_s <= 600.0:
@@ -646,3 +624,7 @@ def _check_access(access: AccessSettings, months: int) -> None:
         raise ConfigError("access.analyst_max_age_days", f"must be within 1..{legal_days}")
     if not 1 <= access.log_retention_months <= 120:
         raise ConfigError("access.log_retention_months", "must be within 1..120")
+    if access.anchor_every_entries < 1:
+        raise ConfigError("access.anchor_every_entries", "must be >= 1")
+    if not 1 <= access.anchor_interval_s <= 3600:
+        raise ConfigError("access.anchor_interval_s", "must be within 1..3600 seconds")

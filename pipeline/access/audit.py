@@ -1,18 +1,26 @@
-"""The activity log: append-only JSON lines, hash-chained, with a separate head record.
+"""The activity log: append-only JSON lines, chained with a keyed MAC, anchored outside.
 
 Every line is one entry, written in canonical JSON (sorted keys, no spaces) and carrying
 
 - ``seq``: its number (0, 1, 2, ... for the life of the log; retention does not renumber),
-- ``prev``: the ``hash`` of the entry before it (:data:`GENESIS` for the first ever),
-- ``hash``: SHA-256 of the entry's canonical JSON without ``hash``.
+- ``prev``: the ``mac`` of the entry before it (:data:`GENESIS` for the first ever),
+- ``mac``: HMAC-SHA256, under the audit key, of the entry's canonical JSON without ``mac``.
 
-The head record (``<log>.head.json``, replaced atomically after every append) holds the next
-``seq``, the last ``hash``, where the kept log starts after retention, and cumulative counters
-for the metrics. An edited byte breaks the canonical form or a hash; a deleted, inserted or
-swapped line breaks ``seq`` and ``prev``; a cut tail disagrees with the head.
+The audit key (``access.audit_key_file``) is held by the service account alone: whoever can
+write the log's folder but not read the key cannot re-chain an edited, shortened or reordered
+log. The head record (``<log>.head.json``, carrying its own MAC) holds the next ``seq``, the
+last ``mac``, where the kept log starts after retention, and counters for the metrics.
+
+Because the key and the log live on one host, the service also publishes the head (``seq`` and
+``mac`` of the last entry) to the compacted topic ``anpr.audit-anchors``
+(:mod:`pipeline.access.anchors`), every ``access.anchor_every_entries`` entries and every
+``access.anchor_interval_s``. An anchored MAC covers every entry up to it, so cutting, editing,
+re-chaining, reordering or deleting anything anchored is found by :func:`verify_lines`, even by
+someone who holds the key. Entries after the last anchor are protected by the key only.
 
 Entries never hold result values: a query's entry keeps the keyed pseudonyms of the plates
-it returned (:mod:`pipeline.access.pseudonym`), so "who looked at this plate" can be answered.
+it returned (:mod:`pipeline.access.pseudonym`), and its SQL with literals replaced
+(:mod:`pipeline.access.redact`).
 
 Appending takes an exclusive ``flock`` on ``<log>.lock``: several ``anpr`` processes on one host
 may log at once. (A multi-host deployment ships each host's log, or uses one log host.)
@@ -23,21 +31,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import add_months
+from pipeline.access.pseudonym import read_key
+from pipeline.config import Settings
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
+from pipeline.retention import log_cutoff
 
 GENESIS = "0" * 64
 QUERY_KINDS = ("query.end", "query.refused")
+RETENTION_KIND = "audit.retention"
 
 
 class AuditLogError(Terminal):
@@ -45,30 +57,35 @@ class AuditLogError(Terminal):
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """The log's head as published outside the host: entry ``seq`` had ``mac``."""
+
+    seq: int
+    mac: str
+
+
+@dataclass(frozen=True)
 class Head:
     next_seq: int = 0
-    last_hash: str = GENESIS
+    last_mac: str = GENESIS
     first_seq: int = 0  # the oldest entry kept after retention
-    first_prev: str = GENESIS  # and the hash it chains to
+    first_prev: str = GENESIS  # and the MAC it chains to
     counts: Mapping[str, int] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return _canonical(
-            {
-                "next_seq": self.next_seq,
-                "last_hash": self.last_hash,
-                "first_seq": self.first_seq,
-                "first_prev": self.first_prev,
-                "counts": dict(self.counts),
-            }
-        )
+    def body(self) -> dict[str, Any]:
+        return {
+            "next_seq": self.next_seq,
+            "last_mac": self.last_mac,
+            "first_seq": self.first_seq,
+            "first_prev": self.first_prev,
+            "counts": dict(self.counts),
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> Head:
-        data = json.loads(text)
+    def from_body(cls, data: Mapping[str, Any]) -> Head:
         return cls(
             int(data["next_seq"]),
-            str(data["last_hash"]),
+            str(data["last_mac"]),
             int(data["first_seq"]),
             str(data["first_prev"]),
             {str(k): int(v) for k, v in dict(data.get("counts", {})).items()},
@@ -84,10 +101,18 @@ class Verdict:
     line: int | None = None  # 1-based line number of the first bad entry
     seq: int | None = None  # the seq that belongs there
     problem: str = ""
+    anchored: int | None = None  # the newest anchored seq checked
 
     def describe(self) -> str:
         if self.ok:
-            return f"activity log intact: {self.entries} entries"
+            anchored = (
+                f", anchored up to seq {self.anchored}"
+                if self.anchored is not None
+                else ", nothing anchored yet"
+            )
+            return f"activity log intact: {self.entries} entries{anchored}"
+        if self.line is None:
+            return f"activity log does not verify: {self.problem}"
         return f"first bad entry: line {self.line} (seq {self.seq}): {self.problem}"
 
 
@@ -95,16 +120,16 @@ def _canonical(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of ``entry`` without its ``hash`` field, in canonical JSON."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+def entry_mac(entry: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) under ``key`` of ``entry`` without its ``mac`` field, canonical JSON."""
+    body = {k: v for k, v in entry.items() if k != "mac"}
+    return hmac.new(key, _canonical(body).encode(), hashlib.sha256).hexdigest()
 
 
-def chain(record: Mapping[str, Any], *, seq: int, prev: str) -> dict[str, Any]:
-    """``record`` as the entry ``seq`` chained to ``prev``: with ``seq``, ``prev`` and ``hash``."""
+def chain(record: Mapping[str, Any], *, seq: int, prev: str, key: bytes) -> dict[str, Any]:
+    """``record`` as the entry ``seq`` chained to ``prev``: with ``seq``, ``prev`` and ``mac``."""
     entry = {**record, "seq": seq, "prev": prev}
-    entry["hash"] = entry_hash(entry)
+    entry["mac"] = entry_mac(entry, key)
     return entry
 
 
@@ -113,33 +138,72 @@ def encode(entry: Mapping[str, Any]) -> str:
     return _canonical(entry)
 
 
-def verify_lines(lines: Iterable[str], head: Head | None) -> Verdict:
-    """Check every line, in order, against the chain and ``head`` (pure)."""
+def verify_lines(
+    lines: Iterable[str], head: Head | None, key: bytes, anchors: Sequence[Anchor] = ()
+) -> Verdict:
+    """Check every line, in order, against the keyed chain, ``head`` and ``anchors`` (pure).
+
+    In order: each entry's form, seq, link and MAC; that the log starts where the last
+    ``audit.retention`` entry says it was cut (a dropped prefix is not retention); the head;
+    then every anchor: its entry must be in the log with the anchored MAC, unless retention
+    dropped it.
+    """
     start = head or Head()
     seq, prev, count = start.first_seq, start.first_prev, 0
+    wanted = {a.seq for a in anchors}
+    seen: dict[int, str] = {}
+    kept_from = 0
     for number, line in enumerate(lines, start=1):
-        problem = _line_problem(line, seq, prev)
+        problem = _line_problem(line, seq, prev, key)
         if problem:
             return Verdict(False, count, number, seq, problem)
-        prev = json.loads(line)["hash"]
+        entry = json.loads(line)
+        prev = entry["mac"]
+        if seq in wanted:
+            seen[seq] = prev
+        if entry.get("kind") == RETENTION_KIND:
+            kept_from = int(entry.get("kept_from", 0))
         seq, count = seq + 1, count + 1
-    if head is None:
-        if count:
-            return Verdict(False, count, count, seq - 1, "the head record is missing")
-        return Verdict(True, 0)
-    if head.next_seq != seq or head.last_hash != prev:
+    if count and start.first_seq != kept_from:
         return Verdict(
-            False,
-            count,
-            count + 1,
-            seq,
+            False, count, 1, start.first_seq,
+            f"the log starts at seq {start.first_seq} but retention kept it from seq "
+            f"{kept_from}: entries {kept_from}..{start.first_seq - 1} are missing",
+        )  # fmt: skip
+    if head is None and count:
+        return Verdict(False, count, count, seq - 1, "the head record is missing")
+    if head is not None and (head.next_seq != seq or head.last_mac != prev):
+        return Verdict(
+            False, count, count + 1, seq,
             f"log ends at seq {seq - 1} but the head record says {head.next_seq - 1}: "
             "entries were removed from the end (or the head was altered)",
-        )
-    return Verdict(True, count)
+        )  # fmt: skip
+    return _check_anchors(anchors, seen, first=start.first_seq, end=seq, count=count)
 
 
-def _line_problem(line: str, seq: int, prev: str) -> str:
+def _check_anchors(
+    anchors: Sequence[Anchor], seen: Mapping[int, str], *, first: int, end: int, count: int
+) -> Verdict:
+    newest = max(anchors, key=lambda a: a.seq, default=None)
+    if newest is not None and newest.seq >= end:
+        return Verdict(
+            False, count, count + 1, end,
+            f"entries seq {end}..{newest.seq} are missing: anchored at seq {newest.seq} in "
+            f"anpr.audit-anchors but the log ends at seq {end - 1} (cut, or the log replaced)",
+        )  # fmt: skip
+    for anchor in sorted(anchors, key=lambda a: a.seq):
+        if anchor.seq < first:
+            continue  # dropped by retention, which the chain itself records
+        if seen.get(anchor.seq) != anchor.mac:
+            return Verdict(
+                False, count, anchor.seq - first + 1, anchor.seq,
+                f"entry seq {anchor.seq} is not the one anchored: entries up to it were "
+                "edited, removed, reordered or re-chained",
+            )  # fmt: skip
+    return Verdict(True, count, anchored=newest.seq if newest else None)
+
+
+def _line_problem(line: str, seq: int, prev: str, key: bytes) -> str:
     try:
         entry = json.loads(line)
     except ValueError:
@@ -150,8 +214,8 @@ def _line_problem(line: str, seq: int, prev: str) -> str:
         return f"has seq {entry.get('seq')}: entries are missing or out of order"
     if entry.get("prev") != prev:
         return "does not chain to the entry before it (removed, inserted or reordered)"
-    if entry.get("hash") != entry_hash(entry):
-        return "content does not match its hash (edited)"
+    if not hmac.compare_digest(str(entry.get("mac")), entry_mac(entry, key)):
+        return "content does not match its MAC (edited, or chained without the audit key)"
     return ""
 
 
@@ -166,12 +230,42 @@ def _count_keys(entry: Mapping[str, Any]) -> list[str]:
 
 
 class ActivityLog:
-    """The log at ``path`` (head beside it). ``append`` is durable when it returns."""
+    """The log at ``path`` (head beside it), chained under ``key``.
 
-    def __init__(self, path: Path) -> None:
+    ``append`` is durable when it returns, then hands the new head to ``on_append`` (the
+    service's anchor publisher).
+    """
+
+    def __init__(
+        self, path: Path, key: bytes, *, on_append: Callable[[Head], None] | None = None
+    ) -> None:
+        if len(key) < 16:
+            raise ValueError("an audit key needs at least 16 bytes")
         self.path = path
         self.head_path = path.with_name(path.name + ".head.json")
         self.lock_path = path.with_name(path.name + ".lock")
+        self._key = key
+        self._on_append = on_append
+
+    def __repr__(self) -> str:
+        return f"ActivityLog({str(self.path)!r}, key=********)"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        path: Path | None = None,
+        *,
+        on_append: Callable[[Head], None] | None = None,
+    ) -> ActivityLog:
+        """The configured log (or the one at ``path``) under the service's audit key."""
+        base = settings.state.dir / "access"
+        key_file = settings.access.audit_key_file or base / "audit.key"
+        return cls(
+            path or settings.access.activity_log or base / "activity.jsonl",
+            read_key(key_file, "access.audit_key_file"),
+            on_append=on_append,
+        )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -184,41 +278,55 @@ class ActivityLog:
             os.close(fd)  # closing releases the lock
 
     def head(self) -> Head | None:
+        """The head record; AuditLogError if it is unreadable or its MAC is wrong."""
         try:
-            return Head.from_json(self.head_path.read_text(encoding="utf-8"))
+            data = json.loads(self.head_path.read_text(encoding="utf-8"))
+            head = Head.from_body(data)
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditLogError(
                 f"activity log head {self.head_path} is unreadable: {exc}"
             ) from None
+        if not hmac.compare_digest(str(data.get("mac")), self._head_mac(head)):
+            raise AuditLogError(
+                f"activity log head {self.head_path} does not match its MAC (altered)"
+            )
+        return head
+
+    def _head_mac(self, head: Head) -> str:
+        return hmac.new(self._key, _canonical(head.body()).encode(), hashlib.sha256).hexdigest()
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Chain ``record`` to the log, fsync it, then move the head; return the entry."""
         with self._locked():
-            head = self.head()
-            if head is None:
-                if self.path.exists() and self.path.stat().st_size:
-                    raise AuditLogError(
-                        "the activity log has no head record: run `anpr audit verify`"
-                    )
-                head = Head()
-            entry = chain(record, seq=head.next_seq, prev=head.last_hash)
+            entry, head = self._append_locked(record)
+        if self._on_append is not None:
+            self._on_append(head)
+        return entry
+
+    def _append_locked(self, record: Mapping[str, Any]) -> tuple[dict[str, Any], Head]:
+        """Append with the lock held (the caller holds it)."""
+        head = self.head()
+        if head is None:
+            if self.path.exists() and self.path.stat().st_size:
+                raise AuditLogError("the activity log has no head record: run `anpr audit verify`")
+            head = Head()
+        entry = chain(record, seq=head.next_seq, prev=head.last_mac, key=self._key)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, (encode(entry) + "\n").encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise AuditLogError(f"cannot write the activity log {self.path}: {exc}") from exc
-            counts = Counter(dict(head.counts))
-            counts.update(_count_keys(entry))
-            self._write_head(
-                Head(entry["seq"] + 1, entry["hash"], head.first_seq, head.first_prev, counts)
-            )
-            return entry
+                os.write(fd, (encode(entry) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditLogError(f"cannot write the activity log {self.path}: {exc}") from exc
+        counts = Counter(dict(head.counts))
+        counts.update(_count_keys(entry))
+        head = Head(entry["seq"] + 1, entry["mac"], head.first_seq, head.first_prev, counts)
+        self._write_head(head)
+        return entry, head
 
     def lines(self) -> Iterator[str]:
         try:
@@ -233,20 +341,31 @@ class ActivityLog:
             if line:
                 yield json.loads(line)
 
-    def verify(self) -> Verdict:
-        return verify_lines(self.lines(), self.head())
+    def verify(self, anchors: Sequence[Anchor] = ()) -> Verdict:
+        """Check the log against its key, head and ``anchors``; a missing log never passes."""
+        if not self.path.is_file():
+            newest = max((a.seq for a in anchors), default=None)
+            since = f": entries 0..{newest} were anchored" if newest is not None else ""
+            return Verdict(False, 0, problem=f"no activity log at {self.path}{since}")
+        try:
+            head = self.head()
+        except AuditLogError as exc:
+            return Verdict(False, 0, problem=str(exc))
+        return verify_lines(self.lines(), head, self._key, anchors)
 
     def _write_head(self, head: Head) -> None:
-        write_atomic(self.head_path, head.to_json() + "\n", sync_dir=True)  # mode 0600
+        body = {**head.body(), "mac": self._head_mac(head)}
+        write_atomic(self.head_path, _canonical(body) + "\n", sync_dir=True)  # mode 0600
 
     def apply_retention(self, now: datetime, months: int) -> int:
         """Drop entries older than ``months`` before ``now``; return how many were dropped.
 
         Refuses (AuditLogError) on a log that does not verify: evidence is not thrown away.
-        The kept entries keep their seq and hashes; the head records where the log now
-        starts, and an ``audit.retention`` entry records that it happened.
+        The kept entries keep their seq and MACs; the head records where the log now
+        starts, and an ``audit.retention`` entry records that it happened and where the kept
+        log starts (``kept_from``), so a prefix dropped later by anyone else is found.
         """
-        cutoff = datetime.combine(add_months(now.astimezone(UTC).date(), -months), now.timetz())
+        cutoff = log_cutoff(now, months)
         with self._locked():
             verdict = self.verify()
             if not verdict.ok:
@@ -261,28 +380,25 @@ class ActivityLog:
             if keep_from == 0:
                 return 0
             kept = lines[keep_from:]
-            first_seq, first_prev = head.next_seq, head.last_hash
+            first_seq, first_prev = head.next_seq, head.last_mac
             if kept:
                 first = json.loads(kept[0])
                 first_seq, first_prev = int(first["seq"]), str(first["prev"])
             write_atomic(self.path, "".join(f"{line}\n" for line in kept), sync_dir=True)
-            self._write_head(
-                Head(head.next_seq, head.last_hash, first_seq, first_prev, head.counts)
+            self._write_head(replace(head, first_seq=first_seq, first_prev=first_prev))
+            # Under the same lock: nobody sees the cut log without the entry that explains it.
+            _, head = self._append_locked(
+                {
+                    "kind": RETENTION_KIND,
+                    "at": now.astimezone(UTC).isoformat(),
+                    "dropped": keep_from,
+                    "kept_from": first_seq,
+                    "cutoff": cutoff.isoformat(),
+                }
             )
-        self.append(
-            {
-                "kind": "audit.retention",
-                "at": now.astimezone(UTC).isoformat(),
-                "dropped": keep_from,
-                "cutoff": cutoff.isoformat(),
-            }
-        )
+        if self._on_append is not None:
+            self._on_append(head)
         return keep_from
-
-
-def apply_retention(log_path: Path, now: datetime, months: int) -> int:
-    """For ``anpr maintain``: drop activity-log entries older than ``months`` before ``now``."""
-    return ActivityLog(log_path).apply_retention(now, months)
 
 
 @dataclass(frozen=True)

@@ -46,19 +46,7 @@ class Pseudonymiser:
     @classmethod
     def from_key_file(cls, path: Path) -> Pseudonymiser:
         """Read the key; create it (random, mode 0600) if the file does not exist yet."""
-        if not path.exists():
-            _create_key(path)
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                "access.pseudonym_key_file", f"{path} is readable by others: chmod 600 it"
-            )
-        text = path.read_text(encoding="ascii").strip()
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            raise ConfigError("access.pseudonym_key_file", f"{path} is not a hex key") from None
-        return cls(key)
+        return cls(read_key(path, "access.pseudonym_key_file"))
 
     def one(self, plate: str) -> str:
         digest = hmac.new(self._key, plate.encode(), hashlib.sha256).hexdigest()
@@ -87,6 +75,23 @@ class Pseudonymiser:
         encoded = pc.dictionary_encode(array)
         names = pa.array([self.one(v) for v in encoded.dictionary.to_pylist()], pa.string())
         return pc.take(names, encoded.indices)
+
+
+def read_key(path: Path, setting: str) -> bytes:
+    """The secret key in ``path`` (hex); created (random, mode 0600) if it does not exist yet.
+
+    ``setting`` names the configuration key in errors. Refused if others can read the file.
+    """
+    if not path.exists():
+        _create_key(path)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(setting, f"{path} is readable by others: chmod 600 it")
+    text = path.read_text(encoding="ascii").strip()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(setting, f"{path} is not a hex key") from None
 
 
 def _create_key(path: Path) -> None:

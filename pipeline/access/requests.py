@@ -55,7 +55,7 @@ class AccessContext:
         identity = resolve_identity(
             settings.access, requested=requested_user, os_user=getpass.getuser()
         )
-        return cls(settings, paths, identity, ActivityLog(paths.activity_log))
+        return cls(settings, paths, identity, ActivityLog.from_settings(settings))
 
     def pseudonymiser(self) -> Pseudonymiser:
         return Pseudonymiser.from_key_file(self.paths.key_file)

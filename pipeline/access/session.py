@@ -46,7 +46,7 @@ from pipeline.access.views import (
     plan_views,
 )
 from pipeline.errors import UsageError
-from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.lake.catalog import Lake, quote_ident
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +75,6 @@ ACTIVITY_SCHEMA = pa.schema(
 )
 
 
-def lake_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """Table name -> column names of the lake's ``main`` schema."""
-    tables: dict[str, list[str]] = {}
-    for table, column in con.execute(
-        "SELECT table_name, column_name FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
-        [CATALOG],
-    ).fetchall():
-        tables.setdefault(str(table), []).append(str(column))
-    return tables
-
-
 class AccessSession:
     """One role's confined view of the lake (see the module docstring for how it is built)."""
 
@@ -113,14 +101,15 @@ class AccessSession:
     ) -> AccessSession:
         lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir)
         try:
-            con = lake.con
             plan = plan_views(
                 role,
-                lake_tables(con),
+                {table: list(columns) for table, columns in lake.columns().items()},
                 now=now,
                 analyst_max_age_days=analyst_max_age_days,
                 retention_months=retention_months,
             )
+            # A UDF and the session's own views live on the connection, not in the lake.
+            con = lake.con
             con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
                 PSEUDONYM_FUNCTION,
                 pseudo.many,
@@ -271,7 +260,7 @@ def run_logged(
     }
     outcome, error = "interrupted", None
     try:
-        table = session.lake.con.execute(sql).to_arrow_table()
+        table = session.lake.execute(sql).to_arrow_table()
         outcome = "ok"
     except duckdb.Error as exc:
         outcome, error = "failed", exc

@@ -22,24 +22,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from pipeline.access.views import (
     INTERNAL_TABLES,
-    PERSONAL_TABLES,
     RESTRICTIONS_TABLE,
     STATISTICS_TABLES,
     VERSIONS_TABLE,
 )
-from pipeline.config import add_months
 from pipeline.errors import UsageError
-from pipeline.lake.catalog import (
-    CATALOG,
-    Lake,
-    quote_ident,
-)
+from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.lake.tables import DATA_TABLES
 from pipeline.reference.plates import normalise_plate
+from pipeline.retention import expiry
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +49,6 @@ def checked_plate(text: str) -> str:
     if not _PLATE_TEXT.fullmatch(plate):
         raise UsageError("--plate must be a number plate (letters and digits)")
     return plate
-
-
-def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
-    """Table -> column -> type, for the lake's main schema."""
-    out: dict[str, dict[str, str]] = {}
-    for table, column, kind in con.execute(
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
-        [CATALOG],
-    ).fetchall():
-        out.setdefault(str(table), {})[str(column)] = str(kind)
-    return out
 
 
 def plate_predicates(columns: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -111,10 +94,9 @@ class AccessResult:
 
 def subject_access(lake: Lake, plate: str) -> AccessResult:
     """Every row about ``plate`` in every lake table (restricted ones included)."""
-    con = lake.con
     found: dict[str, pa.Table] = {}
-    for table, condition in plate_predicates(_columns(con)).items():
-        found[table] = con.execute(
+    for table, condition in plate_predicates(lake.columns()).items():
+        found[table] = lake.execute(
             f"SELECT * FROM {_table(table)} WHERE {condition}", {"plate": plate}
         ).to_arrow_table()
     return AccessResult(found)
@@ -135,39 +117,28 @@ def rectify(
     One transaction: read the row, insert its version (who, when, why, old value; partitioned
     by the read's own captured_at so it ages out with it), update ``plate`` and ``plate_raw``.
     """
-    result: list[Rectified] = []
 
-    def once() -> None:
-        result.clear()
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            rows = con.execute(
-                f"SELECT captured_at, plate, plate_raw FROM {_table('plate_reads')} "
-                "WHERE event_id = ?",
-                [event_id],
-            ).fetchall()
-            if len(rows) != 1:
-                raise UsageError(f"no single read with event id {event_id} (found {len(rows)})")
-            captured_at, old_plate, old_raw = rows[0]
-            if old_plate == new_plate:
-                raise UsageError("the read already has that plate")
-            con.execute(
-                f"INSERT INTO {_table(VERSIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [event_id, captured_at, old_plate, old_raw, new_plate, now, user, reason],
-            )
-            con.execute(
-                f"UPDATE {_table('plate_reads')} SET plate = ?, plate_raw = ? WHERE event_id = ?",
-                [new_plate, new_plate, event_id],
-            )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-        result.append(Rectified(event_id, captured_at, str(old_plate)))
+    def once() -> Rectified:
+        rows = lake.execute(
+            f"SELECT captured_at, plate, plate_raw FROM {_table('plate_reads')} WHERE event_id = ?",
+            [event_id],
+        ).fetchall()
+        if len(rows) != 1:
+            raise UsageError(f"no single read with event id {event_id} (found {len(rows)})")
+        captured_at, old_plate, old_raw = rows[0]
+        if old_plate == new_plate:
+            raise UsageError("the read already has that plate")
+        lake.execute(
+            f"INSERT INTO {_table(VERSIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [event_id, captured_at, old_plate, old_raw, new_plate, now, user, reason],
+        )
+        lake.execute(
+            f"UPDATE {_table('plate_reads')} SET plate = ?, plate_raw = ? WHERE event_id = ?",
+            [new_plate, new_plate, event_id],
+        )
+        return Rectified(event_id, captured_at, str(old_plate))
 
-    lake.retrying("rectify", once)
-    return result[0]
+    return lake.retrying("rectify", once, transaction=True)
 
 
 @dataclass(frozen=True)
@@ -186,24 +157,17 @@ def erase(lake: Lake, plate: str, *, now: datetime, purge: Callable[[Lake], Any]
     ``purge`` must leave no deleted row readable anywhere under the lake: rewrite the data
     files that carry deletes, expire snapshots, remove old files, purge the catalog.
     """
-    deleted: dict[str, int] = {}
 
-    def once() -> None:
-        deleted.clear()
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, condition in plate_predicates(_columns(con)).items():
-                row = con.execute(
-                    f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
-                ).fetchone()
-                deleted[table] = int(row[0]) if row else 0
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+    def once() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for table, condition in plate_predicates(lake.columns()).items():
+            row = lake.execute(
+                f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
+            ).fetchone()
+            counts[table] = int(row[0]) if row else 0
+        return counts
 
-    lake.retrying("erase", once)
+    deleted = lake.retrying("erase", once, transaction=True)
     logger.info("erased %d rows of one plate; purging", sum(deleted.values()))
     return Erased(deleted, purge(lake))
 
@@ -229,59 +193,44 @@ def restrict(
     requested = datetime.combine(until, time(), UTC)
     if requested <= now:
         raise UsageError("--until must lie in the future")
-    out: list[Restriction] = []
 
-    def once() -> None:
-        out.clear()
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            newest = _newest(con, plate)
-            if newest is None:
-                raise UsageError("no stored data about that plate: nothing to restrict")
-            expiry = datetime.combine(
-                add_months(newest.astimezone(UTC).date(), retention_months), newest.timetz()
-            )
-            limit = min(requested, expiry)
-            con.execute(f"DELETE FROM {_table(RESTRICTIONS_TABLE)} WHERE plate = ?", [plate])
-            con.execute(
-                f"INSERT INTO {_table(RESTRICTIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?)",
-                [plate, now, limit, user, newest, reason],
-            )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-        out.append(Restriction(limit, limit < requested, newest))
+    def once() -> Restriction:
+        newest = _newest(lake, plate)
+        if newest is None:
+            raise UsageError("no stored data about that plate: nothing to restrict")
+        limit = min(requested, expiry(newest, retention_months))
+        lake.execute(f"DELETE FROM {_table(RESTRICTIONS_TABLE)} WHERE plate = ?", [plate])
+        lake.execute(
+            f"INSERT INTO {_table(RESTRICTIONS_TABLE)} VALUES (?, ?, ?, ?, ?, ?)",
+            [plate, now, limit, user, newest, reason],
+        )
+        return Restriction(limit, limit < requested, newest)
 
-    lake.retrying("restrict", once)
-    return out[0]
+    return lake.retrying("restrict", once, transaction=True)
 
 
 def unrestrict(lake: Lake, plate: str) -> int:
     """Lift a restriction; return how many restriction rows were removed (0 or 1)."""
-    removed: list[int] = []
 
-    def once() -> None:
-        removed.clear()
-        row = lake.con.execute(
+    def once() -> int:
+        row = lake.execute(
             f"DELETE FROM {_table(RESTRICTIONS_TABLE)} WHERE plate = ?", [plate]
         ).fetchone()
-        removed.append(int(row[0]) if row else 0)
+        return int(row[0]) if row else 0
 
-    lake.retrying("unrestrict", once)
-    return removed[0]
+    return lake.retrying("unrestrict", once)
 
 
-def _newest(con: duckdb.DuckDBPyConnection, plate: str) -> datetime | None:
+def _newest(lake: Lake, plate: str) -> datetime | None:
     """The newest collection time of any personal row about ``plate``."""
-    columns = _columns(con)
+    columns = lake.columns()
     newest: list[datetime] = []
     for table, condition in plate_predicates(columns).items():
-        time_column = PERSONAL_TABLES.get(table)
+        spec = DATA_TABLES.get(table)
+        time_column = spec.collected_column if spec else None
         if time_column is None or time_column not in columns[table]:
             continue
-        row = con.execute(
+        row = lake.execute(
             f"SELECT max({quote_ident(time_column)}) FROM {_table(table)} WHERE {condition}",
             {"plate": plate},
         ).fetchone()

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from pipeline.config import months_before
+from pipeline import retention
+from pipeline.lake import tables as lake_tables
 from pipeline.lake.catalog import CATALOG, quote_ident
+from pipeline.lake.tables import DATA_TABLES, PLATE_READS_TABLE, TableSpec
 
 PSEUDONYM_FUNCTION = "anpr_pseudonym"
 # The keyed replacement of ids derived from a plate (passage_id is an unkeyed hash of plate,
@@ -33,17 +35,11 @@ PSEUDONYM_FUNCTION = "anpr_pseudonym"
 KEYED_ID_FUNCTION = "anpr_keyed_id"
 # Columns an analyst sees only through KEYED_ID_FUNCTION.
 _ANALYST_KEYED = ("passage_id",)
-# Personal-data tables: name -> collection-time column (the legal clock).
-PERSONAL_TABLES: Mapping[str, str] = {
-    "plate_reads": "captured_at",
-    "passengers": "collected_at",
-}
 STATISTICS_TABLES = ("traffic_stats", "trip_stats")
-RESTRICTIONS_TABLE = "subject_restrictions"
-VERSIONS_TABLE = "plate_read_versions"
+RESTRICTIONS_TABLE = lake_tables.RESTRICTIONS_TABLE.name
+VERSIONS_TABLE = lake_tables.VERSIONS_TABLE.name
 ACTIVITY_VIEW = "activity_log"
-# The lake's bookkeeping: nobody queries it.
-INTERNAL_TABLES = frozenset({"ingest_offsets", "ingest_fence"})
+INTERNAL_TABLES = frozenset(t.name for t in lake_tables.INTERNAL_TABLES)
 # Columns an analyst never sees in plate_reads: the plate in any form, and where it came from.
 _ANALYST_HIDDEN = frozenset(
     {"plate", "plate_raw", "candidates", "source_partition", "source_offset"}
@@ -84,22 +80,22 @@ def plan_views(
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
     now = now.astimezone(UTC)
-    legal_cutoff = months_before(now, retention_months)
+    legal_cutoff = retention.cutoff(now, retention_months)
     views: list[View] = []
     if role == "dpo":
         for name in sorted(tables):
             if name not in INTERNAL_TABLES:
                 views.append(View(name, f"SELECT * FROM {_table(name)}"))
         return ViewPlan(role, tuple(views), activity_log=True)
-    hide = _restriction_filter(tables, now)
+    restricted = _restricted_plates(tables, now)
     if role == "analyst":
-        cutoff = max(legal_cutoff, now - timedelta(days=analyst_max_age_days))
+        cutoff = retention.analyst_window(now, retention_months, analyst_max_age_days)
         if "plate_reads" in tables:
-            views.append(_analyst_plate_reads(tables["plate_reads"], cutoff, hide))
+            views.append(_analyst_plate_reads(tables["plate_reads"], cutoff, restricted))
     elif role == "investigator":
-        for name, time_column in PERSONAL_TABLES.items():
-            if name in tables:
-                views.append(_recent(name, tables[name], time_column, legal_cutoff, hide))
+        for spec in DATA_TABLES.values():
+            if spec.name in tables:
+                views.append(_recent(spec, tables[spec.name], legal_cutoff, restricted))
     elif role != "statistics":
         raise ValueError(f"unknown role {role!r}")
     for name in STATISTICS_TABLES:
@@ -117,31 +113,41 @@ def _timestamp(value: datetime) -> str:
     return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
 
 
-def _restriction_filter(tables: Mapping[str, Sequence[str]], now: datetime) -> str | None:
-    """``plate NOT IN (...)`` for plates restricted at ``now``; None without restrictions."""
+def _restricted_plates(tables: Mapping[str, Sequence[str]], now: datetime) -> str | None:
+    """The query of plates restricted at ``now``; None without a restrictions table."""
     if RESTRICTIONS_TABLE not in tables:
         return None
     return (
-        f"plate NOT IN (SELECT plate FROM {_table(RESTRICTIONS_TABLE)} "
-        f"WHERE restricted_until > {_timestamp(now)})"
+        f"SELECT plate FROM {_table(RESTRICTIONS_TABLE)} WHERE restricted_until > {_timestamp(now)}"
     )
 
 
-def _where(time_column: str, cutoff: datetime, hide: str | None, columns: Sequence[str]) -> str:
-    clauses = [f"{quote_ident(time_column)} >= {_timestamp(cutoff)}"]
-    if hide is not None and "plate" in columns:
-        clauses.append(hide)
+def _where(
+    spec: TableSpec, cutoff: datetime, restricted: str | None, columns: Sequence[str]
+) -> str:
+    """Collected within the window, and no plate column of the row holds a restricted plate."""
+    if spec.collected_column is None:
+        raise ValueError(f"{spec.name} has no collection time")
+    clauses = [f"{quote_ident(spec.collected_column)} >= {_timestamp(cutoff)}"]
+    for column in spec.plate_columns:
+        if restricted is None or column not in columns:
+            continue
+        # Names from pipeline.lake.tables, not input. NULL NOT IN (...) is NULL, which would
+        # hide every passenger without a vehicle: a missing plate is not a restricted one.
+        hide = f"{column} NOT IN ({restricted})"
+        nullable = spec.schema.field(column).nullable
+        clauses.append(f"({column} IS NULL OR {hide})" if nullable else hide)
     return " AND ".join(clauses)
 
 
 def _recent(
-    name: str, columns: Sequence[str], time_column: str, cutoff: datetime, hide: str | None
+    spec: TableSpec, columns: Sequence[str], cutoff: datetime, restricted: str | None
 ) -> View:
-    where = _where(time_column, cutoff, hide, columns)
-    return View(name, f"SELECT * FROM {_table(name)} WHERE {where}")
+    where = _where(spec, cutoff, restricted, columns)
+    return View(spec.name, f"SELECT * FROM {_table(spec.name)} WHERE {where}")
 
 
-def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, hide: str | None) -> View:
+def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: str | None) -> View:
     shown = [
         f"{KEYED_ID_FUNCTION}({quote_ident(c)}) AS {quote_ident(c)}"
         if c in _ANALYST_KEYED
@@ -153,7 +159,7 @@ def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, hide: str | N
         shown.index('"captured_at"') + 1 if '"captured_at"' in shown else len(shown),
         f"{PSEUDONYM_FUNCTION}(plate) AS plate_pseudonym",
     )
-    where = _where("captured_at", cutoff, hide, columns)
+    where = _where(PLATE_READS_TABLE, cutoff, restricted, columns)
     return View(
         "plate_reads", f"SELECT {', '.join(shown)} FROM {_table('plate_reads')} WHERE {where}"
     )

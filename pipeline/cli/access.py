@@ -186,15 +186,18 @@ def _add_audit(commands: Commands) -> None:
         "audit",
         "verify and summarise the activity log",
         "The activity log (access.activity_log, default <state.dir>/access/\n"
-        "activity.jsonl) is append-only JSON lines with a hash chain and a head record.",
+        "activity.jsonl) is append-only JSON lines with a keyed MAC chain, a head record and\n"
+        "anchors in Kafka.",
     )
     verify = sub(
         actions,
         "verify",
-        "exit 1 naming the first bad entry if the log was edited, cut or reordered",
-        "Check every entry's hash, its link to the one before, its sequence number, and the\n"
-        "end of the log against the head record. Exit 0 if intact; exit 1 naming the first\n"
-        "bad entry (line and sequence number) on any edit, deletion, reorder or truncation.",
+        "exit 1 naming what is missing if the log was edited, cut, reordered or replaced",
+        "Check every entry's MAC (audit key), its link to the one before, its sequence number,\n"
+        "the head record, and the anchors the service published to topics.audit_anchors.\n"
+        "Exit 0 if intact; exit 1 naming the first bad entry (line and sequence number) or\n"
+        "the missing entries on any edit, deletion, reorder, re-chaining or truncation, on a\n"
+        "missing log, and when the anchors cannot be read.",
         _audit_verify,
     )
     verify.add_argument("--log", type=Path, default=None, help="log file (default: settings)")
@@ -213,11 +216,11 @@ def _add_audit(commands: Commands) -> None:
 
 
 def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.access.audit import ActivityLog
+    from pipeline.access.anchors import verify_log
     from pipeline.access.identity import access_paths
 
     path = args.log or access_paths(settings).activity_log
-    verdict = ActivityLog(path).verify()
+    verdict = verify_log(settings, path)
     print(verdict.describe())
     return EXIT_OK if verdict.ok else EXIT_FAILURE
 

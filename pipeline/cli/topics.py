@@ -19,8 +19,9 @@ def add_parser(commands: Commands) -> None:
         actions,
         "create",
         "create missing topics (idempotent)",
-        "Create anpr.plate-reads, anpr.passengers, anpr.dlq, anpr.watchlist (compacted) and\n"
-        "anpr.watchlist-hits with the configured partitions. Topics holding personal data get\n"
+        "Create anpr.plate-reads, anpr.passengers, anpr.dlq, anpr.watchlist (compacted),\n"
+        "anpr.watchlist-hits and anpr.audit-anchors (compacted, the activity log's anchors)\n"
+        "with the configured partitions. Topics holding personal data get\n"
         "retention.ms = topics.personal_retention_ms (default 7 days); a configured value at or\n"
         "above the legal limit is refused before anything is created. Existing topics are\n"
         "left unchanged and reported as such.",

@@ -17,9 +17,14 @@ cannot prove clean there), vendor payloads and ``passenger_list/1``. Each of the
 - nesting deeper than Python's recursion limit, or an integer literal past its digit limit.
 
 Scope: the rules cover what a decoder reads. Vendor payloads and passenger lists are read
-whole. A canonical read is read as its ``plate_read/1`` fields: the vectorised reader skips
-every other field unparsed, so a repeat, a surrogate or deep nesting inside an unknown field
-is not seen on either path (they must agree); NaN/Infinity are refused anywhere, since a byte
+whole. Vendor payloads taken by the batch (:mod:`pipeline.codec.vendors._columnar`) are held
+to the same rules without a per-message parse: byte scans over the batch (ASCII, no escape,
+no NaN/Inf literal, bounded brackets and digit runs) and one Arrow read that parses every
+field of every payload, inferring the unmapped ones, so syntax, trailing data and a repeated
+key anywhere fail it; whatever they cannot prove clean is read by ``strict_json``.
+A canonical read is read as its ``plate_read/1`` fields: the vectorised reader skips every
+other field unparsed, so a repeat, a surrogate or deep nesting inside an unknown field is not
+seen on either path (they must agree); NaN/Infinity are refused anywhere, since a byte
 scan finds them cheaply. Vendor XML (Hikvision) is ``malformed_xml`` when it is not
 well-formed or carries a DTD, entities or external references.
 """

@@ -6,9 +6,10 @@ header as a hint). Then:
 
 - **canonical** ``plate_read/1`` messages go through the vectorised decoder in one piece;
 - **vendor payloads** are mapped to canonical reads (images dropped, candidates kept), and those
-  reads go through the *same* validation (:func:`~pipeline.codec.plate_reads.validate_mapped_reads`,
-  the decoder's step 4, fed the mapped values as columns), so there is one implementation of
-  the rules.
+  reads go through the *same* validation (the decoder's step 4,
+  :func:`~pipeline.codec.plate_reads.validate_mapped_columns`, fed the mapped values as
+  columns), so there is one implementation of the rules. Vendors with a columnar mapper
+  (:mod:`pipeline.codec.vendors._columnar`) map their ordinary payloads a batch at a time.
 
 A vendor payload is all or nothing: if any read in it is rejected, the whole message goes to
 the DLQ with that reason (one message, one DLQ record, original bytes). A payload carrying
@@ -34,10 +35,11 @@ from pipeline.codec.plate_reads import (
     DecodeResult,
     Rejected,
     decode_plate_reads,
-    validate_mapped_reads,
+    mapped_columns,
+    validate_mapped_columns,
 )
 from pipeline.codec.reasons import Reason
-from pipeline.codec.vendors import CANONICAL_PREFIX, detect_format, map_vendor
+from pipeline.codec.vendors import CANONICAL_PREFIX, batch_mapper, detect_format, map_vendor
 from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import CANDIDATES
@@ -137,14 +139,36 @@ def _decode_vendor(
     candidates: list[object] = []
     doc_format: list[str] = []
     noted: list[tuple[int, str, str]] = []  # (message, format, quirk)
+    by_format: dict[str, list[int]] = {}
     for i, fmt in enumerate(formats):
         if fmt == CANONICAL:
             continue
-        value = values[i] or b""
-        if len(value) > vendor_max_bytes:
+        if len(values[i] or b"") > vendor_max_bytes:
             rejected.append(Rejected(i, Reason.OVERSIZED, f"longer than {vendor_max_bytes} bytes"))
             continue
-        reads, rejects = map_vendor(value, fmt, registry)
+        by_format.setdefault(fmt, []).append(i)
+    # Formats with a columnar mapper first; what it cannot prove ordinary comes back here.
+    fast_tables: list[pa.Table] = []
+    fast_owner: list[np.ndarray] = []
+    fast_candidates: list[pa.Array] = []
+    fast_format: list[str] = []
+    one_by_one: list[int] = []
+    for fmt, positions in by_format.items():
+        mapper = batch_mapper(fmt)
+        if mapper is None:
+            one_by_one += positions
+            continue
+        mapped = mapper([values[i] or b"" for i in positions], registry)
+        where = np.asarray(positions, dtype=np.int64)
+        if mapped.table.num_rows:
+            fast_tables.append(mapped.table)
+            fast_owner.append(where[mapped.owner])
+            fast_candidates.append(mapped.candidates)
+            fast_format += [fmt] * mapped.table.num_rows
+        one_by_one += [positions[k] for k in mapped.slow]
+    for i in sorted(one_by_one):
+        fmt = formats[i]
+        reads, rejects = map_vendor(values[i] or b"", fmt, registry)
         if rejects:
             reason, detail = rejects[0]
             rejected.append(Rejected(i, reason, f"{fmt}: {detail}"))
@@ -157,7 +181,7 @@ def _decode_vendor(
             doc_format.append(fmt)
             owner.append(i)
             docs.append(read)
-    if not docs:
+    if not docs and not fast_tables:
         empty = _with_candidates(
             decode_plate_reads(
                 [], registry=registry, now=now, retention_cutoff=retention_cutoff
@@ -166,10 +190,18 @@ def _decode_vendor(
         )
         return BatchDecoded(DecodeResult(empty, rejected, []), formats)
 
-    # The mapped reads are Python values already: validated as columns, not re-parsed as JSON.
-    decoded = validate_mapped_reads(
-        docs, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
+    # The mapped reads are Python values or Arrow columns already: validated as columns, not
+    # written as JSON and parsed back.
+    slow_table = mapped_columns(docs).drop_columns(["msg_index"])
+    parts = [t.select(slow_table.column_names).cast(slow_table.schema) for t in fast_tables]
+    combined = pa.concat_tables([*parts, slow_table]).combine_chunks()
+    combined = combined.append_column("msg_index", pa.array(range(len(combined)), pa.int32()))
+    decoded = validate_mapped_columns(
+        combined, registry=registry, now=now, retention_cutoff=retention_cutoff, limits=limits
     )
+    owner = [*np.concatenate(fast_owner).tolist(), *owner] if fast_owner else owner
+    doc_format = [*fast_format, *doc_format]
+    candidate_array = pa.concat_arrays([*fast_candidates, pa.array(candidates, CANDIDATES)])
     owners = np.asarray(owner, dtype=np.int64)
     # All or nothing per message: the first rejected read rejects its whole payload.
     failed: dict[int, Rejected] = {}
@@ -178,7 +210,7 @@ def _decode_vendor(
         failed.setdefault(message, Rejected(message, r.reason, f"{formats[message]}: {r.detail}"))
     rejected.extend(failed.values())
 
-    table = _with_candidates(decoded.table, pa.array(candidates, CANDIDATES))
+    table = _with_candidates(decoded.table, candidate_array)
     rows_owner = owners[table["msg_index"].to_numpy()]
     keep = ~np.isin(rows_owner, np.fromiter(failed, np.int64, len(failed)))
     table = table.filter(pa.array(keep))

@@ -208,23 +208,29 @@ def decode_plate_reads(
     return DecodeResult(table, rejected, expired)
 
 
-def validate_mapped_reads(
-    reads: Sequence[Mapping[str, object]],
+def mapped_columns(reads: Sequence[Mapping[str, object]]) -> pa.Table:
+    """Reads a vendor mapper built (``plate_read/1`` fields as Python values of the fields'
+    types) as the table :func:`validate_mapped_columns` takes; ``msg_index`` is the position."""
+    columns = [pa.array([read.get(f.name) for read in reads], f.type) for f in _PARSE_SCHEMA]
+    columns.append(pa.array(range(len(reads)), pa.int32()))
+    return pa.Table.from_arrays(columns, schema=_INDEXED_SCHEMA)
+
+
+MAPPED_SCHEMA: Final = _INDEXED_SCHEMA  # the columns validate_mapped_columns takes
+
+
+def validate_mapped_columns(
+    parsed: pa.Table,
     *,
     registry: SiteRegistry,
     now: datetime,
     retention_cutoff: datetime,
     limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> DecodeResult:
-    """Step 4 alone, for reads a vendor mapper built (``plate_read/1`` fields as Python values of
-    the fields' types): the same rules as :func:`decode_plate_reads`, without writing JSON and
-    parsing it back. Row ``i`` of the input is ``msg_index`` ``i``."""
+    """Step 4 alone, for reads mapped from vendor payloads (:data:`MAPPED_SCHEMA` columns):
+    the same rules as :func:`decode_plate_reads`, without writing JSON and parsing it back."""
     if now.tzinfo is None or retention_cutoff.tzinfo is None:
         raise ValueError("now and retention_cutoff must be timezone-aware")
-    columns = [pa.array([read.get(f.name) for read in reads], f.type) for f in _PARSE_SCHEMA] + [
-        pa.array(range(len(reads)), pa.int32())
-    ]
-    parsed = pa.Table.from_arrays(columns, schema=_INDEXED_SCHEMA)
     rejected: list[Rejected] = []
     table, expired = _validate(
         parsed,
@@ -288,6 +294,13 @@ def _concatenated(raw: pa.Array) -> bytes:
 def _offsets(array: pa.Array) -> memoryview:
     """The int64 value offsets of a large_binary array, without copying."""
     return memoryview(array.buffers()[1])[: (len(array) + 1) * 8].cast("q")
+
+
+def values_containing(values: Sequence[bytes | None], needles: tuple[bytes, ...]) -> set[int]:
+    """Indices of the ``values`` holding any of ``needles``: one scan of their concatenation
+    per needle, at memchr speed (Arrow's per-value substring kernels are slower)."""
+    raw = pa.array(values, type=pa.large_binary())
+    return _values_containing(raw, _concatenated(raw), needles)
 
 
 def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:
@@ -736,6 +749,11 @@ def _validate(
             else:
                 rejected.append(Rejected(index, found.reason, found.detail))
     return _output(col, captured, plates, keep), expired
+
+
+def parse_rfc3339(text: pa.Array) -> pa.Array:
+    """RFC 3339 strings -> timestamp[us, UTC], null where a text is not a valid time."""
+    return _parse_times(text)
 
 
 def _parse_times(text: pa.Array) -> pa.Array:

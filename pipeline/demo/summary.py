@@ -19,7 +19,7 @@ from pipeline.demo.state import Demo, Example, Findings, Voyage
 from pipeline.files import write_atomic
 from pipeline.kafka.clients import header_dict
 from pipeline.lake.catalog import CATALOG, Lake
-from pipeline.maintain.inventory import table_exists
+from pipeline.lake.tables import DATA_TABLES
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN
 from pipeline.simulate.passengers import PassengerSummary
 
@@ -97,25 +97,27 @@ SUMMARY_JSON: Final = "summary.json"
 def _findings(demo: Demo) -> Findings:
     found = Findings()
     exact = sorted({e.plate for e in demo.watchlist})
-    with Lake.open(demo.settings.lake.path, read_only=True) as lake:
-        con = lake.con
+    with Lake.from_settings(demo.settings.lake, read_only=True) as lake:
+        present = lake.columns()
         for table in ("plate_reads", "passengers", "traffic_stats", "trip_stats"):
-            if table_exists(con, CATALOG, table):
-                row = con.execute(f"SELECT count(*) FROM {CATALOG}.{table}").fetchone()
+            if table in present:
+                row = lake.execute(f"SELECT count(*) FROM {CATALOG}.{table}").fetchone()
                 found.tables[table] = int(row[0]) if row else 0
-        for table, column in (("plate_reads", "captured_at"), ("passengers", "collected_at")):
-            if table in found.tables:
-                row = con.execute(f"SELECT min({column}) FROM {CATALOG}.{table}").fetchone()
-                found.oldest[table] = row[0] if row else None
+        for spec in DATA_TABLES.values():  # the collection time, as retention reads it
+            if spec.name in found.tables and spec.collected_column:
+                row = lake.execute(
+                    f"SELECT min({spec.collected_column}) FROM {CATALOG}.{spec.name}"
+                ).fetchone()
+                found.oldest[spec.name] = row[0] if row else None
         placeholders = ", ".join("?" for _ in exact)
-        row = con.execute(
+        row = lake.execute(
             f"SELECT count(*) FROM {CATALOG}.plate_reads WHERE plate IN ({placeholders})", exact
         ).fetchone()
         found.listed_reads = int(row[0]) if row else 0
         if "traffic_stats" in found.tables:
             found.passages_per_hour = [
                 (hour, site, int(n))
-                for hour, site, n in con.execute(
+                for hour, site, n in lake.execute(
                     f"SELECT hour, site_id, sum(passages) FROM {CATALOG}.traffic_stats "
                     "WHERE vehicle_class = '*' AND plate_country = '*' AND passages IS NOT NULL "
                     "GROUP BY ALL ORDER BY 1, 2"
@@ -126,14 +128,14 @@ def _findings(demo: Demo) -> Findings:
                 by_site[site] += n
             found.busiest = by_site.most_common()
             found.peak = max(found.passages_per_hour, key=lambda r: r[2], default=None)
-            row = con.execute(
+            row = lake.execute(
                 f"SELECT count(DISTINCT day), avg(suppressed::INT) FROM {CATALOG}.traffic_stats"
             ).fetchone()
             if row:
                 found.stats_days, found.suppressed_share = int(row[0]), float(row[1] or 0.0)
         if "trip_stats" in found.tables:
             got = dict(
-                con.execute(
+                lake.execute(
                     f"SELECT duration, sum(trips) FROM {CATALOG}.trip_stats "
                     "WHERE entry_site = '*' AND duration <> '*' AND NOT suppressed GROUP BY 1"
                 ).fetchall()
@@ -143,19 +145,19 @@ def _findings(demo: Demo) -> Findings:
         if "passengers" in found.tables:
             found.people = [
                 (str(role), str(fmt), int(n))
-                for role, fmt, n in con.execute(
+                for role, fmt, n in lake.execute(
                     f"SELECT role, source_format, count(*) FROM {CATALOG}.passengers "
                     "GROUP BY ALL ORDER BY 1, 2"
                 ).fetchall()
             ]
-            found.voyage = _busiest_voyage(con, demo.start, demo.end)
+            found.voyage = _busiest_voyage(lake, demo.start, demo.end)
     return found
 
 
-def _busiest_voyage(con: Any, start: datetime, end: datetime) -> Voyage | None:
+def _busiest_voyage(lake: Lake, start: datetime, end: datetime) -> Voyage | None:
     """This run's departure whose vehicles the terminal's cameras read most often: the
     README's ferry join, over every departure of the run's days at once."""
-    row = con.execute(
+    row = lake.execute(
         f"SELECT p.carrier, p.voyage_id, r.site_id, count(*) AS n "
         f"FROM {CATALOG}.passengers AS p JOIN {CATALOG}.plate_reads AS r "
         "ON r.plate = p.vehicle_plate "

@@ -23,9 +23,10 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from pipeline.codec.passenger_lists import PassengerLimits, decode_passenger_lists
 from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
-from pipeline.ingest.worker import Decoded, Feed, retention_cutoff
+from pipeline.ingest.worker import Decoded, Feed
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
+from pipeline.retention import expired_on_arrival
 from pipeline.schemas import PASSENGERS
 
 
@@ -35,6 +36,7 @@ class PassengerDecoder:
     table = "passengers"
     schema = PASSENGERS
     collected_column = "collected_at"
+    unique_column: str | None = None  # repeats are per departure: the partition memory
 
     def __init__(self, settings: Settings) -> None:
         p = settings.passengers
@@ -49,7 +51,7 @@ class PassengerDecoder:
         batch = decode_passenger_lists(
             [m.value() for m in messages],
             [_timestamp_ms(m, now_ms) for m in messages],
-            retention_cutoff=retention_cutoff(now, self._months),
+            retention_cutoff=expired_on_arrival(now, self._months),
             limits=self._limits,
         )
         accepted = len(set(batch.table["msg_index"].to_pylist()))

@@ -21,12 +21,13 @@ from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.config import Settings
 from pipeline.ingest.dedup import DedupWindow
-from pipeline.ingest.worker import Decoded, Feed, retention_cutoff
+from pipeline.ingest.worker import Decoded, Feed
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
 from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.passages import Assigned, PassageGrouper
 from pipeline.reference.sites import SiteRegistry
+from pipeline.retention import expired_on_arrival
 from pipeline.schemas import PLATE_READS, UNKNOWN_COUNTRY
 
 _Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
@@ -51,11 +52,13 @@ class PlateDecoder:
     table = TABLE
     schema = PLATE_READS
     collected_column = "captured_at"
+    unique_column: str | None = "event_id"
 
     def __init__(self, settings: Settings, registry: SiteRegistry) -> None:
         i = settings.ingest
         self.feed = Feed(settings.topics.plate_reads, i.consumer_group, i.batch_size,
-                         i.batch_timeout_s)  # fmt: skip
+                         i.batch_timeout_s, i.batch_max_bytes,
+                         timedelta(hours=i.dedup_window_h))  # fmt: skip
         self._settings = settings
         self._registry = registry
         self._limits = DecodeLimits(
@@ -71,7 +74,7 @@ class PlateDecoder:
             [_content_type(m.headers()) for m in messages],
             registry=self._registry,
             now=now,
-            retention_cutoff=retention_cutoff(now, self._settings.retention.months),
+            retention_cutoff=expired_on_arrival(now, self._settings.retention.months),
             limits=self._limits,
             vendor_max_bytes=self._settings.ingest.vendor_max_message_bytes,
         )

@@ -11,10 +11,13 @@ replays the topic from the beginning, which is also how a lake is rebuilt.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -25,10 +28,11 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from pipeline.codec.plate_reads import Rejected
-from pipeline.config import Settings, months_before
+from pipeline.config import Settings
+from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
-from pipeline.lake.catalog import Lake, OffsetFenced
+from pipeline.lake.catalog import Lake, OffsetFenced, UniqueIds
 from pipeline.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
@@ -37,19 +41,14 @@ Clock = Callable[[], datetime]
 # How long --until-idle waits for a first assignment: a crashed member's session (10 s, see
 # pipeline.kafka.clients) must expire and the group rebalance first.
 JOIN_GRACE_S = 60.0
+# A batch is polled in chunks of this many messages: the first waits for messages, the next
+# ones only _FOLLOW_UP_S for what the consumer fetches meanwhile (see LakeIngestor._poll).
+_CHUNK = 10_000
+_FOLLOW_UP_S = 0.05
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def retention_cutoff(now: datetime, months: int) -> datetime:
-    """Events collected at or before this instant are expired on arrival: the end of the UTC
-    day of the latest collection time whose limit has passed. Retention deletes whole days, so
-    the nightly run has already deleted that day; a row written into it would stay until the
-    next run, past its limit (up to one day early, like retention, never late)."""
-    day_after = months_before(now, months).date() + timedelta(days=1)
-    return datetime.combine(day_after, datetime.min.time(), UTC) - timedelta(microseconds=1)
 
 
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
@@ -86,8 +85,10 @@ class Feed:
 
     topic: str
     group: str
-    batch_size: int
-    batch_timeout_s: float
+    batch_size: int  # messages per batch, at most
+    batch_timeout_s: float  # seconds from a batch's first poll, at most
+    batch_max_bytes: int = 32 * 1024 * 1024  # message value bytes per batch, at most
+    dedup_window: timedelta = timedelta(hours=24)  # repeats of a stored id are dropped within
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class Decoder(Protocol[Memory]):
     table: str  # the lake table
     schema: pa.Schema  # its rows
     collected_column: str  # a row's collection time (freshness is measured from it)
+    # A column no two rows may share within the dedup window, whichever partition they came
+    # from (plate reads: event_id); None: repeats are only dropped within a partition.
+    unique_column: str | None
 
     def decode(self, messages: Sequence[Message], now: datetime) -> Decoded:
         """Decode and validate one batch (pure)."""
@@ -177,10 +181,35 @@ class Prepared:
     """One batch decoded, repeats dropped, ready to commit (step 1 of
     :meth:`LakeIngestor.commit_batch`)."""
 
-    decoded: Decoded
+    # Only the rejected messages are kept (for the DLQ): with one batch written while the
+    # next is decoded, holding whole batches of messages and decoded tables doubled the RSS.
+    rejected: list[tuple[Rejected, Message]]
+    partitions: np.ndarray[Any, np.dtype[np.int32]]
+    offsets: np.ndarray[Any, np.dtype[np.int64]]
+    started: float  # monotonic time the batch's processing began
+    decoded: Decoded  # its table emptied: counts only
     rows: pa.Table  # the lake rows to write
     duplicates: int  # rows dropped as already stored
-    remember: list[Callable[[], None]]  # to run once the rows are committed
+    remember: list[Callable[[], None]]  # per-partition memory, run before the commit
+    ids_since: int | None = None  # other workers' inserts up to here are in the id window
+
+    @property
+    def next_offsets(self) -> dict[int, int]:
+        return _next_offsets(self.partitions, self.offsets)
+
+
+@dataclass
+class Written:
+    """The outcome of writing one :class:`Prepared` batch (step 2-3 of commit_batch)."""
+
+    prepared: Prepared
+    next_offsets: dict[int, int]
+    fenced: bool = False
+    retries: int = 0
+    committed: float = 0.0  # Unix time of the lake commit
+    stored_elsewhere: int = 0  # rows dropped at commit: another worker stored their ids
+    others: pa.Table | None = None  # the ids other workers stored since ids_since
+    snapshot: int | None = None  # the lake snapshot the commit was based on
 
 
 class LakeIngestor(Generic[Memory]):
@@ -216,8 +245,20 @@ class LakeIngestor(Generic[Memory]):
         # only right within one partition.
         self._memory: dict[int, Memory] = {}
         self._positions: dict[int, int | None] = {}  # partition → next offset the lake holds
+        # Ids stored from every partition (this worker's and, read back at each commit, other
+        # workers'): a repeat that arrives on another partition is still a repeat.
+        self._ids: DedupWindow | None = None
+        self._ids_since: int | None = None  # other workers' inserts after this are not in _ids
+        self._writer_tag = uuid.uuid4().hex
+        # One batch is written (DLQ, lake) by the writer thread while the next is polled and
+        # decoded here; the lock keeps the lake's connection to one thread at a time.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-writer")
+        self._writing: Future[Written] | None = None
+        self._lake_lock = threading.Lock()
+        self._taken = 0  # messages polled, committed or not
         self._stop = threading.Event()
         self._assigned_at: float | None = None
+        self._on_batch: Callable[[IngestTotals], None] | None = None
         self.totals = IngestTotals()
 
     @classmethod
@@ -243,8 +284,27 @@ class LakeIngestor(Generic[Memory]):
     def _partition_memory(self, partition: int) -> Memory:
         memory = self._memory.get(partition)
         if memory is None:  # not assigned any more (revoked mid-batch): recall it
-            memory = self._memory[partition] = self.decoder.recall(self._lake, partition)
+            with self._lake_lock:
+                memory = self.decoder.recall(self._lake, partition)
+            self._memory[partition] = memory
         return memory
+
+    def _recall_ids(self) -> None:
+        """Warm the worker-wide id window from the lake (all partitions), once."""
+        column = self.decoder.unique_column
+        if column is None or self._ids is not None:
+            return
+        with self._lake_lock:
+            # Read before the rows: an insert in between is read again at the next commit.
+            since = self._lake.current_snapshot()
+            recent = self._lake.recent_rows(
+                self.decoder.table,
+                [column, self.decoder.collected_column],
+                self.decoder.feed.dedup_window,
+            )
+        self._ids = DedupWindow(self.decoder.feed.dedup_window)
+        self._ids.remember(recent[column], recent[self.decoder.collected_column])
+        self._ids_since = since
 
     # --- control ---------------------------------------------------------------------------
 
@@ -261,34 +321,65 @@ class LakeIngestor(Generic[Memory]):
         """Consume until stopped, idle for ``until_idle_s``, or ``max_messages`` consumed.
 
         ``on_batch`` is called with the running totals after every committed batch (progress).
+        Batch N+1 is polled and decoded while batch N is written (:meth:`commit_batch` for the
+        order, which stays the same).
         """
+        self._on_batch = on_batch
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        batch_size = self.decoder.feed.batch_size
-        timeout = self.decoder.feed.batch_timeout_s
         last_message = started = time.monotonic()
         try:
             while not self._stop.is_set():
-                want = batch_size
+                want = self.decoder.feed.batch_size
                 if limits.max_messages is not None:
-                    want = min(want, limits.max_messages - self.totals.consumed)
+                    want = min(want, limits.max_messages - self._taken)
                     if want <= 0:
                         break
-                messages = self._consumer.consume(num_messages=want, timeout=timeout)
-                batch = [m for m in messages if not _is_error(m)]
+                batch = self._poll(want)
                 if batch:
-                    self.commit_batch(batch)
-                    if on_batch is not None:
-                        on_batch(self.totals)
+                    self._taken += len(batch)
+                    prepared = self._prepare(batch)
+                    if self._settle():  # the batch before it is committed
+                        self._writing = self._writer.submit(self._write, prepared)
                     last_message = time.monotonic()
-                elif limits.until_idle_s is not None and self._idle_for(
-                    last_message, started, limits.until_idle_s
-                ):
-                    break
+                else:
+                    self._settle()
+                    if limits.until_idle_s is not None and self._idle_for(
+                        last_message, started, limits.until_idle_s
+                    ):
+                        break
+            self._settle()
         finally:
+            self._writer.shutdown(wait=True)
             self._consumer.close()  # leaves the group; nothing is pending at this point
         return self.totals
+
+    def _poll(self, want: int) -> list[Message]:
+        """One batch: small when the worker has caught up with its partitions, large under a
+        backlog, within the feed's message, byte and time budgets.
+
+        The first poll waits for a first chunk; the next ones take what the consumer has
+        fetched meanwhile and stop at the first that comes back short: the end of the
+        partitions, for now.
+        """
+        feed = self.decoder.feed
+        deadline = time.monotonic() + feed.batch_timeout_s
+        chunk = min(want, _CHUNK)
+        batch: list[Message] = []
+        size = 0
+        wait = feed.batch_timeout_s
+        while len(batch) < want and size < feed.batch_max_bytes:
+            asked = min(chunk, want - len(batch))
+            got = self._consumer.consume(num_messages=asked, timeout=wait)
+            for message in got:
+                if not _is_error(message):
+                    batch.append(message)
+                    size += len(message.value() or b"")
+            if len(got) < asked or time.monotonic() >= deadline:
+                break
+            wait = min(_FOLLOW_UP_S, max(0.0, deadline - time.monotonic()))
+        return batch
 
     def _idle_for(self, last_message: float, started: float, until_idle_s: float) -> bool:
         """True once nothing has arrived for ``until_idle_s`` while holding partitions.
@@ -309,14 +400,18 @@ class LakeIngestor(Generic[Memory]):
     # --- Kafka callbacks -------------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        stored = self._lake.stored_offsets(self._group, self._topic)
+        self._settle()
+        with self._lake_lock:
+            stored = self._lake.stored_offsets(self._group, self._topic)
         for tp in partitions:
             position = stored.get(tp.partition)
             self._positions[tp.partition] = position
             tp.offset = position if position is not None else OFFSET_BEGINNING
         consumer.assign(partitions)
         for tp in partitions:
-            self._memory[tp.partition] = self.decoder.recall(self._lake, tp.partition)
+            with self._lake_lock:
+                self._memory[tp.partition] = self.decoder.recall(self._lake, tp.partition)
+        self._recall_ids()
         self._assigned_at = time.monotonic()
         logger.info(
             "assigned %s: resuming at %s (from the lake)",
@@ -325,7 +420,9 @@ class LakeIngestor(Generic[Memory]):
         )
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Every consumed batch is committed before the next consume(), so nothing is pending.
+        # The batch being written is committed (or fenced) before the partitions go; nothing
+        # else is pending: a polled batch is prepared and handed over before the next poll.
+        self._settle()
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._memory.pop(tp.partition, None)
@@ -338,74 +435,45 @@ class LakeIngestor(Generic[Memory]):
 
         Commit order (why this is exactly-once):
 
-        1. Decode and validate the whole batch; drop events already in the partition's dedup
-           window (plate reads are also grouped into passages) (:meth:`_prepare`).
+        1. Decode and validate the whole batch; drop events already stored from any
+           partition this worker reads (a worker-wide id window) and those already in the
+           partition's memory (plate reads are also grouped into passages), and note the
+           kept rows in both (:meth:`_prepare`). The next batch is decoded against them
+           while this one is written.
         2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
            after this step replays the batch: DLQ records may repeat (at least once), rows not.
-        3. In ONE lake transaction, insert the rows and set each partition's stored offset to
-           one past the batch's last offset, on condition that the stored offset is still the
-           one this worker started from (compare-and-set). Either both land or neither does.
+        3. In ONE lake transaction, drop the rows whose id another worker stored since this
+           one last looked, insert the rest and set each partition's stored offset to one
+           past the batch's last offset, on condition that the stored offset is still the one
+           this worker started from (compare-and-set). Either both land or neither does.
            If another worker moved it (a rebalance fenced us out), nothing is written: the
-           batch is dropped, and the new owner replays it from the lake's offsets.
-        4. Only now remember the stored rows (dedup windows, passages), and update metrics.
+           batch, and any batch decoded after it, is dropped, the partitions' memory is
+           recalled from the lake, and the new owner replays them from the lake's offsets.
+        4. Count, and note the other workers' ids in the worker-wide window.
         5. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
            commit is harmless: on assignment, workers seek to the lake's offsets (step 3).
+
+        Steps 2-3 run on the writer thread; the worker waits for them (and does 4-5) before
+        it hands over the next batch, so at most one batch is written at a time.
         """
+        prepared = self._prepare(messages)
+        if self._settle():
+            self._writing = self._writer.submit(self._write, prepared)
+        self._settle()
+
+    def _prepare(self, messages: Sequence[Message]) -> Prepared:
+        """Decode the batch, then drop repeats worker-wide and partition by partition (1)."""
         started = time.monotonic()
         now = self._clock()
         partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
-
-        # 1. decode, validate, deduplicate
-        prepared = self._prepare(messages, partitions, offsets, now)
-
-        # 2. dead letters, acknowledged before the offsets move past them
-        self._send_dead_letters(prepared.decoded.rejected, messages, partitions, offsets)
-
-        # 3. rows and offsets in one lake transaction
-        next_offsets = _next_offsets(partitions, offsets)
-        expected = {p: self._positions.get(p) for p in next_offsets}
-        try:
-            retries = self._lake.write_batch(
-                self.decoder.table,
-                prepared.rows,
-                consumer_group=self._group,
-                topic=self._topic,
-                next_offsets=next_offsets,
-                expected=expected,
-            )
-        except OffsetFenced:
-            logger.warning(
-                "lake offsets for %s moved under us (rebalance): batch of %d dropped, "
-                "the partition's new owner replays it",
-                self._topic,
-                len(messages),
-            )
-            self._metrics.fenced_batches.inc()
-            self._seek_to_lake(next_offsets)
-            return
-        self._positions.update(next_offsets)
-        self._metrics.commit_retries.inc(retries)
-        committed = time.time()
-
-        # 4. remember and count
-        for step in prepared.remember:
-            step()
-        self._count(prepared, started, committed)
-
-        # 5. informative Kafka commit (lag monitoring)
-        self._commit_to_kafka(next_offsets)
-
-    def _prepare(
-        self,
-        messages: Sequence[Message],
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-        now: datetime,
-    ) -> Prepared:
-        """Decode the batch, then drop repeats partition by partition (step 1)."""
         decoded = self.decoder.decode(messages, now)
         table = decoded.table
+        column, collected = self.decoder.unique_column, self.decoder.collected_column
+        if column is not None:
+            self._recall_ids()
+            assert self._ids is not None
+            table = table.filter(self._ids.filter_new(table[column], table[collected]))
         row_partitions = partitions[table["msg_index"].to_numpy()]
         pieces: list[pa.Table] = []
         remember: list[Callable[[], None]] = []
@@ -419,49 +487,132 @@ class LakeIngestor(Generic[Memory]):
         kept_rows = pa.concat_tables(pieces) if pieces else table
         extra = self.decoder.complete(kept_rows)
         rows = lake_rows(kept_rows, self.decoder.schema, extra, partitions, offsets, now)
-        return Prepared(decoded, rows, len(table) - len(kept_rows), remember)
+        # Noted now, before the commit, so the next batch (decoded while this one is
+        # written) drops repeats of these rows too; a fenced commit recalls them (_settle).
+        for step in remember:
+            step()
+        if column is not None and self._ids is not None:
+            self._ids.remember(rows[column], rows[collected])
+        duplicates = len(decoded.table) - len(kept_rows)
+        return Prepared(
+            [(r, messages[r.index]) for r in decoded.rejected],
+            partitions,
+            offsets,
+            started,
+            dataclasses.replace(decoded, table=decoded.table.slice(0, 0)),
+            rows,
+            duplicates,
+            remember,
+            self._ids_since,
+        )
 
-    def _count(self, prepared: Prepared, started: float, committed: float) -> None:
+    def _write(self, prepared: Prepared) -> Written:
+        """Steps 2-3 (on the writer thread): dead letters, then rows and offsets."""
+        next_offsets = prepared.next_offsets
+        written = Written(prepared, next_offsets)
+        self._send_dead_letters(prepared)
+        column = self.decoder.unique_column
+        unique = (
+            None
+            if column is None
+            else UniqueIds(
+                column, self.decoder.collected_column, self._writer_tag, prepared.ids_since
+            )
+        )
+        with self._lake_lock:
+            expected = {p: self._positions.get(p) for p in next_offsets}
+            try:
+                written.retries = self._lake.write_batch(
+                    self.decoder.table,
+                    prepared.rows,
+                    consumer_group=self._group,
+                    topic=self._topic,
+                    next_offsets=next_offsets,
+                    expected=expected,
+                    unique=unique,
+                )
+            except OffsetFenced:
+                written.fenced = True
+                return written
+        written.committed = time.time()
+        if unique is not None:
+            written.stored_elsewhere = unique.dropped
+            written.others = unique.others
+            written.snapshot = unique.snapshot
+        return written
+
+    def _settle(self) -> bool:
+        """Wait for the batch being written and finish it (steps 4-5); False if it was
+        fenced (the caller then drops whatever it decoded after it)."""
+        future, self._writing = self._writing, None
+        if future is None:
+            return True
+        written = future.result()  # a failed write raises here: the worker stops
+        prepared = written.prepared
+        if written.fenced:
+            logger.warning(
+                "lake offsets for %s moved under us (rebalance): batch of %d dropped, "
+                "the partition's new owner replays it",
+                self._topic,
+                len(prepared.partitions),
+            )
+            self._metrics.fenced_batches.inc()
+            for partition in written.next_offsets:
+                self._memory.pop(partition, None)  # noted in step 1 but not stored
+            self._seek_to_lake(written.next_offsets)
+            return False
+        self._positions.update(written.next_offsets)
+        self._metrics.commit_retries.inc(written.retries)
+        if self._ids is not None and written.others is not None:
+            column, collected = self.decoder.unique_column, self.decoder.collected_column
+            assert column is not None
+            self._ids.remember(written.others[column], written.others[collected])
+        if written.snapshot is not None:
+            self._ids_since = max(self._ids_since or 0, written.snapshot)
+        self._count(written)
+        self._commit_to_kafka(written.next_offsets)
+        if self._on_batch is not None:
+            self._on_batch(self.totals)
+        return True
+
+    def _count(self, written: Written) -> None:
         """Metrics and totals of one committed batch."""
+        prepared, committed = written.prepared, written.committed
         m, t, decoded, rows = self._metrics, self.totals, prepared.decoded, prepared.rows
+        duplicates = prepared.duplicates + written.stored_elsewhere
+        stored = len(rows) - written.stored_elsewhere
         for fmt, n in collections.Counter(decoded.formats).items():
             m.consumed.labels(topic=self._topic, format=fmt).inc(n)
         for fmt, n in decoded.extra_by_format.items():
             m.extra_reads.labels(format=fmt).inc(n)
         for (fmt, quirk), n in decoded.quirks.items():
             m.vendor_quirks.labels(format=fmt, quirk=quirk).inc(n)
-        m.rows_written.labels(table=self.decoder.table).inc(len(rows))
+        m.rows_written.labels(table=self.decoder.table).inc(stored)
         self.decoder.count(m, rows)
         for reject in decoded.rejected:
             reason = reject.reason.value
             m.rejected.labels(reason=reason, format=decoded.formats[reject.index]).inc()
             t.rejected_by_reason[reason] = t.rejected_by_reason.get(reason, 0) + 1
         m.expired.labels(topic=self._topic).inc(decoded.expired)
-        m.duplicates.inc(prepared.duplicates)
-        m.batch_duration.observe(time.monotonic() - started)
+        m.duplicates.inc(duplicates)
+        m.batch_duration.observe(time.monotonic() - prepared.started)
         if len(rows):
             collected_s = pc.cast(rows[self.decoder.collected_column], pa.int64()).to_numpy() / 1e6
             m.freshness.observe_many(committed - collected_s)
         m.last_commit.set(committed)
         t.consumed += len(decoded.formats)
         t.extra_reads += decoded.extra_reads
-        t.written += len(rows)
+        t.written += stored
         t.rejected += len(decoded.rejected)
         t.expired += decoded.expired
-        t.duplicates += prepared.duplicates
+        t.duplicates += duplicates
         t.batches += 1
 
-    def _send_dead_letters(
-        self,
-        rejected: Sequence[Rejected],
-        messages: Sequence[Message],
-        partitions: np.ndarray[Any, np.dtype[np.int32]],
-        offsets: np.ndarray[Any, np.dtype[np.int64]],
-    ) -> None:
-        if not rejected:
+    def _send_dead_letters(self, prepared: Prepared) -> None:
+        partitions, offsets = prepared.partitions, prepared.offsets
+        if not prepared.rejected:
             return
-        for reject in rejected:
-            message = messages[reject.index]
+        for reject, message in prepared.rejected:
             self._dlq.send(
                 value=message.value(),
                 key=message.key(),

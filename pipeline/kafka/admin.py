@@ -67,6 +67,14 @@ def topic_plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.dlq, t.partitions, dlq, personal_data=True),
         TopicSpec(t.watchlist, 1, watchlist, personal_data=True),
         TopicSpec(t.watchlist_hits, t.partitions, hits, personal_data=True),
+        # The activity log's anchors: one key, the newest value is all verification needs,
+        # and compaction (never time) removes the older ones. Replicated like the others.
+        TopicSpec(
+            t.audit_anchors,
+            1,
+            {**durability, "cleanup.policy": "compact", "retention.ms": "-1"},
+            personal_data=False,
+        ),
     ]
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from pipeline.config import Settings, shortest_span_days
+from pipeline.config import Settings
 from pipeline.kafka.admin import topic_retentions
 from pipeline.metrics import TopicRetentionGauges
+from pipeline.retention import shortest_span_days
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,13 @@ A lake at ``path`` is a DuckLake catalog in ``path/catalog.sqlite`` and Parquet 
 (:mod:`pipeline.lake.extensions`), runs with ``TimeZone = 'UTC'`` and attaches the lake as
 ``lake``. Measurements and decisions: ``docs/adr/0001-ducklake-sqlite-catalog.md``.
 
-SQL text here is built only from constants and from identifiers in :data:`DATA_TABLES` and the
-internal tables (checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
+SQL text here is built only from constants and from identifiers of :mod:`pipeline.lake.tables`
+(checked against :data:`_IDENT`); every value travels as a ``?`` parameter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -21,71 +22,32 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import LakeSettings
-from pipeline.errors import ConfigError, LakeConflict, Transient, UsageError
+from pipeline.errors import ConfigError, LakeConflict, Transient
 from pipeline.lake.backend import Storage
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
-from pipeline.schemas import (
-    PASSENGERS,
-    PLATE_READ_VERSIONS,
-    PLATE_READS,
-    SUBJECT_RESTRICTIONS,
-    UTC_TS,
+from pipeline.lake.tables import (
+    DATA_TABLES,
+    FENCE_TABLE,
+    INTERNAL_TABLES,
+    LAKE_TABLES,
+    OFFSETS_TABLE,
+    TableSpec,
 )
+from pipeline.schemas import UTC_TS
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 CATALOG = "lake"  # the name the lake is attached under in every connection
-OFFSETS_TABLE = "ingest_offsets"
-FENCE_TABLE = "ingest_fence"
-
-INGEST_OFFSETS = pa.schema(
-    [
-        pa.field("consumer_group", pa.string(), nullable=False),
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("next_offset", pa.int64(), nullable=False),  # next offset to consume
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-# One row, rewritten by every ingest commit: see Lake.write_batch, step 5.
-INGEST_FENCE = pa.schema(
-    [
-        pa.field("fence_id", pa.int32(), nullable=False),
-        pa.field("commits", pa.int64(), nullable=False),
-        pa.field("updated_at", UTC_TS, nullable=False),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A lake table: its Arrow schema and the columns the table layer relies on."""
-
-    name: str
-    schema: pa.Schema
-    day_column: str | None = None  # partitioned by the UTC day of this column
-
-
-# Tables write_batch accepts.
-DATA_TABLES: Mapping[str, TableSpec] = {
-    "plate_reads": TableSpec("plate_reads", PLATE_READS, "captured_at"),
-    "passengers": TableSpec("passengers", PASSENGERS, "collected_at"),
-}
-# Data-subject requests (pipeline/access/subjects.py). Created with the lake, so every view and
-# the statistics can rely on them; both hold plates (personal data, see maintain/registry.py).
-SUBJECT_TABLES = (
-    TableSpec("plate_read_versions", PLATE_READ_VERSIONS, "captured_at"),
-    TableSpec("subject_restrictions", SUBJECT_RESTRICTIONS),
-)
-_INTERNAL_TABLES = (TableSpec(OFFSETS_TABLE, INGEST_OFFSETS), TableSpec(FENCE_TABLE, INGEST_FENCE))
-
 # Lake-wide DuckLake options, set when the lake is created.
 _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
     ("parquet_compression", "zstd"),
@@ -142,8 +104,22 @@ class OffsetFenced(Transient):
         self.stored = stored
 
 
-class QueryRefused(UsageError):
-    """An analyst query that is not a single SELECT statement."""
+@dataclass
+class UniqueIds:
+    """Ask :meth:`Lake.write_batch` to drop rows whose ``column`` value another writer stored
+    after snapshot ``since``; it sets ``others``, ``dropped`` and ``snapshot``.
+
+    Each writer tags its commits with ``writer``, so it reads back only the rows other
+    writers inserted (their own are already in its memory).
+    """
+
+    column: str
+    collected: str  # read along, so the caller can place the ids in its window
+    writer: str
+    since: int | None  # None: look at nothing (the caller's memory was warmed after it)
+    others: pa.Table | None = None
+    dropped: int = 0
+    snapshot: int | None = None  # the snapshot the check saw (the commit's base)
 
 
 @dataclass(frozen=True)
@@ -207,12 +183,50 @@ def is_write_conflict(exc: BaseException) -> bool:
 
     With a SQLite catalog the loser sees SQLite's "database is locked" (in WAL mode: a read
     snapshot that went stale before the commit); with any catalog DuckLake itself may report a
-    logical "Transaction conflict" after its own commit retries.
+    logical "Transaction conflict" after its own commit retries. On PostgreSQL, processes that
+    attach a new lake at once race to create DuckLake's metadata tables, and the losers get
+    PostgreSQL's "duplicate key value violates unique constraint" (on pg_type) or "already
+    exists": attached again, they find the tables.
     """
     if not isinstance(exc, duckdb.Error):
         return False
     text = str(exc).lower()
-    return "database is locked" in text or "transaction conflict" in text
+    return any(marker in text for marker in _CONFLICTS)
+
+
+_CONFLICTS = (
+    "database is locked",
+    "transaction conflict",
+    "duplicate key value violates unique constraint",
+    "already exists",
+)
+
+
+# How long a writer waits for a catalog database that went away (a PostgreSQL restart or
+# failover takes seconds; longer than this, a person should look).
+CATALOG_OUTAGE_S = 120.0
+_UNREACHABLE = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "unable to connect to postgres",
+    "no connection to the server",
+    "connection to server",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    # The PostgreSQL connection broke inside a transaction: even its rollback cannot be sent.
+    'failed to execute query "rollback"',
+)
+
+
+def is_catalog_unreachable(exc: BaseException) -> bool:
+    """Whether a DuckDB error means the catalog database server is (briefly) unreachable."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 def _checked_path(path: Path, key: str) -> str:
@@ -304,6 +318,7 @@ class Lake:
         self._retry = retry
         self._sleep = sleep
         self._attach = ""  # the ATTACH statement, for catalog_released()
+        self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
         self.storage = Storage.embedded(path)
 
     @classmethod
@@ -359,7 +374,7 @@ class Lake:
                 con.execute(attach)
                 lake._lock_down(storage)
             else:
-                lake._retrying("create lake", lambda: lake._attach_and_create(attach))
+                lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
             con.execute(f"USE {CATALOG}")
         except BaseException:
@@ -412,6 +427,7 @@ class Lake:
         topic: str,
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
+        unique: UniqueIds | None = None,
     ) -> int:
         """Append ``rows`` to ``table`` and advance the stored Kafka offsets, atomically.
 
@@ -427,12 +443,16 @@ class Lake:
         1. Read every row of ``ingest_offsets`` (a few per partition of every group) and keep
            the group's. No ``WHERE``: any filter on the table makes DuckLake run a file
            pruning query over the statistics of every data file of the lake, which was ~80 %
-           of a commit's cost and grew with the lake (ADR 0004).
+           of a commit's cost and grew with the lake (ADR 0006).
         2. Compare-and-set: each partition's stored offset must equal ``expected``. If not,
            another worker committed it since this writer sought (a rebalance): raise
            :class:`OffsetFenced` and write nothing.
-        3. Insert ``rows`` (Parquet files under their UTC day partitions). An empty table is
-           fine: a batch whose messages were all rejected still advances its offsets.
+        3. With ``unique``: drop the rows whose id another writer (another partition's
+           worker) inserted after ``unique.since`` (see :class:`UniqueIds`). Every ingest
+           commit conflicts with every other (steps 4-5), so no such insert can land between
+           this check and the commit. Then insert the rows (Parquet files under their UTC day
+           partitions). An empty table is fine: a batch whose messages were all rejected
+           still advances its offsets.
         4. Set the partitions that have a row with ONE ``UPDATE`` of every row (no ``WHERE``;
            a ``CASE`` per partition). It deletes every inlined row of ``ingest_offsets``, and
            DuckLake makes a deletion of a table's inlined rows conflict with any concurrent
@@ -455,7 +475,8 @@ class Lake:
             raise ValueError(f"unknown lake table {table!r}")
         _check_offsets(next_offsets, expected)
         _check_rows(spec, rows, next_offsets, expected)
-        return self._retrying(
+        before = self.conflicts
+        self.retrying(
             f"write {table}",
             lambda: self._write_once(
                 spec,
@@ -464,8 +485,10 @@ class Lake:
                 topic=topic,
                 next_offsets=next_offsets,
                 expected=expected,
+                unique=unique,
             ),
         )
+        return self.conflicts - before
 
     def _write_once(
         self,
@@ -476,24 +499,21 @@ class Lake:
         topic: str,
         next_offsets: Mapping[int, int],
         expected: Mapping[int, int | None],
+        unique: UniqueIds | None = None,
     ) -> None:
-        con = self.con
         parts = sorted(next_offsets)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
+        with self.transaction() as con:
             stored = self._read_offsets(consumer_group, topic)  # 1
             for part in parts:  # 2
                 if stored.get(part) != expected[part]:
                     raise OffsetFenced(topic, part, expected[part], stored.get(part))
-            if rows.num_rows:  # 3
-                con.register("anpr_batch_rows", rows)
-                try:
-                    con.execute(
-                        f"INSERT INTO {CATALOG}.{quote_ident(spec.name)} BY NAME "
-                        "SELECT * FROM anpr_batch_rows"
-                    )
-                finally:
-                    con.unregister("anpr_batch_rows")
+            if unique is not None:  # 3
+                rows = self._drop_stored_elsewhere(spec.name, rows, unique)
+            if rows.num_rows:
+                self.insert_rows(spec.name, rows)
+            if unique is not None:
+                con.execute(f"CALL {CATALOG}.set_commit_message('anpr-ingest', ?)", [unique.writer])
             moved = [p for p in parts if p in stored]
             if moved:  # 4
                 sql, params = _update_offsets_sql(consumer_group, topic, moved, next_offsets)
@@ -508,41 +528,116 @@ class Lake:
                 con.execute(
                     f"UPDATE {CATALOG}.{FENCE_TABLE} SET commits = commits + 1, updated_at = now()"
                 )
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One lake transaction around the block: committed if it ends, rolled back if it
+        raises. A failed COMMIT ends the transaction itself (nothing left to roll back)."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
         except BaseException:
+            # If the catalog server went away mid-transaction, this ROLLBACK fails too ("Failed
+            # to execute query ROLLBACK"), and that error, an outage, is what retrying() sees.
             con.execute("ROLLBACK")
             raise
-        # 6. A failed COMMIT ends the transaction itself: nothing is left to roll back.
         con.execute("COMMIT")
 
-    def retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts.
+    def retrying(
+        self, what: str, attempt_once: Callable[[], _T], *, transaction: bool = False
+    ) -> _T:
+        """Run ``attempt_once`` again, from the start, while it hits a write conflict (jittered
+        backoff of the lake's :class:`RetryPolicy`); return its result.
 
-        ``attempt_once`` opens and commits (or rolls back) its own transaction.
+        With ``transaction`` each attempt runs inside its own :meth:`transaction`; without,
+        ``attempt_once`` ends its own. Either way every attempt reads a fresh snapshot.
+        Conflicts are counted in :attr:`conflicts`; after the last attempt
+        :class:`~pipeline.errors.LakeConflict` is raised.
         """
-        return self._retrying(what, attempt_once)
+        def in_transaction() -> _T:
+            with self.transaction():
+                return attempt_once()
 
-    def _retrying(self, what: str, attempt_once: Callable[[], None]) -> int:
-        """Run ``attempt_once`` until it does not hit a write conflict; return the conflicts."""
+        once = in_transaction if transaction else attempt_once
         policy = self._retry
-        for attempt in range(policy.attempts):
+        attempt = 0
+        outage_until: float | None = None
+        while attempt < policy.attempts:
             try:
-                attempt_once()
+                return once()
             except duckdb.Error as exc:
+                if is_catalog_unreachable(exc):
+                    outage_until = self._wait_out_outage(what, exc, outage_until)
+                    continue
                 if not is_write_conflict(exc):
                     raise
+                self.conflicts += 1
                 delay = policy.delay(attempt)
-                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt + 1, delay)
+                attempt += 1
+                logger.debug("%s: conflict on attempt %d, retry in %.3fs", what, attempt, delay)
                 self._sleep(delay)
-            else:
-                return attempt
         logger.warning("%s: gave up after %d conflicting attempts", what, policy.attempts)
         raise LakeConflict(f"{what}: {policy.attempts} attempts conflicted")
+
+    def _wait_out_outage(self, what: str, exc: duckdb.Error, until: float | None) -> float:
+        """Back off while the catalog server is away (restart, failover), up to
+        :data:`CATALOG_OUTAGE_S`; then give up with the error.
+
+        Retrying is safe even when the connection dropped during COMMIT: the retried
+        transaction reads the stored offsets again, and if the lost commit did happen they no
+        longer equal ``expected``, so write_batch refuses it (:class:`OffsetFenced`).
+        """
+        now = time.monotonic()
+        if until is None:
+            logger.warning("%s: catalog database unreachable, retrying: %s", what, exc)
+            until = now + CATALOG_OUTAGE_S
+        if now >= until:
+            raise LakeConflict(f"{what}: catalog unreachable for {CATALOG_OUTAGE_S:.0f} s") from exc
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("ROLLBACK")  # a transaction the failure left open, if any
+        self._sleep(1.0)
+        return until
+
+    def execute(
+        self, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """Run one statement on the lake's connection (inside :meth:`transaction` if one is
+        open). ``sql`` must be built from constants and checked identifiers; values go in
+        ``params``."""
+        return self.con.execute(sql, params)
+
+    def insert_rows(self, table: str, rows: pa.Table) -> None:
+        """Append ``rows`` (columns by name) to ``table``; part of the open transaction."""
+        self.con.register("anpr_insert_rows", rows)
+        try:
+            self.con.execute(
+                f"INSERT INTO {CATALOG}.{quote_ident(table)} BY NAME "
+                "SELECT * FROM anpr_insert_rows"
+            )
+        finally:
+            self.con.unregister("anpr_insert_rows")
 
     # -- reading ----------------------------------------------------------------------------
 
     def stored_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
-        """Partition -> next offset to consume, as committed with the rows."""
-        return self._read_offsets(consumer_group, topic)
+        """Partition -> next offset to consume, as committed with the rows.
+
+        Waits out a catalog outage like a write does: a worker asks this when it gets
+        partitions, and a failure there would stop it.
+        """
+        return self._reading("read offsets", lambda: self._read_offsets(consumer_group, topic))
+
+    def _reading(self, what: str, read: Callable[[], _T]) -> _T:
+        """``read()``, again after a catalog outage (see :meth:`_wait_out_outage`)."""
+        outage_until: float | None = None
+        while True:
+            try:
+                return read()
+            except duckdb.Error as exc:
+                if not is_catalog_unreachable(exc):
+                    raise
+                outage_until = self._wait_out_outage(what, exc, outage_until)
 
     def recent_rows(
         self,
@@ -557,7 +652,7 @@ class Lake:
 
         Warms a worker's in-memory windows (repeats, passages) after a restart or an
         assignment. Relative to the newest row, not the clock, so replaying an old backlog
-        warms the right rows.
+        warms the right rows. Waits out a catalog outage: it runs in the assignment callback.
         """
         spec = DATA_TABLES.get(table)
         if spec is None or spec.day_column is None:
@@ -572,23 +667,70 @@ class Lake:
             where, params = "source_partition = ?", [source_partition]
         only = f"WHERE {where}" if where else ""
         also = f"AND {where}" if where else ""
-        return self.con.execute(
+        sql = (
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {name} "
-            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}",
-            [*params, window, *params],
-        ).to_arrow_table()
+            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}"
+        )
+        return self._reading(
+            "read recent rows",
+            lambda: self.con.execute(sql, [*params, window, *params]).to_arrow_table(),
+        )
 
-    def query_arrow(self, sql: str) -> pa.Table:
-        """Run one analyst ``SELECT`` (tables are ``lake.<name>``) and return the result."""
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryRefused(f"query does not parse: {exc}") from exc
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryRefused("only a single SELECT statement may be run")
-        return self.con.execute(sql).to_arrow_table()
+    def columns(self) -> dict[str, dict[str, str]]:
+        """Table -> column -> DuckDB type, of the tables in the lake (column order kept)."""
+        out: dict[str, dict[str, str]] = {}
+        for table, column, kind in self.con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = 'main' ORDER BY table_name, column_index",
+            [CATALOG],
+        ).fetchall():
+            out.setdefault(str(table), {})[str(column)] = str(kind)
+        return out
 
     # -- internals --------------------------------------------------------------------------
+
+    def current_snapshot(self) -> int:
+        """The id of the lake's newest snapshot (as this connection sees it)."""
+        (snapshot,) = self.con.execute(
+            f"SELECT id FROM {CATALOG}.current_snapshot()"
+        ).fetchone() or (0,)
+        return int(snapshot)
+
+    def _drop_stored_elsewhere(self, table: str, rows: pa.Table, unique: UniqueIds) -> pa.Table:
+        """``rows`` without those whose id other writers inserted after ``unique.since``
+        (write_batch, step 3). Reads only the other writers' insert snapshots, found in the
+        catalog's snapshot list, so a lone writer reads no data file at all."""
+        unique.snapshot = self.current_snapshot()
+        unique.others, unique.dropped = None, 0
+        if unique.since is None or unique.since >= unique.snapshot:
+            return rows
+        meta = f"__ducklake_metadata_{CATALOG}"
+        snapshots = self.con.execute(
+            f"SELECT c.snapshot_id FROM {meta}.ducklake_snapshot_changes c "
+            f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
+            "WHERE c.snapshot_id > ? AND c.snapshot_id <= ? "
+            "AND c.commit_message IS DISTINCT FROM ? AND list_contains("
+            "string_split(c.changes_made, ','), 'inserted_into_table:' || t.table_id) "
+            "ORDER BY 1",
+            [table, unique.since, unique.snapshot, unique.writer],
+        ).fetchall()
+        if not snapshots:
+            return rows
+        column, collected = quote_ident(unique.column), quote_ident(unique.collected)
+        pieces = [
+            self.con.execute(
+                f"SELECT {column}, {collected} FROM "
+                f"ducklake_table_insertions('{CATALOG}', 'main', ?, ?, ?)",
+                [table, int(s), int(s)],
+            ).to_arrow_table()
+            for (s,) in snapshots
+        ]
+        unique.others = pa.concat_tables(pieces)
+        stored = pc.is_in(
+            rows[unique.column], value_set=unique.others[unique.column].combine_chunks()
+        )
+        unique.dropped = int(pc.sum(stored).as_py() or 0)
+        return rows.filter(pc.invert(stored)) if unique.dropped else rows
 
     def _read_offsets(self, consumer_group: str, topic: str) -> dict[int, int]:
         # Every row, filtered here: see write_batch, step 1.
@@ -612,17 +754,14 @@ class Lake:
     def _create_missing_tables(self) -> None:
         """Create what is missing in one transaction, deciding on the transaction's own
         snapshot: concurrent creators then conflict, and the loser finds the tables on retry."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self.transaction() as con:
             existing = {
                 str(name)
                 for (name,) in con.execute(
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
                 ).fetchall()
             }
-            every = (*DATA_TABLES.values(), *SUBJECT_TABLES, *_INTERNAL_TABLES)
-            missing = [s for s in every if s.name not in existing]
+            missing = [s for s in LAKE_TABLES.values() if s.name not in existing]
             for spec in DATA_TABLES.values():
                 if spec.name in existing:
                     self._add_missing_columns(spec)
@@ -638,10 +777,6 @@ class Lake:
                     con.execute(alter)
                 if spec.name == FENCE_TABLE:
                     con.execute(f"INSERT INTO {CATALOG}.{FENCE_TABLE} VALUES (0, 0, now())")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         if missing:
             logger.info("created lake tables %s", ", ".join(s.name for s in missing))
 
@@ -680,7 +815,7 @@ class Lake:
                 "WHERE option_name = 'data_inlining_row_limit' AND scope = 'TABLE'"
             ).fetchall()
         }
-        for spec in _INTERNAL_TABLES:
+        for spec in INTERNAL_TABLES:
             if f"main.{spec.name}" not in done:
                 self.con.execute(
                     f"CALL {CATALOG}.set_option('data_inlining_row_limit', ?, table_name => ?)",
@@ -691,8 +826,10 @@ class Lake:
         """No file access but the data files, no way to undo it: analysts only read the lake.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
-        the real guard against writes is the read-only attach plus query_arrow's SELECT-only
-        rule (ATTACH is not a SELECT).
+        this alone does not stop an ATTACH of another catalog. The guards against writes are
+        the read-only attach and the access layer's statement check
+        (:func:`pipeline.access.statement.check`: one SELECT over the role's views), which
+        every analyst statement passes before it runs.
         """
         self.con.execute("SET allowed_directories = ?", [[storage.data_path]])
         # A local lake needs no network file system at all; an S3 lake keeps only S3's.

@@ -13,8 +13,8 @@ Tasks (``python sqlite_child.py TASK CATALOG``, prints one JSON object, exit 0 o
 - ``purge``: with ``secure_delete`` on, recompute the table-level min/max of every column
   from the live files' statistics (DuckLake widens them on insert and never narrows them, so
   a deleted plate, birth date or capture time can stay there as a table's min or max),
-  ``VACUUM`` (a fresh copy of every live page, no free page keeps an old record) and ``wal_checkpoint(TRUNCATE)`` (the WAL is
-  copied into the file and cut to zero bytes).
+  ``VACUUM`` (a fresh copy of every live page, no free page keeps an old record) and
+  ``wal_checkpoint(TRUNCATE)`` (the WAL is copied into the file and cut to zero bytes).
 
 This file imports only the standard library and is run as a script (not ``-m``), so the child
 starts in a few tens of milliseconds and never loads DuckDB.

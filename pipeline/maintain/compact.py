@@ -4,9 +4,8 @@ Ingest writes one file per batch and day, so a busy day ends as hundreds of smal
 each closed day with at least ``min_files`` files (or with delete files), in ONE transaction:
 
 1. Read the largest row id of the day's rows in the transaction's snapshot.
-2. Insert the day's rows again, sorted by plate then capture time (new files of up to the
-   lake's ``target_file_size``). The day partition already gives time pruning; inside a day,
-   plate order lets a plate lookup read one row group per day.
+2. Insert the day's rows again, sorted by the table's sort order (plate then capture time for
+   reads; :mod:`pipeline.lake.tables`), in new files of up to the lake's ``target_file_size``.
 3. Delete the day's rows with a row id up to the one read in 1: exactly the old rows (rows
    inserted in this transaction get row ids above every committed one).
 4. Check the day's row count is unchanged, then commit.
@@ -26,19 +25,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
+from pipeline.lake.tables import LAKE_TABLES
 from pipeline.maintain.inventory import DayFiles
-from pipeline.maintain.lakeops import Retrying, in_transaction
 from pipeline.maintain.stats import day_start
 
 logger = logging.getLogger(__name__)
 
-# Sort order of compacted files per table (default: the collection time column).
-SORT_ORDER: Mapping[str, tuple[str, ...]] = {"plate_reads": ("plate", "captured_at")}
-# Row groups of the sorted tables: a plate lookup reads only the row groups whose plate range
-# holds the plate, so smaller groups prune more. Measured on 40 days x 170k reads (loaded
+# Row groups of tables sorted by more than their day column (plate_reads: plate first): a
+# plate lookup reads only the row groups whose plate range holds the plate, so smaller groups
+# prune more. Measured on 40 days x 170k reads (loaded
 # machine): a lookup took ~55 ms after compaction with 16,384-row groups, 105-196 ms with the
 # lake's default of 122,880 (2 groups a day), 167-260 ms before compaction.
 SORTED_ROW_GROUP_ROWS = 16_384
+SORTED_TABLES = tuple(t.name for t in LAKE_TABLES.values() if t.sort_by)
 
 
 @dataclass(frozen=True)
@@ -73,81 +72,82 @@ class CompactionChangedRows(RuntimeError):
     """The rewrite would change a day's row count: a bug, so the transaction is rolled back."""
 
 
-def compact_day(lake: Lake, task: CompactTask, retrying: Retrying) -> int:
+def compact_day(lake: Lake, task: CompactTask) -> int:
     """Rewrite one day (steps 1-4 above); returns the day's row count."""
     name = f"{CATALOG}.{quote_ident(task.table)}"
     col = quote_ident(task.day_column)
-    order = ", ".join(quote_ident(c) for c in SORT_ORDER.get(task.table, (task.day_column,)))
+    spec = LAKE_TABLES.get(task.table)
+    sort = spec.sort_order if spec and spec.sort_order else (task.day_column,)
+    order = ", ".join(quote_ident(c) for c in sort)
     start = day_start(task.day)
     bounds = [start, start + timedelta(days=1)]
     where = f"{col} >= ? AND {col} < ?"
-    con = lake.con
 
     def body() -> int:
-        max_id, rows = con.execute(  # 1
+        max_id, rows = lake.execute(  # 1
             f"SELECT max(rowid), count(*) FROM {name} WHERE {where}", bounds
         ).fetchone() or (None, 0)
         if not rows:
             return 0
-        con.execute(  # 2
+        lake.execute(  # 2
             f"INSERT INTO {name} SELECT * FROM {name} WHERE {where} ORDER BY {order}", bounds
         )
-        con.execute(f"DELETE FROM {name} WHERE {where} AND rowid <= ?", [*bounds, max_id])  # 3
-        (after,) = con.execute(f"SELECT count(*) FROM {name} WHERE {where}", bounds).fetchone() or (
-            0,
-        )
+        lake.execute(f"DELETE FROM {name} WHERE {where} AND rowid <= ?", [*bounds, max_id])  # 3
+        (after,) = lake.execute(
+            f"SELECT count(*) FROM {name} WHERE {where}", bounds
+        ).fetchone() or (0,)
         if after != rows:  # 4
             raise CompactionChangedRows(f"{task.table} {task.day}: {rows} rows became {after}")
         return int(rows)
 
-    return retrying(f"compact {task.table} {task.day}", lambda: in_transaction(lake, body))
+    return lake.retrying(f"compact {task.table} {task.day}", body, transaction=True)
 
 
-def merge_small_tables(lake: Lake, tables: Sequence[str], retrying: Retrying) -> None:
+def merge_small_tables(lake: Lake, tables: Sequence[str]) -> None:
     """Let DuckLake merge the small files of unpartitioned tables (statistics)."""
     sql = f"SELECT * FROM ducklake_merge_adjacent_files('{CATALOG}', ?)"
     for table in tables:
 
         def once(t: str = table) -> None:
-            lake.con.execute(sql, [t]).fetchall()
+            lake.execute(sql, [t]).fetchall()
 
-        retrying(f"merge {table}", once)
+        lake.retrying(f"merge {table}", once)
 
 
-def ensure_row_groups(lake: Lake, retrying: Retrying) -> None:
-    """Give the tables in :data:`SORT_ORDER` row groups of :data:`SORTED_ROW_GROUP_ROWS`
-    (a table option kept in the catalog, set once; ingest files get them too)."""
+def ensure_row_groups(lake: Lake) -> None:
+    """Give the tables sorted by more than their day row groups of
+    :data:`SORTED_ROW_GROUP_ROWS` (a table option kept in the catalog, set once; ingest files
+    get them too)."""
     done = {
         str(entry)
-        for (entry,) in lake.con.execute(
+        for (entry,) in lake.execute(
             f"SELECT scope_entry FROM {CATALOG}.options() WHERE option_name = "
             "'parquet_row_group_size' AND scope = 'TABLE' AND value = ?",
             [str(SORTED_ROW_GROUP_ROWS)],
         ).fetchall()
     }
-    for table in SORT_ORDER:
+    for table in SORTED_TABLES:
         if f"main.{table}" in done:
             continue
 
         def once(t: str = table) -> None:
-            lake.con.execute(
+            lake.execute(
                 f"CALL {CATALOG}.set_option('parquet_row_group_size', ?, table_name => ?)",
                 [SORTED_ROW_GROUP_ROWS, t],
             )
 
-        retrying(f"row groups of {table}", once)
+        lake.retrying(f"row groups of {table}", once)
 
 
 def run_compaction(
     lake: Lake,
     tasks: Sequence[CompactTask],
-    retrying: Retrying,
     progress: Callable[[CompactTask], None] = lambda _t: None,
 ) -> int:
     """Compact every task; returns the rows rewritten."""
     total = 0
     for task in tasks:
-        total += compact_day(lake, task, retrying)
+        total += compact_day(lake, task)
         logger.debug("compacted %s %s (%d files)", task.table, task.day, task.files)
         progress(task)
     return total

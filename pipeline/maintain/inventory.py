@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import META
 
 _DAY_DIR = re.compile(r"(?:^|/)year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
@@ -63,7 +64,7 @@ def day_of_path(path: str) -> date | None:
 
 
 def files_by_day(
-    con: duckdb.DuckDBPyConnection, table: str, version_column: str = "ingested_at"
+    con: Lake | duckdb.DuckDBPyConnection, table: str, version_column: str = "ingested_at"
 ) -> dict[date, DayFiles]:
     """Live files of ``table`` grouped by partition day (files outside day folders skipped)."""
     acc: dict[date, list[tuple[int, int, bool, str]]] = {}
@@ -88,7 +89,7 @@ def files_by_day(
     }
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> bool:
+def table_exists(con: Lake | duckdb.DuckDBPyConnection, catalog: str, table: str) -> bool:
     return bool(
         con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",

@@ -40,16 +40,11 @@ sweeps expired day folders regardless of age (:mod:`pipeline.maintain.retention`
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
-
-import duckdb
 
 from pipeline.errors import LakeConflict
-from pipeline.lake.catalog import CATALOG, Lake, RetryPolicy, is_write_conflict
+from pipeline.lake.catalog import CATALOG, Lake
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 
 logger = logging.getLogger(__name__)
@@ -57,7 +52,6 @@ logger = logging.getLogger(__name__)
 # The catalog database as DuckLake attaches it beside the lake (read here, never written).
 META = f"__ducklake_metadata_{CATALOG}"
 DEFAULT_ORPHAN_GRACE = timedelta(hours=1)
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -77,8 +71,6 @@ def purge(
     *,
     now: datetime,
     orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> PurgeReport:
     """Make rows already DELETEd from ``lake`` physically unreadable (steps in the module doc).
 
@@ -86,16 +78,15 @@ def purge(
     before it, and before the rewrite of step 1, are expired; unreferenced files last modified
     before ``now - orphan_grace`` are deleted.
 
-    >>> lake.con.execute("DELETE FROM plate_reads WHERE plate = ?", [plate])  # doctest: +SKIP
+    >>> lake.execute("DELETE FROM plate_reads WHERE plate = ?", [plate])  # doctest: +SKIP
     >>> purge(lake, now=datetime.now(UTC))  # doctest: +SKIP
     """
     if lake.read_only:
         raise ValueError("purge needs a lake opened for writing")
-    policy = retry or RetryPolicy()
-    con = lake.con
 
     def call(sql: str, params: list[object]) -> list[tuple[object, ...]]:
-        return _retrying(policy, sleep, sql, lambda: con.execute(sql, params).fetchall())
+        what = sql.split("(", maxsplit=1)[0]
+        return lake.retrying(what, lambda: lake.execute(sql, params).fetchall())
 
     flushed = call(f"SELECT * FROM ducklake_flush_inlined_data('{CATALOG}')", [])  # 0
     logger.debug("purge: %d inlined rows flushed", sum(int(str(row[2])) for row in flushed))
@@ -105,7 +96,7 @@ def purge(
     files_rewritten = sum(int(str(row[2])) for row in rewritten)
     logger.debug("purge: %d files rewritten", files_rewritten)
     # 2. Everything but the newest snapshot, even when `now` lags the rewrite's commit.
-    (newest,) = con.execute(
+    (newest,) = lake.execute(
         f"SELECT max(snapshot_time) FROM {META}.ducklake_snapshot"
     ).fetchone() or (None,)
     expire_before = max(now, _as_datetime(newest) + timedelta(microseconds=1))
@@ -148,16 +139,3 @@ def _as_datetime(value: object) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
-
-
-def _retrying(
-    policy: RetryPolicy, sleep: Callable[[float], None], what: str, once: Callable[[], _T]
-) -> _T:
-    for attempt in range(policy.attempts):
-        try:
-            return once()
-        except duckdb.Error as exc:
-            if not is_write_conflict(exc):
-                raise
-            sleep(policy.delay(attempt))
-    raise LakeConflict(f"{what.split('(', maxsplit=1)[0]}: {policy.attempts} attempts conflicted")

@@ -1,7 +1,7 @@
 """Retention: delete personal data at the legal limit, by collection time, whole days at once.
 
 For a table kept ``m`` calendar months, the cutoff is the latest collection time whose limit
-has passed at ``as_of`` (:func:`pipeline.config.months_before`: 2026-08-31 + 6 months =
+has passed at ``as_of`` (:func:`pipeline.retention.cutoff`: 2026-08-31 + 6 months =
 2027-02-28, so at 2027-02-28 the cutoff is 2026-08-31, not 2026-08-28). No row collected at
 or before the cutoff may survive; rows of the cutoff's own UTC day go with it (up to one day
 early, never late). So every row collected before the start of the day after the cutoff's day
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from pipeline.config import months_before
+from pipeline import retention
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
 from pipeline.maintain.inventory import day_folders
-from pipeline.maintain.lakeops import Retrying, in_transaction
 from pipeline.maintain.purge import META
 
 logger = logging.getLogger(__name__)
@@ -52,18 +51,14 @@ class Cutoff:
 
 def cutoff_for(table: str, column: str, months: int, as_of: datetime) -> Cutoff:
     """The retention cutoff of ``table`` kept ``months`` months, as of ``as_of`` (aware)."""
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must carry a time zone")
-    as_of = as_of.astimezone(UTC)
-    cutoff = months_before(as_of, months)
-    delete_before = datetime.combine(cutoff.date() + timedelta(days=1), time(), UTC)
-    return Cutoff(table, column, months, as_of, cutoff, delete_before)
+    cut = retention.cutoff(as_of, months)
+    return Cutoff(table, column, months, as_of.astimezone(UTC), cut, retention.delete_before(cut))
 
 
 def expired_days(lake: Lake, cut: Cutoff) -> dict[date, int]:
     """Rows to delete per UTC collection day (a scan pruned to the expired days)."""
     col = quote_ident(cut.column)
-    found = lake.con.execute(
+    found = lake.execute(
         f"SELECT CAST(date_trunc('day', {col}) AS DATE), count(*) "
         f"FROM {CATALOG}.{quote_ident(cut.table)} WHERE {col} < ? GROUP BY 1 ORDER BY 1",
         [cut.delete_before],
@@ -71,7 +66,7 @@ def expired_days(lake: Lake, cut: Cutoff) -> dict[date, int]:
     return {day: int(n) for day, n in found}
 
 
-def delete_day(lake: Lake, cut: Cutoff, day: date, retrying: Retrying) -> int:
+def delete_day(lake: Lake, cut: Cutoff, day: date) -> int:
     """Delete the table's rows of ``day`` (all before ``delete_before``) in one transaction."""
     col = quote_ident(cut.column)
     name = f"{CATALOG}.{quote_ident(cut.table)}"
@@ -79,26 +74,25 @@ def delete_day(lake: Lake, cut: Cutoff, day: date, retrying: Retrying) -> int:
     end = min(start + timedelta(days=1), cut.delete_before)
 
     def body() -> int:
-        (n,) = lake.con.execute(
+        (n,) = lake.execute(
             f"SELECT count(*) FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end]
         ).fetchone() or (0,)
         if n:
-            lake.con.execute(f"DELETE FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end])
+            lake.execute(f"DELETE FROM {name} WHERE {col} >= ? AND {col} < ?", [start, end])
         return int(n)
 
-    return retrying(f"retention {cut.table} {day}", lambda: in_transaction(lake, body))
+    return lake.retrying(f"retention {cut.table} {day}", body, transaction=True)
 
 
 def delete_expired(
     lake: Lake,
     cut: Cutoff,
-    retrying: Retrying,
     progress: Callable[[date, int], None] = lambda _d, _n: None,
 ) -> dict[date, int]:
     """Delete every expired day of one table, oldest first; rows deleted per day."""
     deleted: dict[date, int] = {}
     for day in sorted(expired_days(lake, cut)):
-        deleted[day] = delete_day(lake, cut, day, retrying)
+        deleted[day] = delete_day(lake, cut, day)
         logger.debug("retention: %s %s deleted (%d rows)", cut.table, day, deleted[day])
         progress(day, deleted[day])
     # Rows of a day below the oldest found (a late write between the scan and now) wait for
@@ -114,7 +108,7 @@ def _referenced(lake: Lake) -> set[str]:
         f"SELECT path FROM {META}.ducklake_delete_file",
         f"SELECT path FROM {META}.ducklake_files_scheduled_for_deletion",
     ):
-        names.update(Path(str(p)).name for (p,) in lake.con.execute(sql).fetchall())
+        names.update(Path(str(p)).name for (p,) in lake.execute(sql).fetchall())
     return names
 
 

@@ -25,21 +25,21 @@ from typing import Any, Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.config import Settings, add_months
+from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.files import write_atomic
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.tables import PERSONAL_DATA_TABLES
 from pipeline.maintain import compact as compaction
 from pipeline.maintain import stats as statistics
 from pipeline.maintain.inventory import files_by_day, table_exists
-from pipeline.maintain.lakeops import Retrying
 from pipeline.maintain.lock import maintain_lock
 from pipeline.maintain.purge import META, purge
-from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.verify import verify
 from pipeline.metrics import MaintainMetrics
+from pipeline.retention import log_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -146,17 +146,16 @@ class _Run:
         self.metrics = metrics
         self.out = out
         self.report = report
-        self.retrying = Retrying()
         self.grace = timedelta(hours=settings.maintain.late_grace_h)
 
     # -- driver ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        con = self.lake.con
+        lake = self.lake
         self.cuts: dict[str, Cutoff] = {
             table: cutoff_for(table, column, self.months[table], self.as_of)
             for table, column in PERSONAL_DATA_TABLES.items()
-            if table_exists(con, CATALOG, table)
+            if table_exists(lake, CATALOG, table)
         }
         for table, cut in self.cuts.items():
             self.metrics.limit.labels(table).set(cut.limit_seconds)
@@ -218,8 +217,8 @@ class _Run:
         lake, k = self.lake, self.settings.maintain.k_anonymity
         if STATS_SOURCE_TABLE not in self.cuts:
             return {"periods": 0}
-        days = files_by_day(lake.con, STATS_SOURCE_TABLE)
-        have_tables = table_exists(lake.con, CATALOG, "stats_periods")
+        days = files_by_day(lake, STATS_SOURCE_TABLE)
+        have_tables = table_exists(lake, CATALOG, "stats_periods")
         plan = statistics.plan_statistics(
             as_of=self.as_of,
             grace=self.grace,
@@ -242,14 +241,14 @@ class _Run:
                 f"weeks{_span([w for w, _ in plan.trip_weeks])} (k = {k})"
             )
             return summary
-        statistics.ensure_stats_tables(lake, self.retrying)
+        statistics.ensure_stats_tables(lake)
         changed = 0
         left = len(periods)
         with self._progress("statistics", len(periods)) as advance:
             for kind, start, sig in periods:
                 now = self.clock()
                 rows = statistics.compute_period(lake, kind, start, k=k, computed_at=now)
-                changed += statistics.write_period(lake, kind, start, rows, sig, now, self.retrying)
+                changed += statistics.write_period(lake, kind, start, rows, sig, now)
                 logger.debug("statistics written: %s %s", kind, start)
                 left -= 1
                 self.metrics.stats_pending.set(left)
@@ -267,7 +266,7 @@ class _Run:
             tasks += compaction.plan_compaction(
                 table,
                 cut.column,
-                files_by_day(lake.con, table, cut.column),
+                files_by_day(lake, table, cut.column),
                 as_of=self.as_of,
                 grace=self.grace,
                 first_kept_day=cut.first_kept_day,
@@ -281,19 +280,17 @@ class _Run:
             )
             return {"days": len(tasks), "files_before": before}
         if tasks:
-            compaction.ensure_row_groups(lake, self.retrying)
+            compaction.ensure_row_groups(lake)
         with self._progress("compaction", len(tasks)) as advance:
-            rows = compaction.run_compaction(lake, tasks, self.retrying, lambda _t: advance())
+            rows = compaction.run_compaction(lake, tasks, lambda _t: advance())
         after = 0
         for table in {t.table for t in tasks}:
-            inventory = files_by_day(lake.con, table, self.cuts[table].column)
+            inventory = files_by_day(lake, table, self.cuts[table].column)
             after += sum(
                 inventory[t.day].files for t in tasks if t.table == table and t.day in inventory
             )
-        if table_exists(lake.con, CATALOG, "traffic_stats"):
-            compaction.merge_small_tables(
-                lake, ("traffic_stats", "trip_stats", "stats_periods"), self.retrying
-            )
+        if table_exists(lake, CATALOG, "traffic_stats"):
+            compaction.merge_small_tables(lake, ("traffic_stats", "trip_stats", "stats_periods"))
         self.metrics.compaction_files.labels("before").set(before)
         self.metrics.compaction_files.labels("after").set(after)
         self.out.print(f"compact: {len(tasks)} days, {before} files -> {after} ({rows} rows)")
@@ -322,7 +319,7 @@ class _Run:
         total_days = sum(len(d) for d in plans.values())
         with self._progress("retention (days)", total_days) as advance:
             for table, cut in self.cuts.items():
-                deleted = delete_expired(lake, cut, self.retrying, lambda _d, _n: advance())
+                deleted = delete_expired(lake, cut, lambda _d, _n: advance())
                 out[table]["deleted_per_day"] = {d.isoformat(): n for d, n in deleted.items()}
                 rows = sum(deleted.values())
                 self.metrics.deleted.labels(table, "retention").inc(rows)
@@ -336,7 +333,6 @@ class _Run:
             self.lake,
             now=self.clock(),
             orphan_grace=timedelta(seconds=self.settings.maintain.orphan_grace_s),
-            retry=self.retrying.policy,
         )
         swept = sweep(self.lake, self.cuts)
         self.out.print(
@@ -348,13 +344,13 @@ class _Run:
 
     def _purge_plan(self) -> dict[str, Any]:
         """What purge would do now (before this run's deletes, which a dry run does not make)."""
-        con = self.lake.con
-        (carrying,) = con.execute(
+        lake = self.lake
+        (carrying,) = lake.execute(
             f"SELECT count(*) FROM {META}.ducklake_delete_file WHERE end_snapshot IS NULL"
         ).fetchone() or (0,)
-        (snapshots,) = con.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone() or (
-            0,
-        )
+        (snapshots,) = lake.execute(
+            f"SELECT count(*) FROM {META}.ducklake_snapshot"
+        ).fetchone() or (0,)
         expiring = max(int(snapshots) - 1, 0)
         self.out.print(
             f"purge: would rewrite {carrying} files carrying deletes (plus those of the days "
@@ -384,7 +380,7 @@ class _Run:
         return out
 
     def activity_log(self) -> dict[str, Any]:
-        """Drop activity-log entries past ``access.log_retention_months`` (hash chain kept)."""
+        """Drop activity-log entries past ``access.log_retention_months`` (MAC chain kept)."""
         from pipeline.access.audit import ActivityLog  # noqa: PLC0415  (access builds on maintain)
         from pipeline.access.identity import access_paths  # noqa: PLC0415
 
@@ -392,9 +388,9 @@ class _Run:
         months = self.settings.access.log_retention_months
         if not path.exists():
             return {"months": months, "dropped": 0}
-        log = ActivityLog(path)
+        log = ActivityLog.from_settings(self.settings, path)
         if self.options.dry_run:
-            cutoff = datetime.combine(add_months(self.as_of.date(), -months), self.as_of.timetz())
+            cutoff = log_cutoff(self.as_of, months)
             old = sum(1 for e in log.entries() if datetime.fromisoformat(e["at"]) < cutoff)
             self.out.print(f"activity log: would drop {old} entries older than {months} months")
             return {"months": months, "would_drop": old}

@@ -23,7 +23,7 @@ Statistics read ``plate_reads`` only through :func:`plate_reads_source`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -236,7 +236,7 @@ def _bucket_sql(seconds: str) -> str:
 
 def traffic_counts(lake: Lake, day: date) -> pa.Table:
     start = day_start(day)
-    return lake.con.execute(
+    return lake.execute(
         f"""
         SELECT date_trunc('hour', passed_at) AS hour, site_id, direction, vehicle_class,
                plate_country, count(*) AS n
@@ -250,7 +250,7 @@ def trip_counts(lake: Lake, week: date) -> pa.Table:
     start = day_start(week)
     returned = "next_dir = 'entry' AND next_at - passed_at <= INTERVAL 30 DAY"
     seconds = "(epoch(next_at) - epoch(passed_at))"
-    return lake.con.execute(
+    return lake.execute(
         f"""
         WITH p AS ({passages_sql()}),
         seq AS (
@@ -273,7 +273,7 @@ def trip_counts(lake: Lake, week: date) -> pa.Table:
 def stored_periods(lake: Lake) -> dict[tuple[str, date], str]:
     return {
         (str(kind), start): str(sig)
-        for kind, start, sig in lake.con.execute(
+        for kind, start, sig in lake.execute(
             f"SELECT kind, period_start, signature FROM {CATALOG}.stats_periods"
         ).fetchall()
     }
@@ -282,27 +282,20 @@ def stored_periods(lake: Lake) -> dict[tuple[str, date], str]:
 # -- writing -------------------------------------------------------------------------------
 
 
-def ensure_stats_tables(lake: Lake, retrying: Callable[[str, Callable[[], None]], object]) -> None:
+def ensure_stats_tables(lake: Lake) -> None:
     """Create the statistics tables if missing (one transaction, retried on conflict)."""
 
     def once() -> None:
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for name, schema in STATS_TABLES.items():
-                con.execute(create_table_sql(name, schema))
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        for name, schema in STATS_TABLES.items():
+            lake.execute(create_table_sql(name, schema))
 
-    retrying("create statistics tables", once)
+    lake.retrying("create statistics tables", once, transaction=True)
 
 
 def _same(lake: Lake, table: str, column: str, start: date, rows: pa.Table) -> bool:
     keep = [n for n in rows.schema.names if n != "computed_at"]
     cols = ", ".join(quote_ident(n) for n in keep)
-    stored = lake.con.execute(
+    stored = lake.execute(
         f"SELECT {cols} FROM {CATALOG}.{quote_ident(table)} WHERE {quote_ident(column)} = ?",
         [start],
     ).fetchall()
@@ -317,7 +310,6 @@ def write_period(
     rows: pa.Table,
     signature: str,
     computed_at: datetime,
-    retrying: Callable[[str, Callable[[], None]], object],
 ) -> bool:
     """Replace one period's statistics and its signature in one transaction.
 
@@ -327,35 +319,20 @@ def write_period(
     unchanged = _same(lake, table, column, start, rows)
 
     def once() -> None:
-        con = lake.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if not unchanged:
-                con.execute(
-                    f"DELETE FROM {CATALOG}.{table} WHERE {quote_ident(column)} = ?", [start]
-                )
-                if rows.num_rows:
-                    con.register("anpr_stats_rows", rows)
-                    try:
-                        con.execute(
-                            f"INSERT INTO {CATALOG}.{table} BY NAME SELECT * FROM anpr_stats_rows"
-                        )
-                    finally:
-                        con.unregister("anpr_stats_rows")
-            con.execute(
-                f"DELETE FROM {CATALOG}.stats_periods WHERE kind = ? AND period_start = ?",
-                [kind, start],
-            )
-            con.execute(
-                f"INSERT INTO {CATALOG}.stats_periods VALUES (?, ?, ?, ?)",
-                [kind, start, signature, computed_at],
-            )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        if not unchanged:
+            lake.execute(f"DELETE FROM {CATALOG}.{table} WHERE {quote_ident(column)} = ?", [start])
+            if rows.num_rows:
+                lake.insert_rows(table, rows)
+        lake.execute(
+            f"DELETE FROM {CATALOG}.stats_periods WHERE kind = ? AND period_start = ?",
+            [kind, start],
+        )
+        lake.execute(
+            f"INSERT INTO {CATALOG}.stats_periods VALUES (?, ?, ?, ?)",
+            [kind, start, signature, computed_at],
+        )
 
-    retrying(f"statistics {kind} {start}", once)
+    lake.retrying(f"statistics {kind} {start}", once, transaction=True)
     return not unchanged
 
 

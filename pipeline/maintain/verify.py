@@ -29,7 +29,7 @@ def verify(lake: Lake, cuts: Mapping[str, Cutoff]) -> list[TableCheck]:
     out = []
     for table, cut in cuts.items():
         col = quote_ident(cut.column)
-        oldest, past = lake.con.execute(
+        oldest, past = lake.execute(
             f"SELECT min({col}), count(*) FILTER (WHERE {col} <= ?) "
             f"FROM {CATALOG}.{quote_ident(table)}",
             [cut.cutoff],

@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, write_to_textfile
 
-from pipeline.access.audit import ActivityLog, summarise
+from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
+from pipeline.access.audit import ActivityLog, Anchor, summarise
 from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
 from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession, run_logged
@@ -104,11 +105,24 @@ def _now() -> datetime:
 class Service:
     """The service's state: its settings, its log, its key, its pool of sessions."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _now,
+        anchors: AnchorPublisher | None = None,
+        anchor_source: Callable[[Settings], list[Anchor]] = read_anchors,
+    ) -> None:
+        """``anchors`` publishes the log's head (``anpr serve`` passes one; tests may not);
+        ``anpr audit verify`` checks the log against what ``anchor_source`` reads back."""
         self.settings = settings
         self.clock = clock
         self.paths: AccessPaths = access_paths(settings)
-        self.log = ActivityLog(self.paths.activity_log)
+        self.anchors = anchors
+        self._anchor_source = anchor_source
+        self.log = ActivityLog.from_settings(settings, on_append=anchors)
+        if anchors is not None:
+            anchors.start(self.log.head())
         self.pseudo = Pseudonymiser.from_key_file(self.paths.key_file)
         self.pool = SessionPool(self._open_session, settings.serve.session_max_age_s)
         self._metrics_lock = threading.Lock()
@@ -121,6 +135,8 @@ class Service:
 
     def close(self) -> None:
         self.pool.close()
+        if self.anchors is not None:
+            self.anchors.close()
 
     # --- the door --------------------------------------------------------------------------
 
@@ -236,7 +252,7 @@ class Service:
         return Reply(EXIT_OK, table=table)
 
     def _audit_verify(self, identity: Identity, args: Args) -> Reply:
-        verdict = self.log.verify()
+        verdict = verify_log(self.settings, self.log.path, anchors=self._anchor_source)
         return Reply(EXIT_OK if verdict.ok else EXIT_FAILURE, out=verdict.describe() + "\n")
 
     def _audit_report(self, identity: Identity, args: Args) -> Reply:

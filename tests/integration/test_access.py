@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from conftest import RunAnpr
+from conftest import MakeTopic, RunAnpr
 from lakehelp import files_holding, plate_reads, write_reads
 
 from pipeline.access.audit import ActivityLog
-from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.pseudonym import Pseudonymiser, read_key
 from pipeline.access.session import AccessSession
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.stats import plate_reads_source
@@ -40,7 +40,8 @@ class World:
 
     @property
     def log(self) -> ActivityLog:
-        return ActivityLog(self.state / "access" / "activity.jsonl")
+        key = read_key(self.state / "access" / "audit.key", "access.audit_key_file")
+        return ActivityLog(self.state / "access" / "activity.jsonl", key)
 
     def pseudo(self) -> Pseudonymiser:
         return Pseudonymiser.from_key_file(self.state / "access" / "pseudonym.key")
@@ -241,8 +242,11 @@ def _tamper(world: World, anpr: RunAnpr, edit: Callable[[list[str]], list[str]])
 
 
 def test_audit_verify_catches_edits_deletions_reorders_and_truncation(
-    world: World, anpr: RunAnpr
+    world: World, anpr: RunAnpr, kafka_bootstrap: str, make_topic: MakeTopic
 ) -> None:
+    # Verification reads the anchors (none here: no service ran) and fails closed without them.
+    world.env["ANPR_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    world.env["ANPR_TOPICS_AUDIT_ANCHORS"] = make_topic(1, {"cleanup.policy": "compact"})
     for n in range(3):
         query = ["query", "--user", "ann", "--reason", "control", f"SELECT {n} AS n"]
         assert anpr(world.env, *query).returncode == 0

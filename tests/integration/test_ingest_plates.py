@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewPartitions
 from prometheus_client import CollectorRegistry
 
 from pipeline.codec.reasons import Reason
@@ -147,7 +148,7 @@ def valid_reads(env: Env, count: int, *, seed: int = 3) -> list[dict[str, object
 
 def lake_rows(env: Env, sql: str) -> list[tuple[Any, ...]]:
     with Lake.open(env.lake_path, read_only=True) as lake:
-        return [tuple(r.values()) for r in lake.query_arrow(sql).to_pylist()]
+        return [tuple(r.values()) for r in lake.execute(sql).to_arrow_table().to_pylist()]
 
 
 def _committed_once(env: Env) -> bool:
@@ -350,9 +351,9 @@ def test_sigkill_at_random_points_then_restart_stores_exactly_the_produced_set(
     assert set(stored_ids(pipeline_env)) == expected_ids
     # Passage ids survived five kills unchanged: the same as one uninterrupted grouping.
     with Lake.open(pipeline_env.lake_path, read_only=True) as lake:
-        stored = lake.query_arrow(
+        stored = lake.execute(
             "SELECT site_id, direction, plate, captured_at, passage_id FROM plate_reads"
-        )
+        ).to_arrow_table()
     regrouped = PassageGrouper().assign(stored).ids
     assert regrouped.to_pylist() == stored["passage_id"].to_pylist()
     offsets = lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets")
@@ -556,9 +557,9 @@ def test_mixed_vendor_stream_lands_exactly(pipeline_env: Env) -> None:
     }
     # Passages: front and rear reads of a vehicle share one id, whatever their formats.
     with Lake.open(pipeline_env.lake_path, read_only=True) as lake:
-        stored = lake.query_arrow(
+        stored = lake.execute(
             "SELECT site_id, direction, plate, captured_at, passage_id FROM plate_reads"
-        )
+        ).to_arrow_table()
     assert PassageGrouper().assign(stored).ids.to_pylist() == stored["passage_id"].to_pylist()
     assert len(set(stored["passage_id"].to_pylist())) < len(stored)
     records = read_dlq(pipeline_env, 2)
@@ -577,3 +578,69 @@ def test_mixed_vendor_stream_lands_exactly(pipeline_env: Env) -> None:
         )
         == 1
     )
+
+
+# --- exactly once across partitions (issue 18) ---------------------------------------------
+
+
+def produce_to(env: Env, placed: list[tuple[int, bytes]]) -> None:
+    """Produce each value without a key to the given partition (a keyless vendor bridge's
+    retransmission lands wherever its partitioner puts it)."""
+    producer = Producer({"bootstrap.servers": env.settings.kafka.bootstrap_servers})
+    for partition, value in placed:
+        producer.produce(env.settings.topics.plate_reads, value, partition=partition)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def reads_and_repeats(
+    env: Env, count: int, partitions: int, *, seed: int
+) -> tuple[set[str], list[tuple[int, bytes]]]:
+    """``count`` valid reads, each sent twice: the original to one partition and the
+    retransmission to the next, so repeats cross every partition boundary."""
+    reads = valid_reads(env, count, seed=seed)
+    placed: list[tuple[int, bytes]] = []
+    for i, read in enumerate(reads):
+        _, value = encode(read)
+        placed += [(i % partitions, value), ((i + 1) % partitions, value)]
+    return {str(r["event_id"]) for r in reads}, placed
+
+
+def test_keyless_retransmissions_on_every_partition_are_stored_once(pipeline_env: Env) -> None:
+    ids, placed = reads_and_repeats(pipeline_env, 2_000, 4, seed=61)
+    produce_to(pipeline_env, placed)
+    totals, _ = run_ingest(pipeline_env)
+    assert stored_ids(pipeline_env) == Counter(ids)  # every id exactly once
+    assert (totals.written, totals.duplicates) == (2_000, 2_000)
+
+
+def test_a_topic_that_gains_partitions_mid_stream_stores_each_id_once(
+    pipeline_env: Env, kafka_admin: Any
+) -> None:
+    ids, placed = reads_and_repeats(pipeline_env, 1_000, 4, seed=62)
+    produce_to(pipeline_env, placed[::2])  # the originals, on the first four partitions
+    run_ingest(pipeline_env)
+    topic = pipeline_env.settings.topics.plate_reads
+    kafka_admin.create_partitions([NewPartitions(topic, 8)])[topic].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while len(kafka_admin.list_topics(topic).topics[topic].partitions) < 8:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # The retransmissions come later, on the new partitions (as keyed traffic moves there).
+    produce_to(pipeline_env, [(4 + p % 4, v) for p, v in placed[1::2]])
+    totals, _ = run_ingest(pipeline_env)
+    assert stored_ids(pipeline_env) == Counter(ids)
+    assert (totals.consumed, totals.written, totals.duplicates) == (1_000, 0, 1_000)
+
+
+def test_two_workers_store_a_repeat_from_the_other_ones_partition_once(pipeline_env: Env) -> None:
+    ids, placed = reads_and_repeats(pipeline_env, 20_000, 4, seed=63)
+    produce_to(pipeline_env, placed)
+    child_env = {**_subprocess_env(pipeline_env), "ANPR_INGEST_BATCH_SIZE": "1000"}
+    workers = [
+        subprocess.Popen(_cli(pipeline_env, "ingest", "plates", "--until-idle", "6"), env=child_env)
+        for _ in range(2)
+    ]
+    assert [w.wait(300) for w in workers] == [0, 0]
+    assert stored_ids(pipeline_env) == Counter(ids)
+    assert lake_rows(pipeline_env, "SELECT sum(next_offset) FROM ingest_offsets") == [(40_000,)]

@@ -24,8 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.session import AccessSession
+from pipeline.access.statement import QueryRefused
 from pipeline.errors import ConfigError
-from pipeline.lake.catalog import Lake, OffsetFenced, QueryRefused, create_table_sql
+from pipeline.lake.catalog import Lake, OffsetFenced, create_table_sql
 from pipeline.schemas import PLATE_READS
 
 GROUP, TOPIC = "anpr-ingest", "anpr.plate-reads"
@@ -141,7 +144,7 @@ def test_three_batches_read_back_exactly(open_lake: Callable[..., Lake]) -> None
         assert retries == 0
         expected = 100 * (i + 1)
 
-    back = lake.query_arrow("SELECT * FROM lake.plate_reads ORDER BY source_offset")
+    back = lake.execute("SELECT * FROM lake.plate_reads ORDER BY source_offset").to_arrow_table()
     assert [(f.name, f.type) for f in back.schema] == [(f.name, f.type) for f in PLATE_READS]
     assert back.schema.field("captured_at").type == pa.timestamp("us", tz="UTC")
     want = pa.concat_tables(batches)
@@ -409,7 +412,9 @@ def test_partition_directory_is_the_utc_day(
                 "SELECT data_file FROM ducklake_list_files('lake', 'plate_reads')"
             ).fetchall()
         ]
-        captured = lake.query_arrow("SELECT captured_at FROM lake.plate_reads ORDER BY 1")
+        captured = lake.execute(
+            "SELECT captured_at FROM lake.plate_reads ORDER BY 1"
+        ).to_arrow_table()
     table_dir = lake_path / "data" / "main" / "plate_reads"
     days = sorted(str(f.parent.relative_to(table_dir)) for f in files)
     assert days == ["year=2026/month=1/day=2", "year=2026/month=2/day=28"]
@@ -423,30 +428,42 @@ def test_partition_directory_is_the_utc_day(
 # -- (6) read-only lakes --------------------------------------------------------------------------
 
 
-def test_read_only_lake_refuses_writes(open_lake: Callable[..., Lake]) -> None:
+def test_read_only_lake_refuses_writes(
+    open_lake: Callable[..., Lake], lake_path: Path, ext_dir: Path
+) -> None:
     write_next(open_lake(), 0, 10)
     reader = open_lake(read_only=True)
-    assert reader.query_arrow("SELECT count(*) AS n FROM lake.plate_reads")["n"].to_pylist() == [10]
+    assert count(reader) == 10
     with pytest.raises(duckdb.Error, match="read-only"):
-        reader.con.execute("INSERT INTO lake.plate_reads SELECT * FROM lake.plate_reads")
+        reader.execute("INSERT INTO lake.plate_reads SELECT * FROM lake.plate_reads")
     with pytest.raises(duckdb.Error, match="read-only"):
         write_next(reader, 0, 10)
-    for sql in (
-        "DELETE FROM lake.plate_reads",
-        "SELECT 1; DROP TABLE lake.plate_reads",
-        "ATTACH 'ducklake:sqlite:catalog.sqlite' AS w",
-        "COPY lake.plate_reads TO 'out.csv'",
-        "CALL lake.set_option('parquet_compression', 'snappy')",
-        "SET enable_external_access = true",
-        "not sql at all (",
-    ):
-        with pytest.raises(QueryRefused):
-            reader.query_arrow(sql)
+    # The analysts' path (anpr query/sql): one SELECT over the role's views, else refused.
+    with AccessSession.open(
+        lake_path,
+        "dpo",
+        now=datetime.now(UTC),
+        analyst_max_age_days=90,
+        retention_months=6,
+        pseudo=Pseudonymiser(b"k" * 32),
+        extension_dir=ext_dir,
+    ) as session:
+        for sql in (
+            "DELETE FROM lake.plate_reads",
+            "SELECT 1; DROP TABLE lake.plate_reads",
+            "ATTACH 'ducklake:sqlite:catalog.sqlite' AS w",
+            "COPY lake.plate_reads TO 'out.csv'",
+            "CALL lake.set_option('parquet_compression', 'snappy')",
+            "SET enable_external_access = true",
+            "not sql at all (",
+        ):
+            with pytest.raises(QueryRefused):
+                session.check(sql)
     # File access outside the data path is off, and cannot be switched back on.
     with pytest.raises(duckdb.PermissionException):
-        reader.query_arrow("SELECT * FROM read_text('/etc/hostname')")
+        reader.execute("SELECT * FROM read_text('/etc/hostname')")
     with pytest.raises(duckdb.Error):
-        reader.con.execute("SET enable_external_access = true")
+        reader.execute("SET enable_external_access = true")
     assert count(reader) == 10
 
 

@@ -17,8 +17,8 @@ from lakehelp import BATCHES, LAST_DAY, PER_BATCH, files_holding, write_months
 from pipeline.access.audit import ActivityLog
 from pipeline.config import Settings, load_settings
 from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.tables import PERSONAL_DATA_TABLES
 from pipeline.maintain.inventory import files_by_day, table_exists
-from pipeline.maintain.registry import PERSONAL_DATA_TABLES
 from pipeline.maintain.retention import cutoff_for
 from pipeline.maintain.run import MaintainOptions, maintain
 
@@ -148,11 +148,11 @@ def test_activity_log_entries_past_their_limit_go_with_the_run(
     months_lake: Path, tmp_path: Path
 ) -> None:
     root = _copy(months_lake, tmp_path)
-    log = ActivityLog(root / "state" / "access" / "activity.jsonl")
-    log.path.parent.mkdir(parents=True)
+    settings = _settings(root, ANPR_ACCESS_LOG_RETENTION_MONTHS="3")
+    log = ActivityLog.from_settings(settings)
+    assert log.path == root / "state" / "access" / "activity.jsonl"
     for at in ("2026-01-15T10:00:00+00:00", "2026-10-01T10:00:00+00:00"):
         log.append({"kind": "query.end", "at": at, "user": "ann", "rows": 1})
-    settings = _settings(root, ANPR_ACCESS_LOG_RETENTION_MONTHS="3")
     as_of = datetime(2026, 12, 1, 3, tzinfo=UTC)
     report = maintain(settings, MaintainOptions(as_of=as_of, only=frozenset({"retention"}),
                                                 check_topics=False))  # fmt: skip

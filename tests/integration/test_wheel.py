@@ -4,7 +4,9 @@ The wheel is built from a copy of the package sources, installed (without depend
 fresh venv, and run from a directory outside the checkout. The dependencies come from this
 project's venv through a ``.pth`` line: a directory named in a ``.pth`` file is put on
 ``sys.path`` but its own ``.pth`` files are not run, so the checkout's editable-install hook
-stays out and ``pipeline`` can only be the installed copy.
+stays out and ``pipeline`` can only be the installed copy. pip builds the wheel as
+``pip install .`` does (the Containerfile): in an isolated environment with setuptools from the
+package index.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import Secret, add_months, load_settings, shortest_span_days
+from pipeline.config import Secret, load_settings
 from pipeline.errors import ConfigError
 from pipeline.schemas import MINIMISABLE_FIELDS
 
@@ -98,25 +97,6 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     bad.write_text("[lake\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad, env={})
-
-
-@pytest.mark.parametrize(
-    ("day", "months", "expected"),
-    [
-        (dt.date(2026, 8, 31), 6, dt.date(2027, 2, 28)),
-        (dt.date(2027, 8, 31), 6, dt.date(2028, 2, 29)),
-        (dt.date(2026, 1, 15), 6, dt.date(2026, 7, 15)),
-        (dt.date(2026, 12, 31), 2, dt.date(2027, 2, 28)),
-        (dt.date(2026, 7, 1), 6, dt.date(2027, 1, 1)),
-    ],
-)
-def test_calendar_month_arithmetic(day: dt.date, months: int, expected: dt.date) -> None:
-    assert add_months(day, months) == expected
-
-
-def test_shortest_six_months_is_181_days() -> None:
-    assert shortest_span_days(6) == 181
-    assert shortest_span_days(1) == 28
 
 
 def test_per_table_retention_from_toml_and_env(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ rules only, never a value from the payload.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -133,6 +134,7 @@ from pipeline.codec.vendors._shared import (
     MAX_READS_PER_PAYLOAD,
     MAX_VENDOR_CANDIDATES,
     VEHICLE_CLASSES,
+    BatchMapper,
     CanonicalRead,
     DirectionRule,
     MappedRead,
@@ -164,6 +166,7 @@ __all__ = [
     "MappedRead",
     "VendorCodec",
     "VendorRegistry",
+    "batch_mapper",
     "camera_rules",
     "detect_format",
     "map_genetec",
@@ -247,12 +250,15 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if not any(key in value for key in _SIGNATURE_KEYS):
         return "canonical"
     for vendor in _JSON_VENDORS:
-        fmt = vendor.detect(value)
-        if fmt is not None:
-            return fmt
+        # A vendor's detect needs one of its keys: skip its regexes when none is there.
+        if any(key in value for key in vendor.keys):
+            fmt = vendor.detect(value)
+            if fmt is not None:
+                return fmt
     return "canonical"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of distinct headers; asked once per message
 def _media_type(content_type: str | None) -> str | None:
     if content_type is None:
         return None
@@ -261,6 +267,12 @@ def _media_type(content_type: str | None) -> str | None:
 
 
 # -- parsing and dispatch ----------------------------------------------------------------------
+
+
+def batch_mapper(fmt: str) -> BatchMapper | None:
+    """The columnar mapper of a vendor format, if its vendor has one (see ``_columnar``)."""
+    codec = _BY_FORMAT.get(fmt)
+    return None if codec is None else codec.map_batch
 
 
 def map_vendor(

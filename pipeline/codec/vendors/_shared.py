@@ -35,6 +35,8 @@ from pipeline.schemas import (
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
 
+    from pipeline.codec.vendors._columnar import ColumnReads
+
 MAX_READS_PER_PAYLOAD: Final = 50
 MAX_CANDIDATES: Final = 5
 # Longest vendor candidate list read at all; OpenALPR's default top-n is 10.
@@ -60,6 +62,8 @@ class VendorRegistry(Protocol):
 
 
 PayloadMapper = Callable[[bytes, str, VendorRegistry, DateOrder | None], list[MappedRead]]
+# Many payloads of one format at once (pipeline.codec.vendors._columnar.ColumnReads).
+BatchMapper = Callable[[Sequence[bytes], VendorRegistry], "ColumnReads"]
 # The simulator's side: (facts, camera, vendor camera id, rng, retransmission) -> payload and
 # content type; and the event id the mapper will give that payload's read.
 PayloadEncoder = Callable[[Facts, Camera, str, random.Random, bool], tuple[bytes, str]]
@@ -87,6 +91,8 @@ class VendorCodec:
     map_payload: PayloadMapper
     encode: PayloadEncoder
     predicted_event_id: EventIdPredictor
+    # Optional: the same reads for many payloads at once, the slow ones handed back.
+    map_batch: BatchMapper | None = None
 
     @property
     def name(self) -> str:
@@ -157,7 +163,7 @@ def parse_xml(value: bytes) -> Element:
 _MAX_LENGTHS: Final[Mapping[str, int]] = {
     f.name: f.max_length for f in PLATE_READ_INPUT if f.max_length is not None
 }
-_MAX_PLATE: Final = _MAX_LENGTHS["plate"]
+MAX_PLATE: Final = _MAX_LENGTHS["plate"]
 _EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
 _RFC3339: Final = re.compile(RFC3339_PATTERN)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -213,8 +219,8 @@ def plate_text(value: object, field: str) -> str:
     """The plate text exactly as sent; normalisation happens in the decoder."""
     if not isinstance(value, str) or not value.strip():
         raise violation(f"field '{field}' must be a non-empty string")
-    if len(value) > _MAX_PLATE:
-        raise violation(f"field '{field}' is longer than {_MAX_PLATE} characters")
+    if len(value) > MAX_PLATE:
+        raise violation(f"field '{field}' is longer than {MAX_PLATE} characters")
     return value
 
 

@@ -31,12 +31,23 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Final
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.codec.plate_reads import MAPPED_SCHEMA, parse_rfc3339
 from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._columnar import (
+    ColumnReads,
+    candidate_lists,
+    ordinary_mask,
+    read_rows,
+)
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
     Facts,
@@ -48,8 +59,13 @@ from pipeline.codec.vendors._payloads import (
     oslo_offset,
 )
 from pipeline.codec.vendors._shared import (
+    MAX_CANDIDATES,
+    MAX_PLATE,
+    MAX_READS_PER_PAYLOAD,
+    MAX_VENDOR_CANDIDATES,
     CanonicalRead,
     MappedRead,
+    Target,
     VendorCodec,
     VendorRegistry,
     as_object,
@@ -68,7 +84,9 @@ from pipeline.codec.vendors._shared import (
     vendor_key,
     vendor_time,
 )
+from pipeline.reference.countries import vendor_country
 from pipeline.reference.sites import Camera, DateOrder, VendorRules
+from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 
 _PLATERECOGNIZER_CLASSES: Final[Mapping[str, str]] = {
     "sedan": "car",
@@ -219,6 +237,189 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
     return platerecognizer_event_id(vendor_id, _pr_timestamp(facts.captured), 0)
 
 
+# -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
+
+_CANDIDATE: Final = pa.struct(
+    [
+        pa.field("plate", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("confidence", pa.float64()),
+    ]
+)
+_RESULT: Final = pa.struct(
+    [
+        pa.field("plate", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("direction", pa.float64()),
+        pa.field("region", pa.struct([pa.field("code", pa.string())])),
+        pa.field("vehicle", pa.struct([pa.field("type", pa.string())])),
+        pa.field("candidates", pa.list_(_CANDIDATE)),
+    ]
+)
+_BATCH_SCHEMA: Final = pa.schema(
+    [
+        pa.field("hook", pa.struct([pa.field("event", pa.string())])),
+        pa.field(
+            "data",
+            pa.struct(
+                [
+                    pa.field("camera_id", pa.string()),
+                    pa.field("timestamp", pa.string()),
+                    pa.field("results", pa.list_(_RESULT)),
+                ]
+            ),
+        ),
+    ]
+)
+# What vendor_time reads, narrowed to what the columnar path proves: at most microseconds,
+# offsets with a colon. Anything else goes to the per-message mapper.
+_PLAIN_TIME: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+_HAS_OFFSET: Final = r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+_NO_DIRECTION: Final = re.compile(rb'"direction"(\s*):(\s*)""')
+
+
+def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
+    """Many webhooks at once; the same reads as :func:`map_platerecognizer` (module doc of
+    :mod:`pipeline.codec.vendors._columnar`), or the payload back to it."""
+    proven = ordinary_mask(values)
+    slow = np.flatnonzero(~proven).tolist()
+    candidates_at = np.flatnonzero(proven).tolist()
+    # Stream writes "direction": "" for no direction, which the mapper reads as none: null
+    # says the same to Arrow, whose number column would refuse the empty string.
+    table, read, unread = read_rows(
+        [
+            _NO_DIRECTION.sub(rb'"direction"\1:\2null', values[i])
+            if b'""' in values[i]
+            else values[i]
+            for i in candidates_at
+        ],
+        _BATCH_SCHEMA,
+    )
+    slow += [candidates_at[k] for k in unread]
+    if table is None or table.num_rows == 0:
+        return _no_reads(sorted(slow))
+    position = np.asarray([candidates_at[k] for k in read], dtype=np.int64)
+    hook = table.column("hook").combine_chunks()
+    data = table.column("data").combine_chunks()
+    camera = pc.struct_field(data, "camera_id")
+    stamp = pc.struct_field(data, "timestamp")
+    results = pc.struct_field(data, "results")
+    counts = pc.list_value_length(results)
+    message_ok = pc.and_(
+        pc.and_(pc.is_valid(hook), pc.is_valid(data)),
+        pc.and_(
+            pc.and_(pc.greater(pc.utf8_length(camera), 0), pc.is_valid(stamp)),
+            pc.and_(pc.greater(counts, 0), pc.less_equal(counts, MAX_READS_PER_PAYLOAD)),
+        ),
+    ).fill_null(False)
+    shaped = pc.match_substring_regex(stamp, _PLAIN_TIME).fill_null(False)
+    recent = pc.greater_equal(pc.utf8_slice_codeunits(stamp, 0, 10), "2000-01-02").fill_null(False)
+    rfc = pc.replace_substring_regex(stamp, r"^(.{10}) ", r"\1T")
+    rfc = pc.if_else(
+        pc.match_substring_regex(rfc, _HAS_OFFSET).fill_null(False),
+        rfc,
+        pc.binary_join_element_wise(rfc, "Z", ""),
+    )
+    times = parse_rfc3339(rfc)
+    message_ok = pc.and_(message_ok, pc.and_(pc.and_(shaped, recent), pc.is_valid(times)))
+    # Cameras, one registry look-up per distinct id.
+    targets: dict[str, Target | None] = {}
+    for key in pc.unique(camera.filter(pc.is_valid(camera))).to_pylist():
+        try:
+            targets[key] = find_target(registry, "platerecognizer", [key])
+        except Rejection:
+            targets[key] = None
+    camera_list = camera.to_pylist()
+    known = np.asarray([targets.get(c) is not None if c else False for c in camera_list])
+    message_ok = pc.and_(message_ok, pa.array(known))
+
+    # One row per result.
+    safe_results = pc.if_else(message_ok, results, pa.scalar(None, results.type))
+    flat = pc.list_flatten(safe_results)
+    parent = pc.list_parent_indices(safe_results).to_numpy()
+    offsets = safe_results.offsets.to_numpy()
+    index_in_payload = np.arange(len(parent)) - offsets[parent] if len(parent) else parent
+    plate = pc.struct_field(flat, "plate")
+    score = pc.struct_field(flat, "score")
+    heading = pc.struct_field(flat, "direction")
+    code = pc.struct_field(pc.struct_field(flat, "region"), "code")
+    kind = pc.struct_field(pc.struct_field(flat, "vehicle"), "type")
+    read_ok = pc.and_(
+        pc.and_(pc.is_valid(flat), pc.match_substring_regex(plate, "[!-~]")),
+        pc.and_(
+            pc.less_equal(pc.utf8_length(plate), MAX_PLATE),
+            pc.and_(pc.greater_equal(score, 0.0), pc.less_equal(score, 1.0)),
+        ),
+    ).fill_null(False)
+    heading_ok = pc.or_kleene(
+        pc.is_null(heading), pc.and_(pc.greater_equal(heading, 0.0), pc.less_equal(heading, 360.0))
+    ).fill_null(False)
+    read_ok_np = pc.and_(read_ok, heading_ok).to_numpy(zero_copy_only=False)
+    candidates, candidates_ok = candidate_lists(
+        pc.struct_field(flat, "candidates"),
+        percent=False,
+        max_plate=MAX_PLATE,
+        keep=MAX_CANDIDATES,
+        most=MAX_VENDOR_CANDIDATES,
+    )
+    read_ok_np &= candidates_ok
+    # A payload with one read the columnar path cannot prove goes whole to the slow path.
+    bad_payloads = np.unique(parent[~read_ok_np])
+    keep = ~np.isin(parent, bad_payloads)
+    ok_messages = np.asarray(message_ok.to_numpy(zero_copy_only=False), dtype=bool)
+    ok_messages[bad_payloads] = False
+    slow += position[~ok_messages].tolist()
+    if not keep.any():
+        return _no_reads(sorted(slow))
+
+    rows = np.flatnonzero(keep)
+    take = pa.array(rows)
+    owner_rows = parent[rows]
+    found = {key: target for key, target in targets.items() if target is not None}
+    row_targets = [found[camera_list[m]] for m in owner_rows.tolist()]
+    stamps = stamp.to_pylist()
+    event_ids = [
+        platerecognizer_event_id(camera_list[m], stamps[m], int(i))
+        for m, i in zip(owner_rows.tolist(), index_in_payload[rows].tolist(), strict=True)
+    ]
+    countries = _by_value(code.take(take), vendor_country)
+    classes = _by_value(kind.take(take), lambda t: lookup_class(_PLATERECOGNIZER_CLASSES, t))
+    headings = heading.take(take).to_pylist()
+    directions = [
+        target.rule.by_heading(h) for target, h in zip(row_targets, headings, strict=True)
+    ]
+    columns = {
+        "schema": pa.repeat(pa.scalar(PLATE_READ_SCHEMA_ID), len(rows)),
+        "event_id": pa.array(event_ids, pa.string()),
+        "site_id": pa.array([t.camera.site_id for t in row_targets], pa.string()),
+        "camera_id": pa.array([t.camera.id for t in row_targets], pa.string()),
+        "lane": pa.array([t.camera.lane for t in row_targets], pa.int64()),
+        "direction": pa.array(directions, pa.string()),
+        "captured_at": rfc.take(pa.array(owner_rows)),
+        "plate": plate.take(take),
+        "plate_country": countries,
+        "confidence": score.take(take),
+        "vehicle_class": classes,
+    }
+    table_out = pa.table(columns)
+    kept_candidates = candidates.take(take)
+    return ColumnReads(table_out, position[owner_rows], kept_candidates, sorted(slow))
+
+
+def _by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
+    """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
+    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
+    return pa.array([table[value] for value in values.to_pylist()], pa.string())
+
+
+def _no_reads(slow: list[int]) -> ColumnReads:
+    empty = pa.table({f.name: pa.array([], f.type) for f in MAPPED_SCHEMA if f.name != "msg_index"})
+    return ColumnReads(empty, np.zeros(0, np.int64), pa.array([], CANDIDATES), slow)
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("platerecognizer", heading=True),
     formats=("platerecognizer",),
@@ -228,4 +429,5 @@ VENDOR: Final = VendorCodec(
     map_payload=map_payload,
     encode=encode,
     predicted_event_id=predicted_event_id,
+    map_batch=map_batch,
 )

@@ -1,5 +1,6 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 
 from pipeline.access.views import plan_views
@@ -37,6 +38,34 @@ def test_investigator_sees_clear_rows_within_the_legal_limit() -> None:
     assert sql["plate_reads"].startswith('SELECT * FROM lake.main."plate_reads"')
     assert "2026-05-22T12:00:00+00:00" in sql["plate_reads"]  # 6 calendar months
     assert "NOT IN" not in sql["passengers"]  # no plate column to restrict by
+
+
+def test_investigator_passengers_hide_restricted_vehicle_plates_only() -> None:
+    """Run the view on a real (in-memory) DuckDB: the passenger of a restricted vehicle is
+    hidden, a passenger without a vehicle plate is not."""
+    con = duckdb.connect(":memory:")
+    con.execute("ATTACH ':memory:' AS lake")
+    con.execute(
+        "CREATE TABLE lake.main.passengers (collected_at TIMESTAMPTZ, name VARCHAR, "
+        "vehicle_plate VARCHAR)"
+    )
+    con.execute("CREATE TABLE lake.main.subject_restrictions (plate VARCHAR, restricted_until "
+                "TIMESTAMPTZ)")  # fmt: skip
+    at = NOW - timedelta(days=1)
+    con.executemany(
+        "INSERT INTO lake.main.passengers VALUES (?, ?, ?)",
+        [[at, "TESTNAME ONE", "TEST1"], [at, "TESTNAME TWO", "TEST2"], [at, "TESTNAME 3", None]],
+    )
+    con.execute(
+        "INSERT INTO lake.main.subject_restrictions VALUES ('TEST1', ?)", [NOW + timedelta(days=9)]
+    )
+    tables = {
+        "passengers": ["collected_at", "name", "vehicle_plate"],
+        "subject_restrictions": ["plate", "restricted_until"],
+    }
+    sql = dict((v.name, v.sql) for v in _plan("investigator", tables).views)["passengers"]
+    names = sorted(str(n) for (n,) in con.execute(f"SELECT name FROM ({sql})").fetchall())
+    assert names == ["TESTNAME 3", "TESTNAME TWO"]
 
 
 def test_statistics_and_dpo() -> None:

@@ -266,11 +266,31 @@ READS: dict[str, tuple[bytes, dict[str, Any]]] = {
     ),
     "genetec: SharpOS 11.5 HTTP JSON, unit set to send its confidence": (
         _sharpv_with_confidence(sample("genetec/genetec-sharpos-11.5-http-json.json")),
-        {"camera_id": "K-GE-SHOS", "captured_at": "2015-08-29T08:42:45.797Z", "direction": "exit"},
+        {
+            "camera_id": "K-GE-SHOS",  # SourceUrl alone (the unit)
+            "event_id": "32cf870a-46aa-4cfd-914b-00062d98e93a",
+            "captured_at": "2015-08-29T08:42:45.797Z",
+            "plate": "QQ7D2",
+            "plate_country": "ZZ",
+            "direction": "exit",
+            "vehicle_class": None,
+            "confidence": 1.0,
+            "quirks": ["country_unknown"],
+        },
     ),
     "genetec: SharpZ3 13.4 HTTP JSON, unit set to send its confidence": (
         _sharpv_with_confidence(sample("genetec/genetec-sharpz3-13.4-http-json.json")),
-        {"camera_id": "K-GE-SHZ", "captured_at": "2020-03-12T08:42:45.797Z"},
+        {
+            "camera_id": "K-GE-SHZ",
+            "event_id": "32cf870a-46aa-4cfd-914b-00062d98e93a",
+            "captured_at": "2020-03-12T08:42:45.797Z",
+            "plate": "QQ7D2",
+            "plate_country": "ZZ",
+            "direction": "exit",
+            "vehicle_class": None,
+            "confidence": 1.0,
+            "quirks": ["country_unknown"],
+        },
     ),
 }
 

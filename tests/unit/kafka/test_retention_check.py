@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from pipeline.config import load_settings, shortest_span_days
+from pipeline.config import load_settings
 from pipeline.kafka.retention_check import assess, limit_seconds
+from pipeline.retention import shortest_span_days
 
 DAY_MS = 86_400_000
 

@@ -12,7 +12,6 @@ from pipeline.errors import Transient
 from pipeline.lake.catalog import (
     CATALOG,
     DATA_TABLES,
-    INGEST_OFFSETS,
     OffsetFenced,
     RetryPolicy,
     create_table_sql,
@@ -21,7 +20,8 @@ from pipeline.lake.catalog import (
     partition_sql,
     quote_ident,
 )
-from pipeline.schemas import PLATE_READS
+from pipeline.lake.tables import INGEST_OFFSETS
+from pipeline.schemas import CANDIDATES, PLATE_READS
 
 
 @pytest.mark.parametrize(
@@ -146,6 +146,5 @@ def test_offset_fenced_is_transient_and_carries_context() -> None:
 
 
 def test_nested_candidates_type_maps_to_a_list_of_structs() -> None:
-    from pipeline.schemas import CANDIDATES
 
     assert duckdb_type(CANDIDATES) == 'STRUCT("plate" VARCHAR, "confidence" REAL)[]'

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.config import add_months, months_before
 from pipeline.maintain.compact import plan_compaction
 from pipeline.maintain.inventory import DayFiles, day_of_path
 from pipeline.maintain.retention import cutoff_for
 from pipeline.maintain.stats import TRAFFIC, TRIPS, plan_statistics
+from pipeline.retention import add_months
 
 instants = st.datetimes(
     min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
@@ -53,14 +53,6 @@ def test_retention_is_never_late_and_at_most_a_day_early(
         assert deleted  # past its limit: gone in this run
     if deleted:
         assert _limit_of(collected, months) <= as_of + timedelta(days=1)
-
-
-@given(as_of=instants, months=st.integers(1, 6))
-def test_months_before_is_the_latest_instant_past_its_limit(as_of: datetime, months: int) -> None:
-    cutoff = months_before(as_of, months)
-    assert _limit_of(cutoff, months) <= as_of
-    later = cutoff + timedelta(days=1)
-    assert _limit_of(later, months) > as_of
 
 
 def test_cutoff_needs_an_aware_time() -> None:

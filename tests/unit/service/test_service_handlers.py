@@ -38,7 +38,8 @@ def test_a_user_without_a_role_gets_nothing_and_is_logged(tmp_path: Path) -> Non
 
 
 def test_only_the_dpo_gets_the_audit_report_and_refusals_are_logged(tmp_path: Path) -> None:
-    svc = Service(_settings(tmp_path, {"ann": "analyst", "dora": "dpo"}))
+    svc = Service(_settings(tmp_path, {"ann": "analyst", "dora": "dpo"}),
+                  anchor_source=lambda settings: [])  # fmt: skip
     args = {"since": "2026-01-01", "until": "2027-01-01"}
     refused = svc.handle(Peer("ann", "unix", ""), {"op": "audit.report", "args": args})
     assert refused.exit == 2
@@ -49,7 +50,10 @@ def test_only_the_dpo_gets_the_audit_report_and_refusals_are_logged(tmp_path: Pa
     kinds = [e["kind"] for e in _entries(svc)]
     assert kinds == ["subject.refused", "audit.report"]
     verify = svc.handle(Peer("ann", "unix", ""), {"op": "audit.verify", "args": {}})
-    assert (verify.exit, verify.out) == (0, "activity log intact: 2 entries\n")
+    assert (verify.exit, verify.out) == (
+        0,
+        "activity log intact: 2 entries, nothing anchored yet\n",
+    )
 
 
 def test_unknown_requests_and_bad_arguments_get_a_usage_error(tmp_path: Path) -> None:

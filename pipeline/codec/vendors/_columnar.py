@@ -1,0 +1,195 @@
+"""Vendor payloads by the batch: Arrow reads the fields a mapper reads, Arrow compute maps them.
+
+The per-message mappers (``map_payload``) are the definition; a vendor's ``map_batch`` is a
+faster way to the same reads for the payloads it can *prove* ordinary, and hands every other
+payload back to the per-message mapper (the slow path), so both paths give the same reads and
+the same rejections (a test compares them on the corpus, the simulator and mutated payloads).
+
+A payload is proved ordinary in three steps; together they apply the codec's hostile-input
+policy (:mod:`pipeline.codec`) to every payload of the batch without a per-message parse:
+
+1. bytes, vectorised over the batch (:func:`ordinary_mask`): one line framed as ``{...}``,
+   ASCII, no backslash (so no escape at all: no surrogate, no key spelt two ways), no
+   ``NaN``/``Inf``, no NUL, at most :data:`MAX_BRACKETS` brackets (nesting cannot approach
+   the recursion limit) and no run of digits longer than Python's digit limit for integer literals;
+2. syntax and shape: :func:`read_rows` reads the batch with Arrow, an explicit schema for the
+   mapped fields and every other field *inferred*, so Arrow parses and checks every key of
+   every object: bad syntax, trailing data, a second document and a repeated key anywhere
+   fail the read (its row count proves one document per payload). A payload whose read fails,
+   or whose mapped fields have other JSON types than the schema's, is found by halving the
+   block and goes to the slow path, whose :func:`~pipeline.codec.reasons.strict_json` gives
+   the precise reason;
+3. values: the vendor's vectorised checks (ranges, lengths, known cameras, times); a payload
+   with any read failing one of them goes to the slow path, which finds the precise reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from pipeline.codec.plate_reads import values_containing
+
+# Bytes a payload must not hold to take the columnar path (step 1 of the module docstring).
+# "Inf" covers Infinity and the other spellings Arrow's parser accepts.
+_SUSPECT_BYTES: Final = (b"\n", b"\r", b"\x00", b"\\", b"NaN", b"Inf")
+# Far below Python's recursion limit, far above any vendor's payload (about 20).
+MAX_BRACKETS: Final = 256
+# Python refuses integer literals of more than 4300 digits (sys.int_info); only a payload
+# longer than that can hold one, and only such payloads are searched for the run.
+_DIGIT_LIMIT: Final = 4300
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{%d}" % (_DIGIT_LIMIT + 1))
+
+
+@dataclass(frozen=True)
+class ColumnReads:
+    """What a vendor's ``map_batch`` made of some payloads.
+
+    ``table``: one row per read, :data:`pipeline.codec.plate_reads.MAPPED_SCHEMA` without
+    ``msg_index``; ``owner``: the position (in the payloads given) of each read's payload;
+    ``candidates``: one ``CANDIDATES`` list per read; ``slow``: positions of the payloads
+    left to the per-message mapper.
+    """
+
+    table: pa.Table
+    owner: np.ndarray
+    candidates: pa.Array
+    slow: list[int]
+
+
+def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
+    """Step 1 for a batch: which payloads the columnar path may read (the others: slow path)."""
+    if not values:
+        return np.zeros(0, dtype=bool)
+    mask = np.fromiter(
+        (
+            v[:1] == b"{"
+            and v[-1:] == b"}"
+            and v.isascii()
+            and v.count(b"{") + v.count(b"[") <= MAX_BRACKETS
+            for v in values
+        ),
+        dtype=bool,
+        count=len(values),
+    )
+    suspects = values_containing(values, _SUSPECT_BYTES)
+    if suspects:
+        mask[sorted(suspects)] = False
+    for i in np.flatnonzero(mask).tolist():
+        if len(values[i]) > _DIGIT_LIMIT and _LONG_DIGITS.search(values[i]):
+            mask[i] = False
+    return mask
+
+
+def ordinary(value: bytes) -> bool:
+    """Steps 1 and 2 for one payload: whether the columnar path may read it."""
+    if not ordinary_mask([value])[0]:
+        return False
+    _, read, _ = read_rows([value], pa.schema([]))
+    return read == [0]
+
+
+def read_rows(
+    values: Sequence[bytes], schema: pa.Schema
+) -> tuple[pa.Table | None, list[int], list[int]]:
+    """Step 2: ``(table, read, unread)``: the rows of the payloads at positions ``read`` (in
+    order) and the positions whose JSON types differ from ``schema``."""
+    good: list[int] = []
+    bad: list[int] = []
+    tables: list[pa.Table] = []
+    # Every other field inferred, not ignored: Arrow then checks each key of each object for
+    # repeats (an ignored field is skipped unchecked). Its columns are dropped after the read.
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+
+    def read(lo: int, hi: int) -> None:
+        data = b"\n".join(values[lo:hi])
+        try:
+            table = pa_json.read_json(
+                pa.py_buffer(data),
+                read_options=pa_json.ReadOptions(
+                    use_threads=False, block_size=max(1 << 20, len(data) + 2)
+                ),
+                parse_options=options,
+            )
+        except pa.ArrowInvalid:
+            if hi - lo == 1:
+                bad.append(lo)
+                return
+            middle = (lo + hi) // 2
+            read(lo, middle)
+            read(middle, hi)
+            return
+        if table.num_rows != hi - lo:  # framing makes this impossible; be sure anyway
+            bad.extend(range(lo, hi))
+            return
+        # Inferred fields also widen the schema's structs: cast back to the schema's fields.
+        tables.append(table.select(schema.names).cast(schema))
+        good.extend(range(lo, hi))
+
+    if values:
+        read(0, len(values))
+    if not tables:
+        return None, good, bad
+    return pa.concat_tables(tables).combine_chunks(), good, bad
+
+
+def candidate_lists(
+    lists: pa.Array, *, percent: bool, max_plate: int, keep: int, most: int
+) -> tuple[pa.Array, np.ndarray]:
+    """:func:`~pipeline.codec.vendors._shared.candidates_of` for a column of candidate lists
+    (``list<struct<plate, score, confidence>>``, a null list meaning none): the ``CANDIDATES``
+    column and which rows it could prove (the others go to the slow path).
+
+    Checked as the mapper checks: at most ``most`` entries, each an object with a plate of
+    printable text up to ``max_plate`` characters and a confidence (``confidence``, else
+    ``score``) from 0 to 1 (or 100); kept: the best ``keep``, stable on ties, unknown last.
+    """
+    rows = len(lists)
+    top = 100.0 if percent else 1.0
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    row_ok = lengths <= most
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    plate = pc.struct_field(flat, "plate")
+    confidence = pc.coalesce(pc.struct_field(flat, "confidence"), pc.struct_field(flat, "score"))
+    entry_ok = pc.and_(
+        pc.and_(pc.is_valid(flat), pc.match_substring_regex(plate, "[!-~]")),
+        pc.and_(
+            pc.less_equal(pc.utf8_length(plate), max_plate),
+            pc.or_kleene(
+                pc.is_null(confidence),
+                pc.and_(pc.greater_equal(confidence, 0.0), pc.less_equal(confidence, top)),
+            ),
+        ),
+    ).fill_null(False)
+    entry_ok_np = np.asarray(entry_ok.to_numpy(zero_copy_only=False), dtype=bool)
+    row_ok[np.unique(parent[~entry_ok_np])] = False
+    # Best first per row: by row, known before unknown, higher first, then as sent.
+    unknown = np.asarray(pc.is_null(confidence).to_numpy(zero_copy_only=False), dtype=bool)
+    value = np.nan_to_num(
+        np.asarray(confidence.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    )
+    sent = np.arange(len(parent))
+    order = np.lexsort((sent, -value, unknown, parent))
+    ordered_parent = parent[order]
+    rank = sent - np.searchsorted(ordered_parent, ordered_parent, side="left")
+    chosen = order[rank < keep]
+    counts = np.bincount(parent[chosen], minlength=rows) if len(chosen) else np.zeros(rows, int)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    take = pa.array(chosen, pa.int64())
+    entries = pa.StructArray.from_arrays(
+        [
+            plate.take(take),
+            pc.divide(confidence.take(take), top).cast(pa.float32()),
+        ],
+        names=["plate", "confidence"],
+    )
+    result = pa.ListArray.from_arrays(pa.array(offsets), entries)
+    return result, row_ok

@@ -1,0 +1,132 @@
+"""Issue 17 on the production-shaped set: ingest workers on several "hosts" (separate state and
+lake folders) sharing only three Kafka brokers, PostgreSQL and S3Proxy, through failures."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from pipeline.cluster import control, postgres
+from pipeline.kafka import local
+from pipeline.lake.backend import Storage
+from pipeline.maintain.lock import maintain_lock
+from pipeline.reference.sites import SiteRegistry
+from tests.integration.cluster.conftest import Shared, simulate
+
+
+def _stored(shared: Shared) -> Counter[str]:
+    return Counter(str(r[0]) for r in shared.rows("SELECT event_id FROM plate_reads"))
+
+
+def _assert_exactly(shared: Shared, expected_ids: set[str], produced: int) -> None:
+    stored = _stored(shared)
+    assert [i for i, n in stored.items() if n > 1] == [], "an event id is stored twice"
+    assert set(stored) == expected_ids
+    assert shared.committed() == produced  # every offset of the topic, no more
+
+
+def _restart_broker(state: Path, jars: Path) -> None:
+    local.start_cluster(state, jars_dir=jars, brokers=control.BROKERS, timeout=180)
+
+
+def test_cluster_start_is_idempotent_and_status_sees_a_dead_broker(
+    shared: Shared, kafka_jars: Path
+) -> None:
+    again = control.start(shared.state)
+    assert again == shared.info  # same ports, same files: nothing restarted
+    assert control.status(shared.state) == {"kafka": True, "postgres": True, "s3proxy": True}
+    local.kill_node(shared.state, 3)
+    try:
+        assert control.status(shared.state)["kafka"] is False
+    finally:
+        _restart_broker(shared.state, kafka_jars)
+    assert control.status(shared.state)["kafka"] is True
+
+
+def test_exactly_once_across_hosts_with_worker_and_broker_kills(
+    shared: Shared, registry: SiteRegistry, kafka_jars: Path
+) -> None:
+    produced = 200_000
+    expected_ids = simulate(shared.settings(), registry, produced, 31)
+    hosts = ("host-a", "host-b", "host-c")
+    for host in hosts:
+        shared.start_worker(host, "--until-idle", "20")
+    # One host dies three times, each time after the set committed more, and comes back.
+    target = 0
+    for _ in range(3):
+        target = shared.wait_committed(target + 20_000) + 1
+        victim = shared.hosts[0] if shared.hosts[0].poll() is None else shared.hosts[-1]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        shared.hosts.remove(victim)
+        shared.start_worker("host-a", "--until-idle", "20")
+    # Then a broker dies mid-stream and comes back.
+    shared.wait_committed(target + 20_000)
+    local.kill_node(shared.state, 2)
+    shared.wait_committed(shared.committed() + 10_000)
+    _restart_broker(shared.state, kafka_jars)
+    for proc in shared.hosts:
+        assert proc.wait(600) in (0, -signal.SIGKILL)
+    _assert_exactly(shared, expected_ids, produced)
+
+
+def test_a_broker_down_for_the_whole_run_loses_nothing(
+    shared: Shared, registry: SiteRegistry, kafka_jars: Path
+) -> None:
+    local.kill_node(shared.state, 3)
+    try:
+        # acks=all with min.insync.replicas=2: two brokers still take every write.
+        produced = 20_000
+        expected_ids = simulate(shared.settings(), registry, produced, 32)
+        run = shared.anpr("host-a", "ingest", "plates", "--until-idle", "5")
+        assert run.returncode == 0, run.stderr
+        _assert_exactly(shared, expected_ids, produced)
+    finally:
+        _restart_broker(shared.state, kafka_jars)
+
+
+def test_postgres_restarted_mid_run_workers_wait_and_resume(
+    shared: Shared, registry: SiteRegistry
+) -> None:
+    produced = 60_000
+    expected_ids = simulate(shared.settings(), registry, produced, 33)
+    for host in ("host-a", "host-b"):
+        shared.start_worker(host, "--until-idle", "20")
+    shared.wait_committed(5_000)
+    postgres.kill(shared.state)  # the whole server at once, as if its host died
+    time.sleep(3)  # an outage, not a blip: the workers' next commits fail meanwhile
+    postgres.start(shared.state)
+    for proc in shared.hosts:
+        assert proc.wait(600) == 0
+    _assert_exactly(shared, expected_ids, produced)
+
+
+def test_two_maintains_on_two_hosts_one_runs_the_other_says_why(
+    shared: Shared, registry: SiteRegistry
+) -> None:
+    simulate(shared.settings(), registry, 2_000, 34)
+    assert shared.anpr("host-a", "ingest", "plates", "--until-idle", "3").returncode == 0
+    storage = Storage.from_settings(shared.settings("host-a").lake)
+    # host-a's maintain holds the lock (taken here, through the same code anpr maintain uses).
+    with maintain_lock(storage):
+        busy = shared.anpr("host-b", "maintain", "--only", "stats", "--no-topic-check")
+        assert busy.returncode == 1
+        assert "another anpr maintain is running on this lake" in busy.stderr
+        assert "--wait" in busy.stderr
+        waiting: dict[str, object] = {}
+        waiter = threading.Thread(
+            target=lambda: waiting.update(
+                run=shared.anpr(
+                    "host-b", "maintain", "--only", "stats", "--no-topic-check", "--wait", "120"
+                )
+            )
+        )
+        waiter.start()
+        time.sleep(2)
+        assert waiter.is_alive(), "the waiting maintain ran while the lock was held"
+    waiter.join(180)
+    run = waiting["run"]
+    assert run.returncode == 0, run.stderr  # type: ignore[attr-defined]
