@@ -22,7 +22,13 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
-from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
+from pipeline.access.identity import (
+    CASE_PATTERN,
+    AccessPaths,
+    Identity,
+    access_paths,
+    check_purpose,
+)
 from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
@@ -238,13 +244,34 @@ class Service:
                                      "views": views})  # fmt: skip
 
     def _query(self, identity: Identity, args: Args) -> Reply:
-        sql = _text(args, "sql")
-        purpose = check_purpose(
-            self.settings.access,
-            identity,
-            reason=_optional(args, "reason"),
-            case=_optional(args, "case"),
-        )
+        try:
+            sql = _text(args, "sql")
+            purpose = check_purpose(
+                self.settings.access,
+                identity,
+                reason=_optional(args, "reason"),
+                case=_optional(args, "case"),
+            )
+        except UsageError as exc:
+            # Every attempt is logged, also one without (or with an unknown) reason or case;
+            # what the caller sent is kept only if it is a valid code or reference.
+            reason, case = args.get("reason"), args.get("case")
+            self.log.append(
+                {
+                    "kind": "query.refused",
+                    "at": self._at(),
+                    "user": identity.user,
+                    "role": identity.role,
+                    "reason": reason if reason in self.settings.access.reasons else "(invalid)",
+                    "case": case
+                    if isinstance(case, str) and CASE_PATTERN.fullmatch(case)
+                    else None,
+                    "sql": args.get("sql") if isinstance(args.get("sql"), str) else None,
+                    "outcome": "refused",
+                    "why": str(exc),
+                }
+            )
+            raise
         with self.pool.session(identity.role) as session:
             if session.plan.activity_log:
                 session.reload_activity(self.log)

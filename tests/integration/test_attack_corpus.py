@@ -102,7 +102,7 @@ def test_every_attack_is_refused_and_logged_or_answered_from_the_views(
     for sql in corpus(world.places)[kind]:
         before = _counts(world)
         reply = world.service.handle(
-            peer, {"op": "query", "args": {"sql": sql, "reason": "control"}}
+            peer, {"op": "query", "args": {"sql": sql, "reason": "control", "case": "CASE-1"}}
         )
         after = _counts(world)
         logged = {k: after.get(k, 0) - before.get(k, 0) for k in after}
