@@ -58,6 +58,9 @@ $(JARS_STAMP): $(STAMP) pipeline/data/kafka/pom.xml pipeline/data/s3proxy/pom.xm
 	touch $@
 
 demo: setup
+	@# Checkouts set up before the query service made these folders with the caller's umask;
+	@# anpr refuses personal-data folders that other users can enter (ADR 0004).
+	chmod go-rwx $(STATE_DIR) && if [ -d lake ]; then chmod -R go-rwx lake; fi
 	ANPR_STATE_DIR=$(STATE_DIR) $(BIN)/anpr demo
 
 lint: setup

@@ -29,7 +29,7 @@ import tomllib
 import types
 import typing
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,10 +322,13 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    ignore_sections: Collection[str] = (),
 ) -> Settings:
     """Build the settings; raise :class:`ConfigError` naming the key for any bad value.
 
     ``overrides`` are flags, keyed ``"section.field"``; a value of None means "not given".
+    ``ignore_sections`` keep their defaults whatever the file and environment say (a client
+    of the query service ignores ``access``: only the service's configuration sets it).
     """
     env = os.environ if env is None else env
     layers: dict[str, dict[str, Any]] = {}
@@ -339,6 +342,8 @@ def load_settings(
                 data = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError("--config", f"no such file: {path}") from None
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
         for section, values in data.items():
@@ -351,6 +356,8 @@ def load_settings(
         if value is not None:
             section, _, key = dotted.partition(".")
             layers.setdefault(section, {})[key] = value
+    for section in ignore_sections:
+        layers.pop(section, None)
 
     settings = _build(layers)
     _check(settings)

@@ -25,13 +25,17 @@ from pipeline.cli import (
     live,
     maintain,
     schemas,
+    serve,
     simulate,
     subject,
     topics,
 )
 from pipeline.cli._common import EXIT_FAILURE, EXIT_USAGE, Command, Formatter, Handler
-from pipeline.config import load_settings
+from pipeline.config import ENV_PREFIX, load_settings
 from pipeline.errors import PipelineError, UsageError
+from pipeline.files import private_files
+
+ACCESS_ENV_PREFIX = f"{ENV_PREFIX}ACCESS_"
 
 # In the order `anpr --help` lists them.
 COMMANDS: tuple[Command, ...] = (
@@ -43,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
     ingest,
     access,
     subject,
+    serve,
     schemas,
     demo,
     maintain,
@@ -115,12 +120,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _ignored_access_variables() -> None:
+    """Say so when a client's environment tries to set access rules: only the service's
+    configuration sets them (ADR 0004)."""
+    names = sorted(n for n in os.environ if n.startswith(ACCESS_ENV_PREFIX))
+    if names:
+        print(
+            f"anpr: note: {', '.join(names)} ignored: access rules are the query service's "
+            "own configuration",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the caller's umask: files 0600, folders 0700. Every writer of personal data
+    # (ingest, maintain, serve, the local broker it starts) inherits this.
+    private_files()
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     try:
-        settings = load_settings(args.config, overrides=_overrides(args))
+        client = getattr(args, "client", False)
+        if client:
+            _ignored_access_variables()
+        settings = load_settings(
+            args.config,
+            overrides=_overrides(args),
+            ignore_sections=("access",) if client else (),
+        )
         handler: Handler = args.handler
         return handler(args, settings)
     except UsageError as exc:

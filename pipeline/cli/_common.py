@@ -150,6 +150,16 @@ def registry(settings: Settings) -> SiteRegistry:
     return load_registry(settings.ingest.sites_registry or DEFAULT_REGISTRY, VENDOR_RULES)
 
 
+def private_data(settings: Settings, *, lake: bool = True) -> None:
+    """Refuse a lake or state folder that other users can enter (``files.check_private``):
+    for every command that writes personal data."""
+    from pipeline.files import check_private
+
+    if lake:
+        check_private(settings.lake.path, "lake folder")
+    check_private(settings.state.dir, "state folder")
+
+
 def jars_dir(settings: Settings) -> Path:
     """Where the local Kafka broker's jars are cached."""
     return settings.state.dir / "cache" / "kafka"

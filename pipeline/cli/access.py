@@ -1,19 +1,19 @@
-"""``anpr query``, ``anpr sql`` and ``anpr audit``: reading personal data and its log.
+"""``anpr query``, ``anpr sql`` and ``anpr audit``: clients of the query service.
 
-Every command here finds out who is asking (the OS user, or ``--user`` where the
-configuration allows it), their role (``[access] users``) and why (``--reason``, ``--case``),
-writes the activity log before and after the work, and leaves the metrics textfile
-``<state.dir>/metrics/access.prom`` behind.
+They send what the user asks (SQL, ``--reason``, ``--case``) to ``anpr serve`` and print its
+answer; the service decides who is asking (kernel peer credentials or a client certificate),
+their role, the rules, and logs every statement (ADR 0004). Nothing here reads the lake, the
+key or the log, and ``[access]`` settings of the caller count for nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pipeline.cli._common import (
     EXIT_FAILURE,
@@ -22,11 +22,14 @@ from pipeline.cli._common import (
     Commands,
     day,
     group,
-    lake_flag,
     sub,
 )
 from pipeline.config import Settings
 from pipeline.errors import UsageError
+
+if TYPE_CHECKING:
+    from pipeline.service.client import Client
+    from pipeline.service.wire import Reply
 
 _ROLES_HELP = """\
 roles ([access] users maps user names to roles):
@@ -51,7 +54,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def who_flags(parser: argparse.ArgumentParser, *, purpose: bool = True) -> None:
-    """--reason (with ``purpose``), --case, --user and --lake."""
+    """--reason (with ``purpose``) and --case; --user and --lake are refused (the service
+    knows who you are and which lake it serves)."""
     if purpose:
         parser.add_argument(
             "--reason", default=None, help="reason code from access.reasons (required)"
@@ -59,10 +63,42 @@ def who_flags(parser: argparse.ArgumentParser, *, purpose: bool = True) -> None:
     parser.add_argument(
         "--case", default=None, help="case reference (required for some reasons and roles)"
     )
-    parser.add_argument(
-        "--user", default=None, help="act as this user (only if access.user_flag is true)"
-    )
-    lake_flag(parser)
+    client_flags(parser)
+
+
+def client_flags(parser: argparse.ArgumentParser) -> None:
+    """Mark a command as a client of the service (``main`` ignores ``[access]`` for it)."""
+    parser.add_argument("--user", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lake", default=None, help=argparse.SUPPRESS)
+    parser.set_defaults(client=True)
+
+
+def connect(args: argparse.Namespace, settings: Settings) -> Client:
+    """A connection to the service, once the flags that no longer mean anything are refused."""
+    from pipeline.service.client import Client
+
+    if args.user is not None:
+        raise UsageError(
+            "--user is gone: the query service knows who you are (your OS user, or the "
+            "common name of your client certificate)"
+        )
+    if args.lake is not None:
+        raise UsageError("--lake is the service's: the query service reads its own lake")
+    return Client.from_settings(settings.serve)
+
+
+def show(reply: Reply, fmt: str) -> int:
+    """Print a reply as the command did before the service: result, text, error line."""
+    from pipeline.access.render import render
+
+    if reply.ok and reply.table is not None:
+        sys.stdout.write(render(reply.table, fmt))
+    sys.stdout.write(reply.out)
+    if reply.error:
+        word = "error" if reply.exit == EXIT_USAGE else "failed"
+        print(f"anpr: {word}: {reply.error}", file=sys.stderr)
+    sys.stdout.flush()
+    return reply.exit
 
 
 # --- query / sql -------------------------------------------------------------------------
@@ -89,19 +125,9 @@ def _add_query(commands: Commands) -> None:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.access.render import render
-    from pipeline.access.requests import AccessContext
-    from pipeline.access.session import run_logged
-
-    ctx = AccessContext.resolve(settings, args.user)
-    purpose = ctx.purpose(args.reason, args.case)
-    try:
-        with ctx.open_session() as session:
-            table = run_logged(session, ctx.log, ctx.identity, purpose, args.sql)
-        sys.stdout.write(render(table, args.format))
-    finally:
-        ctx.write_metrics()
-    return EXIT_OK
+    with connect(args, settings) as client:
+        reply = client.call("query", sql=args.sql, reason=args.reason, case=args.case)
+    return show(reply, args.format)
 
 
 def _add_sql(commands: Commands) -> None:
@@ -145,12 +171,6 @@ def statements(lines: TextIO, prompt: Callable[[str], None]) -> Iterator[str]:
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.access.render import render
-    from pipeline.access.requests import AccessContext
-    from pipeline.access.session import run_logged
-
-    ctx = AccessContext.resolve(settings, args.user)
-    purpose = ctx.purpose(args.reason, args.case)
     interactive = sys.stdin.isatty()
 
     def prompt(text: str) -> None:
@@ -158,22 +178,19 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
             print(text, end="", flush=True)
 
     status = EXIT_OK
-    try:
-        with ctx.open_session() as session:
-            if interactive:
-                names = ", ".join(sorted(session.plan.names))
-                print(f"role {ctx.identity.role}, reason {purpose.reason}; views: {names}")
-            for text in statements(sys.stdin, prompt):
-                try:
-                    table = run_logged(session, ctx.log, ctx.identity, purpose, text)
-                except UsageError as exc:
-                    print(f"anpr: error: {exc}", file=sys.stderr)
-                    status = EXIT_USAGE
-                    continue
-                sys.stdout.write(render(table, args.format))
-                sys.stdout.flush()
-    finally:
-        ctx.write_metrics()
+    with connect(args, settings) as client:
+        if interactive:
+            hello = client.call("hello")
+            if not hello.ok:
+                return show(hello, args.format)
+            names = ", ".join(hello.extra.get("views", ()))
+            print(f"role {hello.extra.get('role')}, reason {args.reason}; views: {names}")
+        for text in statements(sys.stdin, prompt):
+            done = show(client.call("query", sql=text, reason=args.reason, case=args.case),
+                         args.format)  # fmt: skip
+            if done == EXIT_FAILURE:
+                return done
+            status = status or done
     return status
 
 
@@ -200,7 +217,11 @@ def _add_audit(commands: Commands) -> None:
         "missing log, and when the anchors cannot be read.",
         _audit_verify,
     )
-    verify.add_argument("--log", type=Path, default=None, help="log file (default: settings)")
+    verify.add_argument(
+        "--log", type=Path, default=None,
+        help="check this file here instead of asking the service (root, service account)",
+    )  # fmt: skip
+    client_flags(verify)
     report = sub(
         actions,
         "report",
@@ -212,35 +233,29 @@ def _add_audit(commands: Commands) -> None:
     report.add_argument("--since", type=day, required=True, help="first day (YYYY-MM-DD)")
     report.add_argument("--until", type=day, required=True, help="day after the last")
     report.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    report.add_argument("--user", default=None, help="act as this user (if allowed)")
+    client_flags(report)
 
 
 def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.access.anchors import verify_log
+    """Root and the service account check the log themselves (they can read it and the audit
+    key); anyone else asks the service, which checks its own log against the anchors."""
     from pipeline.access.identity import access_paths
 
     path = args.log or access_paths(settings).activity_log
-    verdict = verify_log(settings, path)
-    print(verdict.describe())
-    return EXIT_OK if verdict.ok else EXIT_FAILURE
+    # Entering the log's folder (0700) is what root and the service account can do.
+    if args.log is not None or os.access(path.parent, os.R_OK | os.X_OK):
+        from pipeline.access.anchors import verify_log
+
+        verdict = verify_log(settings, path)
+        print(verdict.describe())
+        return EXIT_OK if verdict.ok else EXIT_FAILURE
+    with connect(args, settings) as client:
+        return show(client.call("audit.verify"), "table")
 
 
 def _audit_report(args: argparse.Namespace, settings: Settings) -> int:
-    import pyarrow as pa
-
-    from pipeline.access.audit import summarise
-    from pipeline.access.render import render
-    from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
-
-    ctx = AccessContext.resolve(settings, args.user)
-    try:
-        dpo_only(ctx, "audit report")
-        since = datetime.combine(args.since, datetime.min.time(), UTC)
-        until = datetime.combine(args.until, datetime.min.time(), UTC)
-        rows = summarise(ctx.log.entries(), since, until)
-        table = pa.Table.from_pylist([r.__dict__ for r in rows]) if rows else pa.table({})
-        log_audit_report(ctx, since, until)
-        sys.stdout.write(render(table, args.format))
-    finally:
-        ctx.write_metrics()
-    return EXIT_OK
+    with connect(args, settings) as client:
+        reply = client.call(
+            "audit.report", since=args.since.isoformat(), until=args.until.isoformat()
+        )
+    return show(reply, args.format)

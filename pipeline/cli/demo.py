@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.cli._common import EXIT_OK, Commands, jars_dir, progress_line, registry, sub
+from pipeline.cli._common import (
+    EXIT_OK,
+    Commands,
+    jars_dir,
+    private_data,
+    progress_line,
+    registry,
+    sub,
+)
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--days must be within 1..14 and --passages-per-hour above 0")
     if not 0.0 <= args.bad_ratio <= 1.0:
         raise UsageError("--bad-ratio must be within 0..1")
+    private_data(settings)
     run_demo(
         settings,
         registry(settings),

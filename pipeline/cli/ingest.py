@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pipeline.cli._common import EXIT_OK, Commands, group, lake_flag, positive, registry, sub
+from pipeline.cli._common import (
+    EXIT_OK,
+    Commands,
+    group,
+    lake_flag,
+    positive,
+    private_data,
+    registry,
+    sub,
+)
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -88,12 +97,14 @@ def run_plates(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ingest import run
 
     sites = registry(settings)  # validated before anything connects
+    private_data(settings)
     return _report(run.run_plates(settings, sites, _limits(args)))
 
 
 def run_passengers(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ingest import run
 
+    private_data(settings)
     return _report(run.run_passengers(settings, _limits(args)))
 
 

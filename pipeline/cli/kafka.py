@@ -10,6 +10,7 @@ from pipeline.cli._common import (
     Commands,
     group,
     jars_dir,
+    private_data,
     progress_line,
     sub,
 )
@@ -85,6 +86,7 @@ def run_fetch(args: argparse.Namespace, settings: Settings) -> int:
 def run_start(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.kafka import local
 
+    private_data(settings, lake=False)  # the broker's segments hold plates and passengers
     jars = local.ensure_jars(jars_dir(settings), progress=progress_line)
     if args.brokers > 1:
         # Longer default: three JVMs start side by side on a small machine.

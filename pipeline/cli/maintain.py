@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from pipeline.cli._common import EXIT_OK, Commands, instant, lake_flag, sub
+from pipeline.cli._common import EXIT_OK, Commands, instant, lake_flag, private_data, sub
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not Storage.from_settings(settings.lake).exists():
         raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
+    private_data(settings)
     options = MaintainOptions(
         as_of=args.as_of or datetime.now(UTC),
         dry_run=args.dry_run,

@@ -1,23 +1,16 @@
-"""``anpr subject``: data-subject requests (access, rectify, erase, restrict), dpo only."""
+"""``anpr subject``: data-subject requests (access, rectify, erase, restrict), dpo only.
+
+Clients of the query service, which checks the role and runs them (``service.subjects``)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from pathlib import Path
 
-from pipeline.cli._common import EXIT_OK, Commands, day, group, sub
+from pipeline.cli._common import Commands, day, group, sub
 from pipeline.cli.access import who_flags
 from pipeline.config import Settings
-
-if TYPE_CHECKING:
-    from pipeline.access.requests import AccessContext
-    from pipeline.lake.catalog import Lake
-
-# The request's work, given who asks: (lake, plate, pseudonym, seq of the begin entry) -> fields
-# of the end entry.
-_Work = Callable[["AccessContext", "Lake", str, str, int], dict[str, Any]]
 
 
 def add_parser(commands: Commands) -> None:
@@ -37,12 +30,15 @@ def add_parser(commands: Commands) -> None:
         "every row about a plate, and who looked at it, as a report file",
         "Write a report with every row about the plate in every lake table (plate, OCR\n"
         "candidates, versions, restrictions; restricted rows included) and every activity-log\n"
-        "entry whose results included it. The file (mode 0600) goes to access.reports_dir;\n"
-        "its path is printed.",
+        "entry whose results included it. The service keeps no copy: the file (mode 0600)\n"
+        "goes to --out (default: the current folder); its path is printed.",
         _subject_access,
     )
     access.add_argument("--plate", required=True)
     access.add_argument("--format", choices=["json", "csv"], default="json")
+    access.add_argument(
+        "--out", type=Path, default=Path("."), help="folder for the report (written 0600)"
+    )
     rectify = sub(
         kinds,
         "rectify",
@@ -90,105 +86,49 @@ def add_parser(commands: Commands) -> None:
         who_flags(parser, purpose=False)
 
 
-def _subject_request(args: argparse.Namespace, settings: Settings, kind: str, work: _Work) -> int:
-    """Run ``work`` as a logged data-subject request (see ``access.requests``)."""
-    from pipeline.access.requests import AccessContext, subject_request
+def _subject_request(args: argparse.Namespace, settings: Settings, kind: str) -> int:
+    """Send the request to the service, which runs it for the dpo (``service.subjects``)."""
+    from pipeline.cli.access import connect, show
 
-    ctx = AccessContext.resolve(settings, args.user)
-    try:
-        subject_request(
-            ctx,
-            kind,
-            args.plate,
-            lambda lake, plate, subject, seq: work(ctx, lake, plate, subject, seq),
+    until = getattr(args, "until", None)
+    with connect(args, settings) as client:
+        reply = client.call(
+            f"subject.{kind}",
+            plate=args.plate,
             case=args.case,
             event_id=getattr(args, "event_id", None),
             note=getattr(args, "reason", None),
+            until=until.isoformat() if until is not None else None,
+            format=getattr(args, "format", None),
         )
-    finally:
-        ctx.write_metrics()
-    return EXIT_OK
+    files = reply.extra.get("files") or {}
+    if reply.ok and files:
+        from pipeline.access.render import write_private
+
+        written = [
+            write_private(args.out, Path(str(name)).name, str(text)) for name, text in files.items()
+        ]
+        reply = dataclasses.replace(
+            reply, out=reply.out.rstrip("\n") + ": " + ", ".join(map(str, written)) + "\n"
+        )
+    return show(reply, "table")
 
 
 def _subject_access(args: argparse.Namespace, settings: Settings) -> int:
-    def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
-        from pipeline.access.render import report_text, subject_report, write_private
-        from pipeline.access.subjects import subject_access
-
-        found = subject_access(lake, plate)
-        activity = [
-            e
-            for e in ctx.log.entries()
-            if subject in (e.get("pseudonyms") or ()) or e.get("subject") == subject
-        ]
-        now = datetime.now(UTC)
-        report = subject_report(plate, found.tables, activity, generated_at=now)
-        name = f"subject-access-{now:%Y%m%dT%H%M%SZ}-{seq}.{args.format}"
-        path = write_private(ctx.paths.reports_dir, name, report_text(report, args.format))
-        print(f"{found.rows} rows and {len(activity)} activity-log entries: {path}")
-        return {"rows": found.rows, "log_entries": len(activity), "report": path.name}
-
-    return _subject_request(args, settings, "access", work)
+    return _subject_request(args, settings, "access")
 
 
 def _subject_rectify(args: argparse.Namespace, settings: Settings) -> int:
-    def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
-        from pipeline.access.subjects import rectify
-
-        done = rectify(
-            lake,
-            args.event_id,
-            plate,
-            user=ctx.identity.user,
-            reason=args.reason,
-            now=datetime.now(UTC),
-        )
-        print(f"read {done.event_id} rectified; the original is in plate_read_versions")
-        return {"rows": 1, "old_subject": ctx.pseudonymiser().one(done.old_plate)}
-
-    return _subject_request(args, settings, "rectify", work)
+    return _subject_request(args, settings, "rectify")
 
 
 def _subject_erase(args: argparse.Namespace, settings: Settings) -> int:
-    def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
-        from pipeline.access.subjects import erase
-        from pipeline.maintain.purge import purge
-
-        done = erase(
-            lake, plate, now=datetime.now(UTC), purge=lambda lk: purge(lk, now=datetime.now(UTC))
-        )
-        print(f"erased {done.rows} rows ({done.deleted}) and purged the lake")
-        return {"rows": done.rows, "deleted": done.deleted}
-
-    return _subject_request(args, settings, "erase", work)
+    return _subject_request(args, settings, "erase")
 
 
 def _subject_restrict(args: argparse.Namespace, settings: Settings) -> int:
-    def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
-        from pipeline.access.subjects import restrict
-
-        done = restrict(
-            lake,
-            plate,
-            args.until,
-            user=ctx.identity.user,
-            reason=args.reason,
-            now=datetime.now(UTC),
-            retention_months=settings.retention.months,
-        )
-        capped = " (capped at the expiry of its newest row)" if done.capped else ""
-        print(f"restricted until {done.until.isoformat()}{capped}")
-        return {"rows": 1, "until": done.until.isoformat(), "capped": done.capped}
-
-    return _subject_request(args, settings, "restrict", work)
+    return _subject_request(args, settings, "restrict")
 
 
 def _unrestrict(args: argparse.Namespace, settings: Settings) -> int:
-    def work(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int) -> dict[str, Any]:
-        from pipeline.access.subjects import unrestrict
-
-        removed = unrestrict(lake, plate)
-        print("restriction lifted" if removed else "that plate was not restricted")
-        return {"rows": removed}
-
-    return _subject_request(args, settings, "unrestrict", work)
+    return _subject_request(args, settings, "unrestrict")

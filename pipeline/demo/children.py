@@ -147,6 +147,7 @@ def check_alive(demo: Demo) -> None:
         ("live", demo.live),
         ("ingest-plates", demo.ingest),
         ("ingest-passengers", demo.ingest_passengers),
+        ("serve", demo.serve),
     ]
     for name, child in children:
         if child is not None and child.poll() is not None and child.returncode != 0:
@@ -179,12 +180,18 @@ def shutdown(demo: Demo) -> None:
                 f"/metrics; stop it with: kill {demo.live.pid}",
                 highlight=False,
             )
+        if demo.serve is not None and demo.serve.poll() is None:
+            console.print(
+                f"anpr serve: pid {demo.serve.pid}; stop it with: kill {demo.serve.pid}",
+                highlight=False,
+            )
         console.print(
             f"Kafka at {demo.settings.kafka.bootstrap_servers}; stop it with: anpr kafka stop",
             highlight=False,
         )
         return
     stop_child(demo.live, "anpr live")
+    stop_child(demo.serve, "anpr serve")
     if demo.started_broker:
         local.stop(demo.settings.state.dir)
         demo.console.print("stopped the demo's Kafka broker (--keep-running keeps it up)")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -18,6 +19,9 @@ from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.passengers import PassengerSummary
 from pipeline.simulate.produce import SimulationSummary
 
+if TYPE_CHECKING:
+    from pipeline.demo.service import DemoService
+
 
 @dataclass(frozen=True)
 class Example:
@@ -26,6 +30,7 @@ class Example:
     what: str
     role: str
     command: str
+    setup: str = ""  # the line that makes the client act as the role (demo.service.setup)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class Demo:
     ingest: subprocess.Popen[bytes] | None = None
     ingest_passengers: subprocess.Popen[bytes] | None = None
     live_port: int = 0
+    serve: subprocess.Popen[bytes] | None = None
+    service: DemoService | None = None
     # (topic, partition) -> end offset before this run: what this run added is after it.
     begin: dict[tuple[str, int], int] = field(default_factory=dict)
     simulated: SimulationSummary | None = None

@@ -34,6 +34,7 @@ from pipeline.demo.children import (
     start_child,
     stop_child,
 )
+from pipeline.demo.service import start_service
 from pipeline.demo.state import Demo, DemoOptions
 from pipeline.demo.summary import try_it, what_landed, write_demo_report
 from pipeline.errors import PipelineError
@@ -66,6 +67,7 @@ def demo_steps() -> list[Step]:
         ("Ferries: passenger and crew lists of the departures", _ferries),
         ("Cameras, ingest and live app at work", _traffic),
         ("Maintain: statistics day by day (anpr maintain --as-of)", _maintain),
+        ("Query service: anpr serve", start_service),
         ("What landed", what_landed),
         ("Report", write_demo_report),
         ("Try it yourself", try_it),

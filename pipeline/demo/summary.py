@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -23,13 +24,6 @@ from pipeline.lake.tables import DATA_TABLES
 from pipeline.maintain.stats import DURATION_BUCKETS, NO_RETURN
 from pipeline.simulate.passengers import PassengerSummary
 
-
-def role_setup(role: str) -> str:
-    """The line that gives the OS user a role (``[access] users``), as printed."""
-    return f'export ANPR_ACCESS_USERS="$(id -un)={role}"'
-
-
-ANALYST_SETUP: Final = role_setup("analyst")
 DEMO_CASE: Final = "DEMO-1"
 
 
@@ -187,6 +181,8 @@ def what_landed(demo: Demo) -> None:
     demo.findings = found
     demo.tables = found.tables
     demo.queries = example_queries(found.voyage)
+    if demo.service is not None:
+        demo.queries = [replace(q, setup=demo.service.setup(q.role)) for q in demo.queries]
 
     sim, counts = demo.simulated, demo.ingest_counts
     run = Table("this run", "messages", title="Cameras to lake: every message accounted for")
@@ -404,11 +400,12 @@ def _by_feed(rejects: Counter[tuple[str, str]], feed: str) -> dict[str, int]:
 
 
 _ROLE_INTRO: Final = {
-    "analyst": "Every read of the lake is logged with who, why and what. Give yourself a role "
-    "first (an analyst sees plates only as keyed pseudonyms, 90 days back):",
+    "analyst": "Every read of the lake goes through the query service, which knows who you are "
+    "(your OS user here, your client certificate remotely) and logs who, why and what. Act as "
+    "the demo's analyst (plates only as keyed pseudonyms, 90 days back) with its certificate:",
     "investigator": "Passenger lists are for investigators only (role investigator, or the "
     "dpo): they see names and clear plates, and must always name a case (--case). Switch "
-    "role:",
+    "to the investigator's certificate:",
 }
 
 
@@ -418,7 +415,7 @@ def _report_queries(queries: Sequence[Example]) -> list[tuple[str, str]]:
     for q in queries:
         if q.role != role:
             role = q.role
-            out.append((f"Give yourself the role {role}", role_setup(role)))
+            out.append((f"Act as the demo's {role}", q.setup))
         out.append((q.what, q.command))
     return out
 
@@ -426,12 +423,18 @@ def _report_queries(queries: Sequence[Example]) -> list[tuple[str, str]]:
 def try_it(demo: Demo) -> None:
     console = demo.console
     console.print("  . .venv/bin/activate    # puts anpr on PATH (make setup made .venv)")
+    if demo.service is not None and not demo.options.keep_running:
+        console.print(
+            "The query service answers every query; the demo stopped it. Start it again:",
+            highlight=False,
+        )
+        console.print(f"  {demo.service.start_command}", highlight=False, soft_wrap=True)
     role = ""
     for q in demo.queries:
         if q.role != role:
             role = q.role
             console.print(_ROLE_INTRO.get(role, f"As {role}:"), highlight=False)
-            console.print(f"  {role_setup(role)}", highlight=False, soft_wrap=True)
+            console.print(f"  {q.setup}", highlight=False, soft_wrap=True)
         console.print(f"[bold]{q.what}[/bold]")
         console.print(f"  {q.command}", highlight=False, soft_wrap=True)
     voyage = demo.findings.voyage if demo.findings else None

@@ -131,3 +131,15 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def is_listening(path: Path) -> bool:
+    """True once a service accepts connections on the Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

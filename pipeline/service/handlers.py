@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
-from prometheus_client import CollectorRegistry, write_to_textfile
 
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
@@ -30,13 +29,15 @@ from pipeline.access.identity import (
     check_purpose,
 )
 from pipeline.access.pseudonym import Pseudonymiser
+from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
-from pipeline.metrics import AccessMetrics
 from pipeline.service.peers import Peer
-from pipeline.service.wire import Reply
+from pipeline.service.subjects import WORK as SUBJECT_WORK
+from pipeline.service.subjects import run_subject_request
+from pipeline.service.wire import Reply, optional_arg, text_arg
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +132,14 @@ class Service:
             anchors.start(self.log.head())
         self.pseudo = Pseudonymiser.from_key_file(self.paths.key_file)
         self.pool = SessionPool(self._open_session, settings.serve.session_max_age_s)
-        self._metrics_lock = threading.Lock()
         self._ops: dict[str, Callable[[Identity, Args], Reply]] = {
             "hello": self._hello,
             "query": self._query,
             "audit.verify": self._audit_verify,
             "audit.report": self._audit_report,
         }
+        for kind in SUBJECT_WORK:
+            self._ops[f"subject.{kind}"] = self._subject(kind)
 
     def close(self) -> None:
         self.pool.close()
@@ -210,30 +212,13 @@ class Service:
             activity=self.log,
         )
 
+    def context(self, identity: Identity) -> AccessContext:
+        """The access context of a request: the peer's identity, the service's rules."""
+        return AccessContext(self.settings, self.paths, identity, self.log)
+
     def write_metrics(self) -> None:
         """The access metrics textfile (node exporter), from the log head's totals."""
-        with self._metrics_lock:
-            head = self.log.head()
-            registry = CollectorRegistry()
-            metrics = AccessMetrics(registry)
-            if head is not None:
-                metrics.load(dict(head.counts), head.next_seq)
-            self.paths.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            write_to_textfile(str(self.paths.metrics_file), registry)
-
-    def dpo_only(self, identity: Identity, what: str) -> None:
-        if identity.role != "dpo":
-            self.log.append(
-                {
-                    "kind": "subject.refused",
-                    "at": self._at(),
-                    "user": identity.user,
-                    "role": identity.role,
-                    "request": what,
-                    "outcome": "refused",
-                }
-            )
-            raise UsageError(f"{what} is for the data protection officer (role dpo) only")
+        self.context(Identity("anpr-serve", "service")).write_metrics()
 
     # --- requests --------------------------------------------------------------------------
 
@@ -245,12 +230,12 @@ class Service:
 
     def _query(self, identity: Identity, args: Args) -> Reply:
         try:
-            sql = _text(args, "sql")
+            sql = text_arg(args, "sql")
             purpose = check_purpose(
                 self.settings.access,
                 identity,
-                reason=_optional(args, "reason"),
-                case=_optional(args, "case"),
+                reason=optional_arg(args, "reason"),
+                case=optional_arg(args, "case"),
             )
         except UsageError as exc:
             # Every attempt is logged, also one without (or with an unknown) reason or case;
@@ -283,34 +268,25 @@ class Service:
         return Reply(EXIT_OK if verdict.ok else EXIT_FAILURE, out=verdict.describe() + "\n")
 
     def _audit_report(self, identity: Identity, args: Args) -> Reply:
-        self.dpo_only(identity, "audit report")
+        ctx = self.context(identity)
+        dpo_only(ctx, "audit report")
         since = datetime.combine(_day(args, "since"), datetime.min.time(), UTC)
         until = datetime.combine(_day(args, "until"), datetime.min.time(), UTC)
         rows = summarise(self.log.entries(), since, until)
         table = pa.Table.from_pylist([r.__dict__ for r in rows]) if rows else pa.table({})
-        self.log.append(
-            {"kind": "audit.report", "at": self._at(), "user": identity.user,
-             "role": identity.role, "since": since.isoformat(), "until": until.isoformat()}
-        )  # fmt: skip
+        log_audit_report(ctx, since, until)
         return Reply(EXIT_OK, table=table)
 
+    def _subject(self, kind: str) -> Callable[[Identity, Args], Reply]:
+        def handle(identity: Identity, args: Args) -> Reply:
+            done = run_subject_request(self.context(identity), kind, args)
+            return Reply(EXIT_OK, out=done.line + "\n", extra={"files": dict(done.files)})
 
-def _text(args: Args, key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str):
-        raise UsageError(f"{key} is required")
-    return value
-
-
-def _optional(args: Args, key: str) -> str | None:
-    value = args.get(key)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{key} must be text")
-    return value
+        return handle
 
 
 def _day(args: Args, key: str) -> date:
     try:
-        return date.fromisoformat(_text(args, key))
+        return date.fromisoformat(text_arg(args, key))
     except ValueError:
         raise UsageError(f"--{key} is not a date (YYYY-MM-DD)") from None

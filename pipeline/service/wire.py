@@ -22,6 +22,8 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
+from pipeline.errors import UsageError
+
 VERSION = 1
 _LENGTH = struct.Struct(">I")
 REPLY_LIMIT = 16 * 1024 * 1024  # a reply header never carries rows, only short text
@@ -124,3 +126,19 @@ def request(op: str, **args: Any) -> dict[str, Any]:
 def stream_of(sock: socket.socket) -> BinaryIO:
     """A buffered binary stream over a connected socket (plain or TLS)."""
     return cast(BinaryIO, sock.makefile("rwb", buffering=256 * 1024))
+
+
+def text_arg(args: Mapping[str, Any], key: str) -> str:
+    """A request argument that must be non-empty text (else a usage error naming it)."""
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{key.replace('_', '-')} is required")
+    return value
+
+
+def optional_arg(args: Mapping[str, Any], key: str) -> str | None:
+    """A request argument that is text or absent."""
+    value = args.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{key.replace('_', '-')} must be text")
+    return value

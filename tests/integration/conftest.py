@@ -10,14 +10,17 @@ Every test under tests/integration is marked ``integration`` automatically, so
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -26,6 +29,7 @@ from pipeline.codec.vendors import VENDOR_RULES
 from pipeline.errors import MissingToolError
 from pipeline.kafka import local
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
+from pipeline.service.client import is_listening
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -39,6 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_umask() -> Iterator[None]:
+    """Lakes and state the tests build in-process are private, as `anpr` makes them (files
+    0600, folders 0700): the commands refuse a lake or state folder open to other users."""
+    previous = os.umask(0o077)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +164,35 @@ def anpr() -> RunAnpr:
 def registry() -> SiteRegistry:
     """The site registry shipped in pipeline/data/sites.toml (the one `anpr` uses by default)."""
     return load_registry(DEFAULT_REGISTRY, VENDOR_RULES)
+
+
+@contextlib.contextmanager
+def running_service(
+    env: Mapping[str, str], socket_path: Path, *config: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``anpr [--config FILE] serve`` as a child with ``env`` (its own, trusted settings),
+    once it accepts connections on ``socket_path``; stopped (SIGTERM) on exit."""
+    with tempfile.TemporaryFile() as log:
+        yield from _serve(env, socket_path, config, log)
+
+
+def _serve(
+    env: Mapping[str, str], socket_path: Path, config: tuple[str, ...], log: IO[bytes]
+) -> Iterator[subprocess.Popen[bytes]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *config, "serve"],
+        env={**env, "ANPR_SERVE_SOCKET": str(socket_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not is_listening(socket_path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"anpr serve did not start: {log.read().decode()[-3000:]}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

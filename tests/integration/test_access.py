@@ -1,12 +1,21 @@
-"""anpr query / sql / audit / subject against real DuckLake lakes, through the real CLI."""
+"""anpr query / sql / audit / subject against real DuckLake lakes, through the real CLI and
+the query service (in this process, on a Unix socket and TLS).
+
+The tests run as one OS user, so each `--user NAME` of a test becomes NAME's client
+certificate (the service's way to know a remote user): the CLI connects over TLS with it.
+Without `--user`, the CLI uses the local socket as the OS user running the tests (an analyst
+here). Real OS users: tests/integration/test_service_users.py.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,18 +26,24 @@ import pytest
 from conftest import MakeTopic, RunAnpr
 from lakehelp import files_holding, plate_reads, write_reads
 
+from pipeline.access.anchors import AnchorPublisher
 from pipeline.access.audit import ActivityLog
 from pipeline.access.pseudonym import Pseudonymiser, read_key
 from pipeline.access.session import AccessSession
+from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.stats import plate_reads_source
 from pipeline.schemas import CANDIDATES
+from pipeline.service.ca import issue, make_ca
+from pipeline.service.handlers import Service
+from pipeline.service.server import Server
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RECENT = NOW - timedelta(days=10)
 OLD = NOW - timedelta(days=100)  # past the analyst tier, within the legal limit
 TARGET = "QXT12345"  # the data subject's plate
-USERS = "ann=analyst,ivan=investigator,stan=statistics,dora=dpo"
+USERS = {"ann": "analyst", "ivan": "investigator", "stan": "statistics", "dora": "dpo"}
+CERTIFIED = (*USERS, "mallory")  # mallory has a certificate from the service's CA, no role
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,43 @@ def _times(start: datetime, n: int) -> list[datetime]:
     return [start + timedelta(minutes=5 * i) for i in range(n)]
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tls")
+    ca = make_ca(folder, "service-ca")
+    issue(folder, ca, "server", "127.0.0.1", server=True)
+    for user in CERTIFIED:
+        issue(folder, ca, user, user, server=False)
+    return folder
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> World:
+def anpr(anpr: RunAnpr, certs: Path) -> RunAnpr:
+    """The CLI, with ``--user NAME`` turned into NAME's client certificate over TLS."""
+
+    def run(
+        env: Mapping[str, str], *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        words, chosen = list(args), dict(env)
+        if "--user" in words:
+            at = words.index("--user")
+            user = words[at + 1]
+            del words[at : at + 2]
+            chosen |= {
+                "ANPR_SERVE_REMOTE": chosen["TEST_TLS_ADDRESS"],
+                "ANPR_SERVE_SERVER_CA": str(certs / "service-ca.pem"),
+                "ANPR_SERVE_CLIENT_CERT": str(certs / f"{user}.pem"),
+                "ANPR_SERVE_CLIENT_KEY": str(certs / f"{user}.key"),
+            }
+        return anpr(chosen, *words, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, certs: Path, kafka_bootstrap: str, make_topic: MakeTopic
+) -> Iterator[World]:
     lake_dir, state = tmp_path / "lake", tmp_path / "state"
     with Lake.open(lake_dir) as lake:
         write_reads(lake, plate_reads(_times(OLD, 20), prefix="OLD"))
@@ -68,14 +118,43 @@ def world(tmp_path: Path) -> World:
         write_reads(lake, recent)
         old_target = plate_reads(_times(OLD + timedelta(hours=3), 1), prefix="OLT", plates=[TARGET])
         write_reads(lake, old_target)
+    settings = load_settings(
+        None,
+        env={},
+        overrides={
+            "lake.path": lake_dir,
+            "state.dir": state,
+            "access.users": {**USERS, getpass.getuser(): "analyst"},
+            "serve.socket": tmp_path / "anpr.sock",
+            "serve.tls_listen": "127.0.0.1:0",
+            "serve.tls_cert": certs / "server.pem",
+            "serve.tls_key": certs / "server.key",
+            "serve.tls_client_ca": certs / "service-ca.pem",
+            "kafka.bootstrap_servers": kafka_bootstrap,
+            "topics.audit_anchors": make_topic(1, {"cleanup.policy": "compact"}),
+        },
+    )
+    service = Service(settings, anchors=AnchorPublisher.from_settings(settings))
+    server = Server(service, settings.serve)
+    server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    host, port = server.tls_address or ("", 0)
     env = {
-        **os.environ,
-        "ANPR_LAKE_PATH": str(lake_dir),
+        **{k: v for k, v in os.environ.items() if not k.startswith("ANPR_")},
+        "ANPR_LAKE_PATH": str(lake_dir),  # for `anpr maintain`
         "ANPR_STATE_DIR": str(state),
-        "ANPR_ACCESS_USERS": USERS,
-        "ANPR_ACCESS_USER_FLAG": "true",
+        "ANPR_SERVE_SOCKET": str(settings.serve.socket),
+        "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,  # `anpr audit verify` reads the anchors
+        "ANPR_TOPICS_AUDIT_ANCHORS": settings.topics.audit_anchors,
+        "TEST_TLS_ADDRESS": f"{host}:{port}",
     }
-    return World(tmp_path, lake_dir, state, env)
+    try:
+        yield World(tmp_path, lake_dir, state, env)
+    finally:
+        server.stop()
+        thread.join(timeout=60)
+        service.close()
 
 
 def _json(result: object) -> list[dict[str, object]]:
@@ -94,12 +173,14 @@ def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAn
         result = anpr(world.env, "query", *args, sql)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
-    assert list(world.log.entries()) == []
-    no_flag = {**world.env, "ANPR_ACCESS_USER_FLAG": "false"}
-    assert anpr(no_flag, "query", "--user", "ann", "--reason", "control", sql).returncode == 2
+    # Only the attempt without a role is logged (by the service, which knows who it was).
+    assert [(e["kind"], e["user"]) for e in world.log.entries()] == [("access.refused", "mallory")]
+    gone = anpr(world.env, "query", "--user=ann", "--reason", "control", sql)
+    assert gone.returncode == 2
+    assert "--user is gone" in gone.stderr
     ok = anpr(world.env, "query", "--user", "ann", "--reason", "control", "--format", "json", sql)
     assert ok.returncode == 0, ok.stderr
-    assert [e["kind"] for e in world.log.entries()] == ["query.begin", "query.end"]
+    assert [e["kind"] for e in world.log.entries()][1:] == ["query.begin", "query.end"]
 
 
 def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnpr) -> None:
@@ -181,9 +262,7 @@ def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: R
         for s in ESCAPES
     ]
     stdin = "".join(f"{s};\n" for s in corpus) + "SELECT count(*) AS n FROM plate_reads;\n"
-    result = anpr_stdin(
-        world.env, ["sql", "--user", "ann", "--reason", "control", "--format", "csv"], stdin
-    )
+    result = anpr_stdin(world.env, ["sql", "--reason", "control", "--format", "csv"], stdin)
     assert result.returncode == 2
     assert result.stdout.strip().splitlines()[-1] == "30"  # the session still works
     entries = list(world.log.entries())
@@ -242,15 +321,12 @@ def _tamper(world: World, anpr: RunAnpr, edit: Callable[[list[str]], list[str]])
 
 
 def test_audit_verify_catches_edits_deletions_reorders_and_truncation(
-    world: World, anpr: RunAnpr, kafka_bootstrap: str, make_topic: MakeTopic
+    world: World, anpr: RunAnpr
 ) -> None:
-    # Verification reads the anchors (none here: no service ran) and fails closed without them.
-    world.env["ANPR_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
-    world.env["ANPR_TOPICS_AUDIT_ANCHORS"] = make_topic(1, {"cleanup.policy": "compact"})
     for n in range(3):
         query = ["query", "--user", "ann", "--reason", "control", f"SELECT {n} AS n"]
         assert anpr(world.env, *query).returncode == 0
-    intact = anpr(world.env, "audit", "verify")
+    intact = anpr(world.env, "audit", "verify")  # root reads the log: checked here
     assert intact.returncode == 0
     assert "6 entries" in intact.stdout
 
@@ -354,14 +430,16 @@ def test_subject_access_reports_rows_and_who_saw_them(world: World, anpr: RunAnp
         anpr(world.env, "query", *ivan, "SELECT * FROM plate_reads WHERE lane = 1").returncode == 0
     )
     assert anpr(world.env, "query", *ivan, "SELECT 1 AS x").returncode == 0
-    out = _dpo(world, anpr, "access", "--plate", TARGET.lower())
+    reports = world.root / "reports"
+    out = _dpo(world, anpr, "access", "--plate", TARGET.lower(), "--out", str(reports))
     path = Path(out.strip().rsplit(": ", 1)[1])
     assert oct(path.stat().st_mode)[-3:] == "600"
     report = json.loads(path.read_text())
     assert len(report["tables"]["plate_reads"]) == 4  # 3 reads and 1 OCR candidate
     who = [e for e in report["activity_log_entries"] if e["kind"] == "query.end"]
     assert len(who) == 1  # the first query returned it, the second did not
-    csv_out = _dpo(world, anpr, "access", "--plate", TARGET, "--format", "csv")
+    csv_out = _dpo(world, anpr, "access", "--plate", TARGET, "--format", "csv", "--out",
+                   str(reports))  # fmt: skip
     csv_text = Path(csv_out.strip().rsplit(": ", 1)[1]).read_text()
     assert csv_text.startswith("source,row,column,value\n")
     assert TARGET in csv_text

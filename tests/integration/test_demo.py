@@ -4,7 +4,6 @@ prints work when pasted."""
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
@@ -12,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -19,9 +19,9 @@ from PIL import Image
 
 from pipeline.config import load_settings
 from pipeline.demo.report import INDEX, PASSAGES_PNG, REJECTS_PNG, TRIPS_PNG
-from pipeline.demo.summary import SUMMARY_JSON, role_setup
+from pipeline.demo.summary import SUMMARY_JSON
 from pipeline.lake.catalog import Lake
-from tests.integration.conftest import RunAnpr
+from tests.integration.conftest import RunAnpr, running_service
 
 
 def _env(bootstrap: str, tmp: Path) -> dict[str, str]:
@@ -71,6 +71,13 @@ def _paste(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
         timeout=60,
         check=False,
     )
+
+
+def _exports(line: str) -> dict[str, str]:
+    """The variables of a printed ``export A=x B=y`` line."""
+    words = shlex.split(line)
+    assert words[0] == "export"
+    return dict(word.split("=", 1) for word in words[1:])
 
 
 def test_demo_runs_reconciles_and_its_queries_work(
@@ -145,15 +152,20 @@ def test_demo_runs_reconciles_and_its_queries_work(
     assert join["role"] == "investigator"
     assert "FROM passengers AS p JOIN plate_reads" in (join["command"])
     printed = done.stdout.replace("\n", "")
-    for query in queries:
-        assert role_setup(query["role"]) in printed
-        assert query["command"] in printed, query["what"]
-        as_role = {**env, "ANPR_ACCESS_USERS": f"{getpass.getuser()}={query['role']}"}
-        pasted = _paste(query["command"], as_role)
-        assert pasted.returncode == 0, (query["command"], pasted.stderr[-2000:])
-        counted = re.search(r"(\d+) rows", pasted.stdout)
-        assert counted is not None, pasted.stdout
-        assert int(counted.group(1)) > 0, pasted.stdout
+    # The demo stopped its query service and printed how to start it again: do that.
+    started = re.search(r"anpr --config (\S+) serve &", printed)
+    assert started is not None
+    config = Path(started.group(1))
+    socket_path = Path(tomllib.loads(config.read_text())["serve"]["socket"])
+    with running_service(env, socket_path, "--config", str(config)):
+        for query in queries:
+            assert query["setup"] in printed
+            assert query["command"] in printed, query["what"]
+            pasted = _paste(query["command"], {**env, **_exports(query["setup"])})
+            assert pasted.returncode == 0, (query["command"], pasted.stderr[-2000:])
+            counted = re.search(r"(\d+) rows", pasted.stdout)
+            assert counted is not None, pasted.stdout
+            assert int(counted.group(1)) > 0, pasted.stdout
     # The join finds exactly the reads the demo said it would.
     said = re.search(r"it lists (\d+) rows", printed)
     assert said is not None

@@ -44,6 +44,7 @@ from pipeline.simulate.hostile import VARIANTS
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel, encode
 from pipeline.simulate.vendor_payloads import encode_vendor, mapped_event_id
+from tests.integration.conftest import running_service
 
 if TYPE_CHECKING:
     from tests.integration.conftest import RunAnpr
@@ -413,11 +414,17 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     reads = valid_reads(pipeline_env, 50, seed=8)
     produce(pipeline_env, [encode(r) for r in reads])
     run_ingest(pipeline_env, until_idle=1.0)
-    # The OS user running the tests, as an investigator (clear plates, for a case).
-    env = {
-        **_subprocess_env(pipeline_env),
-        "ANPR_ACCESS_USERS": f"{getpass.getuser()}=investigator",
-    }
+    # The query service gives the OS user running the tests the investigator role (clear
+    # plates, for a case); `anpr query` is its client on the same socket.
+    env = _subprocess_env(pipeline_env)
+    socket_path = pipeline_env.settings.state.dir.parent / "anpr.sock"
+    service_env = {**env, "ANPR_ACCESS_USERS": f"{getpass.getuser()}=investigator"}
+    with running_service(service_env, socket_path):
+        _query_types(reads, {**env, "ANPR_SERVE_SOCKET": str(socket_path)}, anpr)
+    assert lake_rows(pipeline_env, "SELECT count(*) FROM plate_reads") == [(50,)]
+
+
+def _query_types(reads: list[dict[str, object]], env: dict[str, str], anpr: RunAnpr) -> None:
     who = ["--reason", "investigation", "--case", "TEST-1"]
     sql = "SELECT * FROM plate_reads ORDER BY captured_at"
     result = anpr(env, "query", *who, "--format", "json", sql)
@@ -456,7 +463,6 @@ def test_anpr_query_returns_rows_with_documented_types(pipeline_env: Env, anpr: 
     assert typo.returncode == 2
     assert "no_such_column" in typo.stderr
     assert "Traceback" not in typo.stderr
-    assert lake_rows(pipeline_env, "SELECT count(*) FROM plate_reads") == [(50,)]
 
 
 def test_dlq_on_a_cluster_with_smaller_messages_gets_a_cut_record(
