@@ -157,6 +157,19 @@ def produce_backlog(
     return time.monotonic() - began
 
 
+def live_producer(bootstrap: str) -> Any:
+    """Latency settings: small lingering, leader acks, uncompressed."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "compression.type": UNCOMPRESSED,
+            "acks": 1,
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Offered:
     sent: int
@@ -183,15 +196,7 @@ def produce_live(
     taken once per tick, so it is at most a tick earlier than the send. ``at = (s, fn)``
     calls ``fn`` once, ``s`` seconds in.
     """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "compression.type": UNCOMPRESSED,
-            "acks": 1,
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
-    )
+    producer = live_producer(bootstrap)
     # Connected before the clock starts, like a camera gateway that is up: otherwise the first
     # reads' latency includes this producer's bootstrap and metadata round trips.
     producer.list_topics(topic, timeout=30)
@@ -268,15 +273,7 @@ def produce_prebuilt(
 ) -> Offered:
     """Send pre-built ``messages`` at ``rate`` per second, paced in ticks against the clock.
     ``at = (s, fn)`` calls ``fn`` once, ``s`` seconds in."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "compression.type": UNCOMPRESSED,
-            "acks": 1,
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
-    )
+    producer = live_producer(bootstrap)
     producer.list_topics(topic, timeout=30)  # connected before the clock starts
     produce = producer.produce
     began = time.monotonic()

@@ -161,6 +161,7 @@ def _decode_vendor(
         mapped = mapper([values[i] or b"" for i in positions], registry)
         where = np.asarray(positions, dtype=np.int64)
         if mapped.table.num_rows:
+            noted.extend((positions[mapped.owner[r]], fmt, q) for r, q in mapped.quirks)
             fast_tables.append(mapped.table)
             fast_owner.append(where[mapped.owner])
             fast_candidates.append(mapped.candidates)

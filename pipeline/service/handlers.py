@@ -28,12 +28,12 @@ from pipeline.access.identity import (
     access_paths,
     check_purpose,
 )
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.peers import Peer
 from pipeline.service.subjects import WORK as SUBJECT_WORK
 from pipeline.service.subjects import run_subject_request

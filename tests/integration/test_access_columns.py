@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 from lakehelp import plate_reads, write_reads
 
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession
 from pipeline.lake.catalog import Lake
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.reference.passages import PassageGrouper, _key_hashes, _micros, _passage_ids
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -13,10 +13,10 @@ import pytest
 from lakehelp import Person, passengers, plate_reads, write_people, write_reads
 
 from pipeline.access import statement
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession
 from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.handlers import Service
 from pipeline.service.peers import Peer
 from tests.attacks import corpus

@@ -238,7 +238,9 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if media == CANONICAL_CONTENT_TYPE or value.startswith(CANONICAL_PREFIX):
         return "canonical"
     start = len(BOM) if value.startswith(BOM) else 0
-    first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]
+    first = value[start : start + 1]
+    if first in b" \t\r\n":  # rare: whitespace first (or nothing); the copy costs
+        first = value[start : start + _XML_SNIFF_BYTES].lstrip(b" \t\r\n")[:1]
     if first == b"<":
         if media is not None and media not in _XML_TYPES:
             return "unknown"

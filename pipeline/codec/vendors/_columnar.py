@@ -8,26 +8,26 @@ the same rejections (a test compares them on the corpus, the simulator and mutat
 A payload is proved ordinary in three steps; together they apply the codec's hostile-input
 policy (:mod:`pipeline.codec`) to every payload of the batch without a per-message parse:
 
-1. bytes, vectorised over the batch (:func:`ordinary_mask`): one line framed as ``{...}``,
-   ASCII, no backslash (so no escape at all: no surrogate, no key spelt two ways), no
-   ``NaN``/``Inf``, no NUL, at most :data:`MAX_BRACKETS` brackets (nesting cannot approach
-   the recursion limit) and no run of digits longer than Python's digit limit for integer literals;
+1. bytes (:func:`ordinary_mask`): one line framed as ``{...}``, ASCII, no backslash (so no
+   escape at all: no surrogate, no key spelt two ways), no NUL, at most :data:`MAX_BRACKETS`
+   brackets: nesting stays far from Python's recursion limit, and from Arrow's inferring
+   reader, which crashes the process on nesting some 100,000 deep;
 2. syntax and shape: :func:`read_rows` reads the batch with Arrow, an explicit schema for the
    mapped fields and every other field *inferred*, so Arrow parses and checks every key of
    every object: bad syntax, trailing data, a second document and a repeated key anywhere
-   fail the read (its row count proves one document per payload). A payload whose read fails,
-   or whose mapped fields have other JSON types than the schema's, is found by halving the
-   block and goes to the slow path, whose :func:`~pipeline.codec.reasons.strict_json` gives
-   the precise reason;
+   fail the read (its row count proves one document per payload). Arrow accepts ``NaN`` and
+   ``Infinity``; they, and integers too long for Python, show as non-finite numbers in the
+   read's columns, which must have none. A payload whose read fails this, or whose mapped
+   fields have other JSON types than the schema's, is found by halving the block and goes to
+   the slow path, whose :func:`~pipeline.codec.reasons.strict_json` gives the precise reason;
 3. values: the vendor's vectorised checks (ranges, lengths, known cameras, times); a payload
    with any read failing one of them goes to the slow path, which finds the precise reason.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -35,17 +35,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.codec.plate_reads import values_containing
+from pipeline.codec.plate_reads import MAPPED_SCHEMA, values_containing
+from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._shared import Target, VendorRegistry, find_target
+from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 
 # Bytes a payload must not hold to take the columnar path (step 1 of the module docstring).
-# "Inf" covers Infinity and the other spellings Arrow's parser accepts.
-_SUSPECT_BYTES: Final = (b"\n", b"\r", b"\x00", b"\\", b"NaN", b"Inf")
+_SUSPECT_BYTES: Final = (b"\n", b"\r", b"\x00", b"\\")
 # Far below Python's recursion limit, far above any vendor's payload (about 20).
 MAX_BRACKETS: Final = 256
-# Python refuses integer literals of more than 4300 digits (sys.int_info); only a payload
-# longer than that can hold one, and only such payloads are searched for the run.
-_DIGIT_LIMIT: Final = 4300
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{%d}" % (_DIGIT_LIMIT + 1))
 
 
 @dataclass(frozen=True)
@@ -55,13 +53,15 @@ class ColumnReads:
     ``table``: one row per read, :data:`pipeline.codec.plate_reads.MAPPED_SCHEMA` without
     ``msg_index``; ``owner``: the position (in the payloads given) of each read's payload;
     ``candidates``: one ``CANDIDATES`` list per read; ``slow``: positions of the payloads
-    left to the per-message mapper.
+    left to the per-message mapper; ``quirks``: (read, quirk) for what the mapper would have
+    noted in a read's ``quirks`` (unknown countries aside: they are counted on stored rows).
     """
 
     table: pa.Table
     owner: np.ndarray
     candidates: pa.Array
     slow: list[int]
+    quirks: list[tuple[int, str]] = field(default_factory=list)
 
 
 def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
@@ -82,9 +82,6 @@ def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
     suspects = values_containing(values, _SUSPECT_BYTES)
     if suspects:
         mask[sorted(suspects)] = False
-    for i in np.flatnonzero(mask).tolist():
-        if len(values[i]) > _DIGIT_LIMIT and _LONG_DIGITS.search(values[i]):
-            mask[i] = False
     return mask
 
 
@@ -126,8 +123,14 @@ def read_rows(
             read(lo, middle)
             read(middle, hi)
             return
-        if table.num_rows != hi - lo:  # framing makes this impossible; be sure anyway
-            bad.extend(range(lo, hi))
+        if table.num_rows != hi - lo or not _finite(table.columns):
+            # Row count: framing makes a mismatch impossible; be sure anyway.
+            if hi - lo == 1 or table.num_rows != hi - lo:
+                bad.extend(range(lo, hi))
+                return
+            middle = (lo + hi) // 2
+            read(lo, middle)
+            read(middle, hi)
             return
         # Inferred fields also widen the schema's structs: cast back to the schema's fields.
         tables.append(table.select(schema.names).cast(schema))
@@ -138,6 +141,27 @@ def read_rows(
     if not tables:
         return None, good, bad
     return pa.concat_tables(tables).combine_chunks(), good, bad
+
+
+def _finite(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> bool:
+    """No NaN or infinity in any number of these columns, however deeply nested."""
+    for array in arrays:
+        chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+        for chunk in chunks:
+            kind = chunk.type
+            if pa.types.is_floating(kind):
+                if pc.all(pc.is_finite(chunk)).as_py() is False:
+                    return False
+                continue
+            if pa.types.is_struct(kind):
+                children = [chunk.field(i) for i in range(kind.num_fields)]
+            elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                children = [chunk.values]
+            else:
+                continue
+            if not _finite(children):
+                return False
+    return True
 
 
 def candidate_lists(
@@ -193,3 +217,42 @@ def candidate_lists(
     )
     result = pa.ListArray.from_arrays(pa.array(offsets), entries)
     return result, row_ok
+
+
+def by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
+    """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
+    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
+    return pa.array([table[value] for value in values.to_pylist()], pa.string())
+
+
+def no_reads(slow: list[int]) -> ColumnReads:
+    """Nothing read by the batch: every payload at ``slow`` goes to the per-message mapper."""
+    empty = pa.table({f.name: pa.array([], f.type) for f in MAPPED_SCHEMA if f.name != "msg_index"})
+    return ColumnReads(empty, np.zeros(0, np.int64), pa.array([], CANDIDATES), slow)
+
+
+def targets(registry: VendorRegistry, vendor: str, keys: pa.Array) -> dict[str, Target]:
+    """The registered cameras among ``keys``, one registry look-up per distinct key."""
+    found: dict[str, Target] = {}
+    for key in pc.unique(keys.filter(pc.is_valid(keys))).to_pylist():
+        try:
+            found[key] = find_target(registry, vendor, [key])
+        except Rejection:
+            continue
+    return found
+
+
+def read_columns(
+    targets_of_rows: Sequence[Target], directions: Sequence[str], **columns: pa.Array
+) -> pa.Table:
+    """The mapped table: the camera's columns from its target, the rest as given."""
+    rows = len(targets_of_rows)
+    given = {
+        "schema": pa.repeat(pa.scalar(PLATE_READ_SCHEMA_ID), rows),
+        "site_id": pa.array([t.camera.site_id for t in targets_of_rows], pa.string()),
+        "camera_id": pa.array([t.camera.id for t in targets_of_rows], pa.string()),
+        "lane": pa.array([t.camera.lane for t in targets_of_rows], pa.int64()),
+        "direction": pa.array(directions, pa.string()),
+        **columns,
+    }
+    return pa.table({f.name: given[f.name] for f in MAPPED_SCHEMA if f.name != "msg_index"})

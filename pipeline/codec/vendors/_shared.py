@@ -167,7 +167,7 @@ MAX_PLATE: Final = _MAX_LENGTHS["plate"]
 _EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
 _RFC3339: Final = re.compile(RFC3339_PATTERN)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST_MS: Final = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds()) * 1000
+LATEST_MS: Final = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds()) * 1000
 _MAX_VENDOR_CAMERA_ID: Final = 64
 
 
@@ -260,7 +260,7 @@ def plausible(moment: datetime, field: str) -> datetime:
 
 def epoch_ms(value: object, field: str) -> datetime:
     number = finite(value, field)
-    if not 0 <= number <= _LATEST_MS:
+    if not 0 <= number <= LATEST_MS:
         raise violation(f"field '{field}' is not a time in epoch milliseconds")
     return plausible(_EPOCH + timedelta(milliseconds=int(number)), field)
 

@@ -44,11 +44,24 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.codec.reasons import Rejection
+from pipeline.codec.vendors._columnar import (
+    ColumnReads,
+    by_value,
+    no_reads,
+    ordinary_mask,
+    read_columns,
+    read_rows,
+    targets,
+)
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
     NAMESPACE,
@@ -62,6 +75,8 @@ from pipeline.codec.vendors._payloads import (
     pick,
 )
 from pipeline.codec.vendors._shared import (
+    EARLIEST_CAPTURE,
+    MAX_PLATE,
     VEHICLE_CLASSES,
     CanonicalRead,
     MappedRead,
@@ -82,7 +97,9 @@ from pipeline.codec.vendors._shared import (
     vendor_time,
     violation,
 )
+from pipeline.reference.countries import vendor_country
 from pipeline.reference.sites import Camera, DateOrder, VendorRules
+from pipeline.schemas import CANDIDATES, EVENT_ID_PATTERN
 
 _GENETEC_CLASSES: Final[Mapping[str, str]] = {c: c for c in VEHICLE_CLASSES} | {
     "pickup": "van",
@@ -354,6 +371,180 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
     return str(uuid.uuid5(_GENETEC_NS, facts.event_id))
 
 
+# -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
+
+_TEXT_FIELDS: Final = (
+    "CameraName",
+    "VehicleID",
+    "DateUtc",
+    "TimeUtc",
+    "Plate",
+    "ConfidenceScore",
+    "State",
+    "RelativeMotion",
+    "VehicleType",
+)
+_ATTRIBUTES: Final = ("Relative Motion", "Vehicle Type", "State Name")
+_BATCH_SCHEMA: Final = pa.schema(
+    [
+        *(pa.field(name, pa.string()) for name in _TEXT_FIELDS),
+        pa.field("Attributes", pa.struct([pa.field(n, pa.string()) for n in _ATTRIBUTES])),
+    ]
+)
+# _GENETEC_TIME and _GENETEC_PERCENT for Arrow (RE2), anchored as fullmatch is.
+_TIME_PARTS: Final = (
+    r"^(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,7}))?(?: ?(?P<half>[AaPp][Mm]))?$"
+)
+_PERCENT: Final = r"^[0-9]{1,3}(?:[.,][0-9]{1,6})?$"
+_MICROS: Final = {"hour": 3_600_000_000, "minute": 60_000_000, "second": 1_000_000}
+
+
+def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
+    """Many Security Center / AutoVu reads at once; the same reads as :func:`map_genetec` (with
+    no site-wide date order: each camera's own), or the payload back to it (module doc of
+    :mod:`pipeline.codec.vendors._columnar`). SharpV payloads take the per-message mapper."""
+    proven = ordinary_mask(values)
+    slow = np.flatnonzero(~proven).tolist()
+    candidates_at = np.flatnonzero(proven)
+    table, read, unread = read_rows([values[i] for i in candidates_at.tolist()], _BATCH_SCHEMA)
+    slow += candidates_at[unread].tolist()
+    if table is None or table.num_rows == 0:
+        return no_reads(sorted(slow))
+    position = candidates_at[read]
+    col = {name: table.column(name).combine_chunks() for name in table.column_names}
+    attributes = col["Attributes"]
+
+    def either(key: str, attribute: str) -> pa.Array:
+        # The mapper's ``present(doc, key) or attributes.get(attribute)``: "" falls through.
+        own = col[key]
+        return pc.if_else(
+            pc.greater(pc.utf8_length(own), 0).fill_null(False),
+            own,
+            pc.struct_field(attributes, attribute),
+        )
+
+    plate, vehicle_id = col["Plate"], col["VehicleID"]
+    percent_text = pc.utf8_trim_whitespace(col["ConfidenceScore"])
+    percent_ok = pc.match_substring_regex(percent_text, _PERCENT).fill_null(False)
+    percent = pc.cast(
+        pc.replace_substring(
+            pc.if_else(percent_ok, percent_text, pa.scalar("0")), pattern=",", replacement="."
+        ),
+        pa.float64(),
+    )
+    ok = pc.and_(
+        pc.and_(
+            pc.greater(pc.utf8_length(col["CameraName"]), 0),
+            pc.match_substring_regex(vehicle_id, EVENT_ID_PATTERN),
+        ),
+        pc.and_(
+            pc.and_(
+                pc.match_substring_regex(plate, "[!-~]"),
+                pc.less_equal(pc.utf8_length(plate), MAX_PLATE),
+            ),
+            pc.and_(percent_ok, pc.less_equal(percent, 100.0)),
+        ),
+    )
+    ok_np = np.asarray(ok.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    keys = col["CameraName"]
+    found = targets(registry, "genetec", keys)
+    key_list = keys.to_pylist()
+    ok_np &= np.fromiter(
+        (k in found and found[k].date_order is not None for k in key_list),
+        dtype=bool,
+        count=len(key_list),
+    )
+    # Times: each distinct date once, in its camera's order; times of day with Arrow.
+    dates = col["DateUtc"].to_pylist()
+    days: dict[tuple[str, str], int | None] = {}
+    day_us = np.zeros(len(key_list), dtype=np.int64)
+    for k in np.flatnonzero(ok_np).tolist():
+        order = found[key_list[k]].date_order
+        assert order is not None
+        day = (dates[k], order)
+        if day not in days:
+            try:
+                start = _genetec_time(dates[k], "0:00:00", order)
+            except Rejection:
+                days[day] = None
+            else:
+                days[day] = (start - _EPOCH) // _US
+        micros = days[day]
+        if micros is None:
+            ok_np[k] = False
+        else:
+            day_us[k] = micros
+    parts = pc.extract_regex(pc.utf8_trim_whitespace(col["TimeUtc"]), _TIME_PARTS)
+    shaped = np.asarray(pc.is_valid(parts).to_numpy(zero_copy_only=False), dtype=bool)
+    ok_np &= shaped
+    clean = pc.if_else(
+        pc.is_valid(parts),
+        parts,
+        pa.scalar(
+            {"hour": "0", "minute": "0", "second": "0", "fraction": "", "half": ""}, parts.type
+        ),
+    )
+    number = {
+        name: pc.cast(pc.struct_field(clean, name), pa.int64()).to_numpy(zero_copy_only=False)
+        for name in _MICROS
+    }
+    half = pc.utf8_lower(pc.struct_field(clean, "half")).to_numpy(zero_copy_only=False)
+    hour = number["hour"]
+    twelve = half != ""
+    ok_np &= ~twelve | ((hour >= 1) & (hour <= 12))
+    hour = np.where(twelve, hour % 12 + np.where(half == "pm", 12, 0), hour)
+    ok_np &= (hour < 24) & (number["minute"] < 60) & (number["second"] < 60)
+    fraction = pc.utf8_slice_codeunits(pc.struct_field(clean, "fraction"), 0, 6)
+    micro = pc.cast(pc.utf8_rpad(fraction, width=6, padding="0"), pa.int64()).to_numpy(
+        zero_copy_only=False
+    )
+    moment = (
+        day_us
+        + hour * _MICROS["hour"]
+        + number["minute"] * _MICROS["minute"]
+        + number["second"] * _MICROS["second"]
+        + micro
+    )
+    ok_np &= moment >= _EARLIEST_US
+    slow += position[~ok_np].tolist()
+    rows = np.flatnonzero(ok_np)
+    if not len(rows):
+        return no_reads(sorted(slow))
+    take = pa.array(rows)
+    row_targets = [found[key_list[r]] for r in rows.tolist()]
+    motions = either("RelativeMotion", "Relative Motion").take(take).to_pylist()
+    words = {m: lookup_class(_GENETEC_MOTIONS, m) for m in set(motions)}
+    directions = [t.rule.by_motion(words[m]) for t, m in zip(row_targets, motions, strict=True)]
+    captured = pc.strftime(
+        pa.array(moment[rows], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        format="%Y-%m-%dT%H:%M:%SZ",
+    )
+    mapped = read_columns(
+        row_targets,
+        directions,
+        event_id=vehicle_id.take(take),
+        captured_at=captured,
+        plate=plate.take(take),
+        plate_country=by_value(
+            either("State", "State Name").take(take),
+            lambda code: vendor_country(code, bare_may_be_subdivision=True),
+        ),
+        confidence=pc.divide(percent.take(take), 100.0),
+        vehicle_class=by_value(
+            either("VehicleType", "Vehicle Type").take(take),
+            lambda kind: lookup_class(_GENETEC_CLASSES, kind),
+        ),
+    )
+    empty = pa.array([[]] * len(rows), CANDIDATES)
+    return ColumnReads(mapped, position[rows], empty, sorted(slow))
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+_EARLIEST_US: Final = (EARLIEST_CAPTURE - _EPOCH) // _US
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("genetec", motions=("approaching", "receding"), date_order=True),
     formats=("genetec", "genetec_sharpv"),
@@ -363,4 +554,5 @@ VENDOR: Final = VendorCodec(
     map_payload=map_payload,
     encode=encode,
     predicted_event_id=predicted_event_id,
+    map_batch=map_batch,
 )

@@ -38,12 +38,25 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Final
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.codec.reasons import Reason, Rejection
+from pipeline.codec.vendors._columnar import (
+    ColumnReads,
+    candidate_lists,
+    no_reads,
+    ordinary_mask,
+    read_columns,
+    read_rows,
+    targets,
+)
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
     Facts,
@@ -57,6 +70,11 @@ from pipeline.codec.vendors._payloads import (
 )
 from pipeline.codec.vendors._shared import (
     BOM,
+    EARLIEST_CAPTURE,
+    LATEST_MS,
+    MAX_CANDIDATES,
+    MAX_PLATE,
+    MAX_VENDOR_CANDIDATES,
     CanonicalRead,
     MappedRead,
     VendorCodec,
@@ -81,7 +99,9 @@ from pipeline.codec.vendors._shared import (
     vendor_key,
     violation,
 )
+from pipeline.reference.countries import vendor_country
 from pipeline.reference.sites import Camera, DateOrder, VendorRules
+from pipeline.schemas import EVENT_ID_PATTERN
 
 _OPENALPR_CLASSES: Final[Mapping[str, str]] = {
     "van-mini": "car",  # a minivan carries people
@@ -364,6 +384,189 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
     return _openalpr_uuid(vendor_id, _best_frame_ms(facts))
 
 
+# -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
+
+_CANDIDATE: Final = pa.struct(
+    [
+        pa.field("plate", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("confidence", pa.float64()),
+    ]
+)
+_BEST_PLATE: Final = pa.struct(
+    [
+        pa.field("plate", pa.string()),
+        pa.field("confidence", pa.float64()),
+        pa.field("region", pa.string()),
+        pa.field("candidates", pa.list_(_CANDIDATE)),
+    ]
+)
+_BATCH_SCHEMA: Final = pa.schema(
+    [
+        pa.field("data_type", pa.string()),
+        pa.field("version", pa.int64()),
+        pa.field("camera_id", pa.int64()),
+        pa.field("best_uuid", pa.string()),
+        pa.field("uuids", pa.list_(pa.string())),
+        pa.field("epoch_start", pa.float64()),
+        pa.field("epoch_end", pa.float64()),
+        pa.field("best_plate_number", pa.string()),
+        pa.field("best_confidence", pa.float64()),
+        pa.field("best_region", pa.string()),
+        pa.field("country", pa.string()),
+        pa.field("best_plate", _BEST_PLATE),
+        pa.field("candidates", pa.list_(_CANDIDATE)),
+        pa.field("travel_direction", pa.float64()),
+        pa.field(
+            "vehicle",
+            pa.struct(
+                [pa.field("body_type", pa.list_(pa.struct([pa.field("name", pa.string())])))]
+            ),
+        ),
+    ]
+)
+_EARLIEST_MS: Final = to_epoch_ms(EARLIEST_CAPTURE)
+
+
+def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
+    """Many ``alpr_group`` payloads at once; the same reads as :func:`map_openalpr_group`
+    (module doc of :mod:`pipeline.codec.vendors._columnar`), or the payload back to it.
+    ``alpr_results`` frames always take the per-message mapper."""
+    bom = np.fromiter((v.startswith(BOM) for v in values), dtype=bool, count=len(values))
+    unmarked = [v[len(BOM) :] if b else v for v, b in zip(values, bom.tolist(), strict=True)]
+    proven = ordinary_mask(unmarked)
+    slow = np.flatnonzero(~proven).tolist()
+    candidates_at = np.flatnonzero(proven)
+    table, read, unread = read_rows([unmarked[i] for i in candidates_at.tolist()], _BATCH_SCHEMA)
+    slow += candidates_at[unread].tolist()
+    if table is None or table.num_rows == 0:
+        return no_reads(sorted(slow))
+    position = candidates_at[read]
+    col = {name: table.column(name).combine_chunks() for name in table.column_names}
+    version = col["version"]
+    best = col["best_plate"]
+    plate = pc.coalesce(col["best_plate_number"], pc.struct_field(best, "plate"))
+    confidence = pc.coalesce(col["best_confidence"], pc.struct_field(best, "confidence"))
+    region = pc.if_else(
+        pc.greater(pc.utf8_length(col["best_region"]), 0).fill_null(False),
+        col["best_region"],
+        pc.struct_field(best, "region"),
+    )
+    start, end = col["epoch_start"], col["epoch_end"]
+    heading = col["travel_direction"]
+    best_uuid = col["best_uuid"]
+    ok = pc.and_(
+        pc.and_(
+            pc.equal(col["data_type"], "alpr_group"),
+            pc.or_kleene(pc.is_null(version), pc.greater_equal(version, 1)),
+        ),
+        pc.and_(
+            pc.and_(pc.is_valid(col["camera_id"]), pc.match_substring_regex(best_uuid, _ID)),
+            pc.and_(
+                pc.match_substring_regex(plate, "[!-~]"),
+                pc.less_equal(pc.utf8_length(plate), MAX_PLATE),
+            ),
+        ),
+    )
+    ok = pc.and_(
+        ok,
+        pc.and_(
+            pc.and_(pc.greater_equal(confidence, 0.0), pc.less_equal(confidence, 100.0)),
+            pc.and_(pc.greater_equal(start, _EARLIEST_MS), pc.less_equal(start, LATEST_MS)),
+        ),
+    )
+    # epoch_end, when sent, is a time too and not before epoch_start (both in whole ms).
+    end_ok = pc.and_(
+        pc.and_(pc.greater_equal(end, 0.0), pc.less_equal(end, LATEST_MS)),
+        pc.greater_equal(pc.floor(end), pc.floor(start)),
+    )
+    heading_ok = pc.and_(pc.greater_equal(heading, 0.0), pc.less_equal(heading, 360.0))
+    ok = pc.and_(
+        ok,
+        pc.and_(
+            pc.or_kleene(pc.is_null(end), end_ok), pc.or_kleene(pc.is_null(heading), heading_ok)
+        ),
+    )
+    ok_np = np.asarray(ok.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    # Windows-hosted agents' byte-order mark: accepted from version 2 on (the mapper's rule).
+    marked = bom[position]
+    ok_np &= ~marked | (version.fill_null(0).to_numpy(zero_copy_only=False) >= 2)
+    keys = pc.cast(col["camera_id"], pa.string())
+    found = targets(registry, "openalpr", keys)
+    key_list = keys.to_pylist()
+    ok_np &= np.fromiter((k in found for k in key_list), dtype=bool, count=len(key_list))
+    candidates, candidates_ok = candidate_lists(
+        pc.if_else(
+            pc.is_valid(col["candidates"]),
+            col["candidates"],
+            pc.struct_field(best, "candidates"),
+        ),
+        percent=True,
+        max_plate=MAX_PLATE,
+        keep=MAX_CANDIDATES,
+        most=MAX_VENDOR_CANDIDATES,
+    )
+    ok_np &= candidates_ok
+    slow += position[~ok_np].tolist()
+    rows = np.flatnonzero(ok_np)
+    if not len(rows):
+        return no_reads(sorted(slow))
+    take = pa.array(rows)
+    row_targets = [found[key_list[r]] for r in rows.tolist()]
+    headings = heading.take(take).to_pylist()
+    directions = [t.rule.by_heading(h) for t, h in zip(row_targets, headings, strict=True)]
+    millis = pc.cast(pc.floor(start.take(take)), pa.int64())
+    captured = pc.strftime(pc.cast(millis, pa.timestamp("ms", tz="UTC")), format=_MS_FORMAT)
+    contexts = col["country"].take(take).to_pylist()
+    pairs = list(zip(region.take(take).to_pylist(), contexts, strict=True))
+    countries = {pair: vendor_country(pair[0], context=pair[1]) for pair in set(pairs)}
+    first_body = pc.list_slice(pc.struct_field(col["vehicle"].take(take), "body_type"), 0, 1)
+    names = pc.list_flatten(first_body)
+    first = pc.list_parent_indices(first_body)
+    name_of_row = pa.nulls(len(rows), pa.string()).to_pylist()
+    for parent, name in zip(
+        first.to_pylist(), pc.struct_field(names, "name").to_pylist(), strict=True
+    ):
+        name_of_row[parent] = name
+    classes = {name: _openalpr_class({"body_type": [{"name": name}]}) for name in set(name_of_row)}
+    quirks: list[tuple[int, str]] = []
+    versions = version.take(take).to_pylist()
+    outside = _outside(col["uuids"].take(take), best_uuid.take(take))
+    for k, v in enumerate(versions):
+        if v is not None and v not in _KNOWN_VERSIONS:
+            quirks.append((k, f"version_{v}" if v in _COUNTED_VERSIONS else "version_other"))
+        if outside[k]:
+            quirks.append((k, BEST_UUID_OUTSIDE))
+    mapped = read_columns(
+        row_targets,
+        directions,
+        event_id=best_uuid.take(take),
+        captured_at=captured,
+        plate=plate.take(take),
+        plate_country=pa.array([countries[p] for p in pairs], pa.string()),
+        confidence=pc.divide(confidence.take(take), 100.0),
+        vehicle_class=pa.array([classes[n] for n in name_of_row], pa.string()),
+    )
+    return ColumnReads(mapped, position[rows], candidates.take(take), sorted(slow), quirks)
+
+
+# Ids the batch takes as sent (the others, digested or refused, take the per-message mapper).
+_ID: Final = EVENT_ID_PATTERN
+_MS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _outside(uuids: pa.Array, best: pa.Array) -> list[bool]:
+    """Whether each row's ``best_uuid`` is missing from its ``uuids`` (when that is sent)."""
+    flat = pc.list_flatten(uuids)
+    parent = pc.list_parent_indices(uuids)
+    hit = pc.equal(flat, best.take(parent)).fill_null(False)
+    found = np.zeros(len(uuids), dtype=bool)
+    found[parent.to_numpy(zero_copy_only=False)[hit.to_numpy(zero_copy_only=False)]] = True
+    sent = np.asarray(pc.is_valid(uuids).to_numpy(zero_copy_only=False), dtype=bool)
+    outside: list[bool] = (sent & ~found).tolist()
+    return outside
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("openalpr", heading=True),
     formats=("openalpr_group", "openalpr_results"),
@@ -373,4 +576,5 @@ VENDOR: Final = VendorCodec(
     map_payload=map_payload,
     encode=encode,
     predicted_event_id=predicted_event_id,
+    map_batch=map_batch,
 )

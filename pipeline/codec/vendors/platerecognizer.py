@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Final
@@ -40,13 +40,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.codec.plate_reads import MAPPED_SCHEMA, parse_rfc3339
+from pipeline.codec.plate_reads import parse_rfc3339
 from pipeline.codec.reasons import Rejection
 from pipeline.codec.vendors._columnar import (
     ColumnReads,
+    by_value,
     candidate_lists,
+    no_reads,
     ordinary_mask,
+    read_columns,
     read_rows,
+    targets,
 )
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
@@ -65,7 +69,6 @@ from pipeline.codec.vendors._shared import (
     MAX_VENDOR_CANDIDATES,
     CanonicalRead,
     MappedRead,
-    Target,
     VendorCodec,
     VendorRegistry,
     as_object,
@@ -86,7 +89,6 @@ from pipeline.codec.vendors._shared import (
 )
 from pipeline.reference.countries import vendor_country
 from pipeline.reference.sites import Camera, DateOrder, VendorRules
-from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 
 _PLATERECOGNIZER_CLASSES: Final[Mapping[str, str]] = {
     "sedan": "car",
@@ -300,7 +302,7 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     )
     slow += [candidates_at[k] for k in unread]
     if table is None or table.num_rows == 0:
-        return _no_reads(sorted(slow))
+        return no_reads(sorted(slow))
     position = np.asarray([candidates_at[k] for k in read], dtype=np.int64)
     hook = table.column("hook").combine_chunks()
     data = table.column("data").combine_chunks()
@@ -325,15 +327,9 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     )
     times = parse_rfc3339(rfc)
     message_ok = pc.and_(message_ok, pc.and_(pc.and_(shaped, recent), pc.is_valid(times)))
-    # Cameras, one registry look-up per distinct id.
-    targets: dict[str, Target | None] = {}
-    for key in pc.unique(camera.filter(pc.is_valid(camera))).to_pylist():
-        try:
-            targets[key] = find_target(registry, "platerecognizer", [key])
-        except Rejection:
-            targets[key] = None
+    found = targets(registry, "platerecognizer", camera)
     camera_list = camera.to_pylist()
-    known = np.asarray([targets.get(c) is not None if c else False for c in camera_list])
+    known = np.asarray([c in found for c in camera_list], dtype=bool)
     message_ok = pc.and_(message_ok, pa.array(known))
 
     # One row per result.
@@ -373,51 +369,35 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     ok_messages[bad_payloads] = False
     slow += position[~ok_messages].tolist()
     if not keep.any():
-        return _no_reads(sorted(slow))
+        return no_reads(sorted(slow))
 
     rows = np.flatnonzero(keep)
     take = pa.array(rows)
     owner_rows = parent[rows]
-    found = {key: target for key, target in targets.items() if target is not None}
     row_targets = [found[camera_list[m]] for m in owner_rows.tolist()]
     stamps = stamp.to_pylist()
     event_ids = [
         platerecognizer_event_id(camera_list[m], stamps[m], int(i))
         for m, i in zip(owner_rows.tolist(), index_in_payload[rows].tolist(), strict=True)
     ]
-    countries = _by_value(code.take(take), vendor_country)
-    classes = _by_value(kind.take(take), lambda t: lookup_class(_PLATERECOGNIZER_CLASSES, t))
+    countries = by_value(code.take(take), vendor_country)
+    classes = by_value(kind.take(take), lambda t: lookup_class(_PLATERECOGNIZER_CLASSES, t))
     headings = heading.take(take).to_pylist()
     directions = [
         target.rule.by_heading(h) for target, h in zip(row_targets, headings, strict=True)
     ]
-    columns = {
-        "schema": pa.repeat(pa.scalar(PLATE_READ_SCHEMA_ID), len(rows)),
-        "event_id": pa.array(event_ids, pa.string()),
-        "site_id": pa.array([t.camera.site_id for t in row_targets], pa.string()),
-        "camera_id": pa.array([t.camera.id for t in row_targets], pa.string()),
-        "lane": pa.array([t.camera.lane for t in row_targets], pa.int64()),
-        "direction": pa.array(directions, pa.string()),
-        "captured_at": rfc.take(pa.array(owner_rows)),
-        "plate": plate.take(take),
-        "plate_country": countries,
-        "confidence": score.take(take),
-        "vehicle_class": classes,
-    }
-    table_out = pa.table(columns)
+    table_out = read_columns(
+        row_targets,
+        directions,
+        event_id=pa.array(event_ids, pa.string()),
+        captured_at=rfc.take(pa.array(owner_rows)),
+        plate=plate.take(take),
+        plate_country=countries,
+        confidence=score.take(take),
+        vehicle_class=classes,
+    )
     kept_candidates = candidates.take(take)
     return ColumnReads(table_out, position[owner_rows], kept_candidates, sorted(slow))
-
-
-def _by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
-    """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
-    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
-    return pa.array([table[value] for value in values.to_pylist()], pa.string())
-
-
-def _no_reads(slow: list[int]) -> ColumnReads:
-    empty = pa.table({f.name: pa.array([], f.type) for f in MAPPED_SCHEMA if f.name != "msg_index"})
-    return ColumnReads(empty, np.zeros(0, np.int64), pa.array([], CANDIDATES), slow)
 
 
 VENDOR: Final = VendorCodec(

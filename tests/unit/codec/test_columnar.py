@@ -18,6 +18,7 @@ import pytest
 from pipeline.codec import batch as batch_module
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
+from pipeline.codec.vendors import BOM
 from pipeline.codec.vendors._columnar import ordinary
 from tests.unit.codec.test_batch import NOW, REGISTRY, messages
 
@@ -201,3 +202,243 @@ def test_ordinary_payloads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatc
     result = _decode([value] * 5, columnar=True, monkeypatch=monkeypatch)
     assert result.result.table.num_rows == 5
     assert calls == []  # none of them went through the per-message mapper
+
+
+# -- OpenALPR alpr_group ------------------------------------------------------------------------
+
+OPENALPR = CORPUS.parent / "openalpr"
+
+
+def _group() -> dict[str, Any]:
+    # The agent 2.8 capture on a registered camera, an hour before NOW (whole milliseconds).
+    doc: dict[str, Any] = json.loads(
+        (OPENALPR / "openalprwebhookprocessor-alpr_group-v2.json").read_bytes().removeprefix(BOM)
+    )
+    start = int((NOW - timedelta(hours=1)).timestamp() * 1000) + 123
+    doc.update(camera_id=710401, epoch_start=start, epoch_end=start + 265)
+    return doc
+
+
+def _top(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc[key] = value
+
+    return mutate
+
+
+def _best(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["best_plate"][key] = value
+
+    return mutate
+
+
+GROUP_MUTATIONS: dict[str, Mutation] = {
+    "as published": lambda doc: None,
+    "version 3": _top("version", 3),
+    "version 12": _top("version", 12),
+    "version 0": _top("version", 0),
+    "version as text": _top("version", "2"),
+    "no version": lambda doc: doc.pop("version"),
+    "data_type alpr_results": _top("data_type", "alpr_results"),
+    "best_uuid outside uuids": _top("best_uuid", "QA-710401-1"),
+    "no uuids": _top("uuids", None),
+    "uuids as text": _top("uuids", "x"),
+    "best_uuid longer than an event id": _top("best_uuid", "Q" * 70),
+    "best_uuid with a space": _top("best_uuid", "Q Q"),
+    "camera unknown": _top("camera_id", 17),
+    "camera as text": _top("camera_id", "710401"),
+    "camera as a float": _top("camera_id", 710401.0),
+    "epoch_start in seconds": _top("epoch_start", 1_700_000_000),
+    "epoch_start fractional": lambda doc: doc.update(epoch_start=doc["epoch_start"] + 0.6),
+    "epoch_start in 1999": _top("epoch_start", 946_684_799_999),
+    "epoch_start beyond 9999": _top("epoch_start", 10**15),
+    "epoch_end before start": lambda doc: doc.update(epoch_end=doc["epoch_start"] - 1),
+    "epoch_end in the same ms": lambda doc: doc.update(epoch_end=doc["epoch_start"] + 0.5),
+    "no epoch_end": _top("epoch_end", None),
+    "best_plate_number": _top("best_plate_number", "QQ12345"),
+    "best_plate_number blank": _top("best_plate_number", " "),
+    "best_plate_number too long": _top("best_plate_number", "Q" * 25),
+    "best_confidence 150": _top("best_confidence", 150),
+    "best_confidence beside best_plate's": _top("best_confidence", 55.5),
+    "best_region empty": _top("best_region", ""),
+    "best_region bare with country us": _top("best_region", "mo"),
+    "no region at all": _best("region", None),
+    "no country": _top("country", None),
+    "no candidates: best_plate's": _top("candidates", None),
+    "many candidates": _top(
+        "candidates", [{"plate": f"Q{k}", "confidence": k * 10.0} for k in range(8)]
+    ),
+    "candidate confidence 120": _top("candidates", [{"plate": "Q1", "confidence": 120}]),
+    "candidate without confidence": _top("candidates", [{"plate": "Q1"}, {"plate": "Q2"}]),
+    "candidate without plate": _top("candidates", [{"confidence": 50}]),
+    "travel_direction 400": _top("travel_direction", 400),
+    "travel_direction 90": _top("travel_direction", 90),
+    "travel_direction empty": _top("travel_direction", ""),
+    "tractor-trailer": _top("vehicle", {"body_type": [{"name": "tractor-trailer"}]}),
+    "no body types": _top("vehicle", {"body_type": []}),
+    "a null body type": _top("vehicle", {"body_type": [None]}),
+    "vehicle as a list": _top("vehicle", ["sedan"]),
+    "best_plate null": lambda doc: doc.update(
+        best_plate=None, best_plate_number="QQ12345", best_confidence=80
+    ),
+    "best_plate null and nothing else": _top("best_plate", None),
+}
+
+
+@pytest.mark.parametrize("name", GROUP_MUTATIONS)
+def test_one_group_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = copy.deepcopy(_group())
+    GROUP_MUTATIONS[name](doc)
+    _same([_encoded(doc)], monkeypatch)
+
+
+@pytest.mark.parametrize("version", [1, 2, None])
+def test_group_with_a_byte_order_mark_either_path(
+    version: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = dict(_group(), version=version)
+    _same([BOM + _encoded(doc)], monkeypatch)
+
+
+def test_every_group_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    values: list[bytes] = []
+    for mutate in GROUP_MUTATIONS.values():
+        doc = copy.deepcopy(_group())
+        mutate(doc)
+        values.append(_encoded(doc))
+    values.append(BOM + _encoded(_group()))
+    values += [
+        (OPENALPR / name).read_bytes() for name in sorted(p.name for p in OPENALPR.iterdir())
+    ]
+    result = _same(values, monkeypatch)
+    assert result.quirks  # versions and best_uuid outside uuids were counted on both paths
+
+
+def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = batch_module.map_vendor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    values = [_encoded(dict(_group(), version=3)), BOM + _encoded(_group())]
+    result = _decode(values, columnar=True, monkeypatch=monkeypatch)
+    assert result.result.table.num_rows == 2
+    assert calls == []
+    assert result.quirks == {("openalpr_group", "version_3"): 1}
+
+
+# -- Genetec Security Center / AutoVu ----------------------------------------------------------
+
+GENETEC = CORPUS.parent / "genetec"
+MDY_CAMERA = "c41b7e02-7d13-4a9f-b2e5-000000000021"
+DMY_CAMERA = "3f2c9a10-5b7e-4d21-9c0a-000000000601"
+
+
+def _genetec() -> dict[str, Any]:
+    # The Security Center webhook on a registered MDY camera, two hours before NOW.
+    doc: dict[str, Any] = json.loads(
+        (GENETEC / "parkpow-security-center-webhook.json").read_bytes()
+    )
+    doc.update(CameraName=MDY_CAMERA, DateUtc="11/22/2026", TimeUtc="9:59:58.123 AM")
+    return doc
+
+
+def _dmy(date: str, time: str) -> Mutation:
+    return lambda doc: doc.update(CameraName=DMY_CAMERA, DateUtc=date, TimeUtc=time)
+
+
+def _attribute(key: str, value: object) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["Attributes"][key] = value
+
+    return mutate
+
+
+GENETEC_MUTATIONS: dict[str, Mutation] = {
+    "as published": lambda doc: None,
+    "PM": _top("TimeUtc", "1:59:58 PM"),
+    "12 AM": _top("TimeUtc", "12:00:00 AM"),
+    "12 PM": _top("TimeUtc", "12:00:00 PM"),
+    "13 PM": _top("TimeUtc", "13:00:00 PM"),
+    "0 AM": _top("TimeUtc", "0:10:00 AM"),
+    "pm in lower case, no space": _top("TimeUtc", "1:00:00pm"),
+    "24-hour clock": _top("TimeUtc", "10:59:58"),
+    "hour 24": _top("TimeUtc", "24:00:00"),
+    "minute 60": _top("TimeUtc", "10:60:00"),
+    "second 60": _top("TimeUtc", "10:00:60"),
+    "seven fraction digits": _top("TimeUtc", "10:00:00.1234567"),
+    "time with spaces around": _top("TimeUtc", " 10:00:00 "),
+    "time not a time": _top("TimeUtc", "ten"),
+    "no time": _top("TimeUtc", None),
+    "date in the wrong order": _top("DateUtc", "22/11/2026"),
+    "date 29 February 2026": _top("DateUtc", "2/29/2026"),
+    "date in 1999": _top("DateUtc", "12/31/1999"),
+    "date with two separators": _top("DateUtc", "11/22-2026"),
+    "date with a two-digit year": _top("DateUtc", "11/22/26"),
+    "date tomorrow": _top("DateUtc", "11/23/2026"),
+    "date expired": _top("DateUtc", "1/1/2010"),
+    "DMY with dots": _dmy("22.11.2026", "09:59:58.123"),
+    "DMY with dashes": _dmy("22-11-2026", "09:59:58"),
+    "DMY impossible": _dmy("11/22/2026", "09:59:58"),
+    "camera unknown": _top("CameraName", "nowhere"),
+    "camera empty": _top("CameraName", ""),
+    "camera as a number": _top("CameraName", 17),
+    "VehicleID longer than an event id": _top("VehicleID", "V" * 70),
+    "VehicleID with a space": _top("VehicleID", "V V"),
+    "no VehicleID": _top("VehicleID", None),
+    "confidence with a comma": _top("ConfidenceScore", "87,5"),
+    "confidence 100.5": _top("ConfidenceScore", "100.5"),
+    "confidence 101": _top("ConfidenceScore", "101"),
+    "confidence padded": _top("ConfidenceScore", " 87 "),
+    "confidence as a number": _top("ConfidenceScore", 87),
+    "confidence not a number": _top("ConfidenceScore", "high"),
+    "plate blank": _top("Plate", " "),
+    "plate too long": _top("Plate", "Q" * 25),
+    "State empty: State Name": _top("State", ""),
+    "State NO": _top("State", "NO"),
+    "no State, no State Name": lambda doc: doc.update(State=None, Attributes={}),
+    "RelativeMotion approaching": _top("RelativeMotion", "Approaching"),
+    "VehicleType van": _top("VehicleType", "Van"),
+    "VehicleType empty: the attribute": _top("VehicleType", ""),
+    "Vehicle Type pickup": _attribute("Vehicle Type", "Pickup"),
+    "Attributes null": _top("Attributes", None),
+    "Attributes as text": _top("Attributes", "x"),
+}
+
+
+@pytest.mark.parametrize("name", GENETEC_MUTATIONS)
+def test_one_genetec_read_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = copy.deepcopy(_genetec())
+    GENETEC_MUTATIONS[name](doc)
+    _same([_encoded(doc)], monkeypatch)
+
+
+def test_every_genetec_read_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    values: list[bytes] = []
+    for mutate in GENETEC_MUTATIONS.values():
+        doc = copy.deepcopy(_genetec())
+        mutate(doc)
+        values.append(_encoded(doc))
+    values += [(GENETEC / name).read_bytes() for name in sorted(p.name for p in GENETEC.iterdir())]
+    result = _same(values, monkeypatch)
+    assert result.result.table.num_rows > 10
+
+
+def test_ordinary_genetec_reads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = batch_module.map_vendor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    dmy = _genetec()
+    GENETEC_MUTATIONS["DMY with dots"](dmy)
+    result = _decode([_encoded(_genetec()), _encoded(dmy)], columnar=True, monkeypatch=monkeypatch)
+    assert result.result.table.num_rows == 2
+    assert calls == []
