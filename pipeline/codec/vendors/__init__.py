@@ -123,9 +123,10 @@ rules only, never a value from the payload.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from pipeline.codec.plate_reads import values_containing
 from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors import genetec, hikvision, openalpr, platerecognizer
 from pipeline.codec.vendors._shared import (
@@ -169,6 +170,7 @@ __all__ = [
     "batch_mapper",
     "camera_rules",
     "detect_format",
+    "detect_formats",
     "map_genetec",
     "map_hikvision",
     "map_openalpr_group",
@@ -258,6 +260,36 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
             if fmt is not None:
                 return fmt
     return "canonical"
+
+
+def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None]) -> list[Format]:
+    """:func:`detect_format` of every value, the same answers for a batch at once.
+
+    JSON bodies that start with ``{`` under a JSON content type (or none), the common case,
+    are sorted by vendor: each vendor's keys are searched for in all of them in one scan, and
+    only the values holding one are given to that vendor's ``detect``. The rest are asked
+    one by one.
+    """
+    formats: list[Format] = ["canonical"] * len(values)
+    plain: list[int] = []
+    for i, (value, content_type) in enumerate(zip(values, content_types, strict=True)):
+        media = _media_type(content_type)
+        if value[:1] == b"{" and (media is None or media in _JSON_TYPES):
+            plain.append(i)
+        else:
+            formats[i] = detect_format(value, content_type)
+    undecided = plain
+    for vendor in _JSON_VENDORS:
+        holding = values_containing([values[i] for i in undecided], vendor.keys)
+        left: list[int] = []
+        for k, i in enumerate(undecided):
+            fmt = vendor.detect(values[i]) if k in holding else None
+            if fmt is None:
+                left.append(i)
+            else:
+                formats[i] = fmt
+        undecided = left
+    return formats
 
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct headers; asked once per message
