@@ -126,7 +126,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from pipeline.codec.plate_reads import values_containing
+from pipeline.codec.plate_reads import values_containing_each
 from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors import genetec, hikvision, openalpr, platerecognizer
 from pipeline.codec.vendors._shared import (
@@ -278,17 +278,14 @@ def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None])
             plain.append(i)
         else:
             formats[i] = detect_format(value, content_type)
-    undecided = plain
-    for vendor in _JSON_VENDORS:
-        holding = values_containing([values[i] for i in undecided], vendor.keys)
-        left: list[int] = []
-        for k, i in enumerate(undecided):
-            fmt = vendor.detect(values[i]) if k in holding else None
-            if fmt is None:
-                left.append(i)
-            else:
-                formats[i] = fmt
-        undecided = left
+    holders = values_containing_each([values[i] for i in plain], [v.keys for v in _JSON_VENDORS])
+    undecided = set(range(len(plain)))
+    for vendor, holding in zip(_JSON_VENDORS, holders, strict=True):
+        for k in sorted(holding & undecided):
+            fmt = vendor.detect(values[plain[k]])
+            if fmt is not None:
+                formats[plain[k]] = fmt
+                undecided.discard(k)
     return formats
 
 
