@@ -45,12 +45,13 @@ import pyarrow as pa
 
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
-from pipeline.access.pseudonym import Pseudonymiser, read_key
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.subjects import erase, subject_access
 from pipeline.config import load_settings
+from pipeline.erasure import ErasureLedger
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import purge
+from pipeline.pseudonym import Pseudonymiser, read_key
 from pipeline.service.client import Client
 from pipeline.service.handlers import Service
 from pipeline.service.server import Server
@@ -275,7 +276,7 @@ def main() -> None:
         result["service"] = bench_service(path, tmp / "state", args.repeat, args.large_rows)
         left: list[str] = []
         if not args.service_only:
-            left = subject_requests(path, result)
+            left = subject_requests(path, tmp / "state", result)
         print(json.dumps(result, indent=1))
         RESULTS.mkdir(exist_ok=True)
         name = f"access-{'quick' if args.quick else rows}.json"
@@ -286,8 +287,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def subject_requests(path: Path, result: dict[str, object]) -> list[str]:
+def subject_requests(path: Path, state: Path, result: dict[str, object]) -> list[str]:
     """Time subject access and erase (with purge); the files still holding the plate."""
+    ledger = ErasureLedger.from_settings(load_settings(None, env={"ANPR_STATE_DIR": str(state)}))
     with Lake.open(path) as lake:
         base_s, _ = timed(
             "baseline: count(DISTINCT plate) over every row",
@@ -304,7 +306,7 @@ def subject_requests(path: Path, result: dict[str, object]) -> list[str]:
 
         erase_s, erased = timed(
             "subject erase (delete + purge)",
-            lambda: erase(lake, SUBJECT, now=datetime.now(UTC), purge=purge_timed),
+            lambda: erase(lake, SUBJECT, now=datetime.now(UTC), purge=purge_timed, ledger=ledger),
         )
     left = files_holding(path, SUBJECT.encode())
     result |= {

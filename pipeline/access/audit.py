@@ -19,7 +19,7 @@ re-chaining, reordering or deleting anything anchored is found by :func:`verify_
 someone who holds the key. Entries after the last anchor are protected by the key only.
 
 Entries never hold result values: a query's entry keeps the keyed pseudonyms of the plates
-it returned (:mod:`pipeline.access.pseudonym`), and its SQL with literals replaced
+it returned (:mod:`pipeline.pseudonym`), and its SQL with literals replaced
 (:mod:`pipeline.access.redact`).
 
 Appending takes an exclusive ``flock`` on ``<log>.lock``: several ``anpr`` processes on one host
@@ -41,10 +41,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.access.pseudonym import read_key
+from pipeline.access.redact import redact_sql
 from pipeline.config import Settings
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
+from pipeline.pseudonym import Pseudonymiser, read_key
 from pipeline.retention import log_cutoff
 
 GENESIS = "0" * 64
@@ -219,6 +220,16 @@ def _line_problem(line: str, seq: int, prev: str, key: bytes) -> str:
     return ""
 
 
+def mentions(entry: Mapping[str, Any], pseudonym: str) -> bool:
+    """Did this entry touch the subject with ``pseudonym``: a request about it, a result
+    holding it, or a statement naming it (a literal)?"""
+    return (
+        entry.get("subject") == pseudonym
+        or pseudonym in (entry.get("pseudonyms") or ())
+        or pseudonym in (entry.get("literals") or ())
+    )
+
+
 def _count_keys(entry: Mapping[str, Any]) -> list[str]:
     """Counter names an entry adds to (the metrics textfile reads them from the head)."""
     kind = entry.get("kind")
@@ -237,8 +248,14 @@ class ActivityLog:
     """
 
     def __init__(
-        self, path: Path, key: bytes, *, on_append: Callable[[Head], None] | None = None
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        on_append: Callable[[Head], None] | None = None,
+        pseudo: Pseudonymiser | None = None,
     ) -> None:
+        """``pseudo``: SQL in a record is stored redacted (:mod:`pipeline.access.redact`)."""
         if len(key) < 16:
             raise ValueError("an audit key needs at least 16 bytes")
         self.path = path
@@ -246,6 +263,7 @@ class ActivityLog:
         self.lock_path = path.with_name(path.name + ".lock")
         self._key = key
         self._on_append = on_append
+        self._pseudo = pseudo
 
     def __repr__(self) -> str:
         return f"ActivityLog({str(self.path)!r}, key=********)"
@@ -265,6 +283,7 @@ class ActivityLog:
             path or settings.access.activity_log or base / "activity.jsonl",
             read_key(key_file, "access.audit_key_file"),
             on_append=on_append,
+            pseudo=Pseudonymiser.from_settings(settings),
         )
 
     @contextlib.contextmanager
@@ -298,7 +317,12 @@ class ActivityLog:
         return hmac.new(self._key, _canonical(head.body()).encode(), hashlib.sha256).hexdigest()
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Chain ``record`` to the log, fsync it, then move the head; return the entry."""
+        """Chain ``record`` to the log, fsync it, then move the head; return the entry.
+
+        A record's ``sql`` is stored as its template, literals as keyed pseudonyms.
+        """
+        if self._pseudo is not None and isinstance(record.get("sql"), str):
+            record = {**record, **redact_sql(record["sql"], self._pseudo, self._key)}
         with self._locked():
             entry, head = self._append_locked(record)
         if self._on_append is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.config import AccessSettings, Settings
 from pipeline.errors import UsageError
+from pipeline.pseudonym import key_file
 
 CASE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9./_-]{0,63}")
 USER_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
@@ -44,7 +45,7 @@ def access_paths(settings: Settings) -> AccessPaths:
     base = settings.state.dir / "access"
     access = settings.access
     return AccessPaths(
-        access.pseudonym_key_file or base / "pseudonym.key",
+        key_file(settings),
         access.activity_log or base / "activity.jsonl",
         access.reports_dir or base / "reports",
         settings.state.dir / "metrics" / "access.prom",

@@ -26,7 +26,6 @@ from pipeline.access.identity import (
     check_purpose,
     resolve_identity,
 )
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession
 from pipeline.access.subjects import checked_plate
 from pipeline.config import Settings
@@ -34,6 +33,7 @@ from pipeline.errors import UsageError
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import AccessMetrics
+from pipeline.pseudonym import Pseudonymiser
 
 # The request's work: (lake, plate, its pseudonym, seq of subject.begin) -> fields of subject.end.
 SubjectWork = Callable[[Lake, str, str, int], dict[str, Any]]

@@ -37,10 +37,10 @@ import pyarrow.compute as pc
 from pipeline.access import statement
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
-from pipeline.access.pseudonym import PSEUDONYM, Pseudonymiser
 from pipeline.access.views import ACTIVITY_VIEW, PSEUDONYM_FUNCTION, ViewPlan, plan_views
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import Lake, quote_ident
+from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ ACTIVITY_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
         pa.field("case", pa.string()),
         pa.field("request", pa.string()),
-        pa.field("sql", pa.string()),
+        pa.field("sql", pa.string()),  # literals replaced by ?
+        pa.field("literals", pa.list_(pa.string())),  # their keyed pseudonyms, in order
         pa.field("begin", pa.int64()),
         pa.field("outcome", pa.string()),
         pa.field("rows", pa.int64()),

@@ -2,15 +2,16 @@
 
 Each function takes a writable :class:`Lake`, works in one DuckLake transaction (retried on a
 write conflict) and returns what it did; the CLI checks the role and writes the activity log.
-A plate is found in every column that can hold it:
+A plate is found in every column :mod:`pipeline.lake.tables` says can hold it:
 
-- a plate column (``plate``, ``old_plate``, ``new_plate`` as stored, normalised; any other
-  ``*plate*`` text column after removing everything but A-Z and 0-9; ``plate_raw`` and
-  ``old_plate_raw`` are found through the normalised column of the same row),
+- a plate column (``plate_reads.plate``, ``passengers.vehicle_plate``, ``old_plate`` and
+  ``new_plate`` of a rectification...), as stored, normalised; the raw text beside it
+  (``plate_raw``, ``vehicle_plate_raw``) is in the same row, found through it,
 - the OCR ``candidates`` of a read (a list of ``{plate, confidence}``).
 
-Erasure deletes those rows in every table and then makes them physically unreadable with the
-same purge retention uses (passed in as ``purge``).
+Erasure records the plate in the erasure ledger (:mod:`pipeline.erasure`, so ingest never
+stores it again from Kafka), deletes those rows in every table and then makes them physically
+unreadable with the same purge retention uses (passed in as ``purge``).
 """
 
 from __future__ import annotations
@@ -24,21 +25,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.access.views import (
-    INTERNAL_TABLES,
-    RESTRICTIONS_TABLE,
-    STATISTICS_TABLES,
-    VERSIONS_TABLE,
-)
+from pipeline.access.views import RESTRICTIONS_TABLE, VERSIONS_TABLE
+from pipeline.erasure import ErasureLedger
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
-from pipeline.lake.tables import DATA_TABLES
+from pipeline.lake.tables import DATA_TABLES, LAKE_TABLES
 from pipeline.reference.plates import normalise_plate
 from pipeline.retention import expiry
 
 logger = logging.getLogger(__name__)
 
-_NORMALISED = frozenset({"plate", "old_plate", "new_plate"})
 _PLATE_TEXT = re.compile(r"[A-Z0-9]{1,16}")
 _NOT_PLATE_CHARS = "'[^A-Z0-9]', '', 'g'"
 
@@ -52,28 +48,24 @@ def checked_plate(text: str) -> str:
 
 
 def plate_predicates(columns: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """Table -> SQL condition (one ``$plate`` parameter) matching rows about a plate (pure)."""
+    """Table -> SQL condition (one ``$plate`` parameter) matching rows about a plate (pure).
+
+    The plate columns are those :mod:`pipeline.lake.tables` names for each table present in
+    ``columns``: erasure, restriction, the views and retention read the same registry.
+    """
     out: dict[str, str] = {}
-    for table, types in sorted(columns.items()):
-        if table in INTERNAL_TABLES or table in STATISTICS_TABLES:
+    for table in sorted(columns):
+        spec = LAKE_TABLES.get(table)
+        if spec is None:
             continue
-        terms = []
-        for column, kind in types.items():
-            col = quote_ident(column)
-            if column.removesuffix("_raw") in _NORMALISED and column.endswith("_raw"):
-                # The raw text of a normalised column in the same row (ingest derives one from
-                # the other; rectification sets both): that column finds the row.
-                continue
-            if "plate" in column and kind == "VARCHAR":
-                if column in _NORMALISED:
-                    terms.append(f"{col} = $plate")
-                else:
-                    terms.append(f"regexp_replace(upper({col}), {_NOT_PLATE_CHARS}) = $plate")
-            elif column == "candidates" and kind.startswith("STRUCT(plate VARCHAR"):
-                terms.append(
-                    f"list_contains(list_transform({col}, c -> "
-                    f"regexp_replace(upper(c.plate), {_NOT_PLATE_CHARS})), $plate)"
-                )
+        terms = [f"{quote_ident(c)} = $plate" for c in spec.plate_columns if c in columns[table]]
+        terms += [
+            # OCR candidates are kept as read: normalised here the way ingest normalises.
+            f"list_contains(list_transform({quote_ident(c)}, c -> "
+            f"regexp_replace(upper(c.plate), {_NOT_PLATE_CHARS})), $plate)"
+            for c in spec.plate_lists
+            if c in columns[table]
+        ]
         if terms:
             out[table] = " OR ".join(terms)
     return out
@@ -151,12 +143,23 @@ class Erased:
         return sum(self.deleted.values())
 
 
-def erase(lake: Lake, plate: str, *, now: datetime, purge: Callable[[Lake], Any]) -> Erased:
-    """Delete every row about ``plate`` in every table (one transaction), then ``purge``.
+def erase(
+    lake: Lake,
+    plate: str,
+    *,
+    now: datetime,
+    purge: Callable[[Lake], Any],
+    ledger: ErasureLedger,
+) -> Erased:
+    """Erase ``plate``: steps in this order, so no ingest worker can store it again after it.
 
-    ``purge`` must leave no deleted row readable anywhere under the lake: rewrite the data
-    files that carry deletes, expire snapshots, remove old files, purge the catalog.
+    1. Record its keyed pseudonym in ``ledger`` (workers drop its rows from then on, also
+       when they replay a topic from the start).
+    2. Delete every row about it in every table (one transaction).
+    3. ``purge``, which must leave no deleted row readable anywhere under the lake: rewrite
+       the data files that carry deletes, expire snapshots, remove old files, purge the catalog.
     """
+    ledger.record(plate, now=now)
 
     def once() -> dict[str, int]:
         counts: dict[str, int] = {}

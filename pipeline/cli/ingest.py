@@ -117,7 +117,7 @@ def _limits(args: argparse.Namespace) -> RunLimits:
 def _report(totals: IngestTotals) -> int:
     print(
         f"consumed {totals.consumed}: stored {totals.written}, rejected {totals.rejected}, "
-        f"expired on arrival {totals.expired}, duplicates {totals.duplicates} "
-        f"in {totals.batches} batches"
+        f"expired on arrival {totals.expired}, duplicates {totals.duplicates}, "
+        f"erased {totals.erased} in {totals.batches} batches"
     )
     return EXIT_OK

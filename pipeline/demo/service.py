@@ -71,6 +71,8 @@ def prepare(demo: Demo) -> DemoService:
     users = ", ".join(f'"demo-{role}" = "{role}"' for role in ROLES)
     write_atomic(
         service.config,
+        f"[kafka]\nbootstrap_servers = {_toml(settings.kafka.bootstrap_servers)}\n"
+        f"[topics]\naudit_anchors = {_toml(settings.topics.audit_anchors)}\n"
         f"[lake]\npath = {_toml(settings.lake.path.resolve())}\n"
         f"[state]\ndir = {_toml(settings.state.dir.resolve())}\n"
         f"[access]\nusers = {{ {users} }}\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -29,10 +30,12 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from pipeline.codec.plate_reads import Rejected
 from pipeline.config import Settings
+from pipeline.erasure import ErasureLedger
 from pipeline.ingest.dedup import DedupWindow
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced, UniqueIds
+from pipeline.lake.tables import LAKE_TABLES
 from pipeline.metrics import IngestMetrics
 
 logger = logging.getLogger(__name__)
@@ -159,7 +162,7 @@ class IngestTotals:
 
     A vendor payload may carry several reads, a passenger list several people; the ones beyond
     the first are ``extra_reads``, so consumed + extra_reads = written + rejected + expired +
-    duplicates.
+    duplicates + erased.
     """
 
     consumed: int = 0
@@ -168,12 +171,14 @@ class IngestTotals:
     rejected: int = 0
     expired: int = 0
     duplicates: int = 0
+    erased: int = 0  # rows of plates in the erasure ledger, dropped
     batches: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def reconciles(self) -> bool:
         reads = self.consumed + self.extra_reads
-        return reads == self.written + self.rejected + self.expired + self.duplicates
+        dropped = self.expired + self.duplicates + self.erased
+        return reads == self.written + self.rejected + dropped
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class Prepared:
     duplicates: int  # rows dropped as already stored
     remember: list[Callable[[], None]]  # per-partition memory, run before the commit
     ids_since: int | None = None  # other workers' inserts up to here are in the id window
+    erased: int = 0  # rows dropped because their plate was erased
 
     @property
     def next_offsets(self) -> dict[int, int]:
@@ -231,8 +237,10 @@ class LakeIngestor(Generic[Memory]):
         lake: Lake,
         metrics: IngestMetrics,
         clock: Clock = utc_now,
+        erasures: ErasureLedger | None = None,
     ) -> None:
         self.decoder = decoder
+        self._erasures = erasures
         self._consumer = consumer
         self._dlq = dead_letters
         self._lake = lake
@@ -279,6 +287,7 @@ class LakeIngestor(Generic[Memory]):
             lake=lake,
             metrics=metrics,
             clock=clock,
+            erasures=ErasureLedger.from_settings(settings),
         )
 
     def _partition_memory(self, partition: int) -> Memory:
@@ -468,7 +477,8 @@ class LakeIngestor(Generic[Memory]):
         partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
         decoded = self.decoder.decode(messages, now)
-        table = decoded.table
+        table = self._drop_erased(decoded.table)
+        erased = len(decoded.table) - len(table)
         column, collected = self.decoder.unique_column, self.decoder.collected_column
         if column is not None:
             self._recall_ids()
@@ -493,7 +503,7 @@ class LakeIngestor(Generic[Memory]):
             step()
         if column is not None and self._ids is not None:
             self._ids.remember(rows[column], rows[collected])
-        duplicates = len(decoded.table) - len(kept_rows)
+        duplicates = len(decoded.table) - erased - len(kept_rows)
         return Prepared(
             [(r, messages[r.index]) for r in decoded.rejected],
             partitions,
@@ -504,7 +514,50 @@ class LakeIngestor(Generic[Memory]):
             duplicates,
             remember,
             self._ids_since,
+            erased,
         )
+
+    def _drop_erased(self, table: pa.Table) -> pa.Table:
+        """``table`` without rows naming an erased plate in any of the table's plate columns.
+
+        Erased rows go nowhere: not to the lake, not to the dead-letter topic (which would
+        publish the plate again). See :mod:`pipeline.erasure`.
+        """
+        spec = LAKE_TABLES[self.decoder.table]
+        if self._erasures is None or not len(table):
+            return table
+        hits: list[pa.Array] = []
+        for column in spec.plate_columns:
+            if column in table.column_names:
+                mask = self._erasures.erased(table[column])
+                if mask is None:
+                    return table  # nothing erased: no HMAC computed
+                hits.append(mask)
+        for column in spec.plate_lists:
+            if column in table.column_names:
+                hits.append(self._erased_in_lists(table[column]))
+        if not hits:
+            return table
+        drop = functools.reduce(pc.or_, hits)
+        if not pc.any(drop).as_py():
+            return table
+        logger.info("dropped %d rows of erased plates", pc.sum(drop).as_py())
+        return table.filter(pc.invert(drop))
+
+    def _erased_in_lists(self, lists: pa.ChunkedArray) -> pa.Array:
+        """Per row: does any entry of a list of {plate, ...} structs name an erased plate?"""
+        assert self._erasures is not None
+        flat = lists.combine_chunks()
+        plates = pc.struct_field(pc.list_flatten(flat), "plate")
+        normalised = pc.replace_substring_regex(pc.utf8_upper(plates), "[^A-Z0-9]", "")
+        mask = self._erasures.erased(normalised)
+        if mask is None or not len(plates):
+            return pa.array([False] * len(flat))
+        parents = pc.list_parent_indices(flat)
+        rows = pc.filter(parents, mask).to_numpy()
+        hit = np.zeros(len(flat), dtype=bool)
+        hit[rows] = True
+        return pa.array(hit)
 
     def _write(self, prepared: Prepared) -> Written:
         """Steps 2-3 (on the writer thread): dead letters, then rows and offsets."""
@@ -606,6 +659,7 @@ class LakeIngestor(Generic[Memory]):
         t.rejected += len(decoded.rejected)
         t.expired += decoded.expired
         t.duplicates += duplicates
+        t.erased += prepared.erased
         t.batches += 1
 
     def _send_dead_letters(self, prepared: Prepared) -> None:

@@ -56,6 +56,8 @@ class TableSpec:
     collected_column: str | None = None  # collection time: the legal clock (personal tables)
     by_day: bool = False  # partitioned by the UTC day of the collection time
     plate_columns: tuple[str, ...] = ()  # normalised plates (A-Z0-9), nullable or not
+    # Lists of {plate, ...} structs that name plates too (OCR candidates, as read).
+    plate_lists: tuple[str, ...] = ()
     sort_by: tuple[str, ...] = ()  # compacted files sort by these, then the collection time
 
     @property
@@ -79,6 +81,7 @@ PLATE_READS_TABLE = TableSpec(
     collected_column="captured_at",
     by_day=True,
     plate_columns=("plate",),
+    plate_lists=("candidates",),
     # The day partition already gives time pruning; inside a day, plate order lets a plate
     # lookup read one row group per day.
     sort_by=("plate",),

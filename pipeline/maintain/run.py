@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.config import Settings
+from pipeline.erasure import ErasureLedger
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.files import write_atomic
 from pipeline.lake.backend import Storage
@@ -170,6 +171,7 @@ class _Run:
             self._step("verify", self.verify)
             # After the lake: a log that fails to verify must never hold up the lake's purge.
             self._step("activity_log", self.activity_log)
+            self._step("erasure_ledger", self.erasure_ledger)
 
     def _step(self, name: str, body: Callable[[], dict[str, Any]]) -> bool:
         started = self.clock()
@@ -398,6 +400,17 @@ class _Run:
         self.metrics.deleted.labels("activity_log", "retention").inc(dropped)
         self.out.print(f"activity log: {dropped} entries older than {months} months dropped")
         return {"months": months, "dropped": dropped}
+
+    def erasure_ledger(self) -> dict[str, Any]:
+        """Forget erasures older than the topics' retention (Kafka no longer holds them)."""
+        ledger = ErasureLedger.from_settings(self.settings)
+        if self.options.dry_run:
+            due = sum(1 for e in ledger.entries() if e.keep_until <= self.as_of)
+            self.out.print(f"erasure ledger: would forget {due} erasures")
+            return {"would_forget": due}
+        forgotten = ledger.prune(self.as_of)
+        self.out.print(f"erasure ledger: {forgotten} erasures past the topics' retention forgotten")
+        return {"forgotten": forgotten, "kept": len(ledger.entries())}
 
     def topics(self) -> None:
         from pipeline.kafka.retention_check import check_topic_retentions  # noqa: PLC0415

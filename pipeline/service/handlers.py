@@ -22,11 +22,11 @@ import pyarrow as pa
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
 from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.peers import Peer
 from pipeline.service.subjects import WORK as SUBJECT_WORK
 from pipeline.service.subjects import run_subject_request

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pipeline.access.audit import mentions
 from pipeline.access.render import report_text, subject_report
 from pipeline.access.requests import AccessContext, subject_request
 from pipeline.access.subjects import erase, rectify, restrict, subject_access, unrestrict
+from pipeline.erasure import ErasureLedger
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import purge
@@ -39,11 +41,7 @@ def _access(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int, 
     if fmt not in ("json", "csv"):
         raise UsageError("--format is json or csv")
     found = subject_access(lake, plate)
-    activity = [
-        e
-        for e in ctx.log.entries()
-        if subject in (e.get("pseudonyms") or ()) or e.get("subject") == subject
-    ]
+    activity = [e for e in ctx.log.entries() if mentions(e, subject)]
     now = datetime.now(UTC)
     report = subject_report(plate, found.tables, activity, generated_at=now)
     name = f"subject-access-{now:%Y%m%dT%H%M%SZ}-{seq}.{fmt}"
@@ -70,7 +68,11 @@ def _rectify(
 
 def _erase(ctx: AccessContext, lake: Lake, plate: str, subject: str, seq: int, args: Args) -> Done:
     done = erase(
-        lake, plate, now=datetime.now(UTC), purge=lambda lk: purge(lk, now=datetime.now(UTC))
+        lake,
+        plate,
+        now=datetime.now(UTC),
+        purge=lambda lk: purge(lk, now=datetime.now(UTC)),
+        ledger=ErasureLedger.from_settings(ctx.settings),
     )
     line = f"erased {done.rows} rows ({done.deleted}) and purged the lake"
     return Done({"rows": done.rows, "deleted": done.deleted}, line)

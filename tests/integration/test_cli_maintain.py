@@ -224,7 +224,14 @@ def test_only_runs_the_named_steps(months_lake: Path, tmp_path: Path, anpr: RunA
     assert result.returncode == 0, result.stderr
     newest = max((root / "lake" / "reports").glob("maintain-*.json"), key=os.path.getmtime)
     steps = json.loads(newest.read_text())["steps"]
-    assert set(steps) == {"compact", "retention", "purge", "verify", "activity_log"}
+    assert set(steps) == {
+        "compact",
+        "retention",
+        "purge",
+        "verify",
+        "activity_log",
+        "erasure_ledger",
+    }
     assert sum(steps["retention"]["plate_reads"]["deleted_per_day"].values()) == 612
     prom = (root / "state" / "metrics" / "maintain.prom").read_text()
     # The stats success of the first run is carried over by the second.

@@ -24,11 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.access.pseudonym import Pseudonymiser
 from pipeline.access.session import AccessSession
 from pipeline.access.statement import QueryRefused
 from pipeline.errors import ConfigError
 from pipeline.lake.catalog import Lake, OffsetFenced, create_table_sql
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.schemas import PLATE_READS
 
 GROUP, TOPIC = "anpr-ingest", "anpr.plate-reads"

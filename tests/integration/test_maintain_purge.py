@@ -12,8 +12,11 @@ import pytest
 from lakehelp import Person, files_holding, passengers, plate_reads, write_people, write_reads
 
 from pipeline.access.subjects import erase
+from pipeline.config import TopicSettings
+from pipeline.erasure import ErasureLedger
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import META, purge
+from pipeline.pseudonym import Pseudonymiser
 
 DAY1 = datetime(2026, 3, 1, 8, tzinfo=UTC)
 
@@ -116,7 +119,10 @@ def test_an_erased_person_leaves_no_birth_date_or_capture_time_in_the_catalog(
         write_people(lake, passengers([gone]))
         write_reads(lake, plate_reads(_day(DAY1, 3), prefix="KEP"))
         write_reads(lake, plate_reads(gone_times, prefix="GON", plates=[gone.vehicle_plate] * 2))
-        erased = erase(lake, gone.vehicle_plate, now=datetime.now(UTC),
+        ledger = ErasureLedger(
+            tmp_path / "erasure-ledger.json", lambda: Pseudonymiser(bytes(32)), TopicSettings()
+        )
+        erased = erase(lake, gone.vehicle_plate, now=datetime.now(UTC), ledger=ledger,
                        purge=lambda lk: purge(lk, now=datetime.now(UTC)))  # fmt: skip
         after = files_holding(lake_dir, [*needles.values(), kept.surname, "1985-06-15"])
         by_birth = lake.con.execute(

@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 
 from pipeline.access.identity import Identity, check_purpose, resolve_identity
-from pipeline.access.pseudonym import PSEUDONYM, Pseudonymiser
 from pipeline.config import AccessSettings, load_settings
 from pipeline.errors import ConfigError, UsageError
+from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 
 ACCESS = AccessSettings(users={"ann": "analyst", "ivan": "investigator"})
 

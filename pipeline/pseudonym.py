@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.config import Settings
 from pipeline.errors import ConfigError
 
 PREFIX = "p_"
@@ -44,6 +45,11 @@ class Pseudonymiser:
         return "Pseudonymiser(key=********)"
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> Pseudonymiser:
+        """The service's pseudonymiser (``access.pseudonym_key_file``)."""
+        return cls.from_key_file(key_file(settings))
+
+    @classmethod
     def from_key_file(cls, path: Path) -> Pseudonymiser:
         """Read the key; create it (random, mode 0600) if the file does not exist yet."""
         return cls(read_key(path, "access.pseudonym_key_file"))
@@ -58,6 +64,11 @@ class Pseudonymiser:
         encoded = pc.dictionary_encode(array)
         names = pa.array([self.one(v) for v in encoded.dictionary.to_pylist()], pa.string())
         return pc.take(names, encoded.indices)
+
+
+def key_file(settings: Settings) -> Path:
+    """Where the pseudonym key lives: ``access.pseudonym_key_file``, else under the state."""
+    return settings.access.pseudonym_key_file or settings.state.dir / "access" / "pseudonym.key"
 
 
 def read_key(path: Path, setting: str) -> bytes:
