@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 SCHEMA = "access"
 # A normalised plate: what a result value must look like to be logged as a plate's pseudonym.
 _PLATE_LIKE = re.compile(r"[A-Z0-9]{2,10}")
+# A pseudonym inside any text, whatever its case; the words a clear plate can be one of.
+_ANY_PSEUDONYM = re.compile(PSEUDONYM.pattern, re.IGNORECASE)
+_WORD = re.compile(r"[A-Z0-9_]+")
 
 ACTIVITY_SCHEMA = pa.schema(
     [
@@ -162,25 +165,28 @@ class AccessSession:
 
     def check(self, sql: str) -> str:
         """Both checks: the syntax tree names only the views, and the bound plan reads only
-        what the views read (see docs/adr/0006-query-confinement.md)."""
+        what the views read (see docs/adr/0008-query-confinement.md)."""
         statement.check(sql, statement.Allowed(self.plan.names))
         statement.check_plan(self.lake.con, sql, self.reads)
         return sql
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
-        """Sorted keyed pseudonyms of the plates in a result (never the plates themselves)."""
+        """Sorted keyed pseudonyms of the plates in a result (never the plates themselves).
+
+        A pseudonym is found anywhere inside a text, in any case, in lists and structs too:
+        ``upper()``, concatenation and casts to text do not hide it. A clear plate (roles
+        that see them) is found as a plate-like word of a text. See docs/adr/0008.
+        """
         found: set[str] = set()
         for array in _string_leaves(table):
-            values = pc.unique(array.drop_null()).to_pylist()
-            if self.role == "analyst":
-                found.update(v for v in values if PSEUDONYM.fullmatch(v))
-                continue
-            for value in values:
-                plate = value.upper().replace(" ", "").replace("-", "")
-                if PSEUDONYM.fullmatch(value):
-                    found.add(value)
-                elif _PLATE_LIKE.fullmatch(plate):
-                    found.add(self.pseudo.one(plate))
+            for value in pc.unique(array.drop_null()).to_pylist():
+                text = value.decode("latin-1") if isinstance(value, bytes) else value
+                found.update(m.lower() for m in _ANY_PSEUDONYM.findall(text))
+                if self.role == "analyst":
+                    continue
+                for word in _WORD.findall(text.upper().replace(" ", "").replace("-", "")):
+                    if _PLATE_LIKE.fullmatch(word) and not _ANY_PSEUDONYM.fullmatch(word):
+                        found.add(self.pseudo.one(word))
         return sorted(found)
 
 
@@ -210,12 +216,17 @@ def _load_activity(con: duckdb.DuckDBPyConnection, activity: ActivityLog | None)
 
 
 def _string_leaves(table: pa.Table) -> Iterator[pa.Array]:
-    """Every string array in a result, looking inside lists and structs."""
+    """Every text or binary array in a result, looking inside lists and structs."""
     stack: list[pa.Array] = [col.combine_chunks() for col in table.columns]
     while stack:
         array = stack.pop()
         kind = array.type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+        ):
             yield array
         elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
             stack.append(pc.list_flatten(array))

@@ -120,3 +120,33 @@ def test_the_passage_id_inversion_recovers_nothing_from_the_analyst_view(
     assert not [p for p in PLATES if p in text]
     # Same passage, same keyed id: analysts can still count passages.
     assert every["passage_id"].null_count == 0
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "upper(plate_pseudonym)",
+        "'#' || plate_pseudonym || '#'",
+        "CAST(plate_pseudonym AS BLOB)",
+        "CAST([plate_pseudonym] AS VARCHAR)",
+        "{'p': upper(plate_pseudonym)}",
+        "replace(plate_pseudonym, 'p_', 'P_')",
+    ],
+)
+def test_wrapping_a_pseudonym_does_not_hide_whose_rows_were_returned(
+    lake_dir: Path, select: str
+) -> None:
+    # Issue 15 item 7 (the part this change gives, see docs/adr/0008).
+    pseudo = Pseudonymiser(b"k" * 32)
+    with _open(lake_dir, "analyst") as session:
+        table = session.lake.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
+        assert session.result_pseudonyms(table) == sorted(pseudo.one(p) for p in PLATES)
+
+
+@pytest.mark.parametrize("select", ["lower(plate)", "'#' || plate", "'plate: ' || plate"])
+def test_wrapping_a_clear_plate_does_not_hide_it(lake_dir: Path, select: str) -> None:
+    pseudo = Pseudonymiser(b"k" * 32)
+    with _open(lake_dir, "investigator") as session:
+        table = session.lake.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
+        found = session.result_pseudonyms(table)
+    assert set(found) >= {pseudo.one(p) for p in PLATES}
