@@ -148,7 +148,7 @@ def _json(result: object) -> list[dict[str, object]]:
     return rows
 
 
-def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAnpr) -> None:
+def test_query_without_a_valid_purpose_exits_2_and_is_logged(world: World, anpr: RunAnpr) -> None:
     sql = "SELECT count(*) AS n FROM plate_reads"
     for args in (
         ["--user", "ann"],  # no reason
@@ -159,14 +159,19 @@ def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAn
         result = anpr(world.env, "query", *args, sql)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
-    # Only the attempt without a role is logged (by the service, which knows who it was).
-    assert [(e["kind"], e["user"]) for e in world.log.entries()] == [("access.refused", "mallory")]
+    # Every attempt is logged by the service, which knows who it was (issue 15, item 8).
+    assert [(e["kind"], e["user"]) for e in world.log.entries()] == [
+        ("query.refused", "ann"),
+        ("query.refused", "ann"),
+        ("query.refused", "ivan"),
+        ("access.refused", "mallory"),
+    ]
     gone = anpr(world.env, "query", "--user=ann", "--reason", "control", sql)
     assert gone.returncode == 2
     assert "--user is gone" in gone.stderr
     ok = anpr(world.env, "query", "--user", "ann", "--reason", "control", "--format", "json", sql)
     assert ok.returncode == 0, ok.stderr
-    assert [e["kind"] for e in world.log.entries()][1:] == ["query.begin", "query.end"]
+    assert [e["kind"] for e in world.log.entries()][4:] == ["query.begin", "query.end"]
 
 
 def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnpr) -> None:
