@@ -58,6 +58,23 @@ class Pseudonymiser:
         digest = hmac.new(self._key, plate.encode(), hashlib.sha256).hexdigest()
         return PREFIX + digest[:HEX_CHARS]
 
+    def keyed_ids(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """A keyed 64-bit replacement for each id (nulls stay null): HMAC-SHA256 of the id
+        under a key derived for ids, so it cannot be recomputed from a guessed plate (as
+        the stored passage id can) nor compared with a plate's pseudonym."""
+        array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        key = hmac.new(self._key, b"anpr keyed ids", hashlib.sha256).digest()
+        encoded = pc.dictionary_encode(array)
+        keyed = [
+            int.from_bytes(
+                hmac.new(key, int(v).to_bytes(8, "big", signed=True), hashlib.sha256).digest()[:8],
+                "big",
+                signed=True,
+            )
+            for v in encoded.dictionary.to_pylist()
+        ]
+        return pc.take(pa.array(keyed, pa.int64()), encoded.indices)
+
     def many(self, plates: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Pseudonyms of a string column, computing each distinct plate once (nulls stay null)."""
         array = plates.combine_chunks() if isinstance(plates, pa.ChunkedArray) else plates

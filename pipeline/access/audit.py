@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.access.redact import redact_sql
+from pipeline.access.redact import redact_sql, scrub
 from pipeline.config import Settings
 from pipeline.errors import Terminal
 from pipeline.files import write_atomic
@@ -321,8 +321,12 @@ class ActivityLog:
 
         A record's ``sql`` is stored as its template, literals as keyed pseudonyms.
         """
-        if self._pseudo is not None and isinstance(record.get("sql"), str):
-            record = {**record, **redact_sql(record["sql"], self._pseudo, self._key)}
+        sql = record.get("sql")
+        if self._pseudo is not None and isinstance(sql, str):
+            why = record.get("why")
+            record = {**record, **redact_sql(sql, self._pseudo, self._key)}
+            if isinstance(why, str):
+                record["why"] = scrub(why, sql)
         with self._locked():
             entry, head = self._append_locked(record)
         if self._on_append is not None:

@@ -54,6 +54,18 @@ def redact_sql(sql: str, pseudo: Pseudonymiser, key: bytes) -> dict[str, Any]:
     return out
 
 
+def scrub(text: str, sql: str) -> str:
+    """``text`` (a refusal's reason) without any literal of ``sql`` in it, in any case: the
+    statement check quotes names the user typed ("'QXT12345' is not one of your views")."""
+    try:
+        _, literals = _template(sql)
+    except (duckdb.Error, RuntimeError):
+        return "(reason withheld: the statement could not be tokenised)"
+    for literal in sorted({x for x in literals if x.strip()}, key=len, reverse=True):
+        text = re.sub(re.escape(literal), "?", text, flags=re.IGNORECASE)
+    return text
+
+
 def _plate_like(literal: str) -> str:
     return _NOT_PLATE.sub("", literal.upper())
 

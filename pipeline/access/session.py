@@ -37,7 +37,13 @@ import pyarrow.compute as pc
 from pipeline.access import statement
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
-from pipeline.access.views import ACTIVITY_VIEW, PSEUDONYM_FUNCTION, ViewPlan, plan_views
+from pipeline.access.views import (
+    ACTIVITY_VIEW,
+    KEYED_ID_FUNCTION,
+    PSEUDONYM_FUNCTION,
+    ViewPlan,
+    plan_views,
+)
 from pipeline.errors import UsageError
 from pipeline.lake.catalog import Lake, quote_ident
 from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
@@ -47,6 +53,9 @@ logger = logging.getLogger(__name__)
 SCHEMA = "access"
 # A normalised plate: what a result value must look like to be logged as a plate's pseudonym.
 _PLATE_LIKE = re.compile(r"[A-Z0-9]{2,10}")
+# A pseudonym inside any text, whatever its case; the words a clear plate can be one of.
+_ANY_PSEUDONYM = re.compile(PSEUDONYM.pattern, re.IGNORECASE)
+_WORD = re.compile(r"[A-Z0-9_]+")
 
 ACTIVITY_SCHEMA = pa.schema(
     [
@@ -73,10 +82,13 @@ ACTIVITY_SCHEMA = pa.schema(
 class AccessSession:
     """One role's confined view of the lake (see the module docstring for how it is built)."""
 
-    def __init__(self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser) -> None:
+    def __init__(
+        self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser, reads: statement.Reads
+    ) -> None:
         self.lake = lake
         self.plan = plan
         self.pseudo = pseudo
+        self.reads = reads
 
     @classmethod
     def open(
@@ -109,16 +121,24 @@ class AccessSession:
                 duckdb.sqltype("VARCHAR"),
                 type="arrow",
             )
+            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
+                KEYED_ID_FUNCTION,
+                pseudo.keyed_ids,
+                [duckdb.sqltype("BIGINT")],
+                duckdb.sqltype("BIGINT"),
+                type="arrow",
+            )
             con.execute(f"CREATE SCHEMA memory.{SCHEMA}")
             for view in plan.views:
                 con.execute(f"CREATE VIEW memory.{SCHEMA}.{quote_ident(view.name)} AS {view.sql}")
             if plan.activity_log:
                 _load_activity(con, activity)
             con.execute(f"USE memory.{SCHEMA}")
+            reads = _view_reads(con, plan)
         except BaseException:
             lake.close()
             raise
-        return cls(lake, plan, pseudo)
+        return cls(lake, plan, pseudo, reads)
 
     @property
     def role(self) -> str:
@@ -138,24 +158,45 @@ class AccessSession:
     ) -> None:
         self.close()
 
+    def reload_activity(self, activity: ActivityLog) -> None:
+        """Replace the session's copy of the activity log with the log as it is now."""
+        self.lake.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
+        _load_activity(self.lake.con, activity)
+
     def check(self, sql: str) -> str:
-        return statement.check(sql, statement.Allowed(self.plan.names))
+        """Both checks: the syntax tree names only the views, and the bound plan reads only
+        what the views read (see docs/adr/0008-query-confinement.md)."""
+        statement.check(sql, statement.Allowed(self.plan.names))
+        statement.check_plan(self.lake.con, sql, self.reads)
+        return sql
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
-        """Sorted keyed pseudonyms of the plates in a result (never the plates themselves)."""
+        """Sorted keyed pseudonyms of the plates in a result (never the plates themselves).
+
+        A pseudonym is found anywhere inside a text, in any case, in lists and structs too:
+        ``upper()``, concatenation and casts to text do not hide it. A clear plate (roles
+        that see them) is found as a plate-like word of a text. See docs/adr/0008.
+        """
         found: set[str] = set()
         for array in _string_leaves(table):
-            values = pc.unique(array.drop_null()).to_pylist()
-            if self.role == "analyst":
-                found.update(v for v in values if PSEUDONYM.fullmatch(v))
-                continue
-            for value in values:
-                plate = value.upper().replace(" ", "").replace("-", "")
-                if PSEUDONYM.fullmatch(value):
-                    found.add(value)
-                elif _PLATE_LIKE.fullmatch(plate):
-                    found.add(self.pseudo.one(plate))
+            for value in pc.unique(array.drop_null()).to_pylist():
+                text = value.decode("latin-1") if isinstance(value, bytes) else value
+                found.update(m.lower() for m in _ANY_PSEUDONYM.findall(text))
+                if self.role == "analyst":
+                    continue
+                for word in _WORD.findall(text.upper().replace(" ", "").replace("-", "")):
+                    if _PLATE_LIKE.fullmatch(word) and not _ANY_PSEUDONYM.fullmatch(word):
+                        found.add(self.pseudo.one(word))
         return sorted(found)
+
+
+def _view_reads(con: duckdb.DuckDBPyConnection, plan: ViewPlan) -> statement.Reads:
+    """The relations the role's views read, from their own plans (the lake tables behind them,
+    the dpo's copy of the activity log): a statement's plan may read these and nothing else."""
+    scans: set[tuple[str, str]] = set()
+    for name in sorted(plan.names):
+        scans.update(statement.plan_reads(con, f"SELECT * FROM {quote_ident(name)}"))
+    return statement.Reads(frozenset(scans))
 
 
 def _load_activity(con: duckdb.DuckDBPyConnection, activity: ActivityLog | None) -> None:
@@ -175,12 +216,17 @@ def _load_activity(con: duckdb.DuckDBPyConnection, activity: ActivityLog | None)
 
 
 def _string_leaves(table: pa.Table) -> Iterator[pa.Array]:
-    """Every string array in a result, looking inside lists and structs."""
+    """Every text or binary array in a result, looking inside lists and structs."""
     stack: list[pa.Array] = [col.combine_chunks() for col in table.columns]
     while stack:
         array = stack.pop()
         kind = array.type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+        ):
             yield array
         elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
             stack.append(pc.list_flatten(array))

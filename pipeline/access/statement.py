@@ -23,6 +23,7 @@ catalog through ``sqlite_scan`` (SQLite opens files itself), list paths with
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +34,9 @@ import duckdb
 from pipeline.errors import UsageError
 
 MAX_SQL_CHARS = 20_000
+# Control characters other than tab and line breaks: DuckDB's parser stops at a NUL, so the
+# text logged would differ from the text run; none has a use in a query.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Table functions that only generate values.
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Built-in scalar functions and macros that reveal something outside the views.
@@ -81,19 +85,26 @@ def _builtin_functions() -> frozenset[str]:
         ).fetchall()
     finally:
         con.close()
-    return frozenset(str(name) for (name,) in rows) - DENIED_FUNCTIONS
+    # unnest is a table function to duckdb_functions() but also works in a select list.
+    return (frozenset(str(name) for (name,) in rows) | {"unnest"}) - DENIED_FUNCTIONS
 
 
 def parse(sql: str) -> dict[str, Any]:
     """DuckDB's syntax tree of one SELECT statement, or :class:`QueryRefused`."""
     if len(sql) > MAX_SQL_CHARS:
         raise QueryRefused(f"statement longer than {MAX_SQL_CHARS} characters")
+    control = _CONTROL.search(sql)
+    if control:
+        raise QueryRefused(f"control character U+{ord(control.group()):04X} in the statement")
     con = duckdb.connect(":memory:", config={"autoload_known_extensions": False})
     try:
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
             raise QueryRefused(f"does not parse: {_first_line(exc)}") from None
+        if len(statements) == 2 and statements[0].type == duckdb.StatementType.CREATE:
+            # DuckDB turns a PIVOT without IN list into CREATE TYPE ... AS ENUM + SELECT.
+            raise QueryRefused("PIVOT needs its values listed: PIVOT ... ON column IN (...)")
         if len(statements) != 1:
             raise QueryRefused(f"exactly one statement is allowed, got {len(statements)}")
         if statements[0].type != duckdb.StatementType.SELECT:
@@ -111,8 +122,8 @@ def parse(sql: str) -> dict[str, Any]:
 
 def check(sql: str, allowed: Allowed) -> str:
     """Return ``sql`` if it is one SELECT over ``allowed`` views only; else raise."""
-    node = parse(sql)
     try:
+        node = parse(sql)
         for why in _violations(node, frozenset(), allowed):
             raise QueryRefused(why)
     except RecursionError:
@@ -136,12 +147,15 @@ def _violations(node: Any, ctes: frozenset[str], allowed: Allowed) -> Iterator[s
             # its RECURSIVE_CTE_NODE names it), nor the ones after it.
             yield from _violations(entry.get("value"), ctes, allowed)
             ctes = ctes | {str(entry.get("key", "")).lower()}
-    if node.get("type") == "RECURSIVE_CTE_NODE":
-        ctes = ctes | {str(node.get("cte_name", "")).lower()}
     yield from _check_node(node, ctes, allowed)
+    inner = ctes
+    if node.get("type") == "RECURSIVE_CTE_NODE":
+        # DuckDB binds the anchor (left) without the CTE's own name: only the recursive member
+        # (right) may read it. Naming it in scope for the anchor let a file path through.
+        inner = ctes | {str(node.get("cte_name", "")).lower()}
     for key, value in node.items():
         if key != "cte_map":
-            yield from _violations(value, ctes, allowed)
+            yield from _violations(value, inner if key == "right" else ctes, allowed)
 
 
 def _check_node(node: Mapping[str, Any], ctes: frozenset[str], allowed: Allowed) -> Iterable[str]:
@@ -190,3 +204,72 @@ _KNOWN_TYPES = frozenset(
         "SHOW_REF", "PIVOT",
     }
 )  # fmt: skip
+
+
+# --- the second check: what the bound, optimised plan reads ---------------------------------
+
+# Physical operators that read nothing themselves: they transform what their children produce,
+# or produce constants (VALUES, a dummy row), or re-read a CTE of the same plan.
+_NON_READING = frozenset(
+    {
+        "PROJECTION", "FILTER", "HASH_JOIN", "NESTED_LOOP_JOIN", "PIECEWISE_MERGE_JOIN",
+        "IE_JOIN", "BLOCKWISE_NL_JOIN", "CROSS_PRODUCT", "POSITIONAL_JOIN", "ASOF_JOIN",
+        "LEFT_DELIM_JOIN", "RIGHT_DELIM_JOIN", "DELIM_JOIN", "DELIM_SCAN", "HASH_GROUP_BY",
+        "PERFECT_HASH_GROUP_BY", "PARTITIONED_AGGREGATE", "UNGROUPED_AGGREGATE",
+        "SIMPLE_AGGREGATE", "WINDOW", "STREAMING_WINDOW", "ORDER_BY", "TOP_N", "LIMIT",
+        "STREAMING_LIMIT", "LIMIT_PERCENT", "UNION", "REC_CTE", "RECURSIVE_CTE", "CTE",
+        "CTE_SCAN", "REC_CTE_SCAN", "RECURSIVE_CTE_SCAN", "REC_REC_CTE_SCAN", "COLUMN_DATA_SCAN",
+        "DUMMY_SCAN", "EMPTY_RESULT", "EXPRESSION_SCAN", "UNNEST", "RESERVOIR_SAMPLE",
+        "STREAMING_SAMPLE", "RESULT_COLLECTOR", "CHUNK_SCAN", "POSITIONAL_SCAN", "PIVOT",
+        "UNPIVOT", "HASH_DISTINCT", "DISTINCT", "INOUT_FUNCTION",
+    }
+)  # fmt: skip
+# Table functions that only generate values (their operator carries "Function": NAME).
+_GENERATORS = frozenset({"RANGE", "GENERATE_SERIES", "UNNEST"})
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a session's plans may read: (operator, table) pairs the role's own views read."""
+
+    scans: frozenset[tuple[str, str]]
+
+
+def plan_reads(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
+    """(operator, table or function) of every leaf of ``sql``'s physical plan that reads data.
+
+    The plan is DuckDB's own binding and optimisation of the statement on the session's
+    connection: names are resolved exactly as running it would resolve them (CTEs, views,
+    replacement scans, the search path), which the syntax tree alone cannot tell.
+    """
+    try:
+        rows = con.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall()
+    except duckdb.Error as exc:
+        raise QueryRefused(f"does not bind: {_first_line(exc)}") from None
+    if not rows:
+        raise QueryRefused("no plan to check")
+    found: list[tuple[str, str]] = []
+    for row in rows:
+        for plan in json.loads(row[1]):
+            found.extend(_plan_leaves(plan))
+    return found
+
+
+def _plan_leaves(node: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        name = str(current.get("name", "")).strip()
+        info = current.get("extra_info")
+        info = info if isinstance(info, Mapping) else {}
+        reads = "Table" in info or ("Function" in info and info["Function"] not in _GENERATORS)
+        if reads or name not in _NON_READING | _GENERATORS:
+            yield name, str(info.get("Table") or info.get("Function") or "")
+        stack.extend(c for c in current.get("children") or () if isinstance(c, Mapping))
+
+
+def check_plan(con: duckdb.DuckDBPyConnection, sql: str, reads: Reads) -> None:
+    """Refuse ``sql`` unless every relation its plan reads is one its views read."""
+    for operator, what in plan_reads(con, sql):
+        if (operator, what) not in reads.scans:
+            raise QueryRefused(f"reads {operator.lower()} {what!r}, which is not your views'")

@@ -8,7 +8,7 @@ role                    views
 ======================  =================================================================
 ``analyst``             ``plate_reads`` of the last ``analyst_max_age_days`` with the plate
                         as a keyed pseudonym (``plate_pseudonym``; no raw text, no OCR
-                        candidates); statistics tables
+                        candidates) and ``passage_id`` keyed too; statistics tables
 ``investigator``        ``plate_reads`` and ``passengers`` with clear plates and identities,
                         within the legal limit; statistics tables
 ``statistics``          statistics tables only
@@ -30,6 +30,11 @@ from pipeline.lake.catalog import CATALOG, quote_ident
 from pipeline.lake.tables import DATA_TABLES, PLATE_READS_TABLE, TableSpec
 
 PSEUDONYM_FUNCTION = "anpr_pseudonym"
+# The keyed replacement of ids derived from a plate (passage_id is an unkeyed hash of plate,
+# site, direction and time, all but the plate shown to analysts: invertible by guessing).
+KEYED_ID_FUNCTION = "anpr_keyed_id"
+# Columns an analyst sees only through KEYED_ID_FUNCTION.
+_ANALYST_KEYED = ("passage_id",)
 STATISTICS_TABLES = ("traffic_stats", "trip_stats")
 RESTRICTIONS_TABLE = lake_tables.RESTRICTIONS_TABLE.name
 VERSIONS_TABLE = lake_tables.VERSIONS_TABLE.name
@@ -143,7 +148,13 @@ def _recent(
 
 
 def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: str | None) -> View:
-    shown = [quote_ident(c) for c in columns if c not in _ANALYST_HIDDEN]
+    shown = [
+        f"{KEYED_ID_FUNCTION}({quote_ident(c)}) AS {quote_ident(c)}"
+        if c in _ANALYST_KEYED
+        else quote_ident(c)
+        for c in columns
+        if c not in _ANALYST_HIDDEN
+    ]
     shown.insert(
         shown.index('"captured_at"') + 1 if '"captured_at"' in shown else len(shown),
         f"{PSEUDONYM_FUNCTION}(plate) AS plate_pseudonym",

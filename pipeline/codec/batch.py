@@ -39,7 +39,7 @@ from pipeline.codec.plate_reads import (
     validate_mapped_columns,
 )
 from pipeline.codec.reasons import Reason
-from pipeline.codec.vendors import CANONICAL_PREFIX, batch_mapper, detect_format, map_vendor
+from pipeline.codec.vendors import CANONICAL_PREFIX, batch_mapper, detect_formats, map_vendor
 from pipeline.reference.countries import COUNTRY_UNKNOWN
 from pipeline.reference.sites import SiteRegistry
 from pipeline.schemas import CANDIDATES
@@ -113,14 +113,14 @@ def _detect_formats(
     values: Sequence[bytes | None], content_types: Sequence[str | None]
 ) -> list[str]:
     """Every message's format. Our producers' prefix is found for the whole batch at once
-    (one Arrow kernel); only the other messages are looked at one by one."""
+    (one Arrow kernel); the others by :func:`~pipeline.codec.vendors.detect_formats`."""
     raw = pa.array(values, pa.binary())
     prefixed = pc.starts_with(raw, pattern=CANONICAL_PREFIX).fill_null(True)
     formats = [CANONICAL] * len(values)
-    for i in pc.indices_nonzero(pc.invert(prefixed)).to_pylist():
-        value = values[i]
-        if value:
-            formats[i] = detect_format(value, content_types[i])
+    others = [i for i in pc.indices_nonzero(pc.invert(prefixed)).to_pylist() if values[i]]
+    found = detect_formats([values[i] or b"" for i in others], [content_types[i] for i in others])
+    for i, fmt in zip(others, found, strict=True):
+        formats[i] = fmt
     return formats
 
 

@@ -21,9 +21,16 @@ import pyarrow as pa
 
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
-from pipeline.access.identity import AccessPaths, Identity, access_paths, check_purpose
+from pipeline.access.identity import (
+    CASE_PATTERN,
+    AccessPaths,
+    Identity,
+    access_paths,
+    check_purpose,
+)
 from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
 from pipeline.access.session import AccessSession, run_logged
+from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.pseudonym import Pseudonymiser
@@ -48,7 +55,7 @@ class SessionPool:
     """Open query sessions per role, reused for at most ``max_age_s``: the analyst window and
     the legal cut-off are fixed when a session opens, so that is all the slack they get.
 
-    The dpo's session holds a copy of the activity log, so it is never reused.
+    The dpo's session holds a copy of the activity log: it is reloaded before each query.
     """
 
     def __init__(self, open_session: Callable[[str], AccessSession], max_age_s: float) -> None:
@@ -62,10 +69,18 @@ class SessionPool:
         held = self._take(role) or _Idle(time.monotonic(), self._open(role))
         try:
             yield held.session
+        except QueryRefused:
+            # Refused before anything ran: the session is as it was (reopening the lake for
+            # every refused statement made a burst of them cost seconds each).
+            self._put_back(role, held)
+            raise
         except BaseException:
             held.session.close()
             raise
-        if role == "dpo" or time.monotonic() - held.opened > self._max_age_s:
+        self._put_back(role, held)
+
+    def _put_back(self, role: str, held: _Idle) -> None:
+        if time.monotonic() - held.opened > self._max_age_s:
             held.session.close()
             return
         with self._lock:
@@ -214,14 +229,37 @@ class Service:
                                      "views": views})  # fmt: skip
 
     def _query(self, identity: Identity, args: Args) -> Reply:
-        sql = text_arg(args, "sql")
-        purpose = check_purpose(
-            self.settings.access,
-            identity,
-            reason=optional_arg(args, "reason"),
-            case=optional_arg(args, "case"),
-        )
+        try:
+            sql = text_arg(args, "sql")
+            purpose = check_purpose(
+                self.settings.access,
+                identity,
+                reason=optional_arg(args, "reason"),
+                case=optional_arg(args, "case"),
+            )
+        except UsageError as exc:
+            # Every attempt is logged, also one without (or with an unknown) reason or case;
+            # what the caller sent is kept only if it is a valid code or reference.
+            reason, case = args.get("reason"), args.get("case")
+            self.log.append(
+                {
+                    "kind": "query.refused",
+                    "at": self._at(),
+                    "user": identity.user,
+                    "role": identity.role,
+                    "reason": reason if reason in self.settings.access.reasons else "(invalid)",
+                    "case": case
+                    if isinstance(case, str) and CASE_PATTERN.fullmatch(case)
+                    else None,
+                    "sql": args.get("sql") if isinstance(args.get("sql"), str) else None,
+                    "outcome": "refused",
+                    "why": str(exc),
+                }
+            )
+            raise
         with self.pool.session(identity.role) as session:
+            if session.plan.activity_log:
+                session.reload_activity(self.log)
             table = run_logged(session, self.log, identity, purpose, sql, clock=self.clock)
         return Reply(EXIT_OK, table=table)
 

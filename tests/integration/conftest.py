@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.codec.vendors import VENDOR_RULES
+from pipeline.config import Settings
 from pipeline.errors import MissingToolError
 from pipeline.kafka import local
 from pipeline.reference.sites import DEFAULT_REGISTRY, SiteRegistry, load_registry
@@ -196,3 +198,25 @@ def _serve(
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def service_thread(settings: Settings) -> Iterator[str]:
+    """The query service for ``settings`` on a thread of this process, anchoring its log;
+    yields the ``host:port`` of its TLS listener. Stopped and closed on exit."""
+    from pipeline.access.anchors import AnchorPublisher  # noqa: PLC0415  (service tests only)
+    from pipeline.service.handlers import Service  # noqa: PLC0415
+    from pipeline.service.server import Server  # noqa: PLC0415
+
+    service = Service(settings, anchors=AnchorPublisher.from_settings(settings))
+    server = Server(service, settings.serve)
+    server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    host, port = server.tls_address or ("", 0)
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+        thread.join(timeout=60)
+        service.close()

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,10 +22,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from conftest import MakeTopic, RunAnpr
+from conftest import MakeTopic, RunAnpr, service_thread
 from lakehelp import files_holding, plate_reads, write_reads
 
-from pipeline.access.anchors import AnchorPublisher
 from pipeline.access.audit import ActivityLog
 from pipeline.access.redact import redact_sql
 from pipeline.access.session import AccessSession
@@ -36,8 +34,6 @@ from pipeline.maintain.stats import plate_reads_source
 from pipeline.pseudonym import Pseudonymiser, read_key
 from pipeline.schemas import CANDIDATES
 from pipeline.service.ca import issue, make_ca
-from pipeline.service.handlers import Service
-from pipeline.service.server import Server
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RECENT = NOW - timedelta(days=10)
@@ -135,27 +131,16 @@ def world(
             "topics.audit_anchors": make_topic(1, {"cleanup.policy": "compact"}),
         },
     )
-    service = Service(settings, anchors=AnchorPublisher.from_settings(settings))
-    server = Server(service, settings.serve)
-    server.bind()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    host, port = server.tls_address or ("", 0)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ANPR_")},
-        "ANPR_LAKE_PATH": str(lake_dir),  # for `anpr maintain`
-        "ANPR_STATE_DIR": str(state),
-        "ANPR_SERVE_SOCKET": str(settings.serve.socket),
-        "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,  # `anpr audit verify` reads the anchors
-        "ANPR_TOPICS_AUDIT_ANCHORS": settings.topics.audit_anchors,
-        "TEST_TLS_ADDRESS": f"{host}:{port}",
-    }
-    try:
-        yield World(tmp_path, lake_dir, state, env)
-    finally:
-        server.stop()
-        thread.join(timeout=60)
-        service.close()
+    with service_thread(settings) as address:
+        yield World(tmp_path, lake_dir, state, {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ANPR_")},
+            "ANPR_LAKE_PATH": str(lake_dir),  # for `anpr maintain`
+            "ANPR_STATE_DIR": str(state),
+            "ANPR_SERVE_SOCKET": str(settings.serve.socket),
+            "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,  # `anpr audit verify`: anchors
+            "ANPR_TOPICS_AUDIT_ANCHORS": settings.topics.audit_anchors,
+            "TEST_TLS_ADDRESS": address,
+        })  # fmt: skip
 
 
 def _json(result: object) -> list[dict[str, object]]:
@@ -163,7 +148,7 @@ def _json(result: object) -> list[dict[str, object]]:
     return rows
 
 
-def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAnpr) -> None:
+def test_query_without_a_valid_purpose_exits_2_and_is_logged(world: World, anpr: RunAnpr) -> None:
     sql = "SELECT count(*) AS n FROM plate_reads"
     for args in (
         ["--user", "ann"],  # no reason
@@ -174,14 +159,19 @@ def test_query_without_reason_exits_2_and_logs_nothing(world: World, anpr: RunAn
         result = anpr(world.env, "query", *args, sql)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
-    # Only the attempt without a role is logged (by the service, which knows who it was).
-    assert [(e["kind"], e["user"]) for e in world.log.entries()] == [("access.refused", "mallory")]
+    # Every attempt is logged by the service, which knows who it was (issue 15, item 8).
+    assert [(e["kind"], e["user"]) for e in world.log.entries()] == [
+        ("query.refused", "ann"),
+        ("query.refused", "ann"),
+        ("query.refused", "ivan"),
+        ("access.refused", "mallory"),
+    ]
     gone = anpr(world.env, "query", "--user=ann", "--reason", "control", sql)
     assert gone.returncode == 2
     assert "--user is gone" in gone.stderr
     ok = anpr(world.env, "query", "--user", "ann", "--reason", "control", "--format", "json", sql)
     assert ok.returncode == 0, ok.stderr
-    assert [e["kind"] for e in world.log.entries()][1:] == ["query.begin", "query.end"]
+    assert [e["kind"] for e in world.log.entries()][4:] == ["query.begin", "query.end"]
 
 
 def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnpr) -> None:

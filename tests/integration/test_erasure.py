@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,20 +17,17 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from conftest import MakeTopic, RunAnpr
+from conftest import MakeTopic, RunAnpr, service_thread
 from lakehelp import files_holding
 
 # The service's TLS users: NAME's client certificate for `--user NAME`.
 from test_access import anpr, certs  # noqa: F401
 
-from pipeline.access.anchors import AnchorPublisher
 from pipeline.config import load_settings
 from pipeline.kafka.admin import topic_plan
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.sites import SiteRegistry
-from pipeline.service.handlers import Service
-from pipeline.service.server import Server
 from pipeline.simulate.produce import simulate_plates
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -152,19 +148,9 @@ def service(
             "serve.tls_client_ca": certs / "service-ca.pem",
         },
     )
-    served = Service(settings, anchors=AnchorPublisher.from_settings(settings))
-    server = Server(served, settings.serve)
-    server.bind()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    host, port = server.tls_address or ("", 0)
-    try:
+    with service_thread(settings) as address:
         yield {**env, "ANPR_SERVE_SOCKET": str(settings.serve.socket),
-               "TEST_TLS_ADDRESS": f"{host}:{port}"}  # fmt: skip
-    finally:
-        server.stop()
-        thread.join(timeout=60)
-        served.close()
+               "TEST_TLS_ADDRESS": address}  # fmt: skip
 
 
 def test_an_erased_plate_is_in_no_byte_and_replay_never_brings_it_back(

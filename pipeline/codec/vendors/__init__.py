@@ -123,9 +123,10 @@ rules only, never a value from the payload.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from pipeline.codec.plate_reads import values_containing_each
 from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors import genetec, hikvision, openalpr, platerecognizer
 from pipeline.codec.vendors._shared import (
@@ -169,6 +170,7 @@ __all__ = [
     "batch_mapper",
     "camera_rules",
     "detect_format",
+    "detect_formats",
     "map_genetec",
     "map_hikvision",
     "map_openalpr_group",
@@ -258,6 +260,33 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
             if fmt is not None:
                 return fmt
     return "canonical"
+
+
+def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None]) -> list[Format]:
+    """:func:`detect_format` of every value, the same answers for a batch at once.
+
+    JSON bodies that start with ``{`` under a JSON content type (or none), the common case,
+    are sorted by vendor: each vendor's keys are searched for in all of them in one scan, and
+    only the values holding one are given to that vendor's ``detect``. The rest are asked
+    one by one.
+    """
+    formats: list[Format] = ["canonical"] * len(values)
+    plain: list[int] = []
+    for i, (value, content_type) in enumerate(zip(values, content_types, strict=True)):
+        media = _media_type(content_type)
+        if value[:1] == b"{" and (media is None or media in _JSON_TYPES):
+            plain.append(i)
+        else:
+            formats[i] = detect_format(value, content_type)
+    holders = values_containing_each([values[i] for i in plain], [v.keys for v in _JSON_VENDORS])
+    undecided = set(range(len(plain)))
+    for vendor, holding in zip(_JSON_VENDORS, holders, strict=True):
+        for k in sorted(holding & undecided):
+            fmt = vendor.detect(values[plain[k]])
+            if fmt is not None:
+                formats[plain[k]] = fmt
+                undecided.discard(k)
+    return formats
 
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct headers; asked once per message

@@ -57,3 +57,19 @@ def test_the_log_stores_sql_redacted_and_mentions_finds_the_searcher(tmp_path: P
         if mentions(e, PSEUDO.one("qxt 12345".upper().replace(" ", "")))
     ]
     assert who == ["ivan"]
+
+
+def test_a_refusals_reason_loses_the_names_the_user_typed(tmp_path: Path) -> None:
+    log = ActivityLog(tmp_path / "a.jsonl", KEY, pseudo=PSEUDO)
+    for sql, why in (
+        ('SELECT * FROM "QXT12345"', "'QXT12345' is not one of your views: plate_reads"),
+        ("SELECT QXT12345(plate) FROM plate_reads", "function qxt12345() is not allowed"),
+    ):
+        log.append({"kind": "query.refused", "at": "2026-12-01T00:00:00+00:00", "sql": sql,
+                    "why": why})  # fmt: skip
+    text = log.path.read_text().upper()
+    assert "QXT12345" not in text
+    assert [e["why"] for e in log.entries()] == [
+        "'?' is not one of your views: plate_reads",
+        "function ?() is not allowed",
+    ]

@@ -20,6 +20,10 @@ ACCEPTED = [
     "SELECT * FROM range(3)",
     "SELECT 1 UNION ALL SELECT 2",
     "SELECT * FROM plate_reads WHERE lane IN (SELECT lane FROM traffic_stats)",
+    "SELECT unnest([1, 2])",
+    "SELECT * FROM unnest([1, 2])",
+    "PIVOT plate_reads ON lane IN (1, 2) USING count(*)",
+    "SELECT 1\t+\r\n1",
 ]
 
 REFUSED = [
@@ -51,6 +55,21 @@ REFUSED = [
     ("INSTALL httpfs", "only SELECT"),
     ("SHOW TABLES", "SHOW"),
     ("SELECT * FROM (", "does not parse"),
+    # The anchor of a recursive CTE does not see the CTE's own name (DuckDB's binder).
+    (
+        'WITH RECURSIVE "x.parquet" AS (SELECT * FROM "x.parquet" UNION ALL '
+        'SELECT * FROM "x.parquet" WHERE false) SELECT * FROM "x.parquet"',
+        "not one of your views",
+    ),
+    (
+        "WITH RECURSIVE pg_settings AS (SELECT * FROM pg_settings UNION ALL "
+        "SELECT * FROM pg_settings) SELECT * FROM pg_settings",
+        "not one of your views",
+    ),
+    ("SELECT 1\x00; SELECT * FROM '/etc/passwd'", "U+0000"),
+    ("SELECT 1 \x1b[2J", "U+001B"),
+    ("SELECT '\x85'", "U+0085"),
+    ("PIVOT plate_reads ON lane USING count(*)", "IN (...)"),
 ]
 
 

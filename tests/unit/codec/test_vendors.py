@@ -29,6 +29,7 @@ from pipeline.codec.vendors import (
     VENDOR_RULES,
     DirectionRule,
     detect_format,
+    detect_formats,
     map_vendor,
 )
 from pipeline.codec.vendors._shared import parse_xml
@@ -364,38 +365,50 @@ CANONICAL = js({"schema": "plate_read/1", "event_id": "x1", "plate": "hook alpr_
 REORDERED = js({"event_id": "x1", "plate": PLATE, "schema": "plate_read/1"})
 
 
-@pytest.mark.parametrize(
-    ("value", "content_type", "expected"),
-    [
-        (CANONICAL.replace(b", ", b","), None, "canonical"),
-        (CANONICAL, None, "canonical"),
-        (REORDERED, None, "canonical"),
-        (REORDERED, CANONICAL_CONTENT_TYPE, "canonical"),
-        (REORDERED, "Application/JSON; charset=utf-8", "canonical"),
-        (b"", None, "canonical"),  # the decoder answers empty_value
-        (b"not json", None, "canonical"),  # ... and malformed_json
-        (BOM + REORDERED, None, "canonical"),
-        (js(openalpr_group()), None, "openalpr_group"),
-        (json.dumps(openalpr_group(), indent=3).encode(), None, "openalpr_group"),
-        (BOM + js(openalpr_group()), "application/json", "openalpr_group"),
-        (js(openalpr_group(version=1)), None, "openalpr_group"),
-        (js(openalpr_results()), None, "openalpr_results"),
-        (js(platerecognizer()), None, "platerecognizer"),
-        (js(genetec()), "application/json", "genetec"),
-        (hikvision(), None, "hikvision"),
-        (hikvision(), "application/xml", "hikvision"),
-        (hikvision(), "text/xml; charset=UTF-8", "hikvision"),
-        (BOM + b"\n  " + hikvision(prolog=""), None, "hikvision"),
-        (hikvision(), "application/json", "unknown"),
-        (js(openalpr_group()), "application/xml", "unknown"),
-        (b"<Plate><PlateRead>QZ1</PlateRead></Plate>", None, "unknown"),
-        (b"--boundary\r\nContent-Type: text/xml\r\n", "multipart/form-data", "unknown"),
-        # Without both Genetec keys a capital "Plate" is not enough.
-        (js({"Plate": PLATE, "Other": 1}), None, "canonical"),
-    ],
-)
+DETECT_CASES: list[tuple[bytes, str | None, str]] = [
+    (CANONICAL.replace(b", ", b","), None, "canonical"),
+    (CANONICAL, None, "canonical"),
+    (REORDERED, None, "canonical"),
+    (REORDERED, CANONICAL_CONTENT_TYPE, "canonical"),
+    (REORDERED, "Application/JSON; charset=utf-8", "canonical"),
+    (b"", None, "canonical"),  # the decoder answers empty_value
+    (b"not json", None, "canonical"),  # ... and malformed_json
+    (BOM + REORDERED, None, "canonical"),
+    (js(openalpr_group()), None, "openalpr_group"),
+    (json.dumps(openalpr_group(), indent=3).encode(), None, "openalpr_group"),
+    (BOM + js(openalpr_group()), "application/json", "openalpr_group"),
+    (js(openalpr_group(version=1)), None, "openalpr_group"),
+    (js(openalpr_results()), None, "openalpr_results"),
+    (js(platerecognizer()), None, "platerecognizer"),
+    (js(genetec()), "application/json", "genetec"),
+    (hikvision(), None, "hikvision"),
+    (hikvision(), "application/xml", "hikvision"),
+    (hikvision(), "text/xml; charset=UTF-8", "hikvision"),
+    (BOM + b"\n  " + hikvision(prolog=""), None, "hikvision"),
+    (hikvision(), "application/json", "unknown"),
+    (js(openalpr_group()), "application/xml", "unknown"),
+    (b"<Plate><PlateRead>QZ1</PlateRead></Plate>", None, "unknown"),
+    (b"--boundary\r\nContent-Type: text/xml\r\n", "multipart/form-data", "unknown"),
+    # Without both Genetec keys a capital "Plate" is not enough.
+    (js({"Plate": PLATE, "Other": 1}), None, "canonical"),
+]
+
+
+@pytest.mark.parametrize(("value", "content_type", "expected"), DETECT_CASES)
 def test_detect_format(value: bytes, content_type: str | None, expected: str) -> None:
     assert detect_format(value, content_type) == expected
+
+
+def test_detect_formats_answers_as_detect_format_for_a_batch() -> None:
+    values = [value for value, _, _ in DETECT_CASES]
+    types = [content_type for _, content_type, _ in DETECT_CASES]
+    for content_type in (None, "application/json", "text/xml"):
+        # Every payload again under another header, and a key split across two values.
+        values += [value for value, _, _ in DETECT_CASES] + [b'{"ho', b'ok": {}}']
+        types += [content_type] * (len(DETECT_CASES) + 2)
+    expected = [detect_format(v, t) for v, t in zip(values, types, strict=True)]
+    assert detect_formats(values, types) == expected
+    assert {"openalpr_group", "platerecognizer", "genetec", "unknown"} <= set(expected)
 
 
 def test_detect_format_trusts_the_canonical_content_type() -> None:

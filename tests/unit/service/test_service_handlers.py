@@ -76,3 +76,25 @@ def test_a_folder_open_to_others_is_refused_naming_the_fix(tmp_path: Path) -> No
     created = tmp_path / "state" / "inner"
     check_private(created, "state folder")
     assert created.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        ({"sql": "SELECT 1"}, {"reason": "(invalid)", "case": None}),
+        ({"sql": "SELECT 1", "reason": "curiosity"}, {"reason": "(invalid)", "case": None}),
+        ({"sql": "SELECT 1", "reason": "investigation"}, {"reason": "investigation"}),
+        ({"sql": "SELECT 1", "reason": "control", "case": "bad case!"}, {"case": None}),
+        ({"reason": "control"}, {"sql": None}),
+    ],
+)
+def test_every_query_attempt_is_logged_even_without_a_valid_purpose(
+    tmp_path: Path, args: dict[str, str], kept: dict[str, object]
+) -> None:
+    svc = Service(_settings(tmp_path, {"ann": "analyst"}), anchor_source=lambda settings: [])
+    reply = svc.handle(Peer("ann", "unix", ""), {"op": "query", "args": args})
+    assert reply.exit == 2
+    (entry,) = _entries(svc)
+    assert (entry["kind"], entry["user"], entry["outcome"]) == ("query.refused", "ann", "refused")
+    assert entry["why"] == str(reply.error)
+    assert {k: entry[k] for k in kept} == kept

@@ -1,0 +1,162 @@
+"""The attack corpus (tests/attacks.py) run through the query service as every role: each
+statement is refused and logged, or answered from the role's views only (issue 15, item 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from lakehelp import Person, passengers, plate_reads, write_people, write_reads
+
+from pipeline.access import statement
+from pipeline.access.session import AccessSession
+from pipeline.config import load_settings
+from pipeline.lake.catalog import Lake
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.service.handlers import Service
+from pipeline.service.peers import Peer
+from tests.attacks import corpus
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+USERS = {"ann": "analyst", "ivan": "investigator", "stan": "statistics", "dora": "dpo"}
+# Plates by age: NEW within the analyst window, OLD past it (within the legal limit), ANC
+# past the legal limit. Surnames and documents likewise for passengers.
+PLATES = {"NEW": NOW - timedelta(days=5), "OLD": NOW - timedelta(days=100),
+          "ANC": NOW - timedelta(days=400)}  # fmt: skip
+PEOPLE = [
+    Person("QWNEWSURNAME", "DOCNEW0001", date(1980, 1, 2), "NEWPLT01", NOW - timedelta(days=5)),
+    Person("QWANCSURNAME", "DOCANC0001", date(1970, 3, 4), "ANCPLT01", NOW - timedelta(days=400)),
+]
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    service: Service
+    places: dict[str, str]
+
+    def forbidden(self, role: str) -> list[str]:
+        """Text that must never appear in an answer to ``role``."""
+        paths = [self.places["lake"], "catalog.sqlite", "ducklake-", "pseudonym.key"]
+        ancient = ["ANCPLT", "QWANCSURNAME", "DOCANC0001", "ANC0"]
+        clear = ["NEWPLT", "OLDPLT", "QWNEWSURNAME", "DOCNEW0001"]
+        return {
+            "analyst": paths + ancient + clear,
+            "statistics": paths + ancient + clear,
+            "investigator": paths + ancient,
+            "dpo": paths,
+        }[role]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("attacks")
+    lake_dir, state = root / "lake", root / "state"
+    with Lake.open(lake_dir) as lake:
+        for prefix, when in PLATES.items():
+            times = [when + timedelta(minutes=i) for i in range(5)]
+            plates = [f"{prefix}PLT{i:02d}" for i in range(5)]
+            write_reads(lake, plate_reads(times, prefix=prefix, plates=plates))
+        write_people(lake, passengers(PEOPLE))
+    data = lake_dir / "data"
+    one = next((data / "main" / "plate_reads").rglob("*.parquet"))
+    places = {
+        "lake": str(lake_dir), "data": str(data), "state": str(state), "root": str(root),
+        "plates": f"{data}/main/plate_reads/**/*.parquet",
+        "people": f"{data}/main/passengers/**/*.parquet", "file": str(one),
+    }  # fmt: skip
+    env = {
+        "ANPR_LAKE_PATH": str(lake_dir),
+        "ANPR_STATE_DIR": str(state),
+        "ANPR_ACCESS_USERS": ",".join(f"{u}={r}" for u, r in USERS.items()),
+    }
+    service = Service(load_settings(None, env=env), clock=lambda: NOW)
+    try:
+        yield World(root, service, places)
+    finally:
+        service.close()
+
+
+CLASSES = sorted(corpus({}).keys())
+
+
+def test_the_corpus_is_large_and_covers_every_class() -> None:
+    classes = corpus({})
+    assert sum(len(v) for v in classes.values()) >= 300
+    assert all(len(v) >= 10 for v in classes.values()), {k: len(v) for k, v in classes.items()}
+
+
+@pytest.mark.parametrize("user", sorted(USERS))
+@pytest.mark.parametrize("kind", CLASSES)
+def test_every_attack_is_refused_and_logged_or_answered_from_the_views(
+    world: World, user: str, kind: str
+) -> None:
+    role = USERS[user]
+    peer = Peer(user, "unix", "test")
+    forbidden = world.forbidden(role)
+    answered = 0
+    for sql in corpus(world.places)[kind]:
+        before = _counts(world)
+        reply = world.service.handle(
+            peer, {"op": "query", "args": {"sql": sql, "reason": "control", "case": "CASE-1"}}
+        )
+        after = _counts(world)
+        logged = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        # The head counts outcomes per user's role and reason: "queries|analyst|control|ok".
+        logged = {k.rsplit("|", 1)[-1]: n for k, n in logged.items() if n}
+        if reply.exit == 0:
+            answered += 1
+            assert logged == {"ok": 1}, sql
+            assert reply.table is not None
+            text = repr(reply.table.to_pylist())
+            leaked = [f for f in forbidden if f in text]
+            assert not leaked, (sql[:200], leaked)
+        else:
+            assert reply.exit == 2, (sql[:200], reply.error)
+            assert logged in ({"refused": 1}, {"failed": 1}), (
+                sql[:200],
+                logged,
+            )
+    assert answered <= len(corpus(world.places)[kind]) // 4  # most of a class is refused
+
+
+def _counts(world: World) -> dict[str, int]:
+    head = world.service.log.head()
+    return dict(head.counts) if head is not None else {}
+
+
+def test_the_plan_check_alone_refuses_what_reads_outside_the_views(world: World) -> None:
+    # Layer 2 without layer 1: every single SELECT of the corpus that DuckDB can bind on the
+    # analyst's session is refused by the plan check unless it reads only the views' tables.
+    with AccessSession.open(
+        Path(world.places["lake"]), "analyst", now=NOW, analyst_max_age_days=90,
+        retention_months=6, pseudo=Pseudonymiser(b"k" * 32),
+    ) as session:  # fmt: skip
+        con = session.lake.con
+        checked = 0
+        for sqls in corpus(world.places).values():
+            for sql in sqls:
+                if len(sql) > statement.MAX_SQL_CHARS or "\x00" in sql:
+                    continue
+                try:
+                    kinds = [s.type for s in con.extract_statements(sql)]
+                except duckdb.Error:
+                    continue
+                if kinds != [duckdb.StatementType.SELECT]:
+                    continue
+                try:
+                    reads = statement.plan_reads(con, sql)
+                except statement.QueryRefused:
+                    continue  # does not bind: nothing runs
+                checked += 1
+                outside = [r for r in reads if r not in session.reads.scans]
+                with_views = not outside
+                if with_views:
+                    continue
+                with pytest.raises(statement.QueryRefused):
+                    statement.check_plan(con, sql, session.reads)
+        assert checked >= 300
