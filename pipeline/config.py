@@ -41,6 +41,9 @@ from pipeline.retention import add_months as add_months  # noqa: PLC0414
 from pipeline.retention import shortest_span_days
 
 ENV_PREFIX = "ANPR_"
+# ANPR_ variables that are not settings: the log level (read before settings load) and the
+# container image the deploy files name.
+NOT_SETTINGS = frozenset({"ANPR_LOG_LEVEL", "ANPR_IMAGE"})
 DEFAULT_CONFIG_FILE = Path("anpr.toml")
 LEGAL_RETENTION_MONTHS = 6  # the law: ANPR data at most 6 months after collection
 _SECRET_WORDS = ("password", "secret", "key", "token", "credential")
@@ -374,16 +377,24 @@ def _apply_env(layers: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
+        if name in NOT_SETTINGS:
+            continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
-        if section not in sections or not key:
-            continue
-        known = {f.name for f in dataclasses.fields(sections[section])}
+        known = (
+            {f.name for f in dataclasses.fields(sections[section])}
+            if section in sections
+            else set()
+        )
         if key in known and key != "client":
             layers.setdefault(section, {})[key] = value
-        elif section == "kafka":
+        elif section == "kafka" and key:
             # Anything else under ANPR_KAFKA_ is a librdkafka key: SASL_PASSWORD → sasl.password
             layers.setdefault("kafka", {}).setdefault("client", {})[key.replace("_", ".")] = value
+        else:
+            # Refused like an unknown TOML key: a misspelt variable silently doing nothing
+            # leaves a setting at its default without anyone noticing.
+            raise ConfigError(name, "unknown variable: no such setting (see `anpr config`)")
 
 
 def _build(layers: Mapping[str, Mapping[str, Any]]) -> Settings:

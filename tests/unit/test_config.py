@@ -152,3 +152,14 @@ def test_bad_passenger_settings_name_the_key(env: dict[str, str], key: str) -> N
     with pytest.raises(ConfigError) as info:
         load_settings(None, env=env)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize("name", ["ANPR_LAKE_PATHS", "ANPR_ACESS_USERS", "ANPR_STATE", "ANPR_X"])
+def test_unknown_anpr_variables_are_refused_like_unknown_toml_keys(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(None, env={name: "x"})
+
+
+def test_variables_that_are_not_settings_and_librdkafka_keys_pass() -> None:
+    env = {"ANPR_LOG_LEVEL": "DEBUG", "ANPR_IMAGE": "anpr:1", "ANPR_KAFKA_SASL_MECHANISM": "X"}
+    assert load_settings(None, env=env).kafka.client["sasl.mechanism"] == "X"
