@@ -112,3 +112,12 @@ def test_reference_data_is_below_the_codecs() -> None:
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"pipeline.__main__"}))
 def test_every_module_imports(module: str) -> None:
     assert importlib.import_module(module).__name__ == module
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test files by basename (rootdir-relative 'prepend' mode): two files of one
+    name anywhere under tests/ stop the whole run at collection, so keep them unique."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
