@@ -25,7 +25,6 @@ import pytest
 
 from pipeline.cluster import control
 from pipeline.config import Settings, load_settings
-from pipeline.kafka.admin import create_topics
 from pipeline.kafka.clients import make_producer
 from pipeline.lake.catalog import Lake
 from pipeline.reference.sites import SiteRegistry
@@ -139,7 +138,9 @@ def shared(cluster: tuple[Path, control.ClusterInfo], tmp_path: Path) -> Iterato
         "ANPR_LAKE_S3_URL_STYLE": "path",
     }
     test = Shared(state, info, env, tmp_path)
-    create_topics(test.settings())
+    # In a child, like every Kafka admin call of these tests (see _restart_broker).
+    created = test.anpr("setup", "topics", "create")
+    assert created.returncode == 0, created.stderr
     try:
         yield test
     finally:
