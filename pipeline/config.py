@@ -349,6 +349,8 @@ def load_settings(
             raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not UTF-8 text (byte {exc.start})") from None
         for section, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(section, f"{path}: expected a [{section}] table")

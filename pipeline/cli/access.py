@@ -185,12 +185,17 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
                 return show(hello, args.format)
             names = ", ".join(hello.extra.get("views", ()))
             print(f"role {hello.extra.get('role')}, reason {args.reason}; views: {names}")
-        for text in statements(sys.stdin, prompt):
-            done = show(client.call("query", sql=text, reason=args.reason, case=args.case),
-                         args.format)  # fmt: skip
-            if done == EXIT_FAILURE:
-                return done
-            status = status or done
+        try:
+            for text in statements(sys.stdin, prompt):
+                done = show(client.call("query", sql=text, reason=args.reason, case=args.case),
+                             args.format)  # fmt: skip
+                if done == EXIT_FAILURE:
+                    return done
+                status = status or done
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"standard input is not UTF-8 text (byte {exc.start} of a line)"
+            ) from None
     return status
 
 

@@ -12,6 +12,7 @@ wall clock, used for snapshot expiry, orphan age and the metrics' timestamps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -108,8 +109,11 @@ def maintain(
         raise ConfigError("lake.path", f"no lake at {settings.lake.path}")
     runner = _Run(settings, options, as_of, months, clock, metrics, out, report)
     # Never two runs on one lake, from any host: they would delete and rewrite the same days.
+    # A dry run changes no byte (not even a lock file) and reads a snapshot: it takes no lock.
     with (
-        maintain_lock(storage, wait_s=options.lock_wait_s),
+        contextlib.nullcontext()
+        if options.dry_run
+        else maintain_lock(storage, wait_s=options.lock_wait_s),
         Lake.open(settings.lake.path, create=False, storage=storage) as lake,
     ):
         runner.lake = lake

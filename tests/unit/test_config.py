@@ -163,3 +163,12 @@ def test_unknown_anpr_variables_are_refused_like_unknown_toml_keys(name: str) ->
 def test_variables_that_are_not_settings_and_librdkafka_keys_pass() -> None:
     env = {"ANPR_LOG_LEVEL": "DEBUG", "ANPR_IMAGE": "anpr:1", "ANPR_KAFKA_SASL_MECHANISM": "X"}
     assert load_settings(None, env=env).kafka.client["sasl.mechanism"] == "X"
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path, env={})
+    latin = tmp_path / "anpr.toml"
+    latin.write_bytes(b'[lake]\npath = "/tmp/l\xe6ke"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(latin, env={})

@@ -64,6 +64,33 @@ class ColumnReads:
     quirks: list[tuple[int, str]] = field(default_factory=list)
 
 
+# A vendor candidate as the batch reads it (``confidence`` or ``score``, as the mapper reads).
+CANDIDATE: Final = pa.struct(
+    [
+        pa.field("plate", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("confidence", pa.float64()),
+    ]
+)
+
+
+def proven_rows(
+    values: Sequence[bytes], schema: pa.Schema
+) -> tuple[dict[str, pa.Array], np.ndarray, list[int]]:
+    """Steps 1 and 2 for a vendor's ``map_batch``: the columns of ``schema`` for the payloads
+    read (by name, one row each), their positions in ``values``, and the positions left to the
+    slow path."""
+    proven = ordinary_mask(values)
+    slow: list[int] = np.flatnonzero(~proven).tolist()
+    at = np.flatnonzero(proven)
+    table, read, unread = read_rows([values[i] for i in at.tolist()], schema)
+    slow += at[unread].tolist()
+    if table is None:
+        return {f.name: pa.array([], f.type) for f in schema}, np.zeros(0, np.int64), slow
+    columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    return columns, at[read], slow
+
+
 def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
     """Step 1 for a batch: which payloads the columnar path may read (the others: slow path)."""
     if not values:

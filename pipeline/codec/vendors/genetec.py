@@ -57,9 +57,8 @@ from pipeline.codec.vendors._columnar import (
     ColumnReads,
     by_value,
     no_reads,
-    ordinary_mask,
+    proven_rows,
     read_columns,
-    read_rows,
     targets,
 )
 from pipeline.codec.vendors._payloads import (
@@ -404,15 +403,9 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     """Many Security Center / AutoVu reads at once; the same reads as :func:`map_genetec` (with
     no site-wide date order: each camera's own), or the payload back to it (module doc of
     :mod:`pipeline.codec.vendors._columnar`). SharpV payloads take the per-message mapper."""
-    proven = ordinary_mask(values)
-    slow = np.flatnonzero(~proven).tolist()
-    candidates_at = np.flatnonzero(proven)
-    table, read, unread = read_rows([values[i] for i in candidates_at.tolist()], _BATCH_SCHEMA)
-    slow += candidates_at[unread].tolist()
-    if table is None or table.num_rows == 0:
+    col, position, slow = proven_rows(values, _BATCH_SCHEMA)
+    if not len(position):
         return no_reads(sorted(slow))
-    position = candidates_at[read]
-    col = {name: table.column(name).combine_chunks() for name in table.column_names}
     attributes = col["Attributes"]
 
     def either(key: str, attribute: str) -> pa.Array:

@@ -49,12 +49,12 @@ import pyarrow.compute as pc
 
 from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors._columnar import (
+    CANDIDATE,
     ColumnReads,
     candidate_lists,
     no_reads,
-    ordinary_mask,
+    proven_rows,
     read_columns,
-    read_rows,
     targets,
 )
 from pipeline.codec.vendors._payloads import (
@@ -386,19 +386,12 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
 
 # -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
 
-_CANDIDATE: Final = pa.struct(
-    [
-        pa.field("plate", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("confidence", pa.float64()),
-    ]
-)
 _BEST_PLATE: Final = pa.struct(
     [
         pa.field("plate", pa.string()),
         pa.field("confidence", pa.float64()),
         pa.field("region", pa.string()),
-        pa.field("candidates", pa.list_(_CANDIDATE)),
+        pa.field("candidates", pa.list_(CANDIDATE)),
     ]
 )
 _BATCH_SCHEMA: Final = pa.schema(
@@ -415,7 +408,7 @@ _BATCH_SCHEMA: Final = pa.schema(
         pa.field("best_region", pa.string()),
         pa.field("country", pa.string()),
         pa.field("best_plate", _BEST_PLATE),
-        pa.field("candidates", pa.list_(_CANDIDATE)),
+        pa.field("candidates", pa.list_(CANDIDATE)),
         pa.field("travel_direction", pa.float64()),
         pa.field(
             "vehicle",
@@ -434,15 +427,9 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     ``alpr_results`` frames always take the per-message mapper."""
     bom = np.fromiter((v.startswith(BOM) for v in values), dtype=bool, count=len(values))
     unmarked = [v[len(BOM) :] if b else v for v, b in zip(values, bom.tolist(), strict=True)]
-    proven = ordinary_mask(unmarked)
-    slow = np.flatnonzero(~proven).tolist()
-    candidates_at = np.flatnonzero(proven)
-    table, read, unread = read_rows([unmarked[i] for i in candidates_at.tolist()], _BATCH_SCHEMA)
-    slow += candidates_at[unread].tolist()
-    if table is None or table.num_rows == 0:
+    col, position, slow = proven_rows(unmarked, _BATCH_SCHEMA)
+    if not len(position):
         return no_reads(sorted(slow))
-    position = candidates_at[read]
-    col = {name: table.column(name).combine_chunks() for name in table.column_names}
     version = col["version"]
     best = col["best_plate"]
     plate = pc.coalesce(col["best_plate_number"], pc.struct_field(best, "plate"))

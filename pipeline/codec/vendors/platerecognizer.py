@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from pipeline.codec.plate_reads import parse_rfc3339
 from pipeline.codec.reasons import Rejection
 from pipeline.codec.vendors._columnar import (
+    CANDIDATE,
     ColumnReads,
     by_value,
     candidate_lists,
@@ -241,13 +242,6 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
 
 # -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
 
-_CANDIDATE: Final = pa.struct(
-    [
-        pa.field("plate", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("confidence", pa.float64()),
-    ]
-)
 _RESULT: Final = pa.struct(
     [
         pa.field("plate", pa.string()),
@@ -255,7 +249,7 @@ _RESULT: Final = pa.struct(
         pa.field("direction", pa.float64()),
         pa.field("region", pa.struct([pa.field("code", pa.string())])),
         pa.field("vehicle", pa.struct([pa.field("type", pa.string())])),
-        pa.field("candidates", pa.list_(_CANDIDATE)),
+        pa.field("candidates", pa.list_(CANDIDATE)),
     ]
 )
 _BATCH_SCHEMA: Final = pa.schema(

@@ -158,6 +158,19 @@ RAW: dict[str, bytes] = {
 }
 
 
+def _slow_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per payload the per-message mapper is asked for from now on."""
+    calls: list[int] = []
+    original = batch_module.map_vendor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    return calls
+
+
 @pytest.mark.parametrize("name", MUTATIONS)
 def test_one_payload_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = copy.deepcopy(_stream())
@@ -189,14 +202,7 @@ def test_the_published_messages_either_path(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_ordinary_payloads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    original = batch_module.map_vendor
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    calls = _slow_calls(monkeypatch)
     value = _encoded(_stream())
     assert ordinary(value)
     result = _decode([value] * 5, columnar=True, monkeypatch=monkeypatch)
@@ -316,14 +322,7 @@ def test_every_group_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    original = batch_module.map_vendor
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    calls = _slow_calls(monkeypatch)
     values = [_encoded(dict(_group(), version=3)), BOM + _encoded(_group())]
     result = _decode(values, columnar=True, monkeypatch=monkeypatch)
     assert result.result.table.num_rows == 2
@@ -429,14 +428,7 @@ def test_every_genetec_read_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_ordinary_genetec_reads_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    original = batch_module.map_vendor
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(batch_module, "map_vendor", counting)
+    calls = _slow_calls(monkeypatch)
     dmy = _genetec()
     GENETEC_MUTATIONS["DMY with dots"](dmy)
     result = _decode([_encoded(_genetec()), _encoded(dmy)], columnar=True, monkeypatch=monkeypatch)
