@@ -59,6 +59,12 @@ from pipeline.errors import ConfigError
 from pipeline.live.hits import unseen
 from pipeline.live.process import LiveBatch, LiveProcessor
 from pipeline.live.silence import SilenceMonitor
+from pipeline.live.standby import (
+    HEARTBEAT_INTERVAL_S,
+    SESSION_TIMEOUT_S,
+    active,
+    pin_start_offsets,
+)
 from pipeline.live.transport import App as LiveFaustApp
 from pipeline.live.watchlist import (
     Removal,
@@ -135,6 +141,12 @@ class LiveApp:
             consumer_auto_offset_reset="earliest",
             topic_partitions=settings.topics.partitions,
             producer_acks=-1,
+            # The tables' changelogs are replicated like every topic of ours: with three brokers
+            # and min.insync.replicas=2, a changelog of one replica refuses acks=all writes.
+            topic_replication_factor=settings.topics.replication_factor,
+            # A standby taking over waits this long for the dead instance's partitions.
+            broker_session_timeout=SESSION_TIMEOUT_S,
+            broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
         )
         self.app = app
         topics = settings.topics
@@ -279,9 +291,19 @@ def run_live(
     metrics: LiveMetrics,
     clock: Clock = utc_now,
 ) -> None:
-    """Run the app until SIGTERM/SIGINT (faust's worker handles both and shuts down cleanly)."""
+    """Run the app until SIGTERM/SIGINT (faust's worker handles both and shuts down cleanly),
+    once this instance is the group's active one (:mod:`pipeline.live.standby`)."""
     live = LiveApp(settings, registry=registry, metrics=metrics, clock=clock)
     (settings.state.dir / "live").mkdir(parents=True, exist_ok=True)
+    with active(settings):
+        pinned = pin_start_offsets(settings)
+        if pinned:
+            logger.info("anpr live: %d partitions start at their log start", pinned)
+        _run_worker(live, settings, metrics)
+
+
+def _run_worker(live: LiveApp, settings: Settings, metrics: LiveMetrics) -> None:
+    # /metrics only once active: a standby on the same host can then take over its port.
     serve(metrics.registry, settings.live.metrics_port)
     worker = faust.Worker(
         live.app,
