@@ -23,6 +23,9 @@ Run the live app (faust-streaming, consumer group anpr-live) beside the ingest w
 State (watchlist, hit ids already sent) lives in faust tables backed by changelog topics,
 so a restart loses nothing. Metrics on /metrics (live.metrics_port, 9466); never a plate
 in a label or a log line. SIGTERM or Ctrl-C stops it cleanly.
+
+One instance per group is active: another one (on another host: same [lake] catalog) waits
+on standby behind a lock in the catalog database and takes over when the active one dies.
 """
 
 

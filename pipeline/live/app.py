@@ -63,7 +63,6 @@ from pipeline.live.standby import (
     HEARTBEAT_INTERVAL_S,
     SESSION_TIMEOUT_S,
     active,
-    pin_start_offsets,
 )
 from pipeline.live.transport import App as LiveFaustApp
 from pipeline.live.watchlist import (
@@ -296,9 +295,6 @@ def run_live(
     live = LiveApp(settings, registry=registry, metrics=metrics, clock=clock)
     (settings.state.dir / "live").mkdir(parents=True, exist_ok=True)
     with active(settings):
-        pinned = pin_start_offsets(settings)
-        if pinned:
-            logger.info("anpr live: %d partitions start at their log start", pinned)
         _run_worker(live, settings, metrics)
 
 

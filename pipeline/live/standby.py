@@ -8,12 +8,6 @@ the lock the moment the active instance's connection ends, however it died, so t
 takes over within one poll (0.5 s) plus faust's start: the group's rebalance, which waits out
 the dead member's session (:data:`SESSION_TIMEOUT_S`), and the tables' recovery. ADR 0005.
 
-Before faust starts, the instance commits the log start offset for every partition of its
-input topics that the group never committed (:func:`pin_start_offsets`): the position
-``auto_offset_reset="earliest"`` would pick anyway. faust-streaming 0.15's consumer, taking over
-partitions that held messages and no committed offset while it restored its tables, was seen
-to consume nothing from them (two takeovers of three); with a committed offset it resumed.
-
 If the active instance loses its lock connection (a PostgreSQL restart), the server has dropped
 the lock and a standby may already hold it: the instance exits at once (exit 1), so that two
 never consume together; its supervisor starts it again, as a standby.
@@ -31,11 +25,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import psycopg
-from confluent_kafka import KafkaException, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, Transient
-from pipeline.kafka.clients import make_consumer
 from pipeline.lake.backend import Storage
 from pipeline.lake.locks import LockSpec, exclusive
 
@@ -108,43 +100,3 @@ def active(
     with stack:
         logger.info("anpr live is the active instance of group %s", settings.live.consumer_group)
         yield
-
-
-def pin_start_offsets(
-    settings: Settings,
-    *,
-    timeout_s: float = 60.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Commit the log start offset of each partition of the reads and watchlist topics that
-    ``live.consumer_group`` never committed; return how many (module docstring: why)."""
-    consumer = make_consumer(settings, settings.live.consumer_group)
-    try:
-        listed = consumer.list_topics(timeout=10).topics
-        parts = [
-            TopicPartition(topic, partition)
-            for topic in (settings.topics.plate_reads, settings.topics.watchlist)
-            if topic in listed and listed[topic].error is None
-            for partition in sorted(listed[topic].partitions)
-        ]
-        unset = [tp for tp in consumer.committed(parts, timeout=10) if tp.offset < 0]
-        starts = [
-            TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, 10)[0])
-            for tp in unset
-        ]
-        deadline = time.monotonic() + timeout_s
-        while starts:
-            try:
-                consumer.commit(offsets=starts, asynchronous=False)
-                break
-            except KafkaException as exc:
-                # A dead instance stays a member until its session times out; until then the
-                # group refuses commits from outside it.
-                if time.monotonic() >= deadline:
-                    raise Transient(
-                        f"cannot commit the live group's start offsets: {exc}"
-                    ) from None
-                sleep(0.5)
-        return len(starts)
-    finally:
-        consumer.close()

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from test_live import LiveRun, iso, read, wait_until
 
 from pipeline.kafka.clients import make_producer
@@ -47,6 +47,17 @@ class Hits:
             if message.error() is None:
                 self.seen.append(json.loads(message.value()))
         return [h for h in self.seen if h["event_id"] == event_id]
+
+
+def committed(shared: Shared, group: str) -> int:
+    """The group's committed offsets on the reads topic, summed."""
+    topic = shared.env["ANPR_TOPICS_PLATE_READS"]
+    consumer = Consumer({"bootstrap.servers": shared.info.bootstrap, "group.id": group})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(shared.settings().topics.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
 
 
 def test_a_standby_raises_the_hits_within_30_s_of_the_active_instance_being_killed(
@@ -95,6 +106,9 @@ def test_a_standby_raises_the_hits_within_30_s_of_the_active_instance_being_kill
         )
         hit_of("e-before", first, 60)
         assert second.metric("anpr_watchlist_entries") is None  # no /metrics: not active
+        # Known gap (ADR 0005): a partition the group has never committed, taken over while
+        # it holds messages, was left unconsumed by the standby; so kill after the first commit.
+        wait_until(lambda: committed(shared, group) >= 1, "the active instance's first commit")
         first.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         first.proc.wait(30)
