@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
@@ -137,19 +137,19 @@ def _order_key(kind: str | None) -> Callable[[bytes], Any]:
     return bytes  # byte order of the text
 
 
-def recompute_table_stats(db: sqlite3.Connection) -> int:
-    """Set every table-level min/max to the least/greatest of the live files' statistics
-    (NULL when no live file has a value); how many statistics rows were set.
+def pick_extremes(
+    rows: Iterable[tuple[Hashable, Hashable | None, bytes | None, bytes | None, str | None]],
+) -> dict[Hashable, tuple[Hashable | None, Hashable | None]]:
+    """For each table statistic, the file statistic holding the least min and the one holding
+    the greatest max (None: no live file has a value).
 
-    DuckLake widens ``ducklake_table_column_stats`` on insert and never narrows it when rows
-    are deleted, so a deleted plate, birth date or capture time can stay there as a table's
-    min or max. The values must be exact, not merely wider: DuckDB answers ``min()`` and
-    prunes filters from them (a too-narrow range loses rows), and the next insert widens
-    from them (or, from NULL, starts afresh at the new file's range).
+    ``rows`` are (table statistic, live file statistic or None, its min and max as bytes,
+    the column type): one row per live file of the column, as :data:`LIVE_FILE_STATS` gives
+    them. Shared by the SQLite child and the PostgreSQL purge
+    (:mod:`pipeline.lake.postgres_catalog`), so both order values the same way.
     """
-    # table statistics row -> (file statistics row, its order key) of the min and of the max
-    best: dict[int, list[tuple[int, Any] | None]] = {}
-    for stat, file_stat, low, high, kind in db.execute(LIVE_FILE_STATS):
+    best: dict[Hashable, list[tuple[Hashable, Any] | None]] = {}
+    for stat, file_stat, low, high, kind in rows:
         pick = best.setdefault(stat, [None, None])
         if file_stat is None:
             continue
@@ -162,14 +162,25 @@ def recompute_table_stats(db: sqlite3.Connection) -> int:
             k = key(high)
             if pick[1] is None or k > pick[1][1]:
                 pick[1] = (file_stat, k)
-    db.executemany(
-        SET_TABLE_STATS,
-        [
-            (low[0] if low else None, high[0] if high else None, stat)
-            for stat, (low, high) in best.items()
-        ],
-    )
-    return len(best)
+    return {
+        stat: (low[0] if low else None, high[0] if high else None)
+        for stat, (low, high) in best.items()
+    }
+
+
+def recompute_table_stats(db: sqlite3.Connection) -> int:
+    """Set every table-level min/max to the least/greatest of the live files' statistics
+    (NULL when no live file has a value); how many statistics rows were set.
+
+    DuckLake widens ``ducklake_table_column_stats`` on insert and never narrows it when rows
+    are deleted, so a deleted plate, birth date or capture time can stay there as a table's
+    min or max. The values must be exact, not merely wider: DuckDB answers ``min()`` and
+    prunes filters from them (a too-narrow range loses rows), and the next insert widens
+    from them (or, from NULL, starts afresh at the new file's range).
+    """
+    picks = pick_extremes(db.execute(LIVE_FILE_STATS))
+    db.executemany(SET_TABLE_STATS, [(low, high, stat) for stat, (low, high) in picks.items()])
+    return len(picks)
 
 
 def _wal(db: sqlite3.Connection, deadline: float) -> dict[str, Any]:
