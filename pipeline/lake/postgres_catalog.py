@@ -4,7 +4,7 @@ The same two jobs as the SQLite child (:mod:`pipeline.lake.sqlite_child`), Postg
 
 1. **Recompute table-level statistics** from the live files' statistics (DuckLake widens
    them on insert and never narrows them, so a deleted plate or capture time could stay there
-   as a table's min or max). The ordering is the SQLite child's own (:func:`pick_extremes`).
+   as a table's min or max). The SQL and the ordering are the SQLite child's own.
 2. **Leave no dead tuple behind**: ``VACUUM (FULL, ANALYZE)`` of every DuckLake table, then
    ``VACUUM FULL pg_statistic``. A plain ``VACUUM`` only marks dead tuples' space reusable:
    their bytes stay in the page until a later insert happens to overwrite them. ``FULL``
@@ -21,48 +21,26 @@ not by this module: README "From one machine to many" and ADR 0005 say how.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import psycopg
 from psycopg import sql
 
 from pipeline.errors import LakeConflict
+from pipeline.lake import sqlite_child
 from pipeline.lake.backend import Storage
-from pipeline.lake.sqlite_child import pick_extremes
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Per live data file of each column: the table statistic's key, the file's id, its min and max,
-# the column type (see sqlite_child.LIVE_FILE_STATS, which this mirrors; PostgreSQL has no
-# rowid, and DuckLake keys the rows by these ids).
-LIVE_FILE_STATS = """
-SELECT t.table_id, t.column_id, s.data_file_id, s.min_value, s.max_value,
-  (SELECT lower(c.column_type) FROM ducklake_column c
-   WHERE c.table_id = t.table_id AND c.column_id = t.column_id
-   ORDER BY c.begin_snapshot DESC LIMIT 1)
-FROM ducklake_table_column_stats t
-LEFT JOIN (
-  SELECT s.data_file_id, s.table_id, s.column_id, s.min_value, s.max_value
-  FROM ducklake_file_column_stats s
-  JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
-  WHERE f.end_snapshot IS NULL) s ON s.table_id = t.table_id AND s.column_id = t.column_id
-WHERE t.table_id NOT IN (SELECT table_id FROM ducklake_inlined_data_tables)
-"""
-# Copies a value as DuckLake stored it; a NULL file id gives NULL.
-SET_TABLE_STATS = """
-UPDATE ducklake_table_column_stats SET
-  min_value = (SELECT min_value FROM ducklake_file_column_stats
-               WHERE data_file_id = %(low)s AND column_id = %(column)s),
-  max_value = (SELECT max_value FROM ducklake_file_column_stats
-               WHERE data_file_id = %(high)s AND column_id = %(column)s)
-WHERE table_id = %(table)s AND column_id = %(column)s
-"""
+# The SQLite child's statement with psycopg's placeholders (:name -> %(name)s).
+SET_TABLE_STATS = re.sub(r":(\w+)", r"%(\1)s", sqlite_child.SET_TABLE_STATS)
 # DuckLake's tables in the schema the catalog connection uses (its default, as ATTACHed).
 DUCKLAKE_TABLES = """
 SELECT c.relname FROM pg_class c
@@ -120,25 +98,10 @@ def recompute_table_stats(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     with conn.transaction():
         conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         conn.execute("LOCK TABLE ducklake_table_column_stats IN ACCESS EXCLUSIVE MODE")
-        rows = [
-            ((int(str(t)), int(str(c))), f, _bytes(low), _bytes(high), None if k is None else str(k))
-            for t, c, f, low, high, k in conn.execute(LIVE_FILE_STATS).fetchall()
-        ]
-        picks = pick_extremes(rows)
+        picks = sqlite_child.pick_extremes(conn.execute(sqlite_child.LIVE_FILE_STATS).fetchall())
         with conn.cursor() as cur:
-            cur.executemany(
-                SET_TABLE_STATS,
-                [
-                    {"table": key[0], "column": key[1], "low": low, "high": high}
-                    for key, (low, high) in picks.items()
-                    if isinstance(key, tuple)
-                ],
-            )
+            cur.executemany(SET_TABLE_STATS, picks)
     return len(picks)
-
-
-def _bytes(value: object) -> bytes | None:
-    return None if value is None else str(value).encode()
 
 
 def owns_database(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -155,7 +118,9 @@ def ducklake_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     return [str(name) for (name,) in conn.execute(DUCKLAKE_TABLES).fetchall()]
 
 
-def vacuum_catalog(conn: psycopg.Connection[tuple[object, ...]], deadline: float) -> tuple[int, bool]:
+def vacuum_catalog(
+    conn: psycopg.Connection[tuple[object, ...]], deadline: float
+) -> tuple[int, bool]:
     """``VACUUM (FULL, ANALYZE)`` every DuckLake table, then ``VACUUM FULL pg_statistic`` if
     this role owns the database; (tables rewritten, whether pg_statistic was)."""
     conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
@@ -165,7 +130,9 @@ def vacuum_catalog(conn: psycopg.Connection[tuple[object, ...]], deadline: float
         _until(deadline, "vacuum catalog", partial(conn.execute, statement))
     planner = owns_database(conn)
     if planner:
-        _until(deadline, "vacuum planner statistics", lambda: conn.execute("VACUUM FULL pg_statistic"))
+        _until(
+            deadline, "vacuum planner statistics", lambda: conn.execute("VACUUM FULL pg_statistic")
+        )
     else:
         # Never silently: the values sampled before this purge stay in pg_statistic's dead
         # tuples until autovacuum and later writes reuse the space.

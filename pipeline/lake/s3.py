@@ -75,9 +75,7 @@ def authorization(
     lower = {k.lower(): " ".join(v.split()) for k, v in headers.items()}
     canonical_headers = "".join(f"{n}:{lower[n]}\n" for n in names)
     signed = ";".join(names)
-    request = "\n".join(
-        [method, path, canonical_query, canonical_headers, signed, payload_sha256]
-    )
+    request = "\n".join([method, path, canonical_query, canonical_headers, signed, payload_sha256])
     scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(request.encode()).hexdigest()]
@@ -86,8 +84,7 @@ def authorization(
         signing_key(secret, amz_date[:8], region), to_sign.encode(), hashlib.sha256
     ).hexdigest()
     return (
-        f"AWS4-HMAC-SHA256 Credential={key_id}/{scope},SignedHeaders={signed},"
-        f"Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={key_id}/{scope},SignedHeaders={signed},Signature={signature}"
     )
 
 

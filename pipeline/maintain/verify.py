@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg import sql
+
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
-from pipeline.lake.postgres_catalog import connect
+from pipeline.lake.postgres_catalog import connect, ducklake_tables
 from pipeline.maintain.inventory import DataFiles
 from pipeline.maintain.purge import META
 from pipeline.maintain.retention import Cutoff
@@ -92,18 +94,24 @@ def _inlined_past(lake: Lake, cut: Cutoff) -> int:
     return total
 
 
-def catalog_dead_tuples(storage: Storage) -> int | None:
-    """Dead tuples PostgreSQL counts in the lake's DuckLake tables (None: not PostgreSQL).
+def catalog_dead_tuples(storage: Storage) -> dict[str, int] | None:
+    """DuckLake tables that hold dead tuples, and how many (None: not PostgreSQL).
 
-    Right after the purge's ``VACUUM (FULL, ANALYZE)`` this is 0; ingest commits made since
-    add some (their old row versions hold nothing retention deleted), so it is reported, not
-    held against the run.
+    Counted afresh by ``ANALYZE`` (it reads every page of tables this small), not taken from
+    the statistics counters: other backends report their deletes to those asynchronously, so
+    right after the purge they can still show deletes that ``VACUUM FULL`` already removed.
+    Ingest commits made since the purge add dead tuples (old versions of rows written after
+    it, holding nothing retention deleted), so this is reported, not held against the run.
     """
     if storage.kind != "postgres":
         return None
     with connect(storage, application="anpr-maintain verify") as conn:
-        (dead,) = conn.execute(
-            "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables "
-            "WHERE schemaname = current_schema() AND relname LIKE 'ducklake\\_%'"
-        ).fetchone() or (0,)
-    return int(str(dead))
+        for name in ducklake_tables(conn):
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        rows = conn.execute(
+            "SELECT relname, n_dead_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND relname LIKE 'ducklake\\_%' "
+            "AND n_dead_tup > 0"
+        ).fetchall()
+    return {str(name): int(str(dead)) for name, dead in rows}

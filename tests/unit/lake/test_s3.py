@@ -18,7 +18,6 @@ from pipeline.errors import ConfigError
 from pipeline.lake.backend import S3Access, Storage
 from pipeline.lake.s3 import (
     EMPTY_SHA256,
-    S3Client,
     authorization,
     refuse_versioned_bucket,
     versioning_status,
@@ -29,7 +28,7 @@ from pipeline.lake.sqlite_child import pick_extremes
 # Authorization Header: Transferring Payload in a Single Chunk (AWS Signature Version 4)",
 # section "Examples: Signature Calculations" (sig-v4-header-based-auth).
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # noqa: S105 (AWS's published example)
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 HOST = "examplebucket.s3.amazonaws.com"
 
 # Real answers to GET /?versioning. Enabled: the response body Backblaze B2's S3 API docs
@@ -56,14 +55,35 @@ NOT_IMPLEMENTED = (
 )
 
 
-def test_get_object_signature_matches_the_aws_example() -> None:
+@pytest.mark.parametrize(
+    ("path", "query", "extra", "signature"),
+    [
+        # "Example: GET Object" (the first 10 bytes of test.txt).
+        (
+            "/test.txt",
+            {},
+            {"Range": "bytes=0-9"},
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
+        ),
+        # "Example: GET Bucket (List Objects)": query parameters sorted and encoded.
+        (
+            "/",
+            {"prefix": "J", "max-keys": "2"},
+            {},
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7",
+        ),
+    ],
+)
+def test_signature_matches_the_aws_examples(
+    path: str, query: dict[str, str], extra: dict[str, str], signature: str
+) -> None:
     auth = authorization(
         method="GET",
-        path="/test.txt",
-        query={},
+        path=path,
+        query=query,
         headers={
             "Host": HOST,
-            "Range": "bytes=0-9",
+            **extra,
             "x-amz-content-sha256": EMPTY_SHA256,
             "x-amz-date": "20130524T000000Z",
         },
@@ -73,32 +93,10 @@ def test_get_object_signature_matches_the_aws_example() -> None:
         region="us-east-1",
         amz_date="20130524T000000Z",
     )
+    signed = ";".join(sorted(["host", *(h.lower() for h in extra), "x-amz-content-sha256"]))
     assert auth == (
         f"AWS4-HMAC-SHA256 Credential={KEY_ID}/20130524/us-east-1/s3/aws4_request,"
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-
-
-def test_list_objects_signature_matches_the_aws_example() -> None:
-    """The same section's "GET Bucket (List Objects)": query parameters sorted and encoded."""
-    auth = authorization(
-        method="GET",
-        path="/",
-        query={"prefix": "J", "max-keys": "2"},
-        headers={
-            "host": HOST,
-            "x-amz-content-sha256": EMPTY_SHA256,
-            "x-amz-date": "20130524T000000Z",
-        },
-        payload_sha256=EMPTY_SHA256,
-        key_id=KEY_ID,
-        secret=SECRET,
-        region="us-east-1",
-        amz_date="20130524T000000Z",
-    )
-    assert auth.endswith(
-        "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        f"SignedHeaders={signed};x-amz-date,Signature={signature}"
     )
 
 
@@ -207,10 +205,14 @@ def test_anpr_maintain_stops_with_one_line_and_exit_2(
 
 def test_pick_extremes_orders_numbers_as_numbers_and_text_as_bytes() -> None:
     rows = [
-        ("n", "f1", b"9", b"10", "int64"),
-        ("n", "f2", b"-2", b"3", "int64"),
-        ("t", "f1", b"B", b"Z", "varchar"),
-        ("t", "f2", b"AB", b"ZA", "varchar"),
-        ("empty", None, None, None, "varchar"),
+        (1, 1, 10, "9", "10", "int64"),
+        (1, 1, 11, "-2", "3", "int64"),
+        (1, 2, 10, "B", "Z", "varchar"),
+        (1, 2, 11, "AB", "ZA", "varchar"),
+        (2, 1, None, None, None, "varchar"),
     ]
-    assert pick_extremes(rows) == {"n": ("f2", "f1"), "t": ("f2", "f2"), "empty": (None, None)}
+    assert pick_extremes(rows) == [
+        {"table": 1, "column": 1, "low": 11, "high": 10},
+        {"table": 1, "column": 2, "low": 11, "high": 11},
+        {"table": 2, "column": 1, "low": None, "high": None},
+    ]
