@@ -223,7 +223,8 @@ class S3Client:
 
 
 def refuse_versioned_bucket(storage: Storage) -> None:
-    """Raise ConfigError (exit 2) when the lake's bucket keeps versions, or cannot be asked.
+    """Raise ConfigError (exit 2) when the lake's bucket keeps versions, or refuses to say;
+    S3Failed (exit 1) when the store cannot be reached.
 
     With versioning on, a DELETE leaves the object's data behind as a noncurrent version (or
     hides it behind a delete marker), so no purge could make an expired row unreadable.
@@ -235,6 +236,8 @@ def refuse_versioned_bucket(storage: Storage) -> None:
     try:
         state = client.versioning()
     except S3Failed as exc:
+        if exc.status == 0 or exc.status >= 500:
+            raise  # the store is away or failing: a transient error (exit 1), not a setting
         raise ConfigError(
             "lake.data_path",
             f"cannot tell whether bucket {client.bucket} keeps object versions ({exc}); "

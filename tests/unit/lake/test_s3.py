@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError
 from pipeline.lake.backend import S3Access, Storage
 from pipeline.lake.s3 import (
     EMPTY_SHA256,
+    S3Failed,
     authorization,
     refuse_versioned_bucket,
     versioning_status,
@@ -169,6 +170,11 @@ def test_a_bucket_that_will_not_say_is_refused(bucket: tuple[str, type[_Bucket]]
     handler.answer = (403, b"<Error><Code>AccessDenied</Code></Error>")
     with pytest.raises(ConfigError, match="GetBucketVersioning"):
         refuse_versioned_bucket(_storage(endpoint))
+
+
+def test_a_store_that_cannot_be_reached_is_a_transient_failure() -> None:
+    with pytest.raises(S3Failed, match="unreachable"):
+        refuse_versioned_bucket(_storage("127.0.0.1:1"))
 
 
 def test_anpr_maintain_stops_with_one_line_and_exit_2(
