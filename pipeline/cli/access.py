@@ -9,6 +9,7 @@ key or the log, and ``[access]`` settings of the caller count for nothing.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -178,6 +179,9 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
             print(text, end="", flush=True)
 
     status = EXIT_OK
+    # Decoded here, strictly: the interpreter's own stdin may be lenient (surrogateescape under
+    # the C locale) and send undecodable bytes on as text.
+    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
     with connect(args, settings) as client:
         if interactive:
             hello = client.call("hello")
@@ -186,13 +190,15 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
             names = ", ".join(hello.extra.get("views", ()))
             print(f"role {hello.extra.get('role')}, reason {args.reason}; views: {names}")
         try:
-            for text in statements(sys.stdin, prompt):
+            for text in statements(lines, prompt):
                 done = show(client.call("query", sql=text, reason=args.reason, case=args.case),
                              args.format)  # fmt: skip
                 if done == EXIT_FAILURE:
                     return done
                 status = status or done
         except UnicodeDecodeError as exc:
+            # Logged as a refused attempt like any other; the bytes themselves are not sent.
+            client.call("query", not_utf8=True, reason=args.reason, case=args.case)
             raise UsageError(
                 f"standard input is not UTF-8 text (byte {exc.start} of a line)"
             ) from None

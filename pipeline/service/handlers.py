@@ -230,6 +230,8 @@ class Service:
 
     def _query(self, identity: Identity, args: Args) -> Reply:
         try:
+            if args.get("not_utf8") is True:
+                raise UsageError("the statement was not UTF-8 text (its bytes were not sent)")
             sql = text_arg(args, "sql")
             purpose = check_purpose(
                 self.settings.access,

@@ -270,6 +270,28 @@ def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: R
     assert world.log.verify().ok
 
 
+def test_sql_input_that_is_not_utf8_is_one_line_exit_2_and_logged(world: World) -> None:
+    stdin = f"SELECT count(*) FROM plate_reads WHERE plate = '{TARGET}\xff';\n".encode("latin-1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "sql", "--reason", "control"],
+        env=world.env,
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        "anpr: error: standard input is not UTF-8 text (byte 56 of a line)"
+    ], err
+    (entry,) = list(world.log.entries())
+    assert (entry["kind"], entry["reason"], entry["sql"]) == ("query.refused", "control", None)
+    assert "not UTF-8" in entry["why"]
+    assert TARGET not in world.log.path.read_text()
+
+
 def anpr_stdin(
     env: dict[str, str], args: list[str], stdin: str
 ) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,8 @@
 """Vendor payloads by the batch: Arrow reads the fields a mapper reads, Arrow compute maps them.
 
+(JSON vendors; Hikvision's XML alerts are proved plain and read by one regular expression
+instead, see :func:`pipeline.codec.vendors.hikvision.map_batch`, then mapped the same way.)
+
 The per-message mappers (``map_payload``) are the definition; a vendor's ``map_batch`` is a
 faster way to the same reads for the payloads it can *prove* ordinary, and hands every other
 payload back to the per-message mapper (the slow path), so both paths give the same reads and

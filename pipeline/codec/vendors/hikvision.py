@@ -28,6 +28,10 @@ registry is asked, first match wins: ``<deviceID>:<channel>``, ``<deviceID>``, t
 keys of :func:`pipeline.reference.sites.address_keys` (MAC with and without the channel, then
 IP); cameras are registered by ``vendor_camera_id`` or by ``mac``/``ip`` and ``channel``.
 
+By the batch (:func:`map_batch`): an alert that one regular expression proves plain (a small,
+safe subset of XML; see that section) is read without any XML parser, its fields mapped with
+Arrow compute; every other alert takes :func:`map_hikvision` and its safe parser.
+
 Simulated payloads (:func:`encode`): an ISAPI ``EventNotificationAlert`` with the local Oslo time
 (+01:00/+02:00), ``isDataRetransmission`` set from ``retransmission`` and a fake ``picData``.
 """
@@ -37,11 +41,19 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Final
 from xml.sax.saxutils import escape
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.codec.plate_reads import parse_rfc3339
 from pipeline.codec.reasons import Reason, Rejection
+from pipeline.codec.vendors._columnar import ColumnReads, by_value, no_reads, read_columns
 from pipeline.codec.vendors._payloads import (
     NAMESPACE,
     XML_CONTENT_TYPE,
@@ -55,8 +67,11 @@ from pipeline.codec.vendors._payloads import (
     pick,
 )
 from pipeline.codec.vendors._shared import (
+    EARLIEST_CAPTURE,
+    MAX_PLATE,
     CanonicalRead,
     MappedRead,
+    Target,
     VendorCodec,
     VendorRegistry,
     canonical_read,
@@ -78,6 +93,7 @@ from pipeline.reference.sites import (
     normal_ip,
     normal_mac,
 )
+from pipeline.schemas import CANDIDATES, EVENT_ID_PATTERN, RFC3339_PATTERN, UTC_TS
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -153,7 +169,7 @@ def _hikvision(element: Element, registry: VendorRegistry) -> CanonicalRead:
     if _text(root, "eventType") != "ANPR":
         raise Rejection(Reason.UNSUPPORTED_FORMAT, "eventType is not ANPR")
     quirks: list[str] = []
-    target = find_target(registry, "hikvision", _camera_keys(root))
+    target = find_target(registry, "hikvision", _camera_keys(partial(_text, root)))
     event_id = vendor_event_id(_required_text(root, "UUID"), "UUID", quirks)
     captured_at = rfc3339(_required_text(root, "dateTime"), "dateTime")
     retransmission = _text(root, "isDataRetransmission")
@@ -187,16 +203,17 @@ def _hikvision(element: Element, registry: VendorRegistry) -> CanonicalRead:
 _CHANNEL: Final = re.compile(r"[0-9]{1,3}")
 
 
-def _camera_keys(root: Mapping[str, Element]) -> list[str]:
-    """The registry keys this alert may be known by, most specific first (module doc)."""
-    channel_text = _text(root, "channelID") or _text(root, "dynChannelID")
+def _camera_keys(text: Callable[[str], str | None]) -> list[str]:
+    """The registry keys this alert may be known by, most specific first (module doc);
+    ``text``: the stripped text of a child of the root by name, None when absent or empty."""
+    channel_text = text("channelID") or text("dynChannelID")
     channel = int(channel_text) if channel_text and _CHANNEL.fullmatch(channel_text) else None
     keys: list[str] = []
-    device = _text(root, "deviceID")
+    device = text("deviceID")
     if device is not None:
         keys += [f"{device}:{channel_text}", device] if channel_text else [device]
-    mac = _text(root, "macAddress")
-    ip = _text(root, "ipAddress")
+    mac = text("macAddress")
+    ip = text("ipAddress")
     keys += address_keys(normal_mac(mac) if mac else None, normal_ip(ip) if ip else None, channel)
     if not keys:
         raise violation("no deviceID, macAddress or ipAddress names the camera")
@@ -302,6 +319,197 @@ def predicted_event_id(facts: Facts, vendor_id: str) -> str:
     return str(uuid.uuid5(_HIKVISION_NS, facts.event_id))
 
 
+# -- by the batch (see pipeline.codec.vendors._columnar) --------------------------------------
+#
+# An alert is read without any XML parser when one regular expression proves it lies in a small
+# subset of XML, in which every well-formed document is parsed alike by every parser and
+# nothing can be declared, expanded or fetched: ASCII text without "&" (so no entity or
+# character reference) or "]" (so no "]]>"), no "<!" (no DTD, comment or CDATA), no processing
+# instruction but an optional UTF-8 XML declaration, unprefixed element names, attributes only
+# ``version`` and ``xmlns`` on the root, every end tag naming its start tag (a back-reference),
+# at most _DEPTH levels. The same expression captures the fields the mapper reads where the
+# mapper reads them (children of the root, children of its one ANPR element): each such child
+# may appear once, as plain text (a second one, or one with children or attributes, fails the
+# match, since the mapper takes the first). Anything else goes to the per-message mapper and
+# its safe parser; both give the same reads (tests/unit/codec/test_columnar.py).
+
+_ROOT_FIELDS: Final = (
+    "eventType", "UUID", "dateTime", "isDataRetransmission", "channelID", "dynChannelID",
+    "deviceID", "macAddress", "ipAddress", "countryAbbreviation",
+)  # fmt: skip
+_ANPR_FIELDS: Final = (
+    "confidenceLevel", "direction", "countryAbbreviation", "licensePlate", "vehicleType",
+)  # fmt: skip
+_DEPTH: Final = 8  # element levels below the root; real alerts use five
+_S: Final = r"[ \t\r\n]"
+_NAME: Final = r"[A-Za-z_][A-Za-z0-9_.\-]*+"
+# Text: printable ASCII, tab and newlines, without < & ]. A read field's text has no CR either:
+# a parser turns CR LF into LF, which the captured bytes would not.
+_TEXT: Final = r"[\t\n\r\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]++"
+_FIELD_TEXT: Final = r"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*+"
+
+
+def _content(level: int, tag: str) -> str:
+    """Text and elements of any name below ``level``; ``tag`` keeps group names unique."""
+    if level > _DEPTH:
+        return f"(?:{_TEXT})?"
+    group = f"{tag}{level}"
+    element = rf"<(?P<{group}>{_NAME}){_S}*+(?:/>|>{_content(level + 1, tag)}</(?P={group}){_S}*+>)"
+    return rf"(?:{_TEXT}|{element})*+"
+
+
+def _other(read: Sequence[str], level: int, tag: str) -> str:
+    """An element not named in ``read``, with anything inside."""
+    names = "|".join(read)
+    group = f"{tag}{level}"
+    return (
+        rf"<(?!(?:{names})[ \t\r\n/>])(?P<{group}>{_NAME}){_S}*+"
+        rf"(?:/>|>{_content(level + 1, tag)}</(?P={group}){_S}*+>)"
+    )
+
+
+def _fields(names: Sequence[str], prefix: str) -> str:
+    # "(?(@g@)(?!))": fail when the group was set already (a second element of that name);
+    # written with the group's number once it is known (a name must be defined before use).
+    return "|".join(
+        rf"<{n}>(?(@{prefix}{n}@)(?!))(?P<{prefix}{n}>{_FIELD_TEXT})</{n}>" for n in names
+    )
+
+
+def _simple_alert() -> re.Pattern[bytes]:
+    anpr = rf"(?:{_TEXT}|{_fields(_ANPR_FIELDS, 'a_')}|{_other(_ANPR_FIELDS, 2, 'a')})*+"
+    root = (
+        rf"(?:{_TEXT}|{_fields(_ROOT_FIELDS, 'r_')}"
+        rf"|<ANPR>(?(@anpr@)(?!))(?P<anpr>){anpr}</ANPR{_S}*+>"
+        rf"|{_other((*_ROOT_FIELDS, 'ANPR'), 1, 'r')})*+"
+    )
+    declaration = (
+        r"<\?xml version=(?:\"1\.0\"|'1\.0')(?: encoding=(?:\"(?i:utf-8)\"|'(?i:utf-8)'))?"
+        rf"(?: standalone=(?:\"(?:yes|no)\"|'(?:yes|no)'))?{_S}*+\?>"
+    )
+    # Not the XML namespaces' own URIs, which no default namespace may name.
+    xmlns = r'xmlns="(?!http://www\.w3\.org/)[^"<&]*+"'
+    version = r'version="[^"<&]*+"'
+    attributes = rf"(?:{_S}++{version}(?:{_S}++{xmlns})?|{_S}++{xmlns}(?:{_S}++{version})?)?"
+    text = (
+        rf"(?:{declaration})?{_S}*+<EventNotificationAlert{attributes}{_S}*+>{root}"
+        rf"</EventNotificationAlert{_S}*+>{_S}*+"
+    )
+    numbered = re.compile(re.sub(r"\(\?\(@\w+@\)\(\?!\)\)", "", text)).groupindex
+    return re.compile(re.sub(r"@(\w+)@", lambda m: str(numbered[m.group(1)]), text).encode())
+
+
+_SIMPLE_ALERT: Final = _simple_alert()
+_CAPTURED: Final = (
+    *(f"r_{n}" for n in _ROOT_FIELDS), "anpr", *(f"a_{n}" for n in _ANPR_FIELDS)
+)  # fmt: skip
+_GROUPS: Final = tuple(_SIMPLE_ALERT.groupindex[n] for n in _CAPTURED)
+_CAMERA_FIELDS: Final = ("channelID", "dynChannelID", "deviceID", "macAddress", "ipAddress")
+_LATEST: Final = datetime.max.replace(tzinfo=UTC)
+_NO_CANDIDATES: Final = pa.array([], CANDIDATES.value_type)
+
+
+def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
+    """Many alerts at once; the same reads as :func:`map_hikvision`, or the alert back to it."""
+    found: list[tuple[bytes | None, ...]] = []
+    position: list[int] = []
+    slow: list[int] = []
+    match = _SIMPLE_ALERT.fullmatch
+    for i, value in enumerate(values):
+        alert = match(value)
+        if alert is None:
+            slow.append(i)
+        else:
+            found.append(alert.group(*_GROUPS))
+            position.append(i)
+    if not found:
+        return no_reads(slow)
+    raw = dict(zip(_CAPTURED, zip(*found, strict=True), strict=True))
+
+    def text(name: str) -> pa.Array:
+        """The mapper's ``_text``: stripped, None when absent or empty."""
+        stripped = pc.utf8_trim_whitespace(pa.array(raw[name], pa.binary()).cast(pa.string()))
+        return pc.if_else(pc.equal(pc.binary_length(stripped), 0), None, stripped)
+
+    cameras = list(zip(*(raw[f"r_{n}"] for n in _CAMERA_FIELDS), strict=True))
+    found_targets = {camera: _target(registry, camera) for camera in set(cameras)}
+    row_targets = [found_targets[camera] for camera in cameras]
+    event_id, when, plate = text("r_UUID"), text("r_dateTime"), text("a_licensePlate")
+    # The mapper's rule: RFC 3339 with at most six fraction digits (parse_rfc3339 takes more).
+    captured = parse_rfc3339(
+        pc.if_else(pc.match_substring_regex(when, RFC3339_PATTERN), when, None)
+    )
+    level = text("a_confidenceLevel")
+    level_ok = pc.match_substring_regex(level, "^[0-9]{1,3}$")
+    percent = pc.if_else(level_ok, level, "0").cast(pa.float64())
+    retransmission = text("r_isDataRetransmission")
+    ok = pc.and_(
+        pc.and_(
+            pc.and_(pc.equal(text("r_eventType"), "ANPR"), pc.is_valid(pa.array(raw["anpr"]))),
+            pc.and_(
+                pc.match_substring_regex(event_id, EVENT_ID_PATTERN),
+                pc.or_kleene(pc.is_null(retransmission), pc.is_in(retransmission, _FLAGS)),
+            ),
+        ),
+        pc.and_(
+            pc.and_(
+                pc.greater_equal(captured, pa.scalar(EARLIEST_CAPTURE, UTC_TS)),
+                pc.less_equal(captured, pa.scalar(_LATEST, UTC_TS)),
+            ),
+            pc.and_(
+                pc.and_(level_ok, pc.less_equal(percent, 100.0)),
+                pc.less_equal(pc.utf8_length(plate), MAX_PLATE),
+            ),
+        ),
+    )
+    ok_np = np.asarray(ok.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    ok_np &= np.fromiter((t is not None for t in row_targets), dtype=bool, count=len(found))
+    where = np.asarray(position, dtype=np.int64)
+    slow += where[~ok_np].tolist()
+    rows = np.flatnonzero(ok_np)
+    if not len(rows):
+        return no_reads(sorted(slow))
+    take = pa.array(rows)
+    # Every kept row has a target (ok_np); the filter only says so to the type checker.
+    kept = [t for t in (row_targets[r] for r in rows.tolist()) if t is not None]
+    motions = pc.utf8_lower(text("a_direction").take(take)).to_pylist()
+    directions = [
+        t.rule.by_motion(m if m in _MOTIONS else None) for t, m in zip(kept, motions, strict=True)
+    ]
+    country = pc.coalesce(text("a_countryAbbreviation"), text("r_countryAbbreviation"))
+    mapped = read_columns(
+        kept,
+        directions,
+        event_id=event_id.take(take),
+        captured_at=when.take(take),
+        plate=plate.take(take),
+        plate_country=by_value(
+            country.take(take), lambda c: country_code(c, "countryAbbreviation", [])
+        ),
+        confidence=pc.divide(percent.take(take), 100.0),
+        vehicle_class=by_value(
+            text("a_vehicleType").take(take), partial(lookup_class, _HIKVISION_CLASSES)
+        ),
+    )
+    none = pa.ListArray.from_arrays(pa.array(np.zeros(len(rows) + 1, np.int32)), _NO_CANDIDATES)
+    return ColumnReads(mapped, where[rows], none, sorted(slow))
+
+
+_FLAGS: Final = pa.array(["true", "false"])
+
+
+def _target(registry: VendorRegistry, camera: tuple[bytes | None, ...]) -> Target | None:
+    """The registered camera of an alert's camera fields (as captured), or None."""
+    texts = {
+        name: (value.strip().decode() or None) if value is not None else None
+        for name, value in zip(_CAMERA_FIELDS, camera, strict=True)
+    }
+    try:
+        return find_target(registry, "hikvision", _camera_keys(texts.get))
+    except Rejection:
+        return None
+
+
 VENDOR: Final = VendorCodec(
     rules=VendorRules("hikvision", motions=_MOTIONS, device_address=True),
     formats=("hikvision",),
@@ -311,4 +519,5 @@ VENDOR: Final = VendorCodec(
     map_payload=map_payload,
     encode=encode,
     predicted_event_id=predicted_event_id,
+    map_batch=map_batch,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -18,15 +19,22 @@ import pytest
 from pipeline.codec import batch as batch_module
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
-from pipeline.codec.vendors import BOM
+from pipeline.codec.vendors import BOM, VENDOR_RULES
 from pipeline.codec.vendors._columnar import ordinary
+from pipeline.reference.sites import SiteRegistry, load_registry
 from tests.unit.codec.test_batch import NOW, REGISTRY, messages
+from tests.unit.codec.test_vendor_corpus import REGISTRY_TOML
+from tests.unit.codec.test_vendors import BILLION_LAUGHS, EXTERNAL_DTD, EXTERNAL_ENTITY
 
 CORPUS = Path(__file__).parents[2] / "fixtures" / "vendors" / "platerecognizer"
 
 
 def _decode(
-    values: list[bytes], *, columnar: bool, monkeypatch: pytest.MonkeyPatch
+    values: list[bytes],
+    *,
+    columnar: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: SiteRegistry = REGISTRY,
 ) -> BatchDecoded:
     with monkeypatch.context() as patch:
         if not columnar:
@@ -34,7 +42,7 @@ def _decode(
         return decode_batch(
             values,
             [None] * len(values),
-            registry=REGISTRY,
+            registry=registry,
             now=NOW,
             retention_cutoff=NOW - timedelta(days=3650),
             limits=DecodeLimits(),
@@ -42,9 +50,11 @@ def _decode(
         )
 
 
-def _same(values: list[bytes], monkeypatch: pytest.MonkeyPatch) -> BatchDecoded:
-    fast = _decode(values, columnar=True, monkeypatch=monkeypatch)
-    slow = _decode(values, columnar=False, monkeypatch=monkeypatch)
+def _same(
+    values: list[bytes], monkeypatch: pytest.MonkeyPatch, registry: SiteRegistry = REGISTRY
+) -> BatchDecoded:
+    fast = _decode(values, columnar=True, monkeypatch=monkeypatch, registry=registry)
+    slow = _decode(values, columnar=False, monkeypatch=monkeypatch, registry=registry)
     assert fast.result.table.sort_by("msg_index").to_pylist() == (
         slow.result.table.sort_by("msg_index").to_pylist()
     )
@@ -433,4 +443,171 @@ def test_ordinary_genetec_reads_take_the_columnar_path(monkeypatch: pytest.Monke
     GENETEC_MUTATIONS["DMY with dots"](dmy)
     result = _decode([_encoded(_genetec()), _encoded(dmy)], columnar=True, monkeypatch=monkeypatch)
     assert result.result.table.num_rows == 2
+    assert calls == []
+
+
+# -- Hikvision ISAPI alerts (XML) -----------------------------------------------------------------
+
+HIKVISION = CORPUS.parent / "hikvision"
+XmlMutation = Callable[[bytes], bytes]
+
+
+def _alert() -> bytes:
+    # The ParkPow capture, sent by a registered camera (deviceID) two hours before NOW.
+    value = (HIKVISION / "parkpow-hikvision-lpr.xml").read_bytes()
+    value = value.replace(b"2024-01-19T11:17:19+08:00", b"2026-11-22T10:59:58.250+01:00")
+    return value.replace(b"<channelID>1</channelID>", b"<deviceID>HK-SVI-0031</deviceID>")
+
+
+def _sub(old: bytes, new: bytes) -> XmlMutation:
+    def mutate(value: bytes) -> bytes:
+        assert old in value
+        return value.replace(old, new, 1)
+
+    return mutate
+
+
+def _field(name: str, text: str) -> XmlMutation:
+    """The first element ``name`` given ``text`` (which is XML, not escaped)."""
+    return lambda value: re.sub(
+        rf"<{name}>[^<]*</{name}>".encode(), f"<{name}>{text}</{name}>".encode(), value, count=1
+    )
+
+
+def _without(name: str) -> XmlMutation:
+    return lambda value: re.sub(rf"<{name}>[^<]*</{name}>".encode(), b"", value, count=1)
+
+
+_ROOT_END = b"</EventNotificationAlert>"
+_ANPR_END = b"</ANPR>"
+
+
+def _root_child(xml: str) -> XmlMutation:
+    return _sub(_ROOT_END, xml.encode() + _ROOT_END)
+
+
+def _anpr_child(xml: str) -> XmlMutation:
+    return _sub(_ANPR_END, xml.encode() + _ANPR_END)
+
+
+ALERT_MUTATIONS: dict[str, XmlMutation] = {
+    "as published": lambda value: value,
+    "by deviceID and channel": _root_child("<channelID>1</channelID>"),
+    "camera unknown": _field("deviceID", "HK-NOWHERE"),
+    "camera named only by a MAC we do not know": _without("deviceID"),
+    "eventType duration": _field("eventType", "duration"),
+    "no ANPR": lambda value: re.sub(rb"<ANPR>.*</ANPR>", b"", value, flags=re.S),
+    "two ANPR elements": _root_child("<ANPR><licensePlate>QQ12345</licensePlate></ANPR>"),
+    "no UUID": _without("UUID"),
+    "UUID empty": _field("UUID", ""),
+    "UUID longer than an event id": _field("UUID", "U" * 70),
+    "UUID with a space": _field("UUID", "U U"),
+    "a second UUID": _root_child("<UUID>second</UUID>"),
+    "UUID with children": _field("UUID", "<a>x</a>"),
+    "dateTime without an offset": _field("dateTime", "2026-11-22T10:59:58"),
+    "dateTime 30 February": _field("dateTime", "2026-02-30T10:59:58+01:00"),
+    "dateTime in 1999": _field("dateTime", "1999-12-31T10:59:58Z"),
+    "dateTime beyond 9999 in UTC": _field("dateTime", "9999-12-31T23:59:59-01:00"),
+    "dateTime with seven fraction digits": _field("dateTime", "2026-11-22T10:59:58.1234567Z"),
+    "dateTime padded": _field("dateTime", "\n 2026-11-22T10:59:58Z\t"),
+    "dateTime tomorrow": _field("dateTime", "2026-11-23T10:59:58Z"),
+    "dateTime expired": _field("dateTime", "2010-01-01T00:00:00Z"),
+    "retransmission true": _field("isDataRetransmission", "true"),
+    "retransmission yes": _field("isDataRetransmission", "yes"),
+    "retransmission empty": _field("isDataRetransmission", ""),
+    "confidence 100": _field("confidenceLevel", "100"),
+    "confidence 101": _field("confidenceLevel", "101"),
+    "confidence 7": _field("confidenceLevel", "7"),
+    "confidence 9.5": _field("confidenceLevel", "9.5"),
+    "confidence padded": _field("confidenceLevel", " 85 "),
+    "confidence 0085": _field("confidenceLevel", "0085"),
+    "no confidence": _without("confidenceLevel"),
+    "direction FORWARD": _field("direction", "FORWARD"),
+    "direction sideways": _field("direction", "sideways"),
+    "no direction": _without("direction"),
+    "country in ANPR and at the root": _anpr_child("<countryAbbreviation>SE</countryAbbreviation>"),
+    "country NO at the root": _field("countryAbbreviation", "NO"),
+    "country alpha-3": _field("countryAbbreviation", "SWE"),
+    "country empty": _field("countryAbbreviation", ""),
+    "country mo": _field("countryAbbreviation", "mo"),
+    "no country": _without("countryAbbreviation"),
+    "plate blank": _field("licensePlate", " "),
+    "plate too long": _field("licensePlate", "Q" * 25),
+    "plate with a space inside": _field("licensePlate", "QZ 601"),
+    "plate with CR LF inside": _field("licensePlate", "QZ\r\n601"),
+    "plate on its own lines": _field("licensePlate", "\r\nQZKT601\r\n"),
+    "plate with an entity": _field("licensePlate", "QZ&amp;601"),
+    "plate with a character reference": _field("licensePlate", "QZ&#75;601"),
+    "plate as CDATA": _field("licensePlate", "<![CDATA[QZKT601]]>"),
+    "plate self-closed": _sub(b"<licensePlate>QZKT601</licensePlate>", b"<licensePlate/>"),
+    "plate with an attribute": _sub(b"<licensePlate>", b'<licensePlate kind="x">'),
+    "plate only in a picture": lambda value: _without("licensePlate")(value).replace(
+        b"<pId>", b"<licensePlate>QQ12345</licensePlate><pId>", 1
+    ),
+    "plate non-ASCII": _field("licensePlate", "QÅ12345"),
+    "vehicleType heavyTruck": _field("vehicleType", "heavyTruck"),
+    "no vehicleType": _without("vehicleType"),
+    "entity in an unread field": _field("channelName", "A &amp; B"),
+    "unread field non-ASCII": _field("channelName", "Kamera ø"),
+    "a comment": _root_child("<!-- note -->"),
+    "a processing instruction": _root_child("<?note x?>"),
+    "end tag of another name": _root_child("<picNote>1</picnote>"),
+    "an unclosed element": _root_child("<picNote>"),
+    "an empty unread element": _root_child("<picNote/>"),
+    "an unread element with an attribute": _root_child('<picNote a="1">x</picNote>'),
+    "deeply nested unread elements": _root_child("<x>" * 12 + "</x>" * 12),
+    "] in an unread field": _field("channelName", "a]]>b"),
+    "tabs and CR LF between elements": lambda value: value.replace(b"\n", b"\r\n"),
+    "no declaration": lambda value: value.split(b"?>", 1)[1].lstrip(),
+    "declared ISO-8859-1": _sub(b'encoding="UTF-8"', b'encoding="ISO-8859-1"'),
+    "declaration after a space": lambda value: b" " + value,
+    "byte-order mark": lambda value: BOM + value,
+    "root prefixed": lambda value: value.replace(
+        b"<EventNotificationAlert version", b"<h:EventNotificationAlert xmlns:h='urn:h' version"
+    ).replace(_ROOT_END, b"</h:EventNotificationAlert>"),
+    "root in the XML namespace": _sub(
+        b'xmlns="http://www.hikvision.com/ver20/XMLSchema"',
+        b'xmlns="http://www.w3.org/XML/1998/namespace"',
+    ),
+    "root attribute twice": _sub(b'version="2.0"', b'version="2.0" version="2.1"'),
+    "trailing bytes": lambda value: value + b"x",
+    "a second document": lambda value: value + value.split(b"?>", 1)[1],
+    "billion laughs": lambda value: BILLION_LAUGHS,
+    "external entity": lambda value: EXTERNAL_ENTITY,
+    "external DTD": lambda value: EXTERNAL_DTD,
+}
+
+
+@pytest.mark.parametrize("name", ALERT_MUTATIONS)
+def test_one_alert_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _same([ALERT_MUTATIONS[name](_alert())], monkeypatch)
+
+
+def test_every_alert_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = [mutate(_alert()) for mutate in ALERT_MUTATIONS.values()]
+    simulated, _, _ = messages(400)
+    result = _same(values + simulated, monkeypatch)
+    assert result.result.table.num_rows > 300
+
+
+def test_the_published_alerts_either_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The corpus' own registry: those alerts name their cameras by MAC and IP address.
+    path = tmp_path / "sites.toml"
+    path.write_text(REGISTRY_TOML, encoding="utf-8")
+    registry = load_registry(path, VENDOR_RULES)
+    values = [p.read_bytes() for p in sorted(HIKVISION.iterdir())]
+    result = _same(values, monkeypatch, registry)
+    assert result.result.table.num_rows == 2
+
+
+def test_ordinary_alerts_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _slow_calls(monkeypatch)
+    values = [
+        _alert(),
+        ALERT_MUTATIONS["tabs and CR LF between elements"](_alert()),
+        ALERT_MUTATIONS["country in ANPR and at the root"](_alert()),
+    ]
+    result = _decode(values, columnar=True, monkeypatch=monkeypatch)
+    assert result.result.table.num_rows == 3
+    assert result.result.table["plate_country"].to_pylist() == ["ZZ", "ZZ", "SE"]
     assert calls == []
