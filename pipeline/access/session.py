@@ -2,11 +2,13 @@
 
 Opening a session, in order:
 
-1. Open the lake read-only (:meth:`Lake.open`): the catalog is attached ``READ_ONLY``.
+1. Open the lake read-only (:meth:`Lake.open`, on the catalog and data path of ``[lake]``):
+   the catalog is attached ``READ_ONLY``.
 2. Register the pseudonym function (a Python UDF holding the key; the key is never in SQL).
 3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
 4. Lock the connection: file access is limited to the data folders of the lake tables the
-   views read, network and pipe file systems are disabled, ``enable_external_access = false``,
+   views read (folders or ``s3://`` prefixes), network and pipe file systems are disabled
+   (S3's is kept for an S3 lake), ``enable_external_access = false``,
    and ``lock_configuration = true`` so none of it can be undone by the session.
 
 Running a statement (:func:`run_logged`):
@@ -45,6 +47,7 @@ from pipeline.access.views import (
     plan_views,
 )
 from pipeline.errors import UsageError
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake, quote_ident
 from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 
@@ -102,7 +105,10 @@ class AccessSession:
         pseudo: Pseudonymiser,
         activity: ActivityLog | None = None,
         extension_dir: Path | None = None,
+        storage: Storage | None = None,
     ) -> AccessSession:
+        """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
+        are where ``storage`` says (default: embedded under ``lake_path``)."""
         built: list[tuple[ViewPlan, statement.Reads]] = []
 
         def confine(lake: Lake) -> frozenset[str]:
@@ -111,7 +117,9 @@ class AccessSession:
                                 pseudo, activity))  # fmt: skip
             return built[0][1].tables
 
-        lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir, confine=confine)
+        lake = Lake.open(
+            lake_path, read_only=True, extension_dir=extension_dir, storage=storage, confine=confine
+        )
         try:
             # Lake.open names its catalog as the default after the lock: the views come first.
             lake.con.execute(f"USE memory.{SCHEMA}")
