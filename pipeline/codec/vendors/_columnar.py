@@ -269,8 +269,12 @@ def candidate_lists(
 
 def by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
     """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
-    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
-    return pa.array([table[value] for value in values.to_pylist()], pa.string())
+    encoded = values.dictionary_encode()  # a null stays a null index
+    mapped = pa.array([mapping(value) for value in encoded.dictionary.to_pylist()], pa.string())
+    result = mapped.take(encoded.indices)
+    if values.null_count:
+        result = pc.if_else(pc.is_valid(values), result, pa.scalar(mapping(None), pa.string()))
+    return result
 
 
 def no_reads(slow: list[int]) -> ColumnReads:

@@ -74,6 +74,7 @@ from pipeline.codec.vendors._shared import (
     Target,
     VendorCodec,
     VendorRegistry,
+    attempt,
     canonical_read,
     country_code,
     find_target,
@@ -156,10 +157,7 @@ def map_hikvision(root: Element, registry: VendorRegistry) -> list[MappedRead]:
     The camera is found by ``deviceID`` (with its channel), else by MAC or IP address and
     channel; see the module docstring.
     """
-    try:
-        return [_hikvision(root, registry)]
-    except Rejection as failure:
-        return [failure]
+    return [attempt(partial(_hikvision, root, registry))]
 
 
 def _hikvision(element: Element, registry: VendorRegistry) -> CanonicalRead:
