@@ -54,6 +54,16 @@ def redact_sql(sql: str, pseudo: Pseudonymiser, key: bytes) -> dict[str, Any]:
     return out
 
 
+def holds_literal(template: str) -> bool:
+    """True if a stored template still holds a literal: anything but the ``?`` placeholders
+    (a template cut at :data:`MAX_TEMPLATE_CHARS` may end in half of one)."""
+    try:
+        _, literals = _template(template)
+    except (duckdb.Error, RuntimeError):
+        return True
+    return any(x.strip('"? ') for x in literals)
+
+
 def scrub(text: str, sql: str) -> str:
     """``text`` (a refusal's reason) without any literal of ``sql`` in it, in any case: the
     statement check quotes names the user typed ("'QXT12345' is not one of your views")."""

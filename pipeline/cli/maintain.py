@@ -24,8 +24,11 @@ point is finished by the next):
                 limit (retention.months, at most 6; per table [retention.tables]) is
                 deleted, whole UTC days (up to one day early, never late); then physically
                 purged (files rewritten, snapshots expired, old and orphaned files removed,
-                catalog vacuumed) and verified; then the activity log loses entries older
-                than access.log_retention_months (default 24), its hash chain kept.
+                catalog vacuumed); the activity log loses entries older than
+                access.log_retention_months (default 24), its hash chain kept, and the
+                erasure ledger forgets erasures Kafka no longer holds; then the lake and the
+                state folder are verified: nothing past its limit, no clear plate in the log
+                or ledger, no report kept, no unknown file (each finding names the file).
 
 A failing stats or compact step never blocks retention; the run then exits 1. Metrics go to
 <state.dir>/metrics/maintain.prom (node_exporter textfile), a JSON report of counts (never

@@ -1,4 +1,5 @@
-"""One maintenance run: statistics, compaction, retention, purge, verification, in that order.
+"""One maintenance run: statistics, compaction, retention, purge, the activity log's and the
+erasure ledger's retention, verification of the lake and the state folder, in that order.
 
 Each step is idempotent and commits in small transactions (one period, one day), so a run
 killed at any point (SIGKILL) is completed by the next. A failing statistics or compaction
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.config import Settings
@@ -39,6 +41,7 @@ from pipeline.maintain.inventory import files_by_day, table_exists
 from pipeline.maintain.lock import maintain_lock
 from pipeline.maintain.purge import META, purge
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
+from pipeline.maintain.state import verify_state
 from pipeline.maintain.verify import verify
 from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
@@ -172,10 +175,11 @@ class _Run:
         if "retention" in only:
             if self._step("retention", self.retention):
                 self._step("purge", self.purge)
-            self._step("verify", self.verify)
             # After the lake: a log that fails to verify must never hold up the lake's purge.
             self._step("activity_log", self.activity_log)
             self._step("erasure_ledger", self.erasure_ledger)
+            # Last: the state folder is checked after the log's and the ledger's retention.
+            self._step("verify", self.verify)
 
     def _step(self, name: str, body: Callable[[], dict[str, Any]]) -> bool:
         started = self.clock()
@@ -381,8 +385,20 @@ class _Run:
                     f"[red]verify: {check.table}: {check.rows_past_limit} rows and "
                     f"{check.files_in_expired_days} files past the limit[/red]"
                 )
+        state = verify_state(self.settings, self.as_of)
+        out["state_folder"] = {
+            "files": state.files,
+            "findings": [asdict(f) for f in state.findings],
+        }
+        out["ok"] = out["ok"] and state.ok
+        if not self.options.dry_run:
+            for finding in state.findings:
+                self.out.print(
+                    f"[red]verify: state folder: {escape(finding.path)}: "
+                    f"{escape(finding.problem)}[/red]"
+                )
         if self.options.dry_run:
-            out["ok"] = True  # nothing was deleted, so rows past the limit are expected
+            out["ok"] = True  # nothing was deleted, so data past the limit is expected
         return out
 
     def activity_log(self) -> dict[str, Any]:

@@ -47,6 +47,19 @@ def files_holding(root: Path, needles: Iterable[str]) -> dict[str, list[str]]:
     return found
 
 
+def spellings(plate: str) -> list[str]:
+    """Every form a byte scan looks for: upper, lower, spaced and hyphenated at every split,
+    and each of those in UTF-16 (both byte orders, as files_holding reads bytes as latin-1)."""
+    forms = {plate, plate.lower()}
+    for i in range(1, len(plate)):
+        for sep in (" ", "-"):
+            forms |= {f"{plate[:i]}{sep}{plate[i:]}", f"{plate[:i]}{sep}{plate[i:]}".lower()}
+    utf16 = {
+        f.encode(codec).decode("latin-1") for f in forms for codec in ("utf-16-le", "utf-16-be")
+    }
+    return sorted(forms | utf16)
+
+
 def plate_reads(
     captured: Sequence[datetime],
     *,

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 from conftest import RunAnpr
-from lakehelp import BATCHES, files_holding, write_months
+from lakehelp import BATCHES, files_holding, spellings, write_months
 from rich.console import Console
 
+from pipeline.access.audit import ActivityLog
 from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.purge import META
 from pipeline.maintain.retention import cutoff_for
 from pipeline.maintain.run import MaintainOptions, maintain
+from pipeline.pseudonym import read_key
 
 AS_OF = "2026-12-01T03:00:00+00:00"
 
@@ -286,3 +288,41 @@ def test_topics_keeping_personal_data_too_long_are_flagged(
     checks = check_at_start(load_settings(None, env=env), registry)
     assert [c.topic for c in checks if c.exceeded] == [too_long]
     assert registry.get_sample_value("anpr_topic_retention_exceeded", {"topic": too_long}) == 1
+
+
+def test_verify_fails_naming_a_state_file_that_holds_a_plate_or_should_not_be_there(
+    months_lake: Path, tmp_path: Path, anpr: RunAnpr
+) -> None:
+    root = _copy(months_lake, tmp_path)
+    plate = "QXM40419"
+    access = root / "state" / "access"
+    access.parent.mkdir(mode=0o700)
+    # A log written before literals were redacted (ADR 0007), and a subject-access report the
+    # service once kept: both hold the plate in clear.
+    key = read_key(access / "audit.key", "access.audit_key_file")
+    log = ActivityLog(access / "activity.jsonl", key)
+    log.append({"kind": "query.refused", "at": AS_OF, "user": "ivan", "role": "investigator",
+                "sql": f"SELECT * FROM plate_reads WHERE plate = '{plate}'"})  # fmt: skip
+    (access / "reports").mkdir(mode=0o700)
+    (access / "reports" / "subject-access-7.json").write_text(json.dumps({"plate": plate}))
+
+    result = anpr(_env(root), *_maintain_args(), timeout=600)
+
+    assert result.returncode == 1, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "verify: state folder: access/activity.jsonl: SQL holding a literal" in text
+    assert "verify: state folder: access/reports/subject-access-7.json" in text
+    assert not any(s in result.stderr + result.stdout for s in spellings(plate))
+    (report,) = (root / "lake" / "reports").glob("maintain-*.json")
+    verified = json.loads(report.read_text())["steps"]["verify"]
+    assert verified["ok"] is False
+    assert {f["path"] for f in verified["state_folder"]["findings"]} == {
+        "access/activity.jsonl",
+        "access/reports/subject-access-7.json",
+    }
+    assert files_holding(root / "lake" / "reports", spellings(plate)) == {}
+
+    for path in (log.path, log.head_path, access / "reports" / "subject-access-7.json"):
+        path.unlink()
+    again = anpr(_env(root), *_maintain_args(), timeout=600)
+    assert again.returncode == 0, again.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from conftest import MakeTopic, RunAnpr, service_thread
-from lakehelp import files_holding
+from lakehelp import files_holding, spellings
 
 # The service's TLS users: NAME's client certificate for `--user NAME`.
 from test_access import anpr, certs  # noqa: F401
@@ -32,19 +32,6 @@ from pipeline.simulate.produce import simulate_plates
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 READS, SEED = 3_000, 7
-
-
-def spellings(plate: str) -> list[str]:
-    """Every form a byte scan looks for: upper, lower, spaced and hyphenated at every split,
-    and each of those in UTF-16 (both byte orders, as files_holding reads bytes as latin-1)."""
-    forms = {plate, plate.lower()}
-    for i in range(1, len(plate)):
-        for sep in (" ", "-"):
-            forms |= {f"{plate[:i]}{sep}{plate[i:]}", f"{plate[:i]}{sep}{plate[i:]}".lower()}
-    utf16 = {
-        f.encode(codec).decode("latin-1") for f in forms for codec in ("utf-16-le", "utf-16-be")
-    }
-    return sorted(forms | utf16)
 
 
 def _ingest(run: RunAnpr, env: dict[str, str]) -> None:
