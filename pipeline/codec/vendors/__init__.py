@@ -207,7 +207,11 @@ _BY_FORMAT: Final[Mapping[str, VendorCodec]] = {
 }
 _JSON_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "json")
 _XML_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "xml")
+# Every JSON vendor's payloads hold one of its keys (keys, not bare words: a plate or filename
+# holding "hook" must not match). Vendor payloads carry base64 images in keys that may come
+# first, so the whole value is searched.
 _JSON_DETECTS: Final = tuple((v.keys, v.detect) for v in _JSON_VENDORS)
+_XML_DETECTS: Final = tuple(v.detect for v in _XML_VENDORS)
 
 # -- format detection --------------------------------------------------------------------------
 
@@ -215,10 +219,6 @@ CANONICAL_CONTENT_TYPE: Final = "application/vnd.anpr.plate-read+json"
 CANONICAL_PREFIX: Final = b'{"schema":"plate_read/1"'
 _JSON_TYPES: Final = frozenset({"application/json", "text/json"})
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
-# Every JSON vendor's payloads hold one of these keys (keys, not bare words: a plate or
-# filename holding "hook" must not match). Vendor payloads carry base64 images in keys that
-# may come first, so the whole value is searched.
-_SIGNATURE_KEYS: Final = tuple(key for vendor in _JSON_VENDORS for key in vendor.keys)
 # The XML root element follows at most an XML declaration and a comment or two.
 _XML_SNIFF_BYTES: Final = 4096
 
@@ -246,20 +246,10 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if first == b"<":
         if media is not None and media not in _XML_TYPES:
             return "unknown"
-        return next(filter(None, (vendor.detect(value) for vendor in _XML_VENDORS)), "unknown")
+        return _xml_format(value)
     if media is not None and media not in _JSON_TYPES:
         return "unknown"
-    # Substring tests first: a canonical value in another key order is answered in a few
-    # memchr-speed scans, without running the regexes.
-    if not any(key in value for key in _SIGNATURE_KEYS):
-        return "canonical"
-    for vendor in _JSON_VENDORS:
-        # A vendor's detect needs one of its keys: skip its regexes when none is there.
-        if any(key in value for key in vendor.keys):
-            fmt = vendor.detect(value)
-            if fmt is not None:
-                return fmt
-    return "canonical"
+    return _json_format(value)
 
 
 def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None]) -> list[Format]:
@@ -268,22 +258,36 @@ def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None])
     JSON bodies that start with ``{`` under a JSON content type (or none), the common case,
     take the shortest way: each vendor's keys in turn, the first vendor holding one asked to
     ``detect`` (a key is usually found within the first bytes, where a vendor starts its
-    payloads). The rest are asked one by one.
+    payloads); XML bodies that start with ``<`` go straight to the XML vendors' ``detect``.
+    The rest are asked one by one.
     """
     formats: list[Format] = []
     append = formats.append
     for value, content_type in zip(values, content_types, strict=True):
-        if value[:1] == b"{" and (content_type is None or _media_type(content_type) in _JSON_TYPES):
+        first = value[:1]
+        if first == b"{" and (content_type is None or _media_type(content_type) in _JSON_TYPES):
             append(_json_format(value))
+        elif first == b"<" and (content_type is None or _media_type(content_type) in _XML_TYPES):
+            append(_xml_format(value))
         else:
             append(detect_format(value, content_type))
     return formats
+
+
+def _xml_format(value: bytes) -> Format:
+    """The tail of :func:`detect_format` for an XML body under an XML content type (or none)."""
+    for detect in _XML_DETECTS:
+        fmt = detect(value)
+        if fmt is not None:
+            return fmt
+    return "unknown"
 
 
 def _json_format(value: bytes) -> Format:
     """The tail of :func:`detect_format` for a JSON body under a JSON content type (or none)."""
     if value.startswith(CANONICAL_PREFIX):
         return "canonical"
+    # A vendor's detect needs one of its keys: substring tests (memchr-fast) before regexes.
     for keys, detect in _JSON_DETECTS:
         for key in keys:
             if key in value:
