@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -44,32 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def backend_env(kind: str, info: control.ClusterInfo, root: Path, name: str) -> dict[str, str]:
     """ANPR_* for one run: the cluster's Kafka, and the lake of ``kind``."""
-    env = {
-        "ANPR_KAFKA_BOOTSTRAP_SERVERS": info.bootstrap,
-        "ANPR_TOPICS_REPLICATION_FACTOR": "3",
-        "ANPR_TOPICS_PLATE_READS": f"{name}.plate-reads",
-        "ANPR_TOPICS_PASSENGERS": f"{name}.passengers",
-        "ANPR_TOPICS_DLQ": f"{name}.dlq",
-        "ANPR_TOPICS_WATCHLIST": f"{name}.watchlist",
-        "ANPR_TOPICS_WATCHLIST_HITS": f"{name}.watchlist-hits",
-        "ANPR_INGEST_CONSUMER_GROUP": f"{name}-ingest",
-        "ANPR_INGEST_METRICS_PORT": "0",
-        "ANPR_LAKE_PATH": str(root / name / "lake"),
-    }
+    env = control.kafka_env(info, name) | {"ANPR_LAKE_PATH": str(root / name / "lake")}
     if kind == "postgres+s3":
-        with info.catalog.connect("postgres") as conn:
-            conn.autocommit = True
-            conn.execute(f"CREATE DATABASE {name}")  # our own hex name, not input
-        env |= {
-            "ANPR_LAKE_CATALOG": f"postgres:{info.catalog.conninfo(name)}",
-            "ANPR_LAKE_CATALOG_PASSWORD_FILE": str(info.catalog.password_file),
-            "ANPR_LAKE_DATA_PATH": f"{info.data_path}{name}/",
-            "ANPR_LAKE_S3_ENDPOINT": info.store.endpoint,
-            "ANPR_LAKE_S3_ACCESS_KEY_ID": "anpr-local",
-            "ANPR_LAKE_S3_SECRET_ACCESS_KEY_FILE": str(info.store.secret_file),
-            "ANPR_LAKE_S3_USE_SSL": "false",
-            "ANPR_LAKE_S3_URL_STYLE": "path",
-        }
+        env |= control.lake_env(info, name)
     return env
 
 
@@ -111,7 +86,7 @@ def ingest_rate(
     while committed(settings) < reads:
         if any(p.poll() not in (None, 0) for p in procs):
             raise SystemExit(f"a worker failed in the {kind} run")
-        time.sleep(0.2)
+        time.sleep(0.5)  # each look opens the lake: not free on a small machine
     elapsed = time.monotonic() - started
     for proc in procs:
         proc.wait(120)
@@ -147,42 +122,47 @@ def commit_latency(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=60_000, help="reads per ingest run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per backend and workers")
     parser.add_argument("--commits", type=int, default=40, help="commits timed per backend")
     parser.add_argument("--rows", type=int, default=2_000, help="rows per timed commit")
     args = parser.parse_args(argv)
-    state = Path(tempfile.mkdtemp(prefix="anpr-bench-cluster-", dir="/tmp"))
-    state.chmod(0o755)  # the PostgreSQL server's user must reach its folder
-    try:
-        say("starting the local cluster (3 brokers, PostgreSQL, S3Proxy)")
-        info = control.start(state, timeout=300)
-        rates: dict[tuple[str, int], float] = {}
+    kinds = ("embedded", "postgres+s3")
+    say("starting the local cluster (3 brokers, PostgreSQL, S3Proxy)")
+    with control.temporary("anpr-bench-cluster-", timeout=300) as (state, info):
+        rates: dict[tuple[str, int], list[float]] = {}
         latencies: dict[str, list[float]] = {}
-        for kind in ("embedded", "postgres+s3"):
-            times = commit_latency(kind, args.commits, args.rows, info, state / "runs")
-            latencies[kind] = times
+        loads: list[float] = []
+        for kind in kinds:
+            latencies[kind] = commit_latency(kind, args.commits, args.rows, info, state / "runs")
+        # Interleaved (each repeat runs every backend and worker count once): the machine's
+        # load drifts over minutes, and a ratio is only fair between neighbouring runs.
+        for run in range(args.repeat):
             for workers in (1, 2, 3):
-                rates[(kind, workers)] = ingest_rate(
-                    kind, workers, args.reads, info, state / "runs"
-                )
-                say(f"{kind}, {workers} worker(s): {rates[(kind, workers)]:,.0f} reads/s")
-        print(f"\ningest rate, {args.reads:,} reads per run (reads/s; ratio to embedded):")
-        for workers in (1, 2, 3):
-            emb, dist = rates[("embedded", workers)], rates[("postgres+s3", workers)]
-            print(
-                f"  {workers} worker(s): embedded {emb:8,.0f}   postgres+s3 {dist:8,.0f}   "
-                f"ratio {dist / emb:.2f}"
-            )
-        print(f"\ncommit latency, {args.rows:,} rows per write_batch, one writer:")
-        for kind, times in latencies.items():
-            q = statistics.quantiles(times, n=20)
-            print(
-                f"  {kind:12s} p50 {statistics.median(times) * 1000:7.1f} ms   "
-                f"p95 {q[18] * 1000:7.1f} ms"
-            )
-        return 0
-    finally:
-        control.stop(state)
-        shutil.rmtree(state, ignore_errors=True)
+                for kind in kinds:
+                    rate = ingest_rate(kind, workers, args.reads, info, state / "runs")
+                    rates.setdefault((kind, workers), []).append(rate)
+                    loads.append(os.getloadavg()[0])
+                    say(f"run {run + 1}: {kind}, {workers} worker(s): {rate:,.0f} reads/s")
+    print(
+        f"\ningest rate, {args.reads:,} reads per run, median of {args.repeat} "
+        f"(reads/s; ratio postgres+s3 / embedded; {os.cpu_count()} cores, load average "
+        f"{min(loads):.1f}-{max(loads):.1f}, median {statistics.median(loads):.1f}):"
+    )
+    for workers in (1, 2, 3):
+        emb = statistics.median(rates[("embedded", workers)])
+        dist = statistics.median(rates[("postgres+s3", workers)])
+        print(
+            f"  {workers} worker(s): embedded {emb:8,.0f}   postgres+s3 {dist:8,.0f}   "
+            f"ratio {dist / emb:.2f}"
+        )
+    print(f"\ncommit latency, {args.rows:,} rows per write_batch, one writer:")
+    for kind, times in latencies.items():
+        q = statistics.quantiles(times, n=20)
+        print(
+            f"  {kind:12s} p50 {statistics.median(times) * 1000:7.1f} ms   "
+            f"p95 {q[18] * 1000:7.1f} ms"
+        )
+    return 0
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class AccessContext:
             retention_months=self.settings.retention.months,
             pseudo=self.pseudonymiser(),
             activity=self.log,
+            storage=Storage.from_settings(self.settings.lake),
         )
 
     def write_metrics(self) -> None:

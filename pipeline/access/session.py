@@ -2,10 +2,11 @@
 
 Opening a session, in order:
 
-1. Open the lake read-only (:meth:`Lake.open`): the catalog is attached ``READ_ONLY``, file
-   access is limited to the lake's data folder, network and pipe file systems are disabled,
-   ``enable_external_access = false``, and ``lock_configuration = true`` so none of it can be
-   undone by the session.
+1. Open the lake read-only (:meth:`Lake.open`, on the catalog and data path of ``[lake]``):
+   the catalog is attached ``READ_ONLY``, file access is limited to the lake's data path
+   (a folder or an ``s3://`` prefix), network and pipe file systems are disabled (S3's is kept
+   for an S3 lake), ``enable_external_access = false``, and ``lock_configuration = true`` so
+   none of it can be undone by the session.
 2. Register the pseudonym function (a Python UDF holding the key; the key is never in SQL).
 3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
 
@@ -45,6 +46,7 @@ from pipeline.access.views import (
     plan_views,
 )
 from pipeline.errors import UsageError
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake, quote_ident
 from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 
@@ -102,8 +104,11 @@ class AccessSession:
         pseudo: Pseudonymiser,
         activity: ActivityLog | None = None,
         extension_dir: Path | None = None,
+        storage: Storage | None = None,
     ) -> AccessSession:
-        lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir)
+        """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
+        are where ``storage`` says (default: embedded under ``lake_path``)."""
+        lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir, storage=storage)
         try:
             plan = plan_views(
                 role,

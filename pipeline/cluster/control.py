@@ -10,7 +10,12 @@ maintain and the query service on the set. Secrets stay in their files, which it
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 BROKERS = 3
 LAKE_PREFIX = "lake"  # objects go under s3://anpr-lake/lake/
+# A run's name becomes topic names, a consumer group, a database name and an object prefix:
+# lower-case letters and digits only, so it needs no quoting anywhere.
+_RUN_NAME = re.compile(r"[a-z][a-z0-9]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -100,4 +108,56 @@ def status(state_dir: Path) -> dict[str, bool]:
         "kafka": bool(nodes) and all(nodes.values()),
         "postgres": postgres.running(state_dir) is not None,
         "s3proxy": s3proxy.running(state_dir) is not None,
+    }
+
+
+@contextmanager
+def temporary(prefix: str, *, timeout: float = 240.0) -> Iterator[tuple[Path, ClusterInfo]]:
+    """A set in a fresh state dir below /tmp, for tests and benchmarks; stopped and removed
+    at the end. Yields the state dir and where each part answers."""
+    state = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    state.chmod(0o755)  # the PostgreSQL server runs as anpr-db and must reach its folder
+    try:
+        yield state, start(state, timeout=timeout)
+    finally:
+        stop(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def kafka_env(info: ClusterInfo, name: str) -> dict[str, str]:
+    """ANPR_* for one isolated run on the set's brokers: topics and consumer group named after
+    ``name``, replication factor 3, metrics on a free port."""
+    if not _RUN_NAME.fullmatch(name):
+        raise ValueError(f"run name {name!r} is not lower-case letters and digits")
+    return {
+        "ANPR_KAFKA_BOOTSTRAP_SERVERS": info.bootstrap,
+        "ANPR_TOPICS_REPLICATION_FACTOR": str(BROKERS),
+        "ANPR_TOPICS_PLATE_READS": f"{name}.plate-reads",
+        "ANPR_TOPICS_PASSENGERS": f"{name}.passengers",
+        "ANPR_TOPICS_DLQ": f"{name}.dlq",
+        "ANPR_TOPICS_WATCHLIST": f"{name}.watchlist",
+        "ANPR_TOPICS_WATCHLIST_HITS": f"{name}.watchlist-hits",
+        "ANPR_INGEST_CONSUMER_GROUP": f"{name}-ingest",
+        "ANPR_INGEST_METRICS_PORT": "0",
+    }
+
+
+def lake_env(info: ClusterInfo, name: str) -> dict[str, str]:
+    """ANPR_LAKE_* for one isolated lake on the set: catalog database ``name`` (created here)
+    and the object prefix ``name/``. Hosts add their own ANPR_LAKE_PATH and ANPR_STATE_DIR."""
+    if not _RUN_NAME.fullmatch(name):
+        raise ValueError(f"run name {name!r} is not lower-case letters and digits")
+    with info.catalog.connect("postgres") as conn:
+        conn.autocommit = True
+        conn.execute(f"CREATE DATABASE {name}")  # checked above: letters and digits only
+    return {
+        "ANPR_LAKE_CATALOG": f"postgres:{info.catalog.conninfo(name)}",
+        "ANPR_LAKE_CATALOG_PASSWORD_FILE": str(info.catalog.password_file),
+        "ANPR_LAKE_DATA_PATH": f"{info.data_path}{name}/",
+        "ANPR_LAKE_S3_ENDPOINT": info.store.endpoint,
+        "ANPR_LAKE_S3_REGION": s3proxy.REGION,
+        "ANPR_LAKE_S3_ACCESS_KEY_ID": s3proxy.ACCESS_KEY_ID,
+        "ANPR_LAKE_S3_SECRET_ACCESS_KEY_FILE": str(info.store.secret_file),
+        "ANPR_LAKE_S3_USE_SSL": "false",
+        "ANPR_LAKE_S3_URL_STYLE": "path",
     }

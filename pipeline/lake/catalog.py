@@ -222,8 +222,14 @@ _UNREACHABLE = (
 
 
 def is_catalog_unreachable(exc: BaseException) -> bool:
-    """Whether a DuckDB error means the catalog database server is (briefly) unreachable."""
-    if not isinstance(exc, duckdb.Error):
+    """Whether a DuckDB error means the catalog database server is (briefly) unreachable.
+
+    Never a fatal error, whatever its text (often a failed ROLLBACK): DuckDB has invalidated
+    the whole database instance then, every later statement fails, and waiting cannot help.
+    The process must end; its supervisor restarts it (deploy/systemd) and it resumes at the
+    offsets stored in the lake.
+    """
+    if not isinstance(exc, duckdb.Error) or isinstance(exc, duckdb.FatalException):
         return False
     text = str(exc).lower()
     return any(marker in text for marker in _UNREACHABLE)

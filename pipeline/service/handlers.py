@@ -33,6 +33,7 @@ from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
+from pipeline.lake.backend import Storage
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.peers import Peer
 from pipeline.service.subjects import WORK as SUBJECT_WORK
@@ -200,11 +201,13 @@ class Service:
 
     def _open_session(self, role: str) -> AccessSession:
         lake = self.settings.lake.path
-        if not (lake / "catalog.sqlite").exists():
+        storage = Storage.from_settings(self.settings.lake)
+        if not storage.exists():
             raise UsageError(f"no lake at {lake} yet: ingest something first")
         return AccessSession.open(
             lake,
             role,
+            storage=storage,
             now=self.clock(),
             analyst_max_age_days=self.settings.access.analyst_max_age_days,
             retention_months=self.settings.retention.months,

@@ -9,6 +9,7 @@ here). Real OS users: tests/integration/test_service_users.py.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -28,7 +29,8 @@ from lakehelp import files_holding, plate_reads, write_reads
 from pipeline.access.audit import ActivityLog
 from pipeline.access.redact import redact_sql
 from pipeline.access.session import AccessSession
-from pipeline.config import load_settings
+from pipeline.config import LakeSettings, load_settings
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
 from pipeline.maintain.stats import plate_reads_source
 from pipeline.pseudonym import Pseudonymiser, read_key
@@ -49,14 +51,32 @@ class World:
     lake: Path
     state: Path
     env: dict[str, str]
+    lake_settings: LakeSettings
+    objects: Path  # the folder holding the data files' bytes (embedded: the lake folder)
 
     @property
     def log(self) -> ActivityLog:
         key = read_key(self.state / "access" / "audit.key", "access.audit_key_file")
         return ActivityLog(self.state / "access" / "activity.jsonl", key)
 
+    @property
+    def storage(self) -> Storage:
+        return Storage.from_settings(self.lake_settings)
+
+    @property
+    def data(self) -> str:
+        """The lake's data path (a folder or s3:// prefix), without the final slash."""
+        return self.storage.data_path.rstrip("/")
+
     def pseudo(self) -> Pseudonymiser:
         return Pseudonymiser.from_key_file(self.state / "access" / "pseudonym.key")
+
+    def open_lake(self) -> Lake:
+        return Lake.from_settings(self.lake_settings)
+
+    def holding(self, needles: list[str]) -> dict[str, list[str]]:
+        """needle -> the files of the lake (catalog file, data objects) that hold it."""
+        return files_holding(self.objects, needles)
 
 
 def _times(start: datetime, n: int) -> list[datetime]:
@@ -100,8 +120,41 @@ def anpr(anpr: RunAnpr, certs: Path) -> RunAnpr:
 def world(
     tmp_path: Path, certs: Path, kafka_bootstrap: str, make_topic: MakeTopic
 ) -> Iterator[World]:
-    lake_dir, state = tmp_path / "lake", tmp_path / "state"
-    with Lake.open(lake_dir) as lake:
+    anchors = make_topic(1, {"cleanup.policy": "compact"})
+    with serve_world(tmp_path, certs, kafka_bootstrap, anchors) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve_world(
+    root: Path,
+    certs: Path,
+    bootstrap: str,
+    anchors_topic: str,
+    lake_env: Mapping[str, str] | None = None,
+    objects: Path | None = None,
+) -> Iterator[World]:
+    """The tests' lake and the query service on it. ``lake_env`` (``ANPR_LAKE_*``) puts the
+    catalog and data files elsewhere (tests/integration/cluster: PostgreSQL and S3), and
+    ``objects`` is then where the data files' bytes are on this host."""
+    lake_dir, state = root / "lake", root / "state"
+    settings = load_settings(
+        None,
+        env=dict(lake_env or {}),
+        overrides={
+            "lake.path": lake_dir,
+            "state.dir": state,
+            "access.users": {**USERS, getpass.getuser(): "analyst"},
+            "serve.socket": root / "anpr.sock",
+            "serve.tls_listen": "127.0.0.1:0",
+            "serve.tls_cert": certs / "server.pem",
+            "serve.tls_key": certs / "server.key",
+            "serve.tls_client_ca": certs / "service-ca.pem",
+            "kafka.bootstrap_servers": bootstrap,
+            "topics.audit_anchors": anchors_topic,
+        },
+    )
+    with Lake.from_settings(settings.lake) as lake:
         write_reads(lake, plate_reads(_times(OLD, 20), prefix="OLD"))
         plates = [f"NEW{i:05d}" for i in range(30)]
         plates[3] = plates[17] = TARGET  # the subject passed twice, recently...
@@ -115,32 +168,17 @@ def world(
         write_reads(lake, recent)
         old_target = plate_reads(_times(OLD + timedelta(hours=3), 1), prefix="OLT", plates=[TARGET])
         write_reads(lake, old_target)
-    settings = load_settings(
-        None,
-        env={},
-        overrides={
-            "lake.path": lake_dir,
-            "state.dir": state,
-            "access.users": {**USERS, getpass.getuser(): "analyst"},
-            "serve.socket": tmp_path / "anpr.sock",
-            "serve.tls_listen": "127.0.0.1:0",
-            "serve.tls_cert": certs / "server.pem",
-            "serve.tls_key": certs / "server.key",
-            "serve.tls_client_ca": certs / "service-ca.pem",
-            "kafka.bootstrap_servers": kafka_bootstrap,
-            "topics.audit_anchors": make_topic(1, {"cleanup.policy": "compact"}),
-        },
-    )
     with service_thread(settings) as address:
-        yield World(tmp_path, lake_dir, state, {
+        yield World(root, lake_dir, state, {
             **{k: v for k, v in os.environ.items() if not k.startswith("ANPR_")},
+            **(lake_env or {}),
             "ANPR_LAKE_PATH": str(lake_dir),  # for `anpr maintain`
             "ANPR_STATE_DIR": str(state),
             "ANPR_SERVE_SOCKET": str(settings.serve.socket),
-            "ANPR_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,  # `anpr audit verify`: anchors
-            "ANPR_TOPICS_AUDIT_ANCHORS": settings.topics.audit_anchors,
+            "ANPR_KAFKA_BOOTSTRAP_SERVERS": bootstrap,  # `anpr audit verify`: anchors
+            "ANPR_TOPICS_AUDIT_ANCHORS": anchors_topic,
             "TEST_TLS_ADDRESS": address,
-        })  # fmt: skip
+        }, settings.lake, objects or lake_dir)  # fmt: skip
 
 
 def _json(result: object) -> list[dict[str, object]]:
@@ -249,8 +287,7 @@ ESCAPES = [
 
 def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: RunAnpr) -> None:
     corpus = [
-        s.format(data=world.lake / "data", lake=world.lake, root=world.root, target=TARGET)
-        for s in ESCAPES
+        s.format(data=world.data, lake=world.lake, root=world.root, target=TARGET) for s in ESCAPES
     ]
     stdin = "".join(f"{s};\n" for s in corpus) + "SELECT count(*) AS n FROM plate_reads;\n"
     result = anpr_stdin(world.env, ["sql", "--reason", "control", "--format", "csv"], stdin)
@@ -310,7 +347,13 @@ def test_the_locked_session_itself_cannot_loosen_its_settings(world: World) -> N
     # Defence in depth below the statement check: what DuckDB itself refuses once locked.
     pseudo = Pseudonymiser(b"k" * 32)
     with AccessSession.open(
-        world.lake, "analyst", now=NOW, analyst_max_age_days=90, retention_months=6, pseudo=pseudo
+        world.lake,
+        "analyst",
+        now=NOW,
+        analyst_max_age_days=90,
+        retention_months=6,
+        pseudo=pseudo,
+        storage=world.storage,
     ) as session:
         con = session.lake.con
         for sql in (
@@ -368,17 +411,17 @@ def test_erase_leaves_no_byte_of_the_plate_under_the_lake(world: World, anpr: Ru
     _dpo(world, anpr, "rectify", "--event-id", "ev-NEW-000003", "--plate", "NEW99999",
          "--reason", "misread")  # fmt: skip
     _dpo(world, anpr, "restrict", "--plate", TARGET, "--until", "2099-01-01")
-    assert files_holding(world.lake, [TARGET])  # before: it is everywhere
+    assert world.holding([TARGET])  # before: it is everywhere
     refused = anpr(
         world.env, "subject", "erase", "--plate", TARGET, "--reason", "x", "--user", "ann"
     )
     assert refused.returncode == 2
     out = _dpo(world, anpr, "erase", "--plate", TARGET, "--reason", "art. 17 request")
     assert "erased" in out
-    assert files_holding(world.lake, [TARGET]) == {}
-    kept = files_holding(world.lake, ["NEW00004", "OLD00001", "NEW99999"])
+    assert world.holding([TARGET]) == {}
+    kept = world.holding(["NEW00004", "OLD00001", "NEW99999"])
     assert set(kept) == {"NEW00004", "OLD00001", "NEW99999"}
-    with Lake.open(world.lake) as lake:
+    with world.open_lake() as lake:
         counts = lake.con.execute(
             "SELECT (SELECT count(*) FROM plate_reads), (SELECT count(*) FROM "
             "plate_read_versions), (SELECT count(*) FROM subject_restrictions)"
@@ -471,7 +514,7 @@ def test_statistics_computed_after_a_restriction_leave_the_plate_out(
 ) -> None:
     # Every statistic reads plate_reads through this one source (pipeline/maintain/stats.py).
     def passages_of_target() -> int:
-        with Lake.open(world.lake) as lake:
+        with world.open_lake() as lake:
             rows = lake.con.execute(
                 f"SELECT count(*) FROM {plate_reads_source()} WHERE plate = ?", [TARGET]
             ).fetchone()
@@ -495,7 +538,7 @@ def test_versions_and_restrictions_age_out_with_the_reads(world: World, anpr: Ru
     result = anpr(world.env, "maintain", "--only", "retention", "--no-topic-check",
                   "--as-of", as_of.isoformat(), timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    with Lake.open(world.lake) as lake:
+    with world.open_lake() as lake:
         left = lake.con.execute(
             "SELECT (SELECT count(*) FROM plate_read_versions), "
             "(SELECT count(*) FROM subject_restrictions), "
@@ -503,4 +546,4 @@ def test_versions_and_restrictions_age_out_with_the_reads(world: World, anpr: Ru
             [OLD + timedelta(days=1)],
         ).fetchone()
     assert left == (0, 1, 0)
-    assert files_holding(world.lake, ["OLD77777", "OLD00002"]) == {}
+    assert world.holding(["OLD77777", "OLD00002"]) == {}

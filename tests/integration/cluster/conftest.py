@@ -3,7 +3,9 @@ started once per session by the code behind `anpr cluster start`.
 
 "Hosts" are processes with their own state folder and lake folder (nothing shared on disk);
 they meet only in Kafka, the catalog database and the object store. Each test gets its own
-topics, consumer group, catalog database and object prefix.
+topics, consumer group, catalog database and object prefix. When a test fails, the brokers',
+PostgreSQL's and S3Proxy's logs are copied to its ``tmp_path``/cluster-logs (pytest keeps the
+last three runs' folders) before the set is stopped and removed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,17 +33,66 @@ from pipeline.reference.sites import SiteRegistry
 from pipeline.simulate.produce import simulate_plates
 from pipeline.simulate.traffic import TrafficModel
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+def _keep_logs(state: Path, into: Path) -> None:
+    """The set's logs (no data, no secrets) for a failed test's post-mortem."""
+    for logs in [*state.glob("kafka-cluster/node-*/logs"), state / "postgres" / "logs"]:
+        if logs.is_dir():
+            shutil.copytree(logs, into / logs.relative_to(state), dirs_exist_ok=True)
+    if (state / "s3" / "logs").is_dir():
+        shutil.copytree(state / "s3" / "logs", into / "s3" / "logs", dirs_exist_ok=True)
+
 
 @pytest.fixture(scope="session")
 def cluster(kafka_jars: Path) -> Iterator[tuple[Path, control.ClusterInfo]]:
     """The running set and its state dir (below /tmp, searchable by the database's user)."""
-    state = Path(tempfile.mkdtemp(prefix="anpr-cluster-", dir="/tmp"))
-    state.chmod(0o755)  # the PostgreSQL server runs as anpr-db and must reach its folder
-    try:
-        yield state, control.start(state, timeout=240)
-    finally:
-        control.stop(state)
-        shutil.rmtree(state, ignore_errors=True)
+    with control.temporary("anpr-cluster-") as running:
+        yield running
+
+
+class Supervised(threading.Thread):
+    """One host's worker run the way systemd runs ``anpr-ingest@`` (deploy/systemd:
+    ``Restart=on-failure``, ``RestartSec=5``, ``RestartPreventExitStatus=2``): started again
+    after an abnormal exit, at most ``limit`` times (systemd's start limit)."""
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], limit: int = 3) -> None:
+        super().__init__(daemon=True)
+        self._start = start
+        self._limit = limit
+        self._stopping = threading.Event()
+        self.current: subprocess.Popen[bytes] | None = None
+        self.exits: list[int] = []  # every exit code, in order
+
+    @property
+    def restarts(self) -> int:
+        return len(self.exits) - 1 if self.exits else 0
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self.current = self._start()
+            code = self.current.wait()
+            self.exits.append(code)
+            if code in (0, 2) or len(self.exits) > self._limit:
+                return
+            self._stopping.wait(5.0)  # RestartSec
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.current is not None and self.current.poll() is None:
+            self.current.kill()
+            self.current.wait(30)
 
 
 @dataclass
@@ -53,6 +104,7 @@ class Shared:
     env: dict[str, str]
     root: Path
     hosts: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    supervised: list[Supervised] = field(default_factory=list)
 
     def settings(self, host: str = "probe") -> Settings:
         return load_settings(None, env=self.host_env(host))
@@ -76,6 +128,16 @@ class Shared:
         )
         self.hosts.append(proc)
         return proc
+
+    def supervise_worker(self, host: str, *args: str) -> Supervised:
+        """``anpr ingest plates`` on ``host`` under a supervisor, as in production."""
+        (self.root / host).mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "pipeline", "ingest", "plates", *args]
+        env = {**os.environ, **self.host_env(host), "ANPR_LOG_LEVEL": "WARNING"}
+        supervisor = Supervised(lambda: subprocess.Popen(argv, env=env, cwd=self.root / host))
+        self.supervised.append(supervisor)
+        supervisor.start()
+        return supervisor
 
     def anpr(self, host: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         (self.root / host).mkdir(parents=True, exist_ok=True)
@@ -107,36 +169,19 @@ class Shared:
             assert time.monotonic() < deadline, f"only {done} of {at_least} committed in time"
             for proc in self.hosts:
                 assert proc.poll() in (None, 0, -signal.SIGKILL), "a worker failed"
+            for supervisor in self.supervised:
+                assert supervisor.is_alive() or supervisor.exits[-1] == 0, supervisor.exits
             time.sleep(0.5)
         return done
 
 
 @pytest.fixture
-def shared(cluster: tuple[Path, control.ClusterInfo], tmp_path: Path) -> Iterator[Shared]:
+def shared(
+    cluster: tuple[Path, control.ClusterInfo], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Shared]:
     state, info = cluster
     name = f"t{uuid.uuid4().hex[:12]}"
-    with info.catalog.connect("postgres") as conn:
-        conn.autocommit = True
-        conn.execute(f"CREATE DATABASE {name}")  # a fresh hex name of ours, not input
-    env = {
-        "ANPR_KAFKA_BOOTSTRAP_SERVERS": info.bootstrap,
-        "ANPR_TOPICS_REPLICATION_FACTOR": "3",
-        "ANPR_TOPICS_PLATE_READS": f"{name}.plate-reads",
-        "ANPR_TOPICS_PASSENGERS": f"{name}.passengers",
-        "ANPR_TOPICS_DLQ": f"{name}.dlq",
-        "ANPR_TOPICS_WATCHLIST": f"{name}.watchlist",
-        "ANPR_TOPICS_WATCHLIST_HITS": f"{name}.watchlist-hits",
-        "ANPR_INGEST_CONSUMER_GROUP": f"{name}-ingest",
-        "ANPR_INGEST_METRICS_PORT": "0",
-        "ANPR_LAKE_CATALOG": f"postgres:{info.catalog.conninfo(name)}",
-        "ANPR_LAKE_CATALOG_PASSWORD_FILE": str(info.catalog.password_file),
-        "ANPR_LAKE_DATA_PATH": f"{info.data_path}{name}/",
-        "ANPR_LAKE_S3_ENDPOINT": info.store.endpoint,
-        "ANPR_LAKE_S3_ACCESS_KEY_ID": "anpr-local",
-        "ANPR_LAKE_S3_SECRET_ACCESS_KEY_FILE": str(info.store.secret_file),
-        "ANPR_LAKE_S3_USE_SSL": "false",
-        "ANPR_LAKE_S3_URL_STYLE": "path",
-    }
+    env = control.kafka_env(info, name) | control.lake_env(info, name)
     test = Shared(state, info, env, tmp_path)
     # In a child, like every Kafka admin call of these tests (see _restart_broker).
     created = test.anpr("setup", "topics", "create")
@@ -144,6 +189,10 @@ def shared(cluster: tuple[Path, control.ClusterInfo], tmp_path: Path) -> Iterato
     try:
         yield test
     finally:
+        if request.node.stash.get(_FAILED, False):
+            _keep_logs(state, tmp_path / "cluster-logs")
+        for supervisor in test.supervised:
+            supervisor.stop()
         for proc in test.hosts:
             if proc.poll() is None:
                 proc.kill()

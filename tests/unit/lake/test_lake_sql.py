@@ -16,6 +16,7 @@ from pipeline.lake.catalog import (
     RetryPolicy,
     create_table_sql,
     duckdb_type,
+    is_catalog_unreachable,
     is_write_conflict,
     partition_sql,
     quote_ident,
@@ -137,6 +138,25 @@ def test_retry_delay_is_bounded_full_jitter(attempt: int, seed: int) -> None:
 )
 def test_is_write_conflict(exc: BaseException, conflict: bool) -> None:
     assert is_write_conflict(exc) is conflict
+
+
+_LOST = 'Failed to execute query "ROLLBACK": server closed the connection unexpectedly'
+
+
+@pytest.mark.parametrize(
+    ("exc", "outage"),
+    [
+        (duckdb.Error(_LOST), True),
+        (duckdb.IOException('Unable to connect to Postgres at "host=127.0.0.1"'), True),
+        (duckdb.TransactionException(f"Failed to commit: {_LOST}"), True),
+        # An invalidated database never recovers, whatever its message says: not an outage.
+        (duckdb.FatalException(f"database has been invalidated: {_LOST}"), False),
+        (duckdb.Error("Binder Error: column x not found"), False),
+        (OSError(_LOST), False),
+    ],
+)
+def test_is_catalog_unreachable(exc: BaseException, outage: bool) -> None:
+    assert is_catalog_unreachable(exc) is outage
 
 
 def test_offset_fenced_is_transient_and_carries_context() -> None:

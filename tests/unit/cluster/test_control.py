@@ -1,0 +1,31 @@
+"""The settings a test or benchmark run gets on the local set (no server needed)."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cluster import control, postgres, s3proxy
+from pipeline.config import load_settings
+
+INFO = control.ClusterInfo(
+    "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094",
+    postgres.Server(Path("/nonexistent/postgres"), "127.0.0.1", 5432),
+    s3proxy.ObjectStore(Path("/nonexistent/s3"), "127.0.0.1", 9000),
+)
+
+
+def test_a_run_gets_its_own_topics_and_group_on_the_three_brokers() -> None:
+    settings = load_settings(None, env=control.kafka_env(INFO, "t1a2b"))
+    assert settings.kafka.bootstrap_servers == INFO.bootstrap
+    assert settings.topics.replication_factor == 3
+    assert settings.topics.plate_reads == "t1a2b.plate-reads"
+    assert settings.topics.dlq == "t1a2b.dlq"
+    assert settings.ingest.consumer_group == "t1a2b-ingest"
+
+
+@pytest.mark.parametrize("name", ["", "T1", "1abc", "a-b", "a;drop", "a b", "x" * 41])
+def test_a_run_name_that_would_need_quoting_is_refused_before_any_connection(name: str) -> None:
+    with pytest.raises(ValueError, match="run name"):
+        control.kafka_env(INFO, name)
+    with pytest.raises(ValueError, match="run name"):
+        control.lake_env(INFO, name)  # the server in INFO does not exist: no connection tried
