@@ -46,7 +46,6 @@ Rejection details name fields and rules only, never a value from the message.
 from __future__ import annotations
 
 import bisect
-import itertools
 import logging
 import math
 import re
@@ -295,31 +294,6 @@ def _concatenated(raw: pa.Array) -> bytes:
 def _offsets(array: pa.Array) -> memoryview:
     """The int64 value offsets of a large_binary array, without copying."""
     return memoryview(array.buffers()[1])[: (len(array) + 1) * 8].cast("q")
-
-
-def values_containing(values: Sequence[bytes | None], needles: tuple[bytes, ...]) -> set[int]:
-    """Indices of the ``values`` holding any of ``needles``: one scan of their concatenation
-    per needle, at memchr speed (Arrow's per-value substring kernels are slower)."""
-    return values_containing_each(values, [needles])[0]
-
-
-def values_containing_each(
-    values: Sequence[bytes | None], groups: Sequence[tuple[bytes, ...]]
-) -> list[set[int]]:
-    """:func:`values_containing` for several groups of needles, joining the values once."""
-    data = b"".join(v or b"" for v in values)
-    ends = list(itertools.accumulate(len(v or b"") for v in values))
-    found: list[set[int]] = []
-    for needles in groups:
-        holders: set[int] = set()
-        for needle in needles:
-            pos = data.find(needle)
-            while pos != -1:
-                i = bisect.bisect_right(ends, pos)
-                holders.add(i)
-                pos = data.find(needle, ends[i])
-        found.append(holders)
-    return found
 
 
 def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:

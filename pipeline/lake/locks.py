@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 
 from pipeline.lake.backend import Storage
+from pipeline.lake.postgres_catalog import connect
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +104,9 @@ def _postgres_lock(
     on_lost: Callable[[], None] | None,
     check_every_s: float,
 ) -> Iterator[None]:
-    password = storage.catalog_password.reveal() if storage.catalog_password else None
-    conninfo = storage.catalog.removeprefix("postgres:")
-    with psycopg.connect(
-        conninfo,
-        password=password,
-        application_name=f"{spec.application} {holder_name()}"[:63],
-        autocommit=True,
-        connect_timeout=10,
+    with connect(
+        storage,
+        application=f"{spec.application} {holder_name()}",
         # A holder cut off from the server notices within seconds: a probe query fails
         # instead of waiting for the kernel's default TCP timeouts (minutes to hours).
         keepalives=1,

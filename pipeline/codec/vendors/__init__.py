@@ -126,7 +126,6 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from pipeline.codec.plate_reads import values_containing_each
 from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors import genetec, hikvision, openalpr, platerecognizer
 from pipeline.codec.vendors._shared import (
@@ -208,6 +207,11 @@ _BY_FORMAT: Final[Mapping[str, VendorCodec]] = {
 }
 _JSON_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "json")
 _XML_VENDORS: Final = tuple(v for v in VENDOR_CODECS if v.syntax == "xml")
+# Every JSON vendor's payloads hold one of its keys (keys, not bare words: a plate or filename
+# holding "hook" must not match). Vendor payloads carry base64 images in keys that may come
+# first, so the whole value is searched.
+_JSON_DETECTS: Final = tuple((v.keys, v.detect) for v in _JSON_VENDORS)
+_XML_DETECTS: Final = tuple(v.detect for v in _XML_VENDORS)
 
 # -- format detection --------------------------------------------------------------------------
 
@@ -215,10 +219,6 @@ CANONICAL_CONTENT_TYPE: Final = "application/vnd.anpr.plate-read+json"
 CANONICAL_PREFIX: Final = b'{"schema":"plate_read/1"'
 _JSON_TYPES: Final = frozenset({"application/json", "text/json"})
 _XML_TYPES: Final = frozenset({"application/xml", "text/xml"})
-# Every JSON vendor's payloads hold one of these keys (keys, not bare words: a plate or
-# filename holding "hook" must not match). Vendor payloads carry base64 images in keys that
-# may come first, so the whole value is searched.
-_SIGNATURE_KEYS: Final = tuple(key for vendor in _JSON_VENDORS for key in vendor.keys)
 # The XML root element follows at most an XML declaration and a comment or two.
 _XML_SNIFF_BYTES: Final = 4096
 
@@ -246,47 +246,56 @@ def detect_format(value: bytes, content_type: str | None = None) -> Format:
     if first == b"<":
         if media is not None and media not in _XML_TYPES:
             return "unknown"
-        return next(filter(None, (vendor.detect(value) for vendor in _XML_VENDORS)), "unknown")
+        return _xml_format(value)
     if media is not None and media not in _JSON_TYPES:
         return "unknown"
-    # Substring tests first: a canonical value in another key order is answered in a few
-    # memchr-speed scans, without running the regexes.
-    if not any(key in value for key in _SIGNATURE_KEYS):
-        return "canonical"
-    for vendor in _JSON_VENDORS:
-        # A vendor's detect needs one of its keys: skip its regexes when none is there.
-        if any(key in value for key in vendor.keys):
-            fmt = vendor.detect(value)
-            if fmt is not None:
-                return fmt
-    return "canonical"
+    return _json_format(value)
 
 
 def detect_formats(values: Sequence[bytes], content_types: Sequence[str | None]) -> list[Format]:
     """:func:`detect_format` of every value, the same answers for a batch at once.
 
     JSON bodies that start with ``{`` under a JSON content type (or none), the common case,
-    are sorted by vendor: each vendor's keys are searched for in all of them in one scan, and
-    only the values holding one are given to that vendor's ``detect``. The rest are asked
-    one by one.
+    take the shortest way: each vendor's keys in turn, the first vendor holding one asked to
+    ``detect`` (a key is usually found within the first bytes, where a vendor starts its
+    payloads); XML bodies that start with ``<`` go straight to the XML vendors' ``detect``.
+    The rest are asked one by one.
     """
-    formats: list[Format] = ["canonical"] * len(values)
-    plain: list[int] = []
-    for i, (value, content_type) in enumerate(zip(values, content_types, strict=True)):
-        media = _media_type(content_type)
-        if value[:1] == b"{" and (media is None or media in _JSON_TYPES):
-            plain.append(i)
+    formats: list[Format] = []
+    append = formats.append
+    for value, content_type in zip(values, content_types, strict=True):
+        first = value[:1]
+        if first == b"{" and (content_type is None or _media_type(content_type) in _JSON_TYPES):
+            append(_json_format(value))
+        elif first == b"<" and (content_type is None or _media_type(content_type) in _XML_TYPES):
+            append(_xml_format(value))
         else:
-            formats[i] = detect_format(value, content_type)
-    holders = values_containing_each([values[i] for i in plain], [v.keys for v in _JSON_VENDORS])
-    undecided = set(range(len(plain)))
-    for vendor, holding in zip(_JSON_VENDORS, holders, strict=True):
-        for k in sorted(holding & undecided):
-            fmt = vendor.detect(values[plain[k]])
-            if fmt is not None:
-                formats[plain[k]] = fmt
-                undecided.discard(k)
+            append(detect_format(value, content_type))
     return formats
+
+
+def _xml_format(value: bytes) -> Format:
+    """The tail of :func:`detect_format` for an XML body under an XML content type (or none)."""
+    for detect in _XML_DETECTS:
+        fmt = detect(value)
+        if fmt is not None:
+            return fmt
+    return "unknown"
+
+
+def _json_format(value: bytes) -> Format:
+    """The tail of :func:`detect_format` for a JSON body under a JSON content type (or none)."""
+    if value.startswith(CANONICAL_PREFIX):
+        return "canonical"
+    # A vendor's detect needs one of its keys: substring tests (memchr-fast) before regexes.
+    for keys, detect in _JSON_DETECTS:
+        for key in keys:
+            if key in value:
+                fmt = detect(value)
+                if fmt is not None:
+                    return fmt
+                break
+    return "canonical"
 
 
 @functools.lru_cache(maxsize=64)  # a handful of distinct headers; asked once per message

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pipeline.codec.plate_reads import MAPPED_SCHEMA, values_containing
+from pipeline.codec.plate_reads import MAPPED_SCHEMA
 from pipeline.codec.reasons import Rejection
 from pipeline.codec.vendors._shared import Target, VendorRegistry, find_target
 from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
@@ -83,10 +83,13 @@ def proven_rows(
     """Steps 1 and 2 for a vendor's ``map_batch``: the columns of ``schema`` for the payloads
     read (by name, one row each), their positions in ``values``, and the positions left to the
     slow path."""
-    proven = ordinary_mask(values)
+    proven, joined = _ordinary(values)
     slow: list[int] = np.flatnonzero(~proven).tolist()
     at = np.flatnonzero(proven)
-    table, read, unread = read_rows([values[i] for i in at.tolist()], schema)
+    if joined is not None:  # all of them, joined already
+        table, read, unread = read_rows(values, schema, joined=joined)
+    else:
+        table, read, unread = read_rows([values[i] for i in at.tolist()], schema)
     slow += at[unread].tolist()
     if table is None:
         return {f.name: pa.array([], f.type) for f in schema}, np.zeros(0, np.int64), slow
@@ -96,23 +99,36 @@ def proven_rows(
 
 def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
     """Step 1 for a batch: which payloads the columnar path may read (the others: slow path)."""
+    return _ordinary(values)[0]
+
+
+def _ordinary(values: Sequence[bytes]) -> tuple[np.ndarray, bytes | None]:
+    """:func:`ordinary_mask`, and when every payload is ordinary, the payloads joined by
+    newlines as :func:`read_rows` reads them (the byte checks run on that one buffer)."""
     if not values:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=bool), None
     mask = np.fromiter(
         (
-            v[:1] == b"{"
-            and v[-1:] == b"}"
-            and v.isascii()
-            and v.count(b"{") + v.count(b"[") <= MAX_BRACKETS
+            v[:1] == b"{" and v[-1:] == b"}" and v.count(b"{") + v.count(b"[") <= MAX_BRACKETS
             for v in values
         ),
         dtype=bool,
         count=len(values),
     )
-    suspects = values_containing(values, _SUSPECT_BYTES)
-    if suspects:
-        mask[sorted(suspects)] = False
-    return mask
+    joined = b"\n".join(values)
+    if (
+        joined.isascii()
+        and joined.count(b"\n") == len(values) - 1  # the joins' own newlines only
+        and not any(needle in joined for needle in _SUSPECT_BYTES[1:])
+    ):
+        return mask, joined if mask.all() else None
+    # Rare: some payload holds a suspect byte; find which, one by one.
+    mask &= np.fromiter(
+        (v.isascii() and not any(needle in v for needle in _SUSPECT_BYTES) for v in values),
+        dtype=bool,
+        count=len(values),
+    )
+    return mask, None
 
 
 def ordinary(value: bytes) -> bool:
@@ -124,10 +140,11 @@ def ordinary(value: bytes) -> bool:
 
 
 def read_rows(
-    values: Sequence[bytes], schema: pa.Schema
+    values: Sequence[bytes], schema: pa.Schema, *, joined: bytes | None = None
 ) -> tuple[pa.Table | None, list[int], list[int]]:
     """Step 2: ``(table, read, unread)``: the rows of the payloads at positions ``read`` (in
-    order) and the positions whose JSON types differ from ``schema``."""
+    order) and the positions whose JSON types differ from ``schema``. ``joined``: the values
+    joined by newlines, when the caller has them already."""
     good: list[int] = []
     bad: list[int] = []
     tables: list[pa.Table] = []
@@ -136,7 +153,8 @@ def read_rows(
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
 
     def read(lo: int, hi: int) -> None:
-        data = b"\n".join(values[lo:hi])
+        whole = joined is not None and hi - lo == len(values)
+        data = joined if joined is not None and whole else b"\n".join(values[lo:hi])
         try:
             table = pa_json.read_json(
                 pa.py_buffer(data),
@@ -251,8 +269,12 @@ def candidate_lists(
 
 def by_value(values: pa.Array, mapping: Callable[[str | None], str | None]) -> pa.Array:
     """``mapping`` applied once per distinct value (countries, classes: a handful per batch)."""
-    table = {value: mapping(value) for value in pc.unique(values).to_pylist()}
-    return pa.array([table[value] for value in values.to_pylist()], pa.string())
+    encoded = values.dictionary_encode()  # a null stays a null index
+    mapped = pa.array([mapping(value) for value in encoded.dictionary.to_pylist()], pa.string())
+    result = mapped.take(encoded.indices)
+    if values.null_count:
+        result = pc.if_else(pc.is_valid(values), result, pa.scalar(mapping(None), pa.string()))
+    return result
 
 
 def no_reads(slow: list[int]) -> ColumnReads:

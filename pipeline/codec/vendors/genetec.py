@@ -46,6 +46,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Final
 
 import numpy as np
@@ -81,6 +82,7 @@ from pipeline.codec.vendors._shared import (
     MappedRead,
     VendorCodec,
     VendorRegistry,
+    attempt,
     canonical_read,
     country_code,
     find_target,
@@ -131,10 +133,7 @@ def map_genetec(
 
     ``date_order`` is the default for cameras without a ``date_order`` of their own.
     """
-    try:
-        return [_genetec(doc, registry, date_order)]
-    except Rejection as failure:
-        return [failure]
+    return [attempt(partial(_genetec, doc, registry, date_order))]
 
 
 def _genetec(
@@ -175,10 +174,7 @@ def _genetec(
 
 def map_sharpv(doc: Mapping[str, object], registry: VendorRegistry) -> list[MappedRead]:
     """What a SharpV posts over its HTTP extension (JSON) -> one read; see the module doc."""
-    try:
-        return [_sharpv(doc, registry)]
-    except Rejection as failure:
-        return [failure]
+    return [attempt(partial(_sharpv, doc, registry))]
 
 
 def _sharpv(doc: Mapping[str, object], registry: VendorRegistry) -> CanonicalRead:

@@ -74,6 +74,7 @@ from pipeline.codec.vendors._shared import (
     Target,
     VendorCodec,
     VendorRegistry,
+    attempt,
     canonical_read,
     country_code,
     find_target,
@@ -156,10 +157,7 @@ def map_hikvision(root: Element, registry: VendorRegistry) -> list[MappedRead]:
     The camera is found by ``deviceID`` (with its channel), else by MAC or IP address and
     channel; see the module docstring.
     """
-    try:
-        return [_hikvision(root, registry)]
-    except Rejection as failure:
-        return [failure]
+    return [attempt(partial(_hikvision, root, registry))]
 
 
 def _hikvision(element: Element, registry: VendorRegistry) -> CanonicalRead:
@@ -359,29 +357,31 @@ def _content(level: int, tag: str) -> str:
 
 
 def _other(read: Sequence[str], level: int, tag: str) -> str:
-    """An element not named in ``read``, with anything inside."""
+    """After its "<": an element not named in ``read``, with anything inside."""
     names = "|".join(read)
     group = f"{tag}{level}"
     return (
-        rf"<(?!(?:{names})[ \t\r\n/>])(?P<{group}>{_NAME}){_S}*+"
+        rf"(?!(?:{names})[ \t\r\n/>])(?P<{group}>{_NAME}){_S}*+"
         rf"(?:/>|>{_content(level + 1, tag)}</(?P={group}){_S}*+>)"
     )
 
 
 def _fields(names: Sequence[str], prefix: str) -> str:
+    """After its "<": one of the elements ``names`` holding text, captured by name."""
     # "(?(@g@)(?!))": fail when the group was set already (a second element of that name);
     # written with the group's number once it is known (a name must be defined before use).
     return "|".join(
-        rf"<{n}>(?(@{prefix}{n}@)(?!))(?P<{prefix}{n}>{_FIELD_TEXT})</{n}>" for n in names
+        rf"{n}>(?(@{prefix}{n}@)(?!))(?P<{prefix}{n}>{_FIELD_TEXT})</{n}>" for n in names
     )
 
 
 def _simple_alert() -> re.Pattern[bytes]:
-    anpr = rf"(?:{_TEXT}|{_fields(_ANPR_FIELDS, 'a_')}|{_other(_ANPR_FIELDS, 2, 'a')})*+"
+    # Every element after one "<": each alternative then fails on its first letter.
+    anpr = rf"(?:{_TEXT}|<(?:{_fields(_ANPR_FIELDS, 'a_')}|{_other(_ANPR_FIELDS, 2, 'a')}))*+"
     root = (
-        rf"(?:{_TEXT}|{_fields(_ROOT_FIELDS, 'r_')}"
-        rf"|<ANPR>(?(@anpr@)(?!))(?P<anpr>){anpr}</ANPR{_S}*+>"
-        rf"|{_other((*_ROOT_FIELDS, 'ANPR'), 1, 'r')})*+"
+        rf"(?:{_TEXT}|<(?:{_fields(_ROOT_FIELDS, 'r_')}"
+        rf"|ANPR>(?(@anpr@)(?!))(?P<anpr>){anpr}</ANPR{_S}*+>"
+        rf"|{_other((*_ROOT_FIELDS, 'ANPR'), 1, 'r')}))*+"
     )
     declaration = (
         r"<\?xml version=(?:\"1\.0\"|'1\.0')(?: encoding=(?:\"(?i:utf-8)\"|'(?i:utf-8)'))?"

@@ -51,6 +51,7 @@ from pipeline.codec.reasons import Reason, Rejection
 from pipeline.codec.vendors._columnar import (
     CANDIDATE,
     ColumnReads,
+    by_value,
     candidate_lists,
     no_reads,
     proven_rows,
@@ -158,10 +159,7 @@ def _openalpr_header(doc: Mapping[str, object], data_type: str, quirks: list[str
 
 def map_openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> list[MappedRead]:
     """One ``alpr_group`` (a vehicle seen over several frames) -> one read."""
-    try:
-        return [_openalpr_group(doc, registry)]
-    except Rejection as failure:
-        return [failure]
+    return [attempt(partial(_openalpr_group, doc, registry))]
 
 
 def _openalpr_group(doc: Mapping[str, object], registry: VendorRegistry) -> CanonicalRead:
@@ -504,35 +502,38 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     directions = [t.rule.by_heading(h) for t, h in zip(row_targets, headings, strict=True)]
     millis = pc.cast(pc.floor(start.take(take)), pa.int64())
     captured = pc.strftime(pc.cast(millis, pa.timestamp("ms", tz="UTC")), format=_MS_FORMAT)
-    contexts = col["country"].take(take).to_pylist()
-    pairs = list(zip(region.take(take).to_pylist(), contexts, strict=True))
-    countries = {pair: vendor_country(pair[0], context=pair[1]) for pair in set(pairs)}
+    # A region is read in its context (a bare "mo" beside "us" is Missouri): one look-up per
+    # distinct pair, the pair joined by a byte no code holds.
+    pair = pc.binary_join_element_wise(
+        region.take(take).fill_null(_NONE), col["country"].take(take).fill_null(_NONE), "\x00"
+    )
+    countries = by_value(pair, _country_of_pair)
+    # The class of the first body type; a row without one has a null name.
     first_body = pc.list_slice(pc.struct_field(col["vehicle"].take(take), "body_type"), 0, 1)
-    names = pc.list_flatten(first_body)
-    first = pc.list_parent_indices(first_body)
-    name_of_row = pa.nulls(len(rows), pa.string()).to_pylist()
-    for parent, name in zip(
-        first.to_pylist(), pc.struct_field(names, "name").to_pylist(), strict=True
-    ):
-        name_of_row[parent] = name
-    classes = {name: _openalpr_class({"body_type": [{"name": name}]}) for name in set(name_of_row)}
+    bodies = pc.list_flatten(first_body)
+    first = np.full(len(rows), -1, dtype=np.int64)
+    first[pc.list_parent_indices(first_body).to_numpy(zero_copy_only=False)] = np.arange(
+        len(bodies)
+    )
+    names = pc.struct_field(bodies, "name").take(pa.array(first, mask=first < 0))
+    classes = by_value(names, lambda name: _openalpr_class({"body_type": [{"name": name}]}))
     quirks: list[tuple[int, str]] = []
-    versions = version.take(take).to_pylist()
+    versions = version.take(take)
+    newer = pc.and_(pc.is_valid(versions), pc.invert(pc.is_in(versions, _KNOWN)))
+    for k in pc.indices_nonzero(newer).to_pylist():
+        v = versions[k].as_py()
+        quirks.append((k, f"version_{v}" if v in _COUNTED_VERSIONS else "version_other"))
     outside = _outside(col["uuids"].take(take), best_uuid.take(take))
-    for k, v in enumerate(versions):
-        if v is not None and v not in _KNOWN_VERSIONS:
-            quirks.append((k, f"version_{v}" if v in _COUNTED_VERSIONS else "version_other"))
-        if outside[k]:
-            quirks.append((k, BEST_UUID_OUTSIDE))
+    quirks += [(k, BEST_UUID_OUTSIDE) for k in np.flatnonzero(outside).tolist()]
     mapped = read_columns(
         row_targets,
         directions,
         event_id=best_uuid.take(take),
         captured_at=captured,
         plate=plate.take(take),
-        plate_country=pa.array([countries[p] for p in pairs], pa.string()),
+        plate_country=countries,
         confidence=pc.divide(confidence.take(take), 100.0),
-        vehicle_class=pa.array([classes[n] for n in name_of_row], pa.string()),
+        vehicle_class=classes,
     )
     return ColumnReads(mapped, position[rows], candidates.take(take), sorted(slow), quirks)
 
@@ -542,7 +543,16 @@ _ID: Final = EVENT_ID_PATTERN
 _MS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def _outside(uuids: pa.Array, best: pa.Array) -> list[bool]:
+_NONE: Final = "\x01"  # a null region or country in a pair: no code holds the byte
+_KNOWN: Final = pa.array(_KNOWN_VERSIONS, pa.int64())
+
+
+def _country_of_pair(pair: str | None) -> str:
+    region, context = (None if part == _NONE else part for part in (pair or "").split("\x00"))
+    return vendor_country(region, context=context)
+
+
+def _outside(uuids: pa.Array, best: pa.Array) -> np.ndarray:
     """Whether each row's ``best_uuid`` is missing from its ``uuids`` (when that is sent)."""
     flat = pc.list_flatten(uuids)
     parent = pc.list_parent_indices(uuids)
@@ -550,7 +560,7 @@ def _outside(uuids: pa.Array, best: pa.Array) -> list[bool]:
     found = np.zeros(len(uuids), dtype=bool)
     found[parent.to_numpy(zero_copy_only=False)[hit.to_numpy(zero_copy_only=False)]] = True
     sent = np.asarray(pc.is_valid(uuids).to_numpy(zero_copy_only=False), dtype=bool)
-    outside: list[bool] = (sent & ~found).tolist()
+    outside: np.ndarray = sent & ~found
     return outside
 
 
