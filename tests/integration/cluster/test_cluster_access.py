@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunAnpr
 
 # Collected again here, with this module's ``world``: the same tests on the other backends.
 from test_access import (  # noqa: F401
@@ -24,6 +23,7 @@ from test_access import (  # noqa: F401
     serve_world,
     test_analyst_sees_only_pseudonyms_of_recent_reads,
     test_audit_verify_catches_edits_deletions_reorders_and_truncation,
+    test_erase_leaves_no_byte_of_the_plate_under_the_lake,
     test_escape_attempts_are_refused_and_logged_as_refused,
     test_query_without_a_valid_purpose_exits_2_and_is_logged,
     test_rectify_keeps_the_original_in_the_versions_table,
@@ -32,7 +32,6 @@ from test_access import (  # noqa: F401
     test_subject_access_reports_rows_and_who_saw_them,
     test_the_locked_session_itself_cannot_loosen_its_settings,
 )
-from test_access import test_erase_leaves_no_byte_of_the_plate_under_the_lake as erase_test
 
 from tests.integration.cluster.conftest import Shared
 
@@ -52,11 +51,3 @@ def world(shared: Shared, certs: Path, tmp_path: Path) -> Iterator[World]:  # no
     root.mkdir()
     with serve_world(root, certs, shared.info.bootstrap, anchors, lake_env, objects) as served:
         yield served
-
-
-@pytest.mark.xfail(
-    reason="erase deletes the rows, then purges the lake; purge on PostgreSQL + S3 is not "
-    "written yet (ADR 0005, 'What remains'), so the service answers 'failed'"
-)
-def test_erase_leaves_no_byte_of_the_plate_in_any_object(world: World, anpr: RunAnpr) -> None:  # noqa: F811
-    erase_test(world, anpr)
