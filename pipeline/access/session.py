@@ -3,12 +3,13 @@
 Opening a session, in order:
 
 1. Open the lake read-only (:meth:`Lake.open`, on the catalog and data path of ``[lake]``):
-   the catalog is attached ``READ_ONLY``, file access is limited to the lake's data path
-   (a folder or an ``s3://`` prefix), network and pipe file systems are disabled (S3's is kept
-   for an S3 lake), ``enable_external_access = false``, and ``lock_configuration = true`` so
-   none of it can be undone by the session.
+   the catalog is attached ``READ_ONLY``.
 2. Register the pseudonym function (a Python UDF holding the key; the key is never in SQL).
 3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
+4. Lock the connection: file access is limited to the data folders of the lake tables the
+   views read (folders or ``s3://`` prefixes), network and pipe file systems are disabled
+   (S3's is kept for an S3 lake), ``enable_external_access = false``,
+   and ``lock_configuration = true`` so none of it can be undone by the session.
 
 Running a statement (:func:`run_logged`):
 
@@ -108,41 +109,24 @@ class AccessSession:
     ) -> AccessSession:
         """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
         are where ``storage`` says (default: embedded under ``lake_path``)."""
-        lake = Lake.open(lake_path, read_only=True, extension_dir=extension_dir, storage=storage)
+        built: list[tuple[ViewPlan, statement.Reads]] = []
+
+        def confine(lake: Lake) -> frozenset[str]:
+            # Before the lock: the views decide which tables' folders the session may read.
+            built.append(_build(lake, role, now, analyst_max_age_days, retention_months,
+                                pseudo, activity))  # fmt: skip
+            return built[0][1].tables
+
+        lake = Lake.open(
+            lake_path, read_only=True, extension_dir=extension_dir, storage=storage, confine=confine
+        )
         try:
-            plan = plan_views(
-                role,
-                {table: list(columns) for table, columns in lake.columns().items()},
-                now=now,
-                analyst_max_age_days=analyst_max_age_days,
-                retention_months=retention_months,
-            )
-            # A UDF and the session's own views live on the connection, not in the lake.
-            con = lake.con
-            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
-                PSEUDONYM_FUNCTION,
-                pseudo.many,
-                [duckdb.sqltype("VARCHAR")],
-                duckdb.sqltype("VARCHAR"),
-                type="arrow",
-            )
-            con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
-                KEYED_ID_FUNCTION,
-                pseudo.keyed_ids,
-                [duckdb.sqltype("BIGINT")],
-                duckdb.sqltype("BIGINT"),
-                type="arrow",
-            )
-            con.execute(f"CREATE SCHEMA memory.{SCHEMA}")
-            for view in plan.views:
-                con.execute(f"CREATE VIEW memory.{SCHEMA}.{quote_ident(view.name)} AS {view.sql}")
-            if plan.activity_log:
-                _load_activity(con, activity)
-            con.execute(f"USE memory.{SCHEMA}")
-            reads = _view_reads(con, plan)
+            # Lake.open names its catalog as the default after the lock: the views come first.
+            lake.con.execute(f"USE memory.{SCHEMA}")
         except BaseException:
             lake.close()
             raise
+        plan, reads = built[0]
         return cls(lake, plan, pseudo, reads)
 
     @property
@@ -193,6 +177,48 @@ class AccessSession:
                     if _PLATE_LIKE.fullmatch(word) and not _ANY_PSEUDONYM.fullmatch(word):
                         found.add(self.pseudo.one(word))
         return sorted(found)
+
+
+def _build(
+    lake: Lake,
+    role: str,
+    now: datetime,
+    analyst_max_age_days: int,
+    retention_months: int,
+    pseudo: Pseudonymiser,
+    activity: ActivityLog | None,
+) -> tuple[ViewPlan, statement.Reads]:
+    """Create ``role``'s views (and the functions they call) on the lake's connection."""
+    plan = plan_views(
+        role,
+        {table: list(columns) for table, columns in lake.columns().items()},
+        now=now,
+        analyst_max_age_days=analyst_max_age_days,
+        retention_months=retention_months,
+    )
+    # A UDF and the session's own views live on the connection, not in the lake.
+    con = lake.con
+    con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
+        PSEUDONYM_FUNCTION,
+        pseudo.many,
+        [duckdb.sqltype("VARCHAR")],
+        duckdb.sqltype("VARCHAR"),
+        type="arrow",
+    )
+    con.create_function(  # type: ignore[call-overload]  # stubs lack Arrow UDFs
+        KEYED_ID_FUNCTION,
+        pseudo.keyed_ids,
+        [duckdb.sqltype("BIGINT")],
+        duckdb.sqltype("BIGINT"),
+        type="arrow",
+    )
+    con.execute(f"CREATE SCHEMA memory.{SCHEMA}")
+    for view in plan.views:
+        con.execute(f"CREATE VIEW memory.{SCHEMA}.{quote_ident(view.name)} AS {view.sql}")
+    if plan.activity_log:
+        _load_activity(con, activity)
+    con.execute(f"USE memory.{SCHEMA}")
+    return plan, _view_reads(con, plan)
 
 
 def _view_reads(con: duckdb.DuckDBPyConnection, plan: ViewPlan) -> statement.Reads:

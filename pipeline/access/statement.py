@@ -234,6 +234,11 @@ class Reads:
 
     scans: frozenset[tuple[str, str]]
 
+    @property
+    def tables(self) -> frozenset[str]:
+        """The lake tables among them (what DuckLake scans)."""
+        return frozenset(what for operator, what in self.scans if operator == "DUCKLAKE_SCAN")
+
 
 def plan_reads(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
     """(operator, table or function) of every leaf of ``sql``'s physical plan that reads data.

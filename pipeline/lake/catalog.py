@@ -16,7 +16,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -338,6 +338,7 @@ class Lake:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         storage: Storage | None = None,
+        confine: Callable[[Lake], Collection[str]] | None = None,
     ) -> Lake:
         """Connect to the lake, creating it and its tables if ``create`` and it is missing.
 
@@ -345,7 +346,9 @@ class Lake:
         ``path``; :meth:`from_settings` reads it from ``[lake]``). Safe when several processes
         open a new lake at once: creation retries on conflict. ``read_only`` attaches the
         catalog read-only and locks the session down (no file access outside the data path,
-        no configuration changes), for analysts.
+        no configuration changes), for analysts. ``confine`` (read-only only) runs on the
+        attached lake before the lock and names the tables the session will read: file access
+        is then limited to those tables' folders.
         """
         path = path.absolute()
         storage = storage or Storage.embedded(path)
@@ -378,7 +381,7 @@ class Lake:
             lake._attach = attach
             if read_only:
                 con.execute(attach)
-                lake._lock_down(storage)
+                lake._lock_down(storage, None if confine is None else confine(lake))
             else:
                 lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
@@ -828,8 +831,15 @@ class Lake:
                     [_INTERNAL_INLINING_LIMIT, spec.name],
                 )
 
-    def _lock_down(self, storage: Storage) -> None:
-        """No file access but the data files, no way to undo it: analysts only read the lake.
+    def _lock_down(self, storage: Storage, tables: Collection[str] | None) -> None:
+        """No file access but the data files (of ``tables`` only, unless None), no way to
+        undo it: analysts only read the lake.
+
+        DuckLake's own scans pass DuckDB's ``allowed_directories`` check like ``read_parquet``
+        does, so the folders of the tables the session's views read must stay allowed; any
+        other table's files (``read_parquet``, a replacement scan) fail inside DuckDB. The
+        same holds for ``s3://`` data paths (measured, DuckDB 1.5.5). DuckDB itself keeps its
+        temporary folder and the attached catalog file readable.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
         this alone does not stop an ATTACH of another catalog. The guards against writes are
@@ -837,12 +847,32 @@ class Lake:
         (:func:`pipeline.access.statement.check`: one SELECT over the role's views), which
         every analyst statement passes before it runs.
         """
-        self.con.execute("SET allowed_directories = ?", [[storage.data_path]])
+        allowed = [storage.data_path] if tables is None else self._table_folders(storage, tables)
+        self.con.execute("SET allowed_directories = ?", [allowed])
         # A local lake needs no network file system at all; an S3 lake keeps only S3's.
         disabled = _DISABLED_FILESYSTEMS if storage.s3 is None else _DISABLED_WITH_S3
         self.con.execute(f"SET disabled_filesystems = '{disabled}'")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
+
+    def _table_folders(self, storage: Storage, tables: Collection[str]) -> list[str]:
+        """The data folders of ``tables`` (``<data_path>main/<table>/`` by default), as the
+        catalog records them: a table's folder may be relative to its schema's, and that to
+        the data path."""
+        rows = self.con.execute(
+            f"SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, t.table_name "
+            f"FROM __ducklake_metadata_{CATALOG}.ducklake_table t "
+            f"JOIN __ducklake_metadata_{CATALOG}.ducklake_schema s USING (schema_id) "
+            "WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL"
+        ).fetchall()
+        folders = []
+        for schema, schema_relative, table, table_relative, name in rows:
+            if name not in tables:
+                continue
+            base = storage.data_path + schema if schema_relative else schema
+            folder = base + table if table_relative else table
+            folders.append(folder if folder.endswith("/") else f"{folder}/")
+        return sorted(folders)
 
 
 def _use_wal(catalog: Path) -> None:

@@ -160,3 +160,43 @@ def test_the_plan_check_alone_refuses_what_reads_outside_the_views(world: World)
                 with pytest.raises(statement.QueryRefused):
                     statement.check_plan(con, sql, session.reads)
         assert checked >= 300
+
+
+# Lake folders of tables the role's views do not read.
+OTHER_TABLES = {"ann": ("people",), "stan": ("plates", "people")}
+
+
+@pytest.mark.parametrize("user", sorted(OTHER_TABLES))
+def test_without_both_checks_duckdb_itself_reads_no_other_tables_files(
+    world: World, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Layer 3 alone (docs/adr/0008): with the syntax and plan checks switched off, the locked
+    # connection still answers from the role's views, but the files of a table its views do
+    # not read (passengers for the analyst, everything for statistics) and the data folder
+    # itself fail inside DuckDB, by table function and by replacement scan alike.
+    monkeypatch.setattr(AccessSession, "check", lambda self, sql: sql)
+    peer = Peer(user, "unix", "test")
+    args = {"reason": "control", "case": "CASE-1"}
+    # The statistics role has no view in this lake (no statistics computed): a generator.
+    view = "plate_reads" if user == "ann" else "range(3)"
+    own = world.service.handle(
+        peer, {"op": "query", "args": {**args, "sql": f"SELECT count(*) AS n FROM {view}"}}
+    )
+    assert own.exit == 0, own.error
+    assert own.table is not None
+    assert own.table.to_pylist()[0]["n"] > 0
+    attempts = [f"SELECT * FROM glob('{world.places['data']}/**')"]
+    for folder in OTHER_TABLES[user]:
+        attempts += [
+            f"SELECT * FROM read_parquet('{world.places[folder]}')",
+            f"SELECT * FROM '{world.places[folder]}'",
+            f"SELECT * FROM read_blob('{world.places[folder]}')",
+        ]
+    for sql in attempts:
+        before = _counts(world)
+        reply = world.service.handle(peer, {"op": "query", "args": {**args, "sql": sql}})
+        after = _counts(world)
+        assert reply.exit == 2, sql
+        assert "disabled by configuration" in str(reply.error), (sql, reply.error)
+        logged = {k.rsplit("|", 1)[-1]: after[k] - before.get(k, 0) for k in after}
+        assert {k: n for k, n in logged.items() if n} == {"failed": 1}, sql
