@@ -85,12 +85,15 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.access.identity import access_paths
+    from pipeline.files import check_file_place
     from pipeline.lake.backend import Storage
     from pipeline.maintain.run import STEPS, MaintainOptions, maintain
 
     if not Storage.from_settings(settings.lake).exists():
         raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
     private_data(settings)
+    check_file_place(access_paths(settings).activity_log, "activity log", write=True)
     options = MaintainOptions(
         as_of=args.as_of or datetime.now(UTC),
         dry_run=args.dry_run,
