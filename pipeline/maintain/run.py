@@ -107,9 +107,7 @@ def maintain(
     report = RunReport(
         as_of=as_of.isoformat(), started_at=clock().isoformat(), dry_run=options.dry_run
     )
-    storage = Storage.from_settings(settings.lake)
-    if not storage.exists():
-        raise ConfigError("lake.path", f"no lake at {settings.lake.path}")
+    storage = Storage.existing(settings.lake)
     runner = _Run(settings, options, as_of, months, clock, metrics, out, report)
     # Never two runs on one lake, from any host: they would delete and rewrite the same days.
     # A dry run changes no byte (not even a lock file) and reads a snapshot: it takes no lock.
