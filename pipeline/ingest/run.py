@@ -19,7 +19,9 @@ from pipeline.ingest.passengers import PassengerDecoder
 from pipeline.ingest.plates import PlateDecoder
 from pipeline.ingest.worker import Decoder, IngestTotals, LakeIngestor, RunLimits
 from pipeline.kafka.retention_check import check_at_start
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
+from pipeline.lake.s3 import refuse_versioned_bucket
 from pipeline.metrics import IngestMetrics, serve
 from pipeline.reference.sites import SiteRegistry
 
@@ -46,6 +48,8 @@ def run_worker(
     SIGTERM and SIGINT ask the worker to stop after committing its current batch.
     """
     bound_memory()
+    # A versioned bucket keeps every file it is told to delete: refuse before writing any.
+    refuse_versioned_bucket(Storage.from_settings(settings.lake))
     metrics_registry = CollectorRegistry()
     metrics = IngestMetrics(metrics_registry)
     check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
