@@ -2,8 +2,11 @@
 ``postgresql-15`` package: ``initdb`` and ``pg_ctl`` on a folder under the state dir.
 
 PostgreSQL refuses to run as root, so when we are root the server runs as the system user
-``anpr-db`` (created here when missing, no home, no shell); otherwise as ourselves. Every
-folder above ``<state_dir>/postgres`` must then be searchable by that user. Layout::
+``anpr-db`` (created here when missing, no home, no shell); otherwise as ourselves. That user
+must enter every folder above the server's, but the state dir is private (0700,
+``files.check_private``), so as root the server's folder is outside it:
+``/var/tmp/anpr-postgres/<hash of the state dir>`` (search-only folders above it), linked from
+``<state_dir>/postgres``. Otherwise it is ``<state_dir>/postgres`` itself. Layout::
 
     data/          the database cluster (owned by the server's user, 0700)
     run/           its Unix socket and lock file
@@ -17,6 +20,7 @@ The server listens on 127.0.0.1 only, on a free port chosen by the first start a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import pwd
@@ -66,8 +70,40 @@ class Server:
         return psycopg.connect(self.conninfo(database), password=password, connect_timeout=5)
 
 
+SHARED_PARENT = Path("/var/tmp/anpr-postgres")  # noqa: S108 (root's; see the module doc)
+
+
 def server_root(state_dir: Path) -> Path:
-    return state_dir.resolve() / "postgres"
+    """The server's folder for ``state_dir`` (see the module doc). A real folder found at
+    ``<state_dir>/postgres`` (made before, or not as root) stays where it is."""
+    inside = state_dir.resolve() / "postgres"
+    if os.geteuid() != 0 or (inside.is_dir() and not inside.is_symlink()):
+        return inside
+    return SHARED_PARENT / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def _link_outside(state_dir: Path, root: Path) -> None:
+    """Make the shared parent enterable (not listable) and link the server's folder from the
+    state dir, so that an operator finds it there."""
+    if root.parent != SHARED_PARENT:
+        return
+    SHARED_PARENT.mkdir(parents=True, exist_ok=True)
+    os.chmod(SHARED_PARENT, 0o711)  # noqa: S103 (search only: nobody else can list it)
+    link = state_dir.resolve() / "postgres"
+    if not link.is_symlink():
+        link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        link.symlink_to(root)
+
+
+def remove(state_dir: Path) -> None:
+    """Delete the server's folder (data, logs, password) after :func:`stop`; for temporary
+    sets, whose state dir is removed with it."""
+    root = server_root(state_dir)
+    if root.parent == SHARED_PARENT:
+        shutil.rmtree(root, ignore_errors=True)
+        link = state_dir.resolve() / "postgres"
+        if link.is_symlink():
+            link.unlink()
 
 
 def bin_dir() -> Path:
@@ -245,6 +281,7 @@ def start(state_dir: Path, *, timeout: float = 60.0) -> Server:
     root = server_root(state_dir)
     deadline = time.monotonic() + timeout
     uid = service_uid()
+    _link_outside(state_dir, root)
     with locked(root / ".lock"):
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if uid is not None:

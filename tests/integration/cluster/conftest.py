@@ -57,7 +57,7 @@ def _keep_logs(state: Path, into: Path) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(kafka_jars: Path) -> Iterator[tuple[Path, control.ClusterInfo]]:
-    """The running set and its state dir (below /tmp, searchable by the database's user)."""
+    """The running set and its state dir (a private folder below /tmp)."""
     with control.temporary("anpr-cluster-") as running:
         yield running
 

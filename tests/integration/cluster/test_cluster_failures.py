@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, PartitionMetadata
 
 from pipeline.cluster import control, postgres
+from pipeline.files import check_private
 from pipeline.kafka import local
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
@@ -84,6 +85,10 @@ def test_cluster_start_is_idempotent_and_status_sees_a_dead_broker(
 ) -> None:
     again = control.start(shared.state)
     assert again == shared.info  # same ports, same files: nothing restarted
+    # The set's state dir is private, as anpr's commands require, with PostgreSQL running as
+    # another user when we are root (its folder is then outside, linked from the state dir).
+    check_private(shared.state, "state folder")
+    assert (shared.state / "postgres" / "data").is_dir()
     assert control.status(shared.state) == {"kafka": True, "postgres": True, "s3proxy": True}
     local.kill_node(shared.state, 3)
     try:

@@ -29,3 +29,18 @@ def test_a_run_name_that_would_need_quoting_is_refused_before_any_connection(nam
         control.kafka_env(INFO, name)
     with pytest.raises(ValueError, match="run name"):
         control.lake_env(INFO, name)  # the server in INFO does not exist: no connection tried
+
+
+def test_the_database_folder_is_in_the_state_dir_unless_another_user_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 1000)
+    assert postgres.server_root(tmp_path) == tmp_path.resolve() / "postgres"
+    # As root the server runs as anpr-db, which cannot enter a private (0700) state dir.
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    outside = postgres.server_root(tmp_path)
+    assert outside.parent == postgres.SHARED_PARENT
+    assert outside != postgres.server_root(tmp_path / "other")  # one folder per state dir
+    # A real folder made before (or not as root) stays where it is.
+    (tmp_path / "postgres").mkdir()
+    assert postgres.server_root(tmp_path) == tmp_path.resolve() / "postgres"
