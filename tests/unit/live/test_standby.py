@@ -41,7 +41,7 @@ def test_a_second_instance_waits_on_standby_until_the_active_one_stops(tmp_path:
         thread = threading.Thread(target=standby)
         thread.start()
         assert not took_over.wait(1.0)  # the lock is held: the standby waits
-    released.set()
+        released.set()  # last step before the lock goes: the standby may run only after this
     thread.join(timeout=10)
     assert took_over.is_set()
     assert overlapped == [False]  # its block never ran beside the active one's
