@@ -54,14 +54,41 @@ def check_private(folder: Path, what: str) -> None:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = stat.S_IMODE(folder.stat().st_mode)
-    except NotADirectoryError:
+    except (NotADirectoryError, FileExistsError):  # a file in its place, or in a parent's
         raise UsageError(f"{what} {folder} is not a folder") from None
     except OSError as exc:
         raise UsageError(f"{what} {folder} is not usable: {exc.strerror}") from None
     if not folder.is_dir():
         raise UsageError(f"{what} {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {folder} is not writable by this user (uid {os.geteuid()})")
     if mode & 0o077:
         raise OpenToOthers(
             f"{what} {folder} is open to other users (mode {mode:04o}); only the service "
             f"account may read it. Fix: chmod -R go-rwx {folder}"
         )
+
+
+def check_file_place(path: Path, what: str, *, write: bool) -> None:
+    """Refuse (one line, exit 2) a path where a file we need cannot be: a folder in its place,
+    a file where one of its folders should be, or (``write``) no permission to write it or
+    in its folder. A missing file is left to the caller (created, or a finding). Whatever this
+    user may not look into is left to the caller too (another account's private folder)."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{what} {path} is a folder, not a file")
+        ancestor = next(p for p in path.parents if p.exists())
+        if not ancestor.is_dir():
+            raise UsageError(f"{what} {path} cannot be: {ancestor} is not a folder")
+        exists = path.exists()
+    except PermissionError:
+        return
+    if not write:
+        if exists and not os.access(path, os.R_OK):
+            raise UsageError(f"{what} {path} is not readable by this user (uid {os.geteuid()})")
+        return
+    if exists and not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path} is not writable by this user (uid {os.geteuid()})")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path} cannot be written: {ancestor} is not writable by this "
+                         f"user (uid {os.geteuid()})")  # fmt: skip

@@ -64,10 +64,7 @@ class AccessContext:
         return check_purpose(self.settings.access, self.identity, reason=reason, case=case)
 
     def need_lake(self) -> None:
-        if not Storage.from_settings(self.settings.lake).exists():
-            raise UsageError(
-                f"no lake at {self.settings.lake.path}: ingest something first, or --lake"
-            )
+        Storage.existing(self.settings.lake)
 
     def open_session(self) -> AccessSession:
         """A read-only session over the views of the caller's role."""

@@ -251,8 +251,12 @@ def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Root and the service account check the log themselves (they can read it and the audit
     key); anyone else asks the service, which checks its own log against the anchors."""
     from pipeline.access.identity import access_paths
+    from pipeline.files import check_file_place
 
     path = args.log or access_paths(settings).activity_log
+    # A folder in the log's place or a file in a folder's is a broken setup (exit 2); a
+    # missing log is a finding (exit 1): deleting it must not pass.
+    check_file_place(path, "activity log", write=False)
     # Entering the log's folder (0700) is what root and the service account can do.
     if args.log is not None or os.access(path.parent, os.R_OK | os.X_OK):
         from pipeline.access.anchors import verify_log

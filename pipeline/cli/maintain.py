@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from pipeline.cli._common import EXIT_OK, Commands, instant, lake_flag, private_data, sub
 from pipeline.config import Settings
-from pipeline.errors import UsageError
 
 _DESCRIPTION = """\
 Nightly maintenance of the lake, in this order (each step idempotent; a run killed at any
@@ -85,12 +84,14 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.access.identity import access_paths
+    from pipeline.files import check_file_place
     from pipeline.lake.backend import Storage
     from pipeline.maintain.run import STEPS, MaintainOptions, maintain
 
-    if not Storage.from_settings(settings.lake).exists():
-        raise UsageError(f"no lake at {settings.lake.path}: ingest something first, or --lake")
+    Storage.existing(settings.lake)  # before private_data makes an empty lake folder
     private_data(settings)
+    check_file_place(access_paths(settings).activity_log, "activity log", write=True)
     options = MaintainOptions(
         as_of=args.as_of or datetime.now(UTC),
         dry_run=args.dry_run,

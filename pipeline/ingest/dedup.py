@@ -17,6 +17,7 @@ that arrives after a crash is still caught.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -24,13 +25,32 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.reference.hashing import hash_ids
+from pipeline.reference.hashing import hash_ids, splitmix64
 
 logger = logging.getLogger(__name__)
 
 _US_PER_HOUR = 3_600_000_000
 U64Array = npt.NDArray[np.uint64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class WindowKeys:
+    """The window's keys of some rows (capture hour, id hash), computed once and reused: the
+    worker filters and later remembers the same rows."""
+
+    hours: npt.NDArray[np.int64]
+    hashes: U64Array
+
+    @classmethod
+    def of(
+        cls, event_ids: pa.Array | pa.ChunkedArray, captured_at: pa.Array | pa.ChunkedArray
+    ) -> WindowKeys:
+        return cls(_hours(captured_at), hash_ids(event_ids))
+
+    def take(self, rows: BoolArray | npt.NDArray[np.intp]) -> WindowKeys:
+        """The keys of ``rows`` (a mask or indices)."""
+        return WindowKeys(self.hours[rows], self.hashes[rows])
 
 
 class DedupWindow:
@@ -60,14 +80,19 @@ class DedupWindow:
         Does not remember the kept rows; call :meth:`remember` once they are committed, so a
         batch that fails to commit does not poison the window.
         """
-        hashes = hash_ids(event_ids)
-        hours = _hours(captured_at)
+        return self.filter_keys(WindowKeys.of(event_ids, captured_at))
+
+    def filter_keys(self, keys: WindowKeys) -> BoolArray:
+        """:meth:`filter_new` of rows whose keys are already computed."""
+        hours, hashes = keys.hours, keys.hashes
         keep = np.ones(len(hashes), dtype=np.bool_)
         if not len(hashes):
             return keep
-        # Repeats within the batch: keep the first occurrence of each (hour, hash).
-        keys = np.stack([hours.astype(np.uint64), hashes], axis=1)
-        _, first = np.unique(keys, axis=0, return_index=True)
+        # Repeats within the batch: keep the first occurrence of each (hour, hash), found on
+        # one 64-bit value per row (a 1-D unique is ~10x cheaper than np.unique(axis=0) on
+        # pairs); a false match has the odds of a hash collision (module docstring).
+        combined = hashes ^ splitmix64(hours.astype(np.uint64))
+        _, first = np.unique(combined, return_index=True)  # stable: the first occurrence
         in_batch_first = np.zeros(len(hashes), dtype=np.bool_)
         in_batch_first[first] = True
         keep &= in_batch_first
@@ -84,10 +109,13 @@ class DedupWindow:
         self, event_ids: pa.Array | pa.ChunkedArray, captured_at: pa.Array | pa.ChunkedArray
     ) -> None:
         """Add committed rows to the window and forget hours that fell out of it."""
-        hashes = hash_ids(event_ids)
+        self.remember_keys(WindowKeys.of(event_ids, captured_at))
+
+    def remember_keys(self, keys: WindowKeys) -> None:
+        """:meth:`remember` rows whose keys are already computed."""
+        hours, hashes = keys.hours, keys.hashes
         if not len(hashes):
             return
-        hours = _hours(captured_at)
         for hour in np.unique(hours):
             runs = self._buckets.setdefault(int(hour), [])
             new = np.unique(hashes[hours == hour])

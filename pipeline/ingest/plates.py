@@ -20,7 +20,7 @@ from confluent_kafka import Message
 from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.config import Settings
-from pipeline.ingest.dedup import DedupWindow
+from pipeline.ingest.dedup import DedupWindow, WindowKeys
 from pipeline.ingest.worker import Decoded, Feed
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
@@ -41,8 +41,8 @@ class PartitionMemory:
     repeats: DedupWindow
     passages: PassageGrouper
 
-    def remember(self, rows: pa.Table, assigned: Assigned) -> None:
-        self.repeats.remember(rows["event_id"], rows["captured_at"])
+    def remember(self, keys: WindowKeys, assigned: Assigned) -> None:
+        self.repeats.remember_keys(keys)
         self.passages.remember(assigned)
 
 
@@ -108,9 +108,11 @@ class PlateDecoder:
 
     def keep(self, memory: PartitionMemory, rows: pa.Table) -> tuple[pa.Table, Callable[[], None]]:
         """New reads only, each with its ``passage_id``."""
-        kept = rows.filter(memory.repeats.filter_new(rows["event_id"], rows["captured_at"]))
+        keys = WindowKeys.of(rows["event_id"], rows["captured_at"])
+        new = memory.repeats.filter_keys(keys)
+        kept = rows.filter(new)
         assigned = memory.passages.assign(kept)
-        step = functools.partial(memory.remember, kept, assigned)
+        step = functools.partial(memory.remember, keys.take(new), assigned)
         return kept.append_column("passage_id", assigned.ids), step
 
     def complete(self, rows: pa.Table) -> dict[str, pa.Array]:

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import signal
 from typing import Any
 
+import pyarrow as pa
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
@@ -16,7 +19,9 @@ from pipeline.ingest.passengers import PassengerDecoder
 from pipeline.ingest.plates import PlateDecoder
 from pipeline.ingest.worker import Decoder, IngestTotals, LakeIngestor, RunLimits
 from pipeline.kafka.retention_check import check_at_start
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
+from pipeline.lake.s3 import refuse_versioned_bucket
 from pipeline.metrics import IngestMetrics, serve
 from pipeline.reference.sites import SiteRegistry
 
@@ -42,12 +47,34 @@ def run_worker(
 
     SIGTERM and SIGINT ask the worker to stop after committing its current batch.
     """
+    bound_memory()
+    # A versioned bucket keeps every file it is told to delete: refuse before writing any.
+    refuse_versioned_bucket(Storage.from_settings(settings.lake))
     metrics_registry = CollectorRegistry()
     metrics = IngestMetrics(metrics_registry)
     check_at_start(settings, metrics_registry)  # topic retention above the legal limit?
     serve(metrics_registry, metrics_port)
     with Lake.from_settings(settings.lake) as lake:
+        # One DuckDB thread for the writer: the worker's own two threads (decode, write)
+        # already fill both cores; a second DuckDB thread only competed with the decoding
+        # (-18 % CPU per read drained, ADR 0006, "Memory and threads").
+        lake.execute("SET threads = 1")
         ingestor = LakeIngestor.connect(settings, decoder, lake=lake, metrics=metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())
         return ingestor.run(limits)
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def bound_memory() -> None:
+    """Allocator settings of a worker that allocates and frees a batch at a time.
+
+    Arrow's default pool (mimalloc) and glibc's per-thread arenas (up to 8 per core) each
+    kept freed batches mapped, so the RSS grew batch after batch (ADR 0006). Arrow then uses
+    the system allocator, and glibc at most two arenas (the worker's two threads).
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to bound
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)

@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 from pipeline.codec.plate_reads import Rejected
 from pipeline.config import Settings
 from pipeline.erasure import ErasureLedger
-from pipeline.ingest.dedup import DedupWindow
+from pipeline.ingest.dedup import DedupWindow, WindowKeys
 from pipeline.ingest.dlq import DeadLetters
 from pipeline.kafka.clients import make_consumer
 from pipeline.lake.catalog import Lake, OffsetFenced, UniqueIds
@@ -44,8 +44,8 @@ Clock = Callable[[], datetime]
 # How long --until-idle waits for a first assignment: a crashed member's session (10 s, see
 # pipeline.kafka.clients) must expire and the group rebalance first.
 JOIN_GRACE_S = 60.0
-# A batch is polled in chunks of this many messages: the first waits for messages, the next
-# ones only _FOLLOW_UP_S for what the consumer fetches meanwhile (see LakeIngestor._poll).
+# A batch is polled in chunks of this many messages, each waiting at most _FOLLOW_UP_S for
+# what the consumer fetches meanwhile (see LakeIngestor._poll).
 _CHUNK = 10_000
 _FOLLOW_UP_S = 0.05
 
@@ -182,12 +182,28 @@ class IngestTotals:
 
 
 @dataclass(frozen=True)
+class Polled:
+    """One batch decoded on the polling thread (step 1 of :meth:`LakeIngestor.commit_batch`).
+
+    Only the rejected messages are kept (for the DLQ): with one batch written while the next
+    is decoded, holding whole batches of messages doubled the RSS.
+    """
+
+    rejected: list[tuple[Rejected, Message]]
+    partitions: np.ndarray[Any, np.dtype[np.int32]]
+    offsets: np.ndarray[Any, np.dtype[np.int64]]
+    started: float  # monotonic time the batch's processing began
+    now: datetime  # the clock the batch was decoded at (its ingested_at)
+    decoded: Decoded
+    table: pa.Table  # decoded.table without the rows of erased plates
+    erased: int  # rows dropped because their plate was erased
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """One batch decoded, repeats dropped, ready to commit (step 1 of
+    """One batch decoded, repeats dropped, ready to commit (step 2 of
     :meth:`LakeIngestor.commit_batch`)."""
 
-    # Only the rejected messages are kept (for the DLQ): with one batch written while the
-    # next is decoded, holding whole batches of messages and decoded tables doubled the RSS.
     rejected: list[tuple[Rejected, Message]]
     partitions: np.ndarray[Any, np.dtype[np.int32]]
     offsets: np.ndarray[Any, np.dtype[np.int64]]
@@ -195,7 +211,7 @@ class Prepared:
     decoded: Decoded  # its table emptied: counts only
     rows: pa.Table  # the lake rows to write
     duplicates: int  # rows dropped as already stored
-    remember: list[Callable[[], None]]  # per-partition memory, run before the commit
+    remember: list[Callable[[], None]]  # per-partition memory, run once committed
     ids_since: int | None = None  # other workers' inserts up to here are in the id window
     erased: int = 0  # rows dropped because their plate was erased
 
@@ -206,7 +222,7 @@ class Prepared:
 
 @dataclass
 class Written:
-    """The outcome of writing one :class:`Prepared` batch (step 2-3 of commit_batch)."""
+    """The outcome of writing one :class:`Prepared` batch (steps 2-4 of commit_batch)."""
 
     prepared: Prepared
     next_offsets: dict[int, int]
@@ -258,8 +274,10 @@ class LakeIngestor(Generic[Memory]):
         self._ids: DedupWindow | None = None
         self._ids_since: int | None = None  # other workers' inserts after this are not in _ids
         self._writer_tag = uuid.uuid4().hex
-        # One batch is written (DLQ, lake) by the writer thread while the next is polled and
-        # decoded here; the lock keeps the lake's connection to one thread at a time.
+        # One batch is written (repeats dropped, DLQ, lake) by the writer thread while the
+        # next is polled and decoded here; the lock keeps the lake's connection to one thread
+        # at a time. The memories above change on the writer thread only while a batch is
+        # being written, and here only after it is settled, so they are never shared.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-writer")
         self._writing: Future[Written] | None = None
         self._lake_lock = threading.Lock()
@@ -348,9 +366,10 @@ class LakeIngestor(Generic[Memory]):
                 batch = self._poll(want)
                 if batch:
                     self._taken += len(batch)
-                    prepared = self._prepare(batch)
+                    polled = self._decode(batch)
+                    del batch  # only the rejected messages are kept (Polled)
                     if self._settle():  # the batch before it is committed
-                        self._writing = self._writer.submit(self._write, prepared)
+                        self._writing = self._writer.submit(self._write, polled)
                     last_message = time.monotonic()
                 else:
                     self._settle()
@@ -368,16 +387,18 @@ class LakeIngestor(Generic[Memory]):
         """One batch: small when the worker has caught up with its partitions, large under a
         backlog, within the feed's message, byte and time budgets.
 
-        The first poll waits for a first chunk; the next ones take what the consumer has
-        fetched meanwhile and stop at the first that comes back short: the end of the
-        partitions, for now.
+        Each poll takes what the consumer has fetched within _FOLLOW_UP_S. The batch ends at
+        the first poll that comes back short (the end of the partitions, for now) once the
+        writer is free: while it still writes the batch before, this one could not be handed
+        over anyway, so it keeps collecting. Live traffic thus waits about one write, not a
+        fixed timeout, and a slow commit makes the next batch larger (fewer commits).
         """
         feed = self.decoder.feed
         deadline = time.monotonic() + feed.batch_timeout_s
         chunk = min(want, _CHUNK)
         batch: list[Message] = []
         size = 0
-        wait = feed.batch_timeout_s
+        wait = min(_FOLLOW_UP_S, feed.batch_timeout_s)
         while len(batch) < want and size < feed.batch_max_bytes:
             asked = min(chunk, want - len(batch))
             got = self._consumer.consume(num_messages=asked, timeout=wait)
@@ -385,10 +406,15 @@ class LakeIngestor(Generic[Memory]):
                 if not _is_error(message):
                     batch.append(message)
                     size += len(message.value() or b"")
-            if len(got) < asked or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
+                break
+            if len(got) < asked and not self._writer_busy():
                 break
             wait = min(_FOLLOW_UP_S, max(0.0, deadline - time.monotonic()))
         return batch
+
+    def _writer_busy(self) -> bool:
+        return self._writing is not None and not self._writing.done()
 
     def _idle_for(self, last_message: float, started: float, until_idle_s: float) -> bool:
         """True once nothing has arrived for ``until_idle_s`` while holding partitions.
@@ -444,49 +470,69 @@ class LakeIngestor(Generic[Memory]):
 
         Commit order (why this is exactly-once):
 
-        1. Decode and validate the whole batch; drop events already stored from any
-           partition this worker reads (a worker-wide id window) and those already in the
-           partition's memory (plate reads are also grouped into passages), and note the
-           kept rows in both (:meth:`_prepare`). The next batch is decoded against them
-           while this one is written.
-        2. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
+        1. Decode and validate the whole batch and drop the rows of erased plates
+           (:meth:`_decode`, pure: the polling thread does it while the batch before is
+           written).
+        2. Drop events already stored from any partition this worker reads (a worker-wide
+           id window) and those already in the partition's memory (plate reads are also
+           grouped into passages) (:meth:`_prepare`). The batch before is committed by now.
+        3. Produce every rejected message to the DLQ and wait for the broker's acks. A crash
            after this step replays the batch: DLQ records may repeat (at least once), rows not.
-        3. In ONE lake transaction, drop the rows whose id another worker stored since this
+        4. In ONE lake transaction, drop the rows whose id another worker stored since this
            one last looked, insert the rest and set each partition's stored offset to one
            past the batch's last offset, on condition that the stored offset is still the one
            this worker started from (compare-and-set). Either both land or neither does.
            If another worker moved it (a rebalance fenced us out), nothing is written: the
            batch, and any batch decoded after it, is dropped, the partitions' memory is
            recalled from the lake, and the new owner replays them from the lake's offsets.
-        4. Count, and note the other workers' ids in the worker-wide window.
-        5. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
-           commit is harmless: on assignment, workers seek to the lake's offsets (step 3).
+           Once committed, the kept rows are noted in both windows and the memory.
+        5. Count, and note the other workers' ids in the worker-wide window.
+        6. Tell Kafka the same offsets, asynchronously, for lag monitoring only. Losing this
+           commit is harmless: on assignment, workers seek to the lake's offsets (step 4).
 
-        Steps 2-3 run on the writer thread; the worker waits for them (and does 4-5) before
-        it hands over the next batch, so at most one batch is written at a time.
+        Steps 2-4 run on the writer thread, in batch order; the worker waits for them (and
+        does 5-6) before it hands over the next batch, so at most one batch is written at a
+        time and one decoded ahead.
         """
-        prepared = self._prepare(messages)
+        polled = self._decode(messages)
         if self._settle():
-            self._writing = self._writer.submit(self._write, prepared)
+            self._writing = self._writer.submit(self._write, polled)
         self._settle()
 
-    def _prepare(self, messages: Sequence[Message]) -> Prepared:
-        """Decode the batch, then drop repeats worker-wide and partition by partition (1)."""
+    def _decode(self, messages: Sequence[Message]) -> Polled:
+        """Decode the batch and drop the rows of erased plates (1; pure)."""
         started = time.monotonic()
         now = self._clock()
         partitions = np.fromiter((m.partition() for m in messages), np.int32, len(messages))
         offsets = np.fromiter((m.offset() for m in messages), np.int64, len(messages))
         decoded = self.decoder.decode(messages, now)
         table = self._drop_erased(decoded.table)
-        erased = len(decoded.table) - len(table)
+        return Polled(
+            [(r, messages[r.index]) for r in decoded.rejected],
+            partitions,
+            offsets,
+            started,
+            now,
+            decoded,
+            table,
+            len(decoded.table) - len(table),
+        )
+
+    def _prepare(self, polled: Polled) -> Prepared:
+        """Drop repeats worker-wide and partition by partition (2, on the writer thread)."""
+        table, partitions, offsets = polled.table, polled.partitions, polled.offsets
         column, collected = self.decoder.unique_column, self.decoder.collected_column
+        remember: list[Callable[[], None]] = []
         if column is not None:
             self._recall_ids()
             assert self._ids is not None
-            table = table.filter(self._ids.filter_new(table[column], table[collected]))
+            ids = self._ids
+            keys = WindowKeys.of(table[column], table[collected])
+            new = ids.filter_keys(keys)
+            table = table.filter(new)
+            remember.append(functools.partial(ids.remember_keys, keys.take(new)))
         row_partitions = partitions[table["msg_index"].to_numpy()]
         pieces: list[pa.Table] = []
-        remember: list[Callable[[], None]] = []
         for partition in np.unique(row_partitions):
             memory = self._partition_memory(int(partition))
             kept, step = self.decoder.keep(
@@ -496,25 +542,20 @@ class LakeIngestor(Generic[Memory]):
             remember.append(step)
         kept_rows = pa.concat_tables(pieces) if pieces else table
         extra = self.decoder.complete(kept_rows)
-        rows = lake_rows(kept_rows, self.decoder.schema, extra, partitions, offsets, now)
-        # Noted now, before the commit, so the next batch (decoded while this one is
-        # written) drops repeats of these rows too; a fenced commit recalls them (_settle).
-        for step in remember:
-            step()
-        if column is not None and self._ids is not None:
-            self._ids.remember(rows[column], rows[collected])
-        duplicates = len(decoded.table) - erased - len(kept_rows)
+        rows = lake_rows(kept_rows, self.decoder.schema, extra, partitions, offsets, polled.now)
+        decoded = polled.decoded
+        duplicates = len(decoded.table) - polled.erased - len(kept_rows)
         return Prepared(
-            [(r, messages[r.index]) for r in decoded.rejected],
+            polled.rejected,
             partitions,
             offsets,
-            started,
+            polled.started,
             dataclasses.replace(decoded, table=decoded.table.slice(0, 0)),
             rows,
             duplicates,
             remember,
             self._ids_since,
-            erased,
+            polled.erased,
         )
 
     def _drop_erased(self, table: pa.Table) -> pa.Table:
@@ -559,8 +600,9 @@ class LakeIngestor(Generic[Memory]):
         hit[rows] = True
         return pa.array(hit)
 
-    def _write(self, prepared: Prepared) -> Written:
-        """Steps 2-3 (on the writer thread): dead letters, then rows and offsets."""
+    def _write(self, polled: Polled) -> Written:
+        """Steps 2-4 (on the writer thread): repeats, dead letters, then rows and offsets."""
+        prepared = self._prepare(polled)
         next_offsets = prepared.next_offsets
         written = Written(prepared, next_offsets)
         self._send_dead_letters(prepared)
@@ -588,6 +630,10 @@ class LakeIngestor(Generic[Memory]):
                 written.fenced = True
                 return written
         written.committed = time.time()
+        # Noted only now: a fenced or failed batch must not make its rows look stored. The
+        # ids a repeat in it shares with a row kept here are in the same window either way.
+        for step in prepared.remember:
+            step()
         if unique is not None:
             written.stored_elsewhere = unique.dropped
             written.others = unique.others
@@ -611,7 +657,7 @@ class LakeIngestor(Generic[Memory]):
             )
             self._metrics.fenced_batches.inc()
             for partition in written.next_offsets:
-                self._memory.pop(partition, None)  # noted in step 1 but not stored
+                self._memory.pop(partition, None)  # the new owner may store rows meanwhile
             self._seek_to_lake(written.next_offsets)
             return False
         self._positions.update(written.next_offsets)

@@ -107,6 +107,14 @@ class Storage:
             names.append("httpfs")
         return tuple(names)
 
+    @classmethod
+    def existing(cls, settings: LakeSettings) -> Storage:
+        """The lake's storage; ConfigError (exit 2) where no lake was created yet."""
+        storage = cls.from_settings(settings)
+        if not storage.exists():
+            raise ConfigError("lake.path", f"no lake at {settings.path} yet: ingest something first")
+        return storage
+
     def exists(self) -> bool:
         """False only when an embedded catalog file is missing (a server catalog is created on
         first attach, so it always counts as there)."""

@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
@@ -35,29 +35,33 @@ from typing import Any
 
 EXIT_BUSY = 3  # the catalog stayed locked or busy until the deadline
 
-# Every table-level statistic with the live data files' statistics of its column: the row to
-# update, the file statistics row (None: no live file), both values as bytes, the column type.
-# Tables that inline rows into the catalog (the internal ones) have no file statistics to go
-# by; they hold no personal data and are left alone.
+# Every table-level statistic with the live data files' statistics of its column: the
+# statistic's table and column, the live file (None: no live file), its min and max, the column
+# type. Tables that inline rows into the catalog (the internal ones) have no file statistics to
+# go by; they hold no personal data and are left alone. Plain SQL that SQLite and PostgreSQL
+# (:mod:`pipeline.lake.postgres_catalog`) both run.
 LIVE_FILE_STATS = """
-SELECT t.rowid, s.rowid, CAST(s.min_value AS BLOB), CAST(s.max_value AS BLOB),
+SELECT t.table_id, t.column_id, s.data_file_id, s.min_value, s.max_value,
   (SELECT lower(c.column_type) FROM ducklake_column c
    WHERE c.table_id = t.table_id AND c.column_id = t.column_id
    ORDER BY c.begin_snapshot DESC LIMIT 1)
 FROM ducklake_table_column_stats t
 LEFT JOIN (
-  SELECT s.rowid AS rowid, s.table_id, s.column_id, s.min_value, s.max_value
+  SELECT s.data_file_id, s.table_id, s.column_id, s.min_value, s.max_value
   FROM ducklake_file_column_stats s
   JOIN ducklake_data_file f ON f.data_file_id = s.data_file_id
   WHERE f.end_snapshot IS NULL) s ON s.table_id = t.table_id AND s.column_id = t.column_id
 WHERE t.table_id NOT IN (SELECT table_id FROM ducklake_inlined_data_tables)
 """
-# Copies a value as DuckLake stored it (never re-rendered); a NULL rowid gives NULL.
+# Copies a value as DuckLake stored it (never re-rendered); a NULL file id gives NULL.
+# Named parameters in SQLite's style; postgres_catalog rewrites them for psycopg.
 SET_TABLE_STATS = """
 UPDATE ducklake_table_column_stats SET
-  min_value = (SELECT min_value FROM ducklake_file_column_stats WHERE rowid = ?),
-  max_value = (SELECT max_value FROM ducklake_file_column_stats WHERE rowid = ?)
-WHERE rowid = ?
+  min_value = (SELECT min_value FROM ducklake_file_column_stats
+               WHERE data_file_id = :low AND column_id = :column),
+  max_value = (SELECT max_value FROM ducklake_file_column_stats
+               WHERE data_file_id = :high AND column_id = :column)
+WHERE table_id = :table AND column_id = :column
 """
 # DuckLake's names of the types whose statistics are numbers (``decimal(p,s)`` as well).
 # Every other type with statistics orders as its text, byte by byte (SQLite and DuckDB alike):
@@ -137,6 +141,45 @@ def _order_key(kind: str | None) -> Callable[[bytes], Any]:
     return bytes  # byte order of the text
 
 
+def pick_extremes(
+    rows: Iterable[Sequence[Any]],
+) -> list[dict[str, int | None]]:
+    """For each table statistic, the live file holding the least min and the one holding the
+    greatest max (None: no live file has a value), as :data:`SET_TABLE_STATS` parameters.
+
+    ``rows`` are :data:`LIVE_FILE_STATS` rows. Shared by the SQLite child and the PostgreSQL
+    purge (:mod:`pipeline.lake.postgres_catalog`), so both order values the same way.
+    """
+    best: dict[tuple[int, int], list[tuple[int, Any] | None]] = {}
+    for table, column, data_file, low, high, kind in rows:
+        pick = best.setdefault((int(table), int(column)), [None, None])
+        if data_file is None:
+            continue
+        key = _order_key(kind)
+        if low is not None:
+            k = key(_raw(low))
+            if pick[0] is None or k < pick[0][1]:
+                pick[0] = (int(data_file), k)
+        if high is not None:
+            k = key(_raw(high))
+            if pick[1] is None or k > pick[1][1]:
+                pick[1] = (int(data_file), k)
+    return [
+        {
+            "table": table,
+            "column": column,
+            "low": low[0] if low else None,
+            "high": high[0] if high else None,
+        }
+        for (table, column), (low, high) in best.items()
+    ]
+
+
+def _raw(value: object) -> bytes:
+    """A statistic's bytes as stored (SQLite may hand back TEXT or BLOB; PostgreSQL text)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def recompute_table_stats(db: sqlite3.Connection) -> int:
     """Set every table-level min/max to the least/greatest of the live files' statistics
     (NULL when no live file has a value); how many statistics rows were set.
@@ -147,29 +190,9 @@ def recompute_table_stats(db: sqlite3.Connection) -> int:
     prunes filters from them (a too-narrow range loses rows), and the next insert widens
     from them (or, from NULL, starts afresh at the new file's range).
     """
-    # table statistics row -> (file statistics row, its order key) of the min and of the max
-    best: dict[int, list[tuple[int, Any] | None]] = {}
-    for stat, file_stat, low, high, kind in db.execute(LIVE_FILE_STATS):
-        pick = best.setdefault(stat, [None, None])
-        if file_stat is None:
-            continue
-        key = _order_key(kind)
-        if low is not None:
-            k = key(low)
-            if pick[0] is None or k < pick[0][1]:
-                pick[0] = (file_stat, k)
-        if high is not None:
-            k = key(high)
-            if pick[1] is None or k > pick[1][1]:
-                pick[1] = (file_stat, k)
-    db.executemany(
-        SET_TABLE_STATS,
-        [
-            (low[0] if low else None, high[0] if high else None, stat)
-            for stat, (low, high) in best.items()
-        ],
-    )
-    return len(best)
+    picks = pick_extremes(db.execute(LIVE_FILE_STATS))
+    db.executemany(SET_TABLE_STATS, picks)
+    return len(picks)
 
 
 def _wal(db: sqlite3.Connection, deadline: float) -> dict[str, Any]:

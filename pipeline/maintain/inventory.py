@@ -17,7 +17,9 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
+from pipeline.lake.s3 import S3Client
 from pipeline.maintain.purge import META
 
 _DAY_DIR = re.compile(r"(?:^|/)year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
@@ -97,6 +99,56 @@ def table_exists(con: Lake | duckdb.DuckDBPyConnection, catalog: str, table: str
         ).fetchone()
         == (1,)
     )
+
+
+class DataFiles:
+    """The files a data path holds for a table, per partition day: walked on a local folder,
+    listed in a bucket (so retention's sweep and the verification see what the store holds,
+    not what the catalog says).
+
+    >>> DataFiles(storage).by_day("plate_reads")  # doctest: +SKIP
+    {datetime.date(2026, 1, 2): ['.../day=2/ducklake-0193....parquet'], ...}
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.local = storage.local_data
+        self.client = S3Client.for_storage(storage)
+        self.prefix = "" if self.client is None else self.client.data_prefix(storage)
+
+    def by_day(self, table: str) -> dict[date, list[str]]:
+        """Day -> the files (local paths or object keys) under that day's folder."""
+        out: dict[date, list[str]] = {}
+        if self.client is None:
+            assert self.local is not None  # a data path is a folder or a bucket
+            for day, folder in day_folders(self.local, table).items():
+                out[day] = sorted(str(p) for p in folder.iterdir() if p.is_file())
+            return out
+        root = f"{self.prefix}main/{table}/"
+        for item in self.client.list(root):
+            # S3Proxy's filesystem backend lists its folders as keys ending in "/".
+            found = day_of_path(item.key.removeprefix(root))
+            if found is not None and not item.key.endswith("/"):
+                out.setdefault(found, []).append(item.key)
+        return out
+
+    def remove(self, ref: str) -> None:
+        if self.client is None:
+            Path(ref).unlink(missing_ok=True)
+        else:
+            self.client.delete(ref)
+
+    def tidy(self, table: str, day: date) -> None:
+        """Remove the day's folder if empty (a bucket has no folders to remove)."""
+        if self.local is not None:
+            folder = day_folders(self.local, table).get(day)
+            if folder is not None:
+                _remove_empty(folder, stop=self.local / "main" / table)
+
+
+def _remove_empty(folder: Path, *, stop: Path) -> None:
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def day_folders(data_dir: Path, table: str) -> Mapping[date, Path]:

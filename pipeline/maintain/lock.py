@@ -27,6 +27,7 @@ import psycopg
 
 from pipeline.errors import Transient
 from pipeline.lake.backend import Storage
+from pipeline.lake.postgres_catalog import connect
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +69,7 @@ def maintain_lock(storage: Storage, *, wait_s: float = 0.0) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _postgres_lock(storage: Storage, wait_s: float) -> Iterator[None]:
-    password = storage.catalog_password.reveal() if storage.catalog_password else None
-    conninfo = storage.catalog.removeprefix("postgres:")
-    with psycopg.connect(
-        conninfo,
-        password=password,
-        application_name=f"{APPLICATION} {holder_name()}"[:63],
-        autocommit=True,
-        connect_timeout=10,
-    ) as conn:
+    with connect(storage, application=f"{APPLICATION} {holder_name()}") as conn:
         deadline = time.monotonic() + wait_s
         while True:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 
 from pipeline.errors import LakeConflict
 from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.postgres_catalog import purge_catalog
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 
 logger = logging.getLogger(__name__)
@@ -113,16 +114,14 @@ def purge(
         [now - orphan_grace],
     )
     logger.debug("purge: %d old and %d orphaned files removed", len(removed), len(orphans))
-    # 4-5 in a child process, with this connection's handle on the catalog released: see
-    # pipeline/lake/sqlite_child.py for why never in this process.
-    with lake.catalog_released():
-        try:
-            done = run_task("purge", lake.path / "catalog.sqlite")
-        except CatalogTaskFailed as exc:
-            if exc.code == EXIT_BUSY:
-                raise LakeConflict("compact catalog: the catalog stayed busy") from exc
-            raise
-    recomputed, size = int(done["stats_recomputed"]), int(done["catalog_bytes"])
+    if lake.storage.kind == "postgres":
+        # Released: an idle connection of our own that still holds a DuckLake table would
+        # make VACUUM FULL wait for it for ever.
+        with lake.catalog_released():
+            pg = purge_catalog(lake.storage)
+        recomputed, size = pg.stats_recomputed, pg.catalog_bytes
+    else:
+        recomputed, size = _purge_sqlite(lake)
     report = PurgeReport(
         files_rewritten=files_rewritten,
         snapshots_expired=len(expired),
@@ -133,6 +132,21 @@ def purge(
     )
     logger.info("purge: %s", report)
     return report
+
+
+def _purge_sqlite(lake: Lake) -> tuple[int, int]:
+    """Steps 4-5 in a child process, with this connection's handle on the catalog released:
+    see pipeline/lake/sqlite_child.py for why never in this process."""
+    sqlite = lake.storage.sqlite_file
+    assert sqlite is not None  # a lake's catalog is SQLite or PostgreSQL
+    with lake.catalog_released():
+        try:
+            done = run_task("purge", sqlite)
+        except CatalogTaskFailed as exc:
+            if exc.code == EXIT_BUSY:
+                raise LakeConflict("compact catalog: the catalog stayed busy") from exc
+            raise
+    return int(done["stats_recomputed"]), int(done["catalog_bytes"])
 
 
 def _as_datetime(value: object) -> datetime:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline import retention
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
-from pipeline.maintain.inventory import day_folders
+from pipeline.maintain.inventory import DataFiles
 from pipeline.maintain.purge import META
 
 logger = logging.getLogger(__name__)
@@ -113,29 +113,24 @@ def _referenced(lake: Lake) -> set[str]:
 
 
 def sweep(lake: Lake, cuts: Mapping[str, Cutoff]) -> int:
-    """Remove unreferenced files (and then empty folders) in expired day folders.
+    """Remove unreferenced files (and then empty folders) in expired day folders, on a local
+    data path or in a bucket.
 
     Runs after purge. No writer legitimately writes there any more (ingest refuses expired
     reads; compaction skips expired days), so an unreferenced file there is a dead writer's
     leftover, whatever its age. Referenced files are left alone: they mean a row survived,
     which :func:`pipeline.maintain.verify.verify` reports.
     """
-    data = lake.path / "data"
+    files = DataFiles(lake.storage)
     keep = _referenced(lake)
     removed = 0
     for table, cut in cuts.items():
-        for day, folder in day_folders(data, table).items():
+        for day, refs in files.by_day(table).items():
             if day >= cut.first_kept_day:
                 continue
-            for path in folder.iterdir():
-                if path.is_file() and path.name not in keep:
-                    path.unlink()
+            for ref in refs:
+                if ref.rsplit("/", 1)[-1] not in keep:
+                    files.remove(ref)
                     removed += 1
-            _remove_empty(folder, stop=data / "main" / table)
+            files.tidy(table, day)
     return removed
-
-
-def _remove_empty(folder: Path, *, stop: Path) -> None:
-    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent

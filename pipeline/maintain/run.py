@@ -34,6 +34,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.files import write_atomic
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.s3 import refuse_versioned_bucket
 from pipeline.lake.tables import PERSONAL_DATA_TABLES
 from pipeline.maintain import compact as compaction
 from pipeline.maintain import stats as statistics
@@ -42,7 +43,7 @@ from pipeline.maintain.lock import maintain_lock
 from pipeline.maintain.purge import META, purge
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.state import verify_state
-from pipeline.maintain.verify import verify
+from pipeline.maintain.verify import catalog_dead_tuples, verify
 from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
 
@@ -107,9 +108,8 @@ def maintain(
     report = RunReport(
         as_of=as_of.isoformat(), started_at=clock().isoformat(), dry_run=options.dry_run
     )
-    storage = Storage.from_settings(settings.lake)
-    if not storage.exists():
-        raise ConfigError("lake.path", f"no lake at {settings.lake.path}")
+    storage = Storage.existing(settings.lake)
+    refuse_versioned_bucket(storage)  # its deletes would keep every byte as an old version
     runner = _Run(settings, options, as_of, months, clock, metrics, out, report)
     # Never two runs on one lake, from any host: they would delete and rewrite the same days.
     # A dry run changes no byte (not even a lock file) and reads a snapshot: it takes no lock.
@@ -379,12 +379,17 @@ class _Run:
                 "oldest": check.oldest.isoformat() if check.oldest else None,
                 "rows_past_limit": check.rows_past_limit,
                 "files_in_expired_days": check.files_in_expired_days,
+                "catalog_past_limit": check.catalog_past_limit,
             }
             if not check.ok and not self.options.dry_run:
                 self.out.print(
-                    f"[red]verify: {check.table}: {check.rows_past_limit} rows and "
-                    f"{check.files_in_expired_days} files past the limit[/red]"
+                    f"[red]verify: {check.table}: {check.rows_past_limit} rows, "
+                    f"{check.files_in_expired_days} files and {check.catalog_past_limit} "
+                    "catalog values past the limit[/red]"
                 )
+        dead = catalog_dead_tuples(self.lake.storage)
+        if dead is not None:
+            out["catalog_dead_tuples"] = dead
         state = verify_state(self.settings, self.as_of)
         out["state_folder"] = {
             "files": state.files,

@@ -200,12 +200,9 @@ class Service:
         return self.clock().astimezone(UTC).isoformat()
 
     def _open_session(self, role: str) -> AccessSession:
-        lake = self.settings.lake.path
-        storage = Storage.from_settings(self.settings.lake)
-        if not storage.exists():
-            raise UsageError(f"no lake at {lake} yet: ingest something first")
+        storage = Storage.existing(self.settings.lake)
         return AccessSession.open(
-            lake,
+            self.settings.lake.path,
             role,
             storage=storage,
             now=self.clock(),

@@ -7,7 +7,8 @@ In order, before anything listens:
    can write it or its folder: the rules (who has which role, windows, key, log) come from it,
    so whoever can edit it is as trusted as the service.
 3. The lake, the state folder and the folders of the key, log and reports are 0700 (created so
-   if missing); one that other users can enter is refused with the fix.
+   if missing); one that other users can enter is refused with the fix, so is one this account
+   cannot write, and an activity-log path that is a folder or not writable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pipeline.access.anchors import AnchorPublisher
 from pipeline.access.identity import access_paths
 from pipeline.config import Settings
 from pipeline.errors import UsageError
-from pipeline.files import check_private, private_files
+from pipeline.files import check_file_place, check_private, private_files
 from pipeline.service.handlers import Service
 from pipeline.service.server import Server
 
@@ -73,6 +74,7 @@ def serve(
         (paths.reports_dir, "reports folder"),
     ):
         check_private(folder, what)
+    check_file_place(paths.activity_log, "activity log", write=True)
     # The log's head goes to the compacted anchor topic, outside this host (ADR 0004, issue 15).
     service = Service(settings, anchors=AnchorPublisher.from_settings(settings))
     server = Server(service, settings.serve)

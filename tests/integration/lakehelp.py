@@ -36,7 +36,10 @@ def files_holding(root: Path, needles: Iterable[str]) -> dict[str, list[str]]:
     wanted = [n for n in needles if n]
     found: dict[str, list[str]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:  # removed while we scanned (a server's temporary file)
+            continue
         texts = [raw.decode("latin-1")]
         if raw[:4] == b"PAR1":
             texts.extend(_parquet_texts(path))

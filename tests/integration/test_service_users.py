@@ -8,7 +8,6 @@ client command runs as the others (``setpriv``), with their own environment and 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pwd
@@ -17,8 +16,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 import uuid
@@ -28,40 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from osusers import ROOT_NEEDED, interpreter, run_as
 
 from pipeline.kafka import local
 from pipeline.service.ca import issue, make_ca
 from pipeline.service.client import is_listening
 
-ROOT_NEEDED = (
-    "these tests create OS users (useradd) and run commands as them (setpriv): run them as "
-    "root, as CI does"
-)
 ROLES = ("analyst", "investigator", "dpo")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _executable_by_all(path: Path) -> bool:
-    real = path.resolve()
-    folders_open = all(p.stat().st_mode & 0o001 for p in real.parents)
-    return folders_open and bool(real.stat().st_mode & 0o001)
-
-
-@functools.cache
-def _interpreter() -> tuple[str, dict[str, str]]:
-    """A Python the test's users can run, and the environment that finds our packages.
-
-    The venv's own interpreter if every user may execute it; else (a venv over a Python under
-    /root, say) the system's python3.11 with the venv's packages and the repository on the
-    path: the pipeline starts child processes with ``sys.executable``, so it must be runnable
-    by the user who runs the pipeline."""
-    if _executable_by_all(Path(sys.executable)):
-        return sys.executable, {}
-    system = shutil.which("python3.11", path="/usr/local/bin:/usr/bin")
-    if system is None or not _executable_by_all(Path(system)):
-        pytest.fail(f"{sys.executable} is not executable by other users, and no python3.11 is")
-    packages = sysconfig.get_paths()["purelib"]
-    return system, {"PYTHONPATH": f"{REPO}:{packages}"}
 
 
 START = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
@@ -87,46 +57,6 @@ class World:
     def log_entries(self) -> list[dict[str, object]]:
         path = self.state / "access" / "activity.jsonl"
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _run(
-    user: str,
-    *args: str,
-    home: Path,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    stdin: str | None = None,
-    timeout: float = 180,
-    python: tuple[str, ...] = ("-m", "pipeline"),
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pipeline ARGS`` (or ``python PYTHON``) as ``user``, with a clean
-    environment: a login would give them no more than this."""
-    base_env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "XDG_CACHE_HOME": str(home / "cache"),
-        **_interpreter()[1],
-    }
-    return subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            _interpreter()[0],
-            *python,
-            *args,
-        ],
-        env={**base_env, **(env or {})},
-        cwd=cwd or home,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _chown(path: Path, user: str, mode: int) -> None:
@@ -225,7 +155,7 @@ def world(kafka_jars: Path) -> Iterator[World]:
         )  # type: ignore[arg-type]
 
         def as_service(*args: str, timeout: float = 240) -> None:
-            done = _run(svc, "--config", str(config), *args, home=w.home(svc), timeout=timeout)
+            done = run_as(svc, "--config", str(config), *args, home=w.home(svc), timeout=timeout)
             assert done.returncode == 0, (args, done.stderr[-2000:])
 
         as_service("kafka", "start", "--timeout", "180")
@@ -252,7 +182,7 @@ def world(kafka_jars: Path) -> Iterator[World]:
                     f"--reuid={svc}",
                     f"--regid={svc}",
                     "--init-groups",
-                    _interpreter()[0],
+                    interpreter()[0],
                     "-m",
                     "pipeline",
                     "--config",
@@ -265,7 +195,7 @@ def world(kafka_jars: Path) -> Iterator[World]:
                     "LANG": "C.UTF-8",
                     "PYTHONDONTWRITEBYTECODE": "1",
                     "XDG_CACHE_HOME": str(w.home(svc) / "c"),
-                    **_interpreter()[1],
+                    **interpreter()[1],
                 },
                 cwd=w.home(svc),
                 stdout=subprocess.PIPE,
@@ -278,7 +208,7 @@ def world(kafka_jars: Path) -> Iterator[World]:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=60)
-            _run(svc, "--config", str(config), "kafka", "stop", home=w.home(svc))
+            run_as(svc, "--config", str(config), "kafka", "stop", home=w.home(svc))
     finally:
         for name in created:
             subprocess.run(["userdel", name], check=False, capture_output=True)
@@ -299,7 +229,7 @@ def _wait_for_socket(path: Path, server: subprocess.Popen[str], timeout: float =
 def _client(w: World, role: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     user = w.users[role]
     env = {"ANPR_SERVE_SOCKET": str(w.socket), **kwargs.pop("env", {})}  # type: ignore[dict-item]
-    return _run(user, *args, home=w.home(user), env=env, **kwargs)  # type: ignore[arg-type]
+    return run_as(user, *args, home=w.home(user), env=env, **kwargs)  # type: ignore[arg-type]
 
 
 COUNT = "SELECT count(*) AS n FROM plate_reads"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,34 @@ def test_a_worker_that_has_caught_up_commits_what_it_has_at_once() -> None:
     polled = worker(consumer, batch_size=100_000, batch_timeout_s=60)._poll(100_000)
     assert len(polled) == 12_345
     assert consumer.available == 0
+
+
+@dataclass
+class Arriving:
+    """A consumer that fetches ``per_poll`` new messages between two polls (live traffic)."""
+
+    per_poll: int
+    polls: int = 0
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        self.polls += 1
+        return [Message(250) for _ in range(min(num_messages, self.per_poll))]
+
+
+def test_live_traffic_is_handed_over_at_the_first_short_poll_when_the_writer_is_free() -> None:
+    consumer = Arriving(per_poll=100)
+    batch = worker(consumer, batch_timeout_s=60)._poll(50_000)
+    assert len(batch) == 100
+    assert consumer.polls == 1
+
+
+def test_live_traffic_keeps_collecting_while_the_batch_before_is_written() -> None:
+    consumer = Arriving(per_poll=100)
+    ingestor = worker(consumer, batch_timeout_s=0.3)
+    ingestor._writing = Future()  # the writer is busy until the time budget ends
+    batch = ingestor._poll(50_000)
+    assert consumer.polls > 1
+    assert len(batch) == 100 * consumer.polls
 
 
 def test_the_byte_budget_ends_a_batch_of_large_messages() -> None:

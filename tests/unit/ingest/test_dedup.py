@@ -5,7 +5,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.ingest.dedup import DedupWindow
+from pipeline.ingest.dedup import DedupWindow, WindowKeys
 from pipeline.reference.hashing import hash_ids
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
@@ -49,6 +49,27 @@ def test_repeat_within_one_batch_keeps_first() -> None:
     window = DedupWindow(timedelta(hours=24))
     keep = window.filter_new(pa.array(["x", "y", "x", "x"]), _ts(0, 0, 0, 0))
     assert keep.tolist() == [True, True, False, False]
+
+
+def test_repeat_within_one_batch_is_per_capture_hour() -> None:
+    # The in-batch check keys on (hour, id) like the window: the same id captured in two
+    # hours is two events, in one batch as across batches.
+    window = DedupWindow(timedelta(hours=24))
+    keep = window.filter_new(pa.array(["x", "x", "x", "y"]), _ts(0, 2, 2, 2))
+    assert keep.tolist() == [True, True, False, True]
+
+
+def test_remembered_keys_are_those_filtered() -> None:
+    window = DedupWindow(timedelta(hours=24))
+    keys = WindowKeys.of(pa.array(["a", "b", "a"]), _ts(0, 0, 0))
+    new = window.filter_keys(keys)
+    window.remember_keys(keys.take(new))
+    assert len(window) == 2
+    assert window.filter_new(pa.array(["a", "b", "c"]), _ts(0, 0, 0)).tolist() == [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_hours_older_than_window_are_forgotten() -> None:

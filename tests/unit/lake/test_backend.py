@@ -88,3 +88,16 @@ def test_values_that_would_reach_sql_unchecked_are_refused(env: dict[str, str], 
     with pytest.raises(ConfigError) as caught:
         _storage(env)
     assert caught.value.key == key
+
+
+def test_an_existing_lake_is_required_with_one_message(tmp_path: Path) -> None:
+    settings = load_settings(env={"ANPR_LAKE_PATH": str(tmp_path / "lake")}).lake
+    with pytest.raises(ConfigError) as caught:
+        Storage.existing(settings)
+    assert (caught.value.key, str(caught.value)) == (
+        "lake.path",
+        f"lake.path: no lake at {tmp_path / 'lake'} yet: ingest something first",
+    )
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "catalog.sqlite").touch()
+    assert Storage.existing(settings) == Storage.embedded(tmp_path / "lake")
