@@ -88,6 +88,47 @@ TABLE_FUNCTION_FORMS = (
     "SELECT (SELECT count(*) FROM {f})",
 )
 HUGE = 2_000_000
+# Result shapes that would hide whose rows a query returned (issue 15, item 7): a subject
+# column ``{c}`` of relation ``{v}`` transformed past what the result check finds.
+WRAPPING_FORMS = (
+    "SELECT md5({c}) FROM {v}",
+    "SELECT sha256({c}) FROM {v}",
+    "SELECT hash({c}) FROM {v}",
+    "SELECT reverse({c}) FROM {v}",
+    "SELECT substr({c}, 1, 4), substr({c}, 5) FROM {v}",
+    "SELECT {c}[1:3], {c}[4:] FROM {v}",
+    "SELECT left({c}, 3), right({c}, 4) FROM {v}",
+    "SELECT ascii({c}), unicode({c}) FROM {v}",
+    "SELECT list_transform(split({c}, ''), x -> ascii(x)) FROM {v}",
+    "SELECT replace({c}, '_', '-') FROM {v}",
+    "SELECT translate({c}, 'abcdef', 'ABCDEF') FROM {v}",
+    "SELECT trim({c}, 'p_') FROM {v}",
+    "SELECT to_base64({c}::BLOB) FROM {v}",
+    "SELECT hex({c}) FROM {v}",
+    "SELECT encode({c})::VARCHAR FROM {v}",
+    "SELECT levenshtein({c}, '') FROM {v}",
+    "SELECT md5(t::VARCHAR) FROM {v} t",
+    "SELECT md5(COLUMNS(*)) FROM {v}",
+    "SELECT md5(row(COLUMNS(*))::VARCHAR) FROM {v}",
+    "SELECT md5(upper({c})) FROM {v}",
+    "SELECT md5(min({c})) FROM {v}",
+    "SELECT md5(lag({c}) OVER (ORDER BY {c})) FROM {v}",
+    "SELECT CASE WHEN true THEN md5({c}) END FROM {v}",
+    "WITH w AS (SELECT {c} AS x FROM {v}) SELECT md5(x) FROM w",
+    "WITH w(x) AS (SELECT {c} FROM {v}) SELECT md5(x) FROM w",
+    "WITH a AS (SELECT {c} AS x FROM {v}), b AS (SELECT x AS y FROM a) SELECT md5(y) FROM b",
+    "SELECT md5(x) FROM (SELECT {c} FROM {v}) t(x)",
+    "SELECT md5(y) FROM (SELECT x AS y FROM (SELECT {c} AS x FROM {v}))",
+    "SELECT md5(q) FROM (SELECT * RENAME ({c} AS q) FROM {v})",
+    "SELECT x.h FROM range(1) r, LATERAL (SELECT md5({c}) AS h FROM {v}) x",
+    "SELECT (SELECT md5({c}) FROM {v} LIMIT 1)",
+    "SELECT md5(val) FROM (UNPIVOT (SELECT {c}, {c} AS d FROM {v}) ON {c}, d "
+    "INTO NAME k VALUE val)",
+    "SELECT string_agg(md5({c}), ',') FROM {v}",
+)
+# The subject columns of each relation, in every role's spelling (pseudonym or clear).
+WRAPPED = (("plate_reads", "plate_pseudonym"), ("plate_reads", "plate"),
+           ("plate_reads", "plate_raw"), ("passengers", "vehicle_plate"))  # fmt: skip
 
 
 def _quoted(target: str) -> tuple[str, ...]:
@@ -148,7 +189,13 @@ def generated() -> dict[str, list[str]]:
         "FROM",
         "\ufeffSELECT * FROM '{plates}'",
     ]
+    wrapping = [
+        form.replace("{c}", column).replace("{v}", view)
+        for view, column in WRAPPED
+        for form in WRAPPING_FORMS
+    ]
     return {
+        "result_wrapping": wrapping,
         "replacement_scans": scans,
         "system_catalog": system,
         "table_functions_nested": functions,

@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.access import statement
+from pipeline.access import attribution, statement
 from pipeline.access.audit import ActivityLog
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.views import (
@@ -133,6 +133,15 @@ class AccessSession:
     def role(self) -> str:
         return self.plan.role
 
+    @property
+    def allowed(self) -> statement.Allowed:
+        """What the syntax check lets this role name and return."""
+        if self.role == "statistics":  # no subject column in any of its views
+            return statement.Allowed(self.plan.names)
+        clear = self.role != "analyst"
+        subjects = attribution.subject_columns(clear_plates=clear)
+        return statement.Allowed(self.plan.names, subjects, clear_plates=clear)
+
     def close(self) -> None:
         self.lake.close()
 
@@ -155,7 +164,7 @@ class AccessSession:
     def check(self, sql: str) -> str:
         """Both checks: the syntax tree names only the views, and the bound plan reads only
         what the views read (see docs/adr/0008-query-confinement.md)."""
-        statement.check(sql, statement.Allowed(self.plan.names))
+        statement.check(sql, self.allowed)
         statement.check_plan(self.lake.con, sql, self.reads)
         return sql
 

@@ -10,7 +10,9 @@ text into its syntax tree, and the whole tree is walked:
   ``ducklake_*`` ...) except a few generators (``range``, ``unnest``);
 - functions are DuckDB's built-in ones minus those that reveal the session, settings, paths or
   other queries (``current_setting``, ``getvariable``, ``stats``, ...); extension functions and
-  our own pseudonym function cannot be called.
+  our own pseudonym function cannot be called;
+- a plate or pseudonym column is returned only in a form the activity log's result check
+  finds (:mod:`pipeline.access.attribution`: no ``md5(plate)``, ``substr`` pieces...).
 
 Why a check as well as DuckDB's settings: after ``enable_external_access = false`` and
 ``lock_configuration = true`` DuckDB 1.5.5 still lets a session ``read_parquet`` and ``glob``
@@ -31,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.access import attribution
 from pipeline.errors import UsageError
 
 MAX_SQL_CHARS = 20_000
@@ -69,9 +72,12 @@ class QueryRefused(UsageError):
 
 @dataclass(frozen=True)
 class Allowed:
-    """What a statement may name: the role's view names."""
+    """What a statement may name: the role's view names; what it may return: its subject
+    columns (plates, pseudonyms) only as :mod:`pipeline.access.attribution` allows."""
 
     views: frozenset[str]
+    subjects: frozenset[str] = frozenset()
+    clear_plates: bool = False  # the role sees clear plates: text joining would hide them
 
 
 @cache
@@ -125,6 +131,10 @@ def check(sql: str, allowed: Allowed) -> str:
     try:
         node = parse(sql)
         for why in _violations(node, frozenset(), allowed):
+            raise QueryRefused(why)
+        for why in attribution.violations(
+            node, allowed.subjects, clear_plates=allowed.clear_plates
+        ):
             raise QueryRefused(why)
     except RecursionError:
         raise QueryRefused("statement nested too deeply") from None

@@ -65,7 +65,8 @@ def run_worker(
         return ingestor.run(limits)
 
 
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+# glibc's mallopt parameter numbers.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 
 def bound_memory() -> None:
@@ -73,8 +74,14 @@ def bound_memory() -> None:
 
     Arrow's default pool (mimalloc) and glibc's per-thread arenas (up to 8 per core) each
     kept freed batches mapped, so the RSS grew batch after batch (ADR 0006). Arrow then uses
-    the system allocator, and glibc at most two arenas (the worker's two threads).
+    the system allocator, glibc at most two arenas (the worker's two threads), and blocks of
+    256 KiB or more are mapped on their own and returned when freed (a fixed threshold:
+    glibc's own rises after the first large free, and batch-sized buffers then stayed in
+    the heap).
     """
     pa.set_memory_pool(pa.system_memory_pool())
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to bound
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, 2)
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1024 * 1024)

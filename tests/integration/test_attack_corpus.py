@@ -19,7 +19,7 @@ from pipeline.lake.catalog import Lake
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.handlers import Service
 from pipeline.service.peers import Peer
-from tests.attacks import corpus
+from tests.attacks import WRAPPING_FORMS, corpus
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 USERS = {"ann": "analyst", "ivan": "investigator", "stan": "statistics", "dora": "dpo"}
@@ -200,3 +200,50 @@ def test_without_both_checks_duckdb_itself_reads_no_other_tables_files(
         assert "disabled by configuration" in str(reply.error), (sql, reply.error)
         logged = {k.rsplit("|", 1)[-1]: after[k] - before.get(k, 0) for k in after}
         assert {k: n for k, n in logged.items() if n} == {"failed": 1}, sql
+
+
+# Shapes that keep a subject value findable: their answers must name the subject.
+PRESERVING_FORMS = (
+    "SELECT {c} FROM {v}",
+    "SELECT upper({c}), lower({c}) FROM {v}",
+    "SELECT {c}::BLOB FROM {v}",
+    "SELECT '#' || {c} FROM {v}",
+    "SELECT concat({c}, 'x'), concat('x', {c}) FROM {v}",
+    "SELECT string_agg({c}, '') FROM {v}",
+    "SELECT list({c}), max({c}), arg_max({c}, captured_at) FROM {v}",
+    "SELECT struct_pack(p := {c}), to_json({c}) FROM {v}",
+    "SELECT first_value({c}) OVER (ORDER BY captured_at), lag({c}, 0) OVER () FROM {v}",
+    "SELECT CASE WHEN lane > 0 THEN {c} END FROM {v}",
+    "WITH w(x) AS (SELECT {c} FROM {v}) SELECT upper(x) FROM w",
+    "SELECT x.h FROM range(1) r, LATERAL (SELECT lower({c}) AS h FROM {v}) x",
+    "SELECT unnest([{c}]) FROM {v}",
+)
+
+
+@pytest.mark.parametrize("user", ["ann", "ivan"])
+def test_every_wrapping_is_refused_or_names_its_subject(world: World, user: str) -> None:
+    # Issue 15, item 7: over one subject's rows, each result shape is either refused (and
+    # logged as refused) or its query.end entry names the subject's keyed pseudonym.
+    plate = "NEWPLT01"
+    pseudonym = world.service.pseudo.one(plate)
+    column = "plate_pseudonym" if user == "ann" else "plate"
+    literal = pseudonym if user == "ann" else plate
+    rows = f"(SELECT * FROM plate_reads WHERE {column} = '{literal}')"
+    peer = Peer(user, "unix", "test")
+    outcomes = {"refused": 0, "named": 0}
+    for form in (*WRAPPING_FORMS, *PRESERVING_FORMS):
+        sql = form.replace("{c}", column).replace("{v}", rows)
+        reply = world.service.handle(
+            peer, {"op": "query", "args": {"sql": sql, "reason": "control", "case": "CASE-1"}}
+        )
+        last = list(world.service.log.entries())[-1]
+        if reply.exit == 0:
+            assert last["kind"] == "query.end", sql
+            assert pseudonym in last["pseudonyms"], sql
+            outcomes["named"] += 1
+        else:
+            assert last["kind"] == "query.refused", (sql, reply.error)
+            assert "whose rows" in last["why"], (sql, last["why"])
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= len(WRAPPING_FORMS)
+    assert outcomes["named"] >= len(PRESERVING_FORMS) - (0 if user == "ann" else 3)
