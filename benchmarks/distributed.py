@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+import duckdb
 
 from benchmarks.commit_cost import rows
 from benchmarks.common import say
@@ -53,6 +56,8 @@ def committed(settings: Settings) -> int:
         with Lake.from_settings(settings.lake, read_only=True) as lake:
             row = lake.con.execute("SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets")
             return int(str(row.fetchall()[0][0]))
+    except duckdb.InterruptException:
+        raise  # Ctrl-C while a look runs: stop the benchmark, do not read it as "nothing yet"
     except Exception:
         return 0
 
@@ -78,16 +83,23 @@ def ingest_rate(
         host_env["ANPR_LOG_LEVEL"] = "WARNING"
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "ingest", "plates", "--until-idle", "3"],
+                # Idle this long before exiting: a worker that waits out a rebalance on a busy
+                # machine must not leave with partitions no one else reads (the run then never
+                # ends). The rate is timed to the last commit, not to the exits.
+                [sys.executable, "-m", "pipeline", "ingest", "plates", "--until-idle", "20"],
                 env=host_env,
                 cwd=home,
             )
         )
-    while committed(settings) < reads:
+    while (done := committed(settings)) < reads:
         if any(p.poll() not in (None, 0) for p in procs):
             raise SystemExit(f"a worker failed in the {kind} run")
+        if all(p.poll() == 0 for p in procs) and committed(settings) < reads:
+            raise SystemExit(f"every worker of the {kind} run stopped at {done} of {reads} reads")
         time.sleep(0.5)  # each look opens the lake: not free on a small machine
     elapsed = time.monotonic() - started
+    for proc in procs:  # done: stop them now rather than after their idle time
+        proc.send_signal(signal.SIGTERM)
     for proc in procs:
         proc.wait(120)
     return reads / elapsed
