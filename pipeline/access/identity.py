@@ -38,10 +38,11 @@ class AccessPaths:
     activity_log: Path
     reports_dir: Path
     metrics_file: Path
+    audit_key: Path
 
 
 def access_paths(settings: Settings) -> AccessPaths:
-    """Where the key, the log, the request reports and the metrics textfile live."""
+    """Where the keys, the log (its file), the request reports and the metrics textfile live."""
     base = settings.state.dir / "access"
     access = settings.access
     return AccessPaths(
@@ -49,6 +50,7 @@ def access_paths(settings: Settings) -> AccessPaths:
         access.activity_log or base / "activity.jsonl",
         access.reports_dir or base / "reports",
         settings.state.dir / "metrics" / "access.prom",
+        access.audit_key_file or base / "audit.key",
     )
 
 
