@@ -38,11 +38,13 @@ class AccessPaths:
     activity_log: Path
     reports_dir: Path
     metrics_file: Path
+    query_temp: Path  # each query session's private DuckDB temporary folder goes in here
     audit_key: Path
 
 
 def access_paths(settings: Settings) -> AccessPaths:
-    """Where the keys, the log (its file), the request reports and the metrics textfile live."""
+    """Where the keys, the log (its file), the request reports, the metrics textfile and the
+    query sessions' spills live."""
     base = settings.state.dir / "access"
     access = settings.access
     return AccessPaths(
@@ -50,6 +52,7 @@ def access_paths(settings: Settings) -> AccessPaths:
         access.activity_log or base / "activity.jsonl",
         access.reports_dir or base / "reports",
         settings.state.dir / "metrics" / "access.prom",
+        base / "query-tmp",
         access.audit_key_file or base / "audit.key",
     )
 

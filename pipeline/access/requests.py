@@ -78,6 +78,7 @@ class AccessContext:
             pseudo=self.pseudonymiser(),
             activity=self.log,
             storage=Storage.from_settings(self.settings.lake),
+            temp_parent=self.paths.query_temp,
         )
 
     def write_metrics(self) -> None:

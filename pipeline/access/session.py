@@ -8,8 +8,9 @@ Opening a session, in order:
 3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
 4. Lock the connection: file access is limited to the data folders of the lake tables the
    views read (folders or ``s3://`` prefixes), network and pipe file systems are disabled
-   (S3's is kept for an S3 lake), ``enable_external_access = false``,
-   and ``lock_configuration = true`` so none of it can be undone by the session.
+   (S3's is kept for an S3 lake), DuckDB's temporary folder is a new private one of the
+   session's own (other sessions' spills stay out of reach), ``enable_external_access =
+   false``, and ``lock_configuration = true`` so none of it can be undone by the session.
 
 Running a statement (:func:`run_logged`):
 
@@ -106,9 +107,11 @@ class AccessSession:
         activity: ActivityLog | None = None,
         extension_dir: Path | None = None,
         storage: Storage | None = None,
+        temp_parent: Path | None = None,
     ) -> AccessSession:
         """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
-        are where ``storage`` says (default: embedded under ``lake_path``)."""
+        are where ``storage`` says (default: embedded under ``lake_path``); DuckDB spills to
+        a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`)."""
         built: list[tuple[ViewPlan, statement.Reads]] = []
 
         def confine(lake: Lake) -> frozenset[str]:
@@ -118,7 +121,12 @@ class AccessSession:
             return built[0][1].tables
 
         lake = Lake.open(
-            lake_path, read_only=True, extension_dir=extension_dir, storage=storage, confine=confine
+            lake_path,
+            read_only=True,
+            extension_dir=extension_dir,
+            storage=storage,
+            confine=confine,
+            temp_parent=temp_parent,
         )
         try:
             # Lake.open names its catalog as the default after the lock: the views come first.

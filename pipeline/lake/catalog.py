@@ -15,6 +15,8 @@ import contextlib
 import logging
 import random
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -326,6 +328,7 @@ class Lake:
         self._attach = ""  # the ATTACH statement, for catalog_released()
         self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
         self.storage = Storage.embedded(path)
+        self.temp_dir: Path | None = None  # a locked session's own DuckDB temporary folder
 
     @classmethod
     def open(
@@ -339,6 +342,7 @@ class Lake:
         sleep: Callable[[float], None] = time.sleep,
         storage: Storage | None = None,
         confine: Callable[[Lake], Collection[str]] | None = None,
+        temp_parent: Path | None = None,
     ) -> Lake:
         """Connect to the lake, creating it and its tables if ``create`` and it is missing.
 
@@ -348,7 +352,9 @@ class Lake:
         catalog read-only and locks the session down (no file access outside the data path,
         no configuration changes), for analysts. ``confine`` (read-only only) runs on the
         attached lake before the lock and names the tables the session will read: file access
-        is then limited to those tables' folders.
+        is then limited to those tables' folders. A read-only lake spills to a private folder
+        of its own (mode 0700, removed by :meth:`close`) under ``temp_parent`` (default: the
+        system's temporary folder), never to one another session could have written.
         """
         path = path.absolute()
         storage = storage or Storage.embedded(path)
@@ -381,13 +387,14 @@ class Lake:
             lake._attach = attach
             if read_only:
                 con.execute(attach)
+                lake.temp_dir = _private_temp_dir(temp_parent)
                 lake._lock_down(storage, None if confine is None else confine(lake))
             else:
                 lake.retrying("create lake", lambda: lake._attach_and_create(attach))
             # Analysts and the pipeline name tables plainly: plate_reads, not lake.plate_reads.
             con.execute(f"USE {CATALOG}")
         except BaseException:
-            con.close()
+            lake.close()
             raise
         logger.debug("opened lake %s (read_only=%s)", path, read_only)
         return lake
@@ -399,6 +406,9 @@ class Lake:
 
     def close(self) -> None:
         self.con.close()
+        if self.temp_dir is not None:
+            # What DuckDB spilled there is this session's intermediate results: personal data.
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self
@@ -838,8 +848,10 @@ class Lake:
         DuckLake's own scans pass DuckDB's ``allowed_directories`` check like ``read_parquet``
         does, so the folders of the tables the session's views read must stay allowed; any
         other table's files (``read_parquet``, a replacement scan) fail inside DuckDB. The
-        same holds for ``s3://`` data paths (measured, DuckDB 1.5.5). DuckDB itself keeps its
-        temporary folder and the attached catalog file readable.
+        same holds for ``s3://`` data paths (measured, DuckDB 1.5.5). DuckDB itself adds its
+        temporary folder to the allowed ones when external access goes off: it is the
+        session's own (:attr:`temp_dir`), so no other session's spills are in reach. It also
+        keeps the attached catalog file readable.
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
         this alone does not stop an ATTACH of another catalog. The guards against writes are
@@ -849,6 +861,8 @@ class Lake:
         """
         allowed = [storage.data_path] if tables is None else self._table_folders(storage, tables)
         self.con.execute("SET allowed_directories = ?", [allowed])
+        if self.temp_dir is not None:
+            self.con.execute("SET temp_directory = ?", [str(self.temp_dir)])
         # A local lake needs no network file system at all; an S3 lake keeps only S3's.
         disabled = _DISABLED_FILESYSTEMS if storage.s3 is None else _DISABLED_WITH_S3
         self.con.execute(f"SET disabled_filesystems = '{disabled}'")
@@ -873,6 +887,13 @@ class Lake:
             folder = base + table if table_relative else table
             folders.append(folder if folder.endswith("/") else f"{folder}/")
         return sorted(folders)
+
+
+def _private_temp_dir(parent: Path | None) -> Path:
+    """A new folder only this account can enter (``mkdtemp`` makes it 0700)."""
+    if parent is not None:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="anpr-query-", dir=parent))
 
 
 def _use_wal(catalog: Path) -> None:

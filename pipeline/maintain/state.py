@@ -10,6 +10,9 @@ What lives under ``state.dir`` and what is checked of each (ADR 0007):
   none kept past its ``keep_until``;
 - the reports folder (``access.reports_dir``): empty, since the service keeps no subject-access
   report (the dpo's client writes it);
+- the query sessions' temporary folders (``access/query-tmp``): DuckDB's spills of a running
+  query, each session's own folder removed when it closes; a file older than a day is one a
+  stopped service left (personal data of any age) and fails;
 - the keys (pseudonym and audit key) and ``metrics/*.prom`` (counts; labels never name anyone);
 - folders whose data other checks own, not read here: the local brokers (``kafka``,
   ``kafka-cluster``: topic retention, the topics check), the local cluster's catalog and
@@ -26,7 +29,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,6 +49,8 @@ _PLATE_SHAPED: Final = re.compile(
     r"(?<![A-Za-z0-9+])(?=[A-Z0-9]*[0-9])(?=[A-Z0-9]*[A-Z])[A-Z0-9]{2,10}(?![A-Za-z0-9])"
 )
 _LEDGER_FIELDS: Final = frozenset({"pseudonym", "erased_at", "keep_until"})
+# No query runs this long (sessions are rebuilt within minutes): an older spill was left behind.
+SPILL_MAX_AGE: Final = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     ledger = ErasureLedger.from_settings(settings).path.absolute()
     log = paths.activity_log.absolute()
     reports, metrics = paths.reports_dir.absolute(), paths.metrics_file.parent.absolute()
-    audit_key = (settings.access.audit_key_file or state / "access" / "audit.key").absolute()
+    spills = paths.query_temp.absolute()
+    audit_key = paths.audit_key.absolute()
     known = {
         log: "log",
         log.with_name(log.name + ".head.json"): "plain",
@@ -96,6 +102,8 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
             kind = "plain"
         if kind is None and path.is_relative_to(reports):
             problems = ["a subject-access report: the service keeps none"]
+        elif kind is None and path.is_relative_to(spills):
+            problems = spill_problems(path, as_of)
         elif kind == "log":
             problems = log_problems(path, log_cutoff(as_of, settings.access.log_retention_months))
         elif kind == "ledger":
@@ -126,6 +134,17 @@ def _files(root: Path, *, skip: frozenset[str]) -> list[Path]:
         # os.walk lists a symlink to a folder among the folders and does not enter it.
         out += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
     return sorted(out)
+
+
+def spill_problems(path: Path, as_of: datetime) -> list[str]:
+    """A query session's spill is fine while its query may still run, not after."""
+    try:
+        changed = datetime.fromtimestamp(path.lstat().st_mtime, as_of.tzinfo)
+    except OSError as exc:
+        return [f"unreadable ({type(exc).__name__})"]
+    if as_of - changed > SPILL_MAX_AGE:
+        return ["a query session's spilled rows left by a stopped service: remove it"]
+    return []
 
 
 def log_problems(path: Path, cutoff: datetime) -> list[str]:

@@ -211,6 +211,7 @@ class Service:
             retention_months=self.settings.retention.months,
             pseudo=self.pseudo,
             activity=self.log,
+            temp_parent=self.paths.query_temp,
         )
 
     def context(self, identity: Identity) -> AccessContext:

@@ -202,6 +202,48 @@ def test_without_both_checks_duckdb_itself_reads_no_other_tables_files(
         assert {k: n for k, n in logged.items() if n} == {"failed": 1}, sql
 
 
+def test_without_both_checks_no_role_reads_another_sessions_spills(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Layer 3 alone: DuckDB lets a locked session read its own temporary folder, so each
+    # session has a private one under the state folder. The analyst, checks off, reaches
+    # neither a file spilled in the investigator's session's folder nor the folder of all.
+    monkeypatch.setattr(AccessSession, "check", lambda self, sql: sql)
+    peer = Peer("ann", "unix", "test")
+    args = {"reason": "control", "case": "CASE-1"}
+    parent = Path(world.places["state"]) / "access" / "query-tmp"
+    # Held out of the pool, the investigator's session (and its folder) stays open throughout.
+    with world.service.pool.session("investigator") as theirs:
+        folder = theirs.lake.temp_dir
+        assert folder is not None
+        assert folder.parent == parent
+        spill = folder / "duckdb_temp_storage-0.tmp"
+        spill.write_text("NEWPLT01")  # as if the investigator's query had spilled its rows
+        mine = world.service.handle(
+            peer,
+            {
+                "op": "query",
+                "args": {**args, "sql": "SELECT current_setting('temp_directory') AS t"},
+            },
+        )
+        assert mine.exit == 0, mine.error
+        assert mine.table is not None
+        own = Path(mine.table.to_pylist()[0]["t"])
+        assert own.parent == parent
+        assert own != folder
+        attempts = [
+            f"SELECT * FROM read_text('{spill}')",
+            f"SELECT * FROM read_blob('{spill}')",
+            f"SELECT * FROM glob('{folder}/*')",
+            f"SELECT * FROM glob('{parent}/**')",
+        ]
+        for sql in attempts:
+            reply = world.service.handle(peer, {"op": "query", "args": {**args, "sql": sql}})
+            assert reply.exit == 2, sql
+            assert "disabled by configuration" in str(reply.error), (sql, reply.error)
+        spill.unlink()
+
+
 # Shapes that keep a subject value findable: their answers must name the subject.
 PRESERVING_FORMS = (
     "SELECT {c} FROM {v}",

@@ -467,6 +467,30 @@ def test_read_only_lake_refuses_writes(
     assert count(reader) == 10
 
 
+def test_a_read_only_lake_spills_to_a_private_folder_of_its_own(
+    open_lake: Callable[..., Lake], tmp_path: Path
+) -> None:
+    # DuckDB lets a locked session read its temporary folder: each gets its own (0700), so
+    # no session reads another's spilled rows, and it goes when the session closes.
+    write_next(open_lake(), 0, 10)
+    parent = tmp_path / "spills"
+    one, two = open_lake(read_only=True, temp_parent=parent), open_lake(read_only=True)
+    assert one.temp_dir is not None
+    assert two.temp_dir is not None
+    assert one.temp_dir.parent == parent
+    assert one.temp_dir != two.temp_dir
+    assert os.stat(one.temp_dir).st_mode & 0o777 == 0o700
+    (setting,) = one.con.execute("SELECT current_setting('temp_directory')").fetchone() or ()
+    assert Path(setting) == one.temp_dir
+    (two.temp_dir / "spill.tmp").write_text("theirs")
+    with pytest.raises(duckdb.PermissionException):
+        one.execute(f"SELECT * FROM read_text('{two.temp_dir / 'spill.tmp'}')")
+    two.close()
+    assert not two.temp_dir.exists()
+    one.close()
+    assert list(parent.iterdir()) == []
+
+
 # -- (7) readers see whole commits only -----------------------------------------------------------
 
 

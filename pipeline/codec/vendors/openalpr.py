@@ -53,10 +53,12 @@ from pipeline.codec.vendors._columnar import (
     ColumnReads,
     by_value,
     candidate_lists,
+    directions_by_heading,
     no_reads,
     proven_rows,
     read_columns,
     targets,
+    utc_text,
 )
 from pipeline.codec.vendors._payloads import (
     JSON_CONTENT_TYPE,
@@ -423,8 +425,9 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     """Many ``alpr_group`` payloads at once; the same reads as :func:`map_openalpr_group`
     (module doc of :mod:`pipeline.codec.vendors._columnar`), or the payload back to it.
     ``alpr_results`` frames always take the per-message mapper."""
-    bom = np.fromiter((v.startswith(BOM) for v in values), dtype=bool, count=len(values))
-    unmarked = [v[len(BOM) :] if b else v for v, b in zip(values, bom.tolist(), strict=True)]
+    marked_at = [v.startswith(BOM) for v in values]
+    bom = np.array(marked_at, dtype=bool)
+    unmarked = [v[len(BOM) :] if b else v for v, b in zip(values, marked_at, strict=True)]
     col, position, slow = proven_rows(unmarked, _BATCH_SCHEMA)
     if not len(position):
         return no_reads(sorted(slow))
@@ -498,10 +501,8 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
         return no_reads(sorted(slow))
     take = pa.array(rows)
     row_targets = [found[key_list[r]] for r in rows.tolist()]
-    headings = heading.take(take).to_pylist()
-    directions = [t.rule.by_heading(h) for t, h in zip(row_targets, headings, strict=True)]
-    millis = pc.cast(pc.floor(start.take(take)), pa.int64())
-    captured = pc.strftime(pc.cast(millis, pa.timestamp("ms", tz="UTC")), format=_MS_FORMAT)
+    directions = directions_by_heading(keys.take(take), found, heading.take(take))
+    captured = utc_text(pc.cast(pc.floor(start.take(take)), pa.int64()))
     # A region is read in its context (a bare "mo" beside "us" is Missouri): one look-up per
     # distinct pair, the pair joined by a byte no code holds.
     pair = pc.binary_join_element_wise(
@@ -540,7 +541,6 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
 
 # Ids the batch takes as sent (the others, digested or refused, take the per-message mapper).
 _ID: Final = EVENT_ID_PATTERN
-_MS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
 _NONE: Final = "\x01"  # a null region or country in a pair: no code holds the byte

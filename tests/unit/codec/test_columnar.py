@@ -10,17 +10,19 @@ import copy
 import json
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from pipeline.codec import batch as batch_module
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.codec.vendors import BOM, VENDOR_RULES
-from pipeline.codec.vendors._columnar import ordinary
+from pipeline.codec.vendors._columnar import directions_by_heading, ordinary, utc_text
+from pipeline.codec.vendors._shared import DirectionRule, Target
 from pipeline.reference.sites import SiteRegistry, load_registry
 from tests.unit.codec.test_batch import NOW, REGISTRY, messages
 from tests.unit.codec.test_vendor_corpus import REGISTRY_TOML
@@ -338,6 +340,36 @@ def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch)
     assert result.result.table.num_rows == 2
     assert calls == []
     assert result.quirks == {("openalpr_group", "version_3"): 1}
+
+
+def test_directions_by_heading_as_by_heading() -> None:
+    rules = {
+        "no rule": DirectionRule("entry"),
+        "south": DirectionRule("exit", entry_heading=200.0),
+        "north": DirectionRule("entry", entry_heading=0.0),
+        "across north": DirectionRule("exit", entry_heading=350.0),
+    }
+    camera = REGISTRY.cameras[0]
+    found = {key: Target(camera, rule, None) for key, rule in rules.items()}
+    headings = [None, 0.0, 10.0, 20.0, 90.0, 110.0, 170.0, 200.0, 270.0, 289.9, 290.1, 360.0]
+    rows = [(key, heading) for key in rules for heading in headings]
+    rows += [(key, heading) for key, heading in zip(rules, reversed(headings), strict=False)]
+    got = directions_by_heading(
+        pa.array([key for key, _ in rows]), found, pa.array([h for _, h in rows], pa.float64())
+    )
+    assert got == [rules[key].by_heading(heading) for key, heading in rows]
+    assert {"entry", "exit"} == set(got)
+
+
+def test_utc_text_as_strftime() -> None:
+    millis = pa.array(
+        [0, 999, 951_782_400_000, 1_700_000_000_001, 1_798_761_599_999, 253_402_300_799_999]
+    )
+    assert utc_text(millis).to_pylist() == [
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+        for ms in millis.to_pylist()
+    ]
+    assert utc_text(millis)[2].as_py() == "2000-02-29T00:00:00.000Z"
 
 
 # -- Genetec Security Center / AutoVu ----------------------------------------------------------

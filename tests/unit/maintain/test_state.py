@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,3 +119,17 @@ def test_a_log_and_reports_configured_outside_the_state_folder_are_checked(
         (str(outside / "log.jsonl"), "a plate-shaped word in clear"),
         (str(outside / "reports" / "r.json"), "a subject-access report"),
     }
+
+
+def test_a_running_querys_spill_passes_one_left_behind_fails(clean: Settings) -> None:
+    session = clean.state.dir / "access" / "query-tmp" / "anpr-query-x1"
+    session.mkdir(parents=True)
+    running, left = session / "duckdb_temp_storage-1.tmp", session / "duckdb_temp_block-2.block"
+    running.write_bytes(PLATE.encode())
+    left.write_bytes(PLATE.encode())
+    for path, age in ((running, timedelta(hours=1)), (left, timedelta(days=1, minutes=1))):
+        stamp = (AS_OF - age).timestamp()
+        os.utime(path, (stamp, stamp))
+    (finding,) = verify_state(clean, AS_OF).findings
+    assert finding.path == "access/query-tmp/anpr-query-x1/duckdb_temp_block-2.block"
+    assert finding.problem.startswith("a query session's spilled rows left by a stopped service")
