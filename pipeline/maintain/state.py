@@ -78,7 +78,7 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     log = paths.activity_log.absolute()
     reports, metrics = paths.reports_dir.absolute(), paths.metrics_file.parent.absolute()
     spills = paths.query_temp.absolute()
-    audit_key = (settings.access.audit_key_file or state / "access" / "audit.key").absolute()
+    audit_key = paths.audit_key.absolute()
     known = {
         log: "log",
         log.with_name(log.name + ".head.json"): "plain",
