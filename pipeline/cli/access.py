@@ -214,7 +214,8 @@ def _add_audit(commands: Commands) -> None:
         "audit",
         "verify and summarise the activity log",
         "The activity log (access.activity_log, default <state.dir>/access/\n"
-        "activity.jsonl) is append-only JSON lines with a keyed MAC chain, a head record and\n"
+        "activity.jsonl; on a PostgreSQL lake the catalog database, one log for every query\n"
+        "service) is append-only JSON lines with a keyed MAC chain, a head record and\n"
         "anchors in Kafka.",
     )
     verify = sub(

@@ -22,6 +22,8 @@ from pipeline.access.logstore import SCHEMA, CatalogStore
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import Lake
 from pipeline.lake.postgres_catalog import connect
+from pipeline.maintain.state import catalog_log_problems
+from pipeline.retention import log_cutoff
 from tests.integration.cluster.conftest import Shared
 
 ROUNDS = 4  # queries per instance
@@ -121,7 +123,17 @@ def test_retention_leaves_no_byte_of_a_dropped_entry_in_the_catalog_database(
         log.append({"kind": "query.begin", "at": at, "why": f"DROPPEDMARK{n}"})
     for n in range(4):
         log.append({"kind": "query.begin", "at": now.isoformat(), "why": f"KEPTMARK{n}"})
+    # `anpr maintain`'s state check reads the log where it is (here: no file to read).
+    cutoff = log_cutoff(now, 1)
+    where, before = catalog_log_problems(shared.settings(), cutoff)
+    assert where == f"the catalog database's schema {SCHEMA}"
+    assert before[0] == f"entries older than {cutoff:%Y-%m-%d} (its retention): lines " + (
+        "1, 2, 3, 4, 5 and 1 more"
+    )
     assert log.apply_retention(now, 1) == 6
+    # What stays is checked too: the markers look like plates.
+    after = catalog_log_problems(shared.settings(), cutoff)[1]
+    assert after == ["a plate-shaped word in clear: lines 1, 2, 3, 4"]
     assert [e["seq"] for e in log.entries()] == [6, 7, 8, 9, 10]  # 10: audit.retention
     assert log.verify().ok
     log.close()
