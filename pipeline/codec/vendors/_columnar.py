@@ -379,7 +379,7 @@ def directions_by_heading(
 ) -> list[str]:
     """``found[key].rule.by_heading(heading)`` of each row (a null heading: ``None``), in one
     numpy pass per distinct key instead of a call per row; every key must be in ``found``."""
-    encoded = keys.dictionary_encode()
+    encoded = keys if isinstance(keys, pa.DictionaryArray) else keys.dictionary_encode()
     index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
     degrees = np.asarray(
         headings.cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False),

@@ -488,8 +488,8 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     ok_np &= ~marked | (version.fill_null(0).to_numpy(zero_copy_only=False) >= 2)
     keys = pc.cast(col["camera_id"], pa.string())
     found = targets(registry, "openalpr", keys)
-    key_list = keys.to_pylist()
-    ok_np &= np.fromiter((k in found for k in key_list), dtype=bool, count=len(key_list))
+    known = pc.is_in(keys, value_set=pa.array(list(found), pa.string()))
+    ok_np &= np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool)
     candidates, candidates_ok = candidate_lists(
         pc.if_else(
             pc.is_valid(col["candidates"]),
@@ -507,8 +507,10 @@ def map_batch(values: Sequence[bytes], registry: VendorRegistry) -> ColumnReads:
     if not len(rows):
         return no_reads(sorted(slow))
     take = pa.array(rows)
-    row_targets = [found[key_list[r]] for r in rows.tolist()]
-    directions = directions_by_heading(keys.take(take), found, heading.take(take))
+    row_keys = keys.take(take).dictionary_encode()
+    distinct = [found[key] for key in row_keys.dictionary.to_pylist()]
+    row_targets = [distinct[k] for k in row_keys.indices.to_pylist()]
+    directions = directions_by_heading(row_keys, found, heading.take(take))
     captured = utc_text(pc.cast(pc.floor(start.take(take)), pa.int64()))
     # A region is read in its context (a bare "mo" beside "us" is Missouri): one look-up per
     # distinct pair, the pair joined by a byte no code holds.

@@ -475,10 +475,11 @@ def test_directions_by_heading_as_by_heading() -> None:
     headings = [None, 0.0, 10.0, 20.0, 90.0, 110.0, 170.0, 200.0, 270.0, 289.9, 290.1, 360.0]
     rows = [(key, heading) for key in rules for heading in headings]
     rows += [(key, heading) for key, heading in zip(rules, reversed(headings), strict=False)]
-    got = directions_by_heading(
-        pa.array([key for key, _ in rows]), found, pa.array([h for _, h in rows], pa.float64())
-    )
+    keys = pa.array([key for key, _ in rows])
+    headings = pa.array([h for _, h in rows], pa.float64())
+    got = directions_by_heading(keys, found, headings)
     assert got == [rules[key].by_heading(heading) for key, heading in rows]
+    assert directions_by_heading(keys.dictionary_encode(), found, headings) == got
     assert {"entry", "exit"} == set(got)
 
 
