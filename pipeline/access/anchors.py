@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
@@ -173,13 +172,13 @@ def _consume_to(consumer: Any, ends: dict[int, int], deadline: float) -> list[An
 
 def verify_log(
     settings: Settings,
-    path: Path,
+    log: ActivityLog,
     *,
     anchors: Callable[[Settings], list[Anchor]] = read_anchors,
 ) -> Verdict:
-    """``anpr audit verify``: the log at ``path`` against the audit key and the anchors."""
+    """``anpr audit verify``: ``log`` against its audit key and the anchors."""
     try:
         found = anchors(settings)
     except AnchorsUnavailable as exc:
         return Verdict(False, 0, problem=f"cannot check the anchors: {exc}")
-    return ActivityLog.from_settings(settings, path).verify(found)
+    return log.verify(found)

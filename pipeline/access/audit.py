@@ -22,18 +22,17 @@ Entries never hold result values: a query's entry keeps the keyed pseudonyms of 
 it returned (:mod:`pipeline.pseudonym`), and its SQL with literals replaced
 (:mod:`pipeline.access.redact`).
 
-Appending takes an exclusive ``flock`` on ``<log>.lock``: several ``anpr`` processes on one host
-may log at once. (A multi-host deployment ships each host's log, or uses one log host.)
+Where the lines and the head are kept is the store's business (:mod:`pipeline.access.logstore`):
+a local file, appended under ``flock`` (several ``anpr`` processes on one host), or, on a
+PostgreSQL catalog, tables of the catalog database, appended under a row lock (several
+``anpr serve`` on several hosts, one chain). Entries, head record and MACs are the same in both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,10 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.access.identity import access_paths
+from pipeline.access.logstore import CatalogStore, FileStore, LogStore, StoreError
 from pipeline.access.redact import redact_sql, scrub
 from pipeline.config import Settings
 from pipeline.errors import Terminal
-from pipeline.files import write_atomic
+from pipeline.lake.backend import Storage
 from pipeline.pseudonym import Pseudonymiser, read_key
 from pipeline.retention import log_cutoff
 
@@ -241,7 +242,8 @@ def _count_keys(entry: Mapping[str, Any]) -> list[str]:
 
 
 class ActivityLog:
-    """The log at ``path`` (head beside it), chained under ``key``.
+    """The log in ``store`` (a file at ``path``, head beside it, unless given), chained under
+    ``key``.
 
     ``append`` is durable when it returns, then hands the new head to ``on_append`` (the
     service's anchor publisher).
@@ -254,19 +256,27 @@ class ActivityLog:
         *,
         on_append: Callable[[Head], None] | None = None,
         pseudo: Pseudonymiser | None = None,
+        store: LogStore | None = None,
     ) -> None:
         """``pseudo``: SQL in a record is stored redacted (:mod:`pipeline.access.redact`)."""
         if len(key) < 16:
             raise ValueError("an audit key needs at least 16 bytes")
         self.path = path
-        self.head_path = path.with_name(path.name + ".head.json")
-        self.lock_path = path.with_name(path.name + ".lock")
+        self.store: LogStore = store or FileStore(path)
         self._key = key
         self._on_append = on_append
         self._pseudo = pseudo
 
     def __repr__(self) -> str:
-        return f"ActivityLog({str(self.path)!r}, key=********)"
+        return f"ActivityLog({self.store.name!r}, key=********)"
+
+    @property
+    def head_path(self) -> Path:
+        """Where the file log at :attr:`path` keeps its head record."""
+        return FileStore(self.path).head_path
+
+    def close(self) -> None:
+        self.store.close()
 
     @classmethod
     def from_settings(
@@ -275,41 +285,39 @@ class ActivityLog:
         path: Path | None = None,
         *,
         on_append: Callable[[Head], None] | None = None,
+        store: LogStore | None = None,
     ) -> ActivityLog:
-        """The configured log (or the one at ``path``) under the service's audit key."""
-        base = settings.state.dir / "access"
-        key_file = settings.access.audit_key_file or base / "audit.key"
+        """The configured log under the service's audit key: in the catalog database on a
+        PostgreSQL catalog, else the file ``access.activity_log``; ``path``: that file;
+        ``store``: the configured store, already opened."""
+        paths = access_paths(settings)
         return cls(
-            path or settings.access.activity_log or base / "activity.jsonl",
-            read_key(key_file, "access.audit_key_file"),
+            path or paths.activity_log,
+            read_key(paths.audit_key, "access.audit_key_file"),
             on_append=on_append,
             pseudo=Pseudonymiser.from_settings(settings),
+            store=None if path is not None else store or store_for(settings),
         )
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def head(self) -> Head | None:
         """The head record; AuditLogError if it is unreadable or its MAC is wrong."""
         try:
-            data = json.loads(self.head_path.read_text(encoding="utf-8"))
+            text = self.store.read_head()
+            if text is None:
+                return None
+            data = json.loads(text)
             head = Head.from_body(data)
-        except FileNotFoundError:
-            return None
+        except StoreError as exc:
+            raise AuditLogError(str(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditLogError(
-                f"activity log head {self.head_path} is unreadable: {exc}"
+                f"activity log head in {self.store.name} is unreadable: {exc}"
             ) from None
         if not hmac.compare_digest(str(data.get("mac")), self._head_mac(head)):
             raise AuditLogError(
-                f"activity log head {self.head_path} does not match its MAC (altered)"
+                f"activity log head in {self.store.name} does not match its MAC (altered, or "
+                "chained under another audit key: every query service of a lake needs the same "
+                "access.audit_key_file)"
             )
         return head
 
@@ -327,8 +335,11 @@ class ActivityLog:
             record = {**record, **redact_sql(sql, self._pseudo, self._key)}
             if isinstance(why, str):
                 record["why"] = scrub(why, sql)
-        with self._locked():
-            entry, head = self._append_locked(record)
+        try:
+            with self.store.exclusive():
+                entry, head = self._append_locked(record)
+        except StoreError as exc:
+            raise AuditLogError(str(exc)) from exc
         if self._on_append is not None:
             self._on_append(head)
         return entry
@@ -337,19 +348,11 @@ class ActivityLog:
         """Append with the lock held (the caller holds it)."""
         head = self.head()
         if head is None:
-            if self.path.exists() and self.path.stat().st_size:
+            if self.store.has_lines():
                 raise AuditLogError("the activity log has no head record: run `anpr audit verify`")
             head = Head()
         entry = chain(record, seq=head.next_seq, prev=head.last_mac, key=self._key)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, (encode(entry) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise AuditLogError(f"cannot write the activity log {self.path}: {exc}") from exc
+        self.store.append(entry["seq"], entry["mac"], encode(entry))
         counts = Counter(dict(head.counts))
         counts.update(_count_keys(entry))
         head = Head(entry["seq"] + 1, entry["mac"], head.first_seq, head.first_prev, counts)
@@ -357,12 +360,15 @@ class ActivityLog:
         return entry, head
 
     def lines(self) -> Iterator[str]:
-        try:
-            with self.path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
-                for line in handle:
-                    yield line.removesuffix("\n")
-        except FileNotFoundError:
-            return
+        return self.store.lines()
+
+    def exists(self) -> bool:
+        """Was anything ever logged here (a log, or its head)?"""
+        return self.store.exists()
+
+    def head_record(self) -> str | None:
+        """The head record as stored (to copy a log elsewhere, with :meth:`lines`)."""
+        return self.store.read_head()
 
     def entries(self) -> Iterator[dict[str, Any]]:
         for line in self.lines():
@@ -371,19 +377,23 @@ class ActivityLog:
 
     def verify(self, anchors: Sequence[Anchor] = ()) -> Verdict:
         """Check the log against its key, head and ``anchors``; a missing log never passes."""
-        if not self.path.is_file():
-            newest = max((a.seq for a in anchors), default=None)
-            since = f": entries 0..{newest} were anchored" if newest is not None else ""
-            return Verdict(False, 0, problem=f"no activity log at {self.path}{since}")
         try:
-            head = self.head()
-        except AuditLogError as exc:
+            with self.store.snapshot():
+                if not self.store.exists():
+                    newest = max((a.seq for a in anchors), default=None)
+                    since = f": entries 0..{newest} were anchored" if newest is not None else ""
+                    return Verdict(False, 0, problem=f"no activity log at {self.store.name}{since}")
+                try:
+                    head = self.head()
+                except AuditLogError as exc:
+                    return Verdict(False, 0, problem=str(exc))
+                return verify_lines(self.lines(), head, self._key, anchors)
+        except StoreError as exc:
             return Verdict(False, 0, problem=str(exc))
-        return verify_lines(self.lines(), head, self._key, anchors)
 
     def _write_head(self, head: Head) -> None:
         body = {**head.body(), "mac": self._head_mac(head)}
-        write_atomic(self.head_path, _canonical(body) + "\n", sync_dir=True)  # mode 0600
+        self.store.write_head(_canonical(body))
 
     def apply_retention(self, now: datetime, months: int) -> int:
         """Drop entries older than ``months`` before ``now``; return how many were dropped.
@@ -394,7 +404,7 @@ class ActivityLog:
         log starts (``kept_from``), so a prefix dropped later by anyone else is found.
         """
         cutoff = log_cutoff(now, months)
-        with self._locked():
+        with self.store.exclusive():
             verdict = self.verify()
             if not verdict.ok:
                 raise AuditLogError(f"activity log does not verify: {verdict.describe()}")
@@ -412,7 +422,7 @@ class ActivityLog:
             if kept:
                 first = json.loads(kept[0])
                 first_seq, first_prev = int(first["seq"]), str(first["prev"])
-            write_atomic(self.path, "".join(f"{line}\n" for line in kept), sync_dir=True)
+            self.store.cut(first_seq, kept)
             self._write_head(replace(head, first_seq=first_seq, first_prev=first_prev))
             # Under the same lock: nobody sees the cut log without the entry that explains it.
             _, head = self._append_locked(
@@ -427,6 +437,15 @@ class ActivityLog:
         if self._on_append is not None:
             self._on_append(head)
         return keep_from
+
+
+def store_for(settings: Settings) -> LogStore:
+    """Where the configured log is kept: the catalog database on PostgreSQL (every query
+    service of the lake appends to one chain), else the file ``access.activity_log``."""
+    storage = Storage.from_settings(settings.lake)
+    if storage.kind == "postgres":
+        return CatalogStore(storage)
+    return FileStore(access_paths(settings).activity_log)
 
 
 @dataclass(frozen=True)

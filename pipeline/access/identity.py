@@ -39,11 +39,12 @@ class AccessPaths:
     reports_dir: Path
     metrics_file: Path
     query_temp: Path  # each query session's private DuckDB temporary folder goes in here
+    audit_key: Path
 
 
 def access_paths(settings: Settings) -> AccessPaths:
-    """Where the key, the log, the request reports, the metrics textfile and the query
-    sessions' spills live."""
+    """Where the keys, the log (its file), the request reports, the metrics textfile and the
+    query sessions' spills live."""
     base = settings.state.dir / "access"
     access = settings.access
     return AccessPaths(
@@ -52,6 +53,7 @@ def access_paths(settings: Settings) -> AccessPaths:
         access.reports_dir or base / "reports",
         settings.state.dir / "metrics" / "access.prom",
         base / "query-tmp",
+        access.audit_key_file or base / "audit.key",
     )
 
 

@@ -214,7 +214,8 @@ def _add_audit(commands: Commands) -> None:
         "audit",
         "verify and summarise the activity log",
         "The activity log (access.activity_log, default <state.dir>/access/\n"
-        "activity.jsonl) is append-only JSON lines with a keyed MAC chain, a head record and\n"
+        "activity.jsonl; on a PostgreSQL lake the catalog database, one log for every query\n"
+        "service) is append-only JSON lines with a keyed MAC chain, a head record and\n"
         "anchors in Kafka.",
     )
     verify = sub(
@@ -250,18 +251,27 @@ def _add_audit(commands: Commands) -> None:
 def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Root and the service account check the log themselves (they can read it and the audit
     key); anyone else asks the service, which checks its own log against the anchors."""
+    import contextlib
+
     from pipeline.access.identity import access_paths
     from pipeline.files import check_file_place
+    from pipeline.lake.backend import Storage
 
     path = args.log or access_paths(settings).activity_log
-    # A folder in the log's place or a file in a folder's is a broken setup (exit 2); a
-    # missing log is a finding (exit 1): deleting it must not pass.
-    check_file_place(path, "activity log", write=False)
-    # Entering the log's folder (0700) is what root and the service account can do.
-    if args.log is not None or os.access(path.parent, os.R_OK | os.X_OK):
+    if args.log is not None or Storage.from_settings(settings.lake).kind != "postgres":
+        # A folder in the log's place or a file in a folder's is a broken setup (exit 2); a
+        # missing log is a finding (exit 1): deleting it must not pass.
+        check_file_place(path, "activity log", write=False)
+        # Entering the log's folder (0700) is what root and the service account can do.
+        local = args.log is not None or os.access(path.parent, os.R_OK | os.X_OK)
+    else:  # the log is in the catalog database: whoever holds the audit key checks it
+        local = os.access(access_paths(settings).audit_key, os.R_OK)
+    if local:
         from pipeline.access.anchors import verify_log
+        from pipeline.access.audit import ActivityLog
 
-        verdict = verify_log(settings, path)
+        with contextlib.closing(ActivityLog.from_settings(settings, args.log)) as log:
+            verdict = verify_log(settings, log)
         print(verdict.describe())
         return EXIT_OK if verdict.ok else EXIT_FAILURE
     with connect(args, settings) as client:

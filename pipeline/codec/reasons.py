@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from enum import StrEnum
 from typing import Final
 
@@ -121,14 +121,59 @@ def _scoped_decoder(fields: Container[str]) -> json.JSONDecoder:
     return json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=hook)
 
 
+class _Noted(dict[str, object]):
+    """A JSON object read with its repeated keys set aside (the last value kept)."""
+
+    repeated: frozenset[str] = frozenset()
+
+
+def _note_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = _Noted(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for key, _ in pairs:
+            (repeated if key in seen else seen).add(key)
+        obj.repeated = frozenset(repeated)
+    return obj
+
+
+Shape = Mapping[str, "Shape"]
+"""The fields a decoder reads, each with the fields it reads inside that one (an array's
+objects share its field's shape); a leaf maps to nothing."""
+
+
+def _refuse_read_repeats(document: object, shape: Shape, path: str) -> None:
+    # Lists walked with a stack, not recursion: a read field may hold lists nested as deep as
+    # the parser allowed, right up to the recursion limit.
+    items = [document]
+    while items:
+        item = items.pop()
+        if isinstance(item, list):
+            items.extend(reversed(item))  # popped in document order
+            continue
+        if not isinstance(item, dict):
+            continue
+        repeated: frozenset[str] = getattr(item, "repeated", frozenset())
+        for key, inner in shape.items():
+            if key in repeated:
+                detail = f"field '{path}{key}' appears more than once"
+                raise Rejection(Reason.MALFORMED_JSON, detail)
+            if inner and key in item:
+                _refuse_read_repeats(item[key], inner, f"{path}{key}.")
+
+
 # Built once per scope: json.loads with hooks would build a new decoder per message.
+_NOTING: Final = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_note_repeats)
 _WHOLE: Final = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_refuse_repeats)
 _SCOPED: dict[frozenset[str], json.JSONDecoder] = {}
 # A \uD800-\uDFFF escape; only a message holding one can decode to an unpaired surrogate.
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def strict_json(value: bytes, *, fields: frozenset[str] | None = None) -> object:
+def strict_json(
+    value: bytes, *, fields: frozenset[str] | None = None, read: Shape | None = None
+) -> object:
     """The one JSON document in ``value``, read under the codec's hostile-input policy.
 
     Raises :class:`Rejection` (``malformed_json``) for anything but exactly one JSON document
@@ -137,10 +182,12 @@ def strict_json(value: bytes, *, fields: frozenset[str] | None = None) -> object
     Python's recursion limit (:class:`NestedTooDeep`). ``fields`` narrows the last three to the
     fields a decoder reads, for the canonical decoder whose vectorised reader skips every other
     field unparsed: then only a repeat of one of ``fields`` (in any object) and an unpaired
-    surrogate in a top-level string among them count. See :mod:`pipeline.codec`.
+    surrogate in a top-level string among them count. ``read`` narrows repeats alone to the
+    fields a decoder reads, at their places (a vendor whose batch reader skips the others
+    unchecked); every other rule still covers the whole document. See :mod:`pipeline.codec`.
     """
     malformed = Reason.MALFORMED_JSON
-    decoder = _WHOLE
+    decoder = _WHOLE if read is None else _NOTING
     if fields is not None:
         decoder = _SCOPED.get(fields) or _SCOPED.setdefault(fields, _scoped_decoder(fields))
     try:
@@ -163,6 +210,8 @@ def strict_json(value: bytes, *, fields: frozenset[str] | None = None) -> object
         raise NestedTooDeep(malformed, "JSON nested too deeply to be read") from exc
     except ValueError as exc:  # an integer literal beyond Python's digit limit
         raise Rejection(malformed, "number literal too long") from exc
+    if read is not None:
+        _refuse_read_repeats(document, read, "")
     if _SURROGATE_ESCAPE.search(value):
         _refuse_surrogates(document, fields)
     return document

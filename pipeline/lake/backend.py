@@ -17,6 +17,7 @@ from pipeline.config import LakeSettings, Secret
 from pipeline.errors import ConfigError
 
 CATALOG_SECRET_NAME = "anpr_lake_catalog"  # noqa: S105 (a DuckDB secret's name)
+METADATA_SCHEMA = "public"  # where DuckLake keeps its tables in a PostgreSQL catalog
 S3_SECRET_NAME = "anpr_lake_s3"  # noqa: S105 (a name, not the secret)
 
 _CONNINFO = re.compile(r"[A-Za-z0-9_.=/ :@-]+")
@@ -154,7 +155,14 @@ class Storage:
             # the configured folder keeps a copied or restored lake readable.
             options.append("OVERRIDE_DATA_PATH true")
         if self.kind == "postgres":
-            options.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{CATALOG_SECRET_NAME}'}}")
+            # DuckDB would otherwise load every schema of the catalog database, and any
+            # connection could name ``__ducklake_metadata_<name>.<schema>.<table>``: only
+            # DuckLake's own schema (the postgres extension's default) is attached, so the
+            # activity log's schema (:mod:`pipeline.access.logstore`) is out of reach.
+            options.append(
+                f"METADATA_PARAMETERS MAP {{'SCHEMA': '{METADATA_SCHEMA}', "
+                f"'SECRET': '{CATALOG_SECRET_NAME}'}}"
+            )
         if read_only:
             options.append("READ_ONLY")
         return f"ATTACH 'ducklake:{self.catalog}' AS {name} ({', '.join(options)})"

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -46,6 +46,9 @@ from pipeline.maintain.state import verify_state
 from pipeline.maintain.verify import catalog_dead_tuples, verify
 from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
+
+if TYPE_CHECKING:
+    from pipeline.access.audit import ActivityLog  # access builds on maintain
 
 logger = logging.getLogger(__name__)
 
@@ -408,14 +411,18 @@ class _Run:
 
     def activity_log(self) -> dict[str, Any]:
         """Drop activity-log entries past ``access.log_retention_months`` (MAC chain kept)."""
-        from pipeline.access.audit import ActivityLog  # noqa: PLC0415  (access builds on maintain)
-        from pipeline.access.identity import access_paths  # noqa: PLC0415
+        from pipeline.access import audit  # noqa: PLC0415  (access builds on maintain)
 
-        path = access_paths(self.settings).activity_log
         months = self.settings.access.log_retention_months
-        if not path.exists():
-            return {"months": months, "dropped": 0}
-        log = ActivityLog.from_settings(self.settings, path)
+        store = audit.store_for(self.settings)
+        # Checked first: opening the log would create an audit key where none is needed.
+        with contextlib.closing(store):
+            if not store.exists():
+                return {"months": months, "dropped": 0}
+            log = audit.ActivityLog.from_settings(self.settings, store=store)
+            return self._activity_log_retention(log, months)
+
+    def _activity_log_retention(self, log: ActivityLog, months: int) -> dict[str, Any]:
         if self.options.dry_run:
             cutoff = log_cutoff(self.as_of, months)
             old = sum(1 for e in log.entries() if datetime.fromisoformat(e["at"]) < cutoff)

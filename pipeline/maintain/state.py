@@ -3,9 +3,10 @@
 What lives under ``state.dir`` and what is checked of each (ADR 0007):
 
 - the activity log (``access.activity_log``, wherever it is; its ``.head.json`` and ``.lock``
-  beside it): no entry older than ``access.log_retention_months``; stored SQL is a template
-  (re-tokenised, it holds no literal but the ``?`` placeholders); no plate-shaped word (upper
-  case, letters and digits) in any other text of an entry;
+  beside it; on a PostgreSQL lake its entries in the catalog database instead): no entry older
+  than ``access.log_retention_months``; stored SQL is a template (re-tokenised, it holds no
+  literal but the ``?`` placeholders); no plate-shaped word (upper case, letters and digits)
+  in any other text of an entry;
 - the erasure ledger (``access/erasure-ledger.json`` and its ``.lock``): keyed pseudonyms only,
   none kept past its ``keep_until``;
 - the reports folder (``access.reports_dir``): empty, since the service keeps no subject-access
@@ -25,15 +26,19 @@ the file and the problem, never the content.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from pipeline.access.audit import store_for
 from pipeline.access.identity import access_paths
+from pipeline.access.logstore import FileStore, StoreError
 from pipeline.access.redact import holds_literal
 from pipeline.config import Settings
 from pipeline.erasure import ErasureLedger
@@ -78,7 +83,7 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     log = paths.activity_log.absolute()
     reports, metrics = paths.reports_dir.absolute(), paths.metrics_file.parent.absolute()
     spills = paths.query_temp.absolute()
-    audit_key = (settings.access.audit_key_file or state / "access" / "audit.key").absolute()
+    audit_key = paths.audit_key.absolute()
     known = {
         log: "log",
         log.with_name(log.name + ".head.json"): "plain",
@@ -118,6 +123,9 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     for root in (state, *outside):
         for path in _files(root, skip=OWNED_ELSEWHERE if root == state else frozenset()):
             check(path)
+    cutoff = log_cutoff(as_of, settings.access.log_retention_months)
+    where, problems = catalog_log_problems(settings, cutoff)
+    findings.extend(Finding(where, p) for p in problems)
     return StateCheck(files, findings)
 
 
@@ -149,11 +157,29 @@ def spill_problems(path: Path, as_of: datetime) -> list[str]:
 
 def log_problems(path: Path, cutoff: datetime) -> list[str]:
     """What in the activity log at ``path`` is past ``cutoff`` or holds clear text."""
-    old, literal, shaped, unreadable = [], [], [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         return [f"unreadable ({type(exc).__name__})"]
+    return entry_problems(lines, cutoff)
+
+
+def catalog_log_problems(settings: Settings, cutoff: datetime) -> tuple[str, list[str]]:
+    """Where the log is and :func:`entry_problems` of it, if it is in the catalog database
+    (a PostgreSQL lake); ``("", [])`` if it is a file (checked with the state folder)."""
+    store = store_for(settings)
+    if isinstance(store, FileStore):
+        return "", []
+    with contextlib.closing(store):
+        try:
+            return store.name, entry_problems(store.lines(), cutoff)
+        except StoreError as exc:
+            return store.name, [f"unreadable ({type(exc).__name__})"]
+
+
+def entry_problems(lines: Iterable[str], cutoff: datetime) -> list[str]:
+    """What in the log's ``lines`` is past ``cutoff`` or holds clear text."""
+    old, literal, shaped, unreadable = [], [], [], []
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)

@@ -146,6 +146,7 @@ class Service:
         self.pool.close()
         if self.anchors is not None:
             self.anchors.close()
+        self.log.close()
 
     # --- the door --------------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class Service:
         return Reply(EXIT_OK, table=table)
 
     def _audit_verify(self, identity: Identity, args: Args) -> Reply:
-        verdict = verify_log(self.settings, self.log.path, anchors=self._anchor_source)
+        verdict = verify_log(self.settings, self.log, anchors=self._anchor_source)
         return Reply(EXIT_OK if verdict.ok else EXIT_FAILURE, out=verdict.describe() + "\n")
 
     def _audit_report(self, identity: Identity, args: Args) -> Reply:

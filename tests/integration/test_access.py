@@ -10,6 +10,7 @@ here). Real OS users: tests/integration/test_service_users.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -27,6 +28,7 @@ from conftest import MakeTopic, RunAnpr, service_thread
 from lakehelp import files_holding, plate_reads, write_reads
 
 from pipeline.access.audit import ActivityLog
+from pipeline.access.logstore import CatalogStore
 from pipeline.access.redact import redact_sql
 from pipeline.access.session import AccessSession
 from pipeline.config import LakeSettings, load_settings
@@ -54,10 +56,16 @@ class World:
     lake_settings: LakeSettings
     objects: Path  # the folder holding the data files' bytes (embedded: the lake folder)
 
-    @property
+    @functools.cached_property
     def log(self) -> ActivityLog:
+        """The service's log: its file, or the catalog database on PostgreSQL."""
         key = read_key(self.state / "access" / "audit.key", "access.audit_key_file")
-        return ActivityLog(self.state / "access" / "activity.jsonl", key)
+        store = CatalogStore(self.storage) if self.storage.kind == "postgres" else None
+        return ActivityLog(self.state / "access" / "activity.jsonl", key, store=store)
+
+    def log_text(self) -> str:
+        """Every line of the log, as the file holds them."""
+        return "".join(f"{line}\n" for line in self.log.lines())
 
     @property
     def storage(self) -> Storage:
@@ -242,7 +250,7 @@ def test_analyst_sees_only_pseudonyms_of_recent_reads(world: World, anpr: RunAnp
         ends[-1]["pseudonyms"] == [pseudo.one(TARGET)]
         or pseudo.one(TARGET) in ends[-1]["pseudonyms"]
     )
-    log_text = world.log.path.read_text()
+    log_text = world.log_text()
     assert "NEW00000" not in log_text
     prom = (world.state / "metrics" / "access.prom").read_text()
     assert 'anpr_queries_total{outcome="ok",reason="control",role="analyst"} 1.0' in prom
@@ -301,7 +309,7 @@ def test_escape_attempts_are_refused_and_logged_as_refused(world: World, anpr: R
     key = read_key(world.state / "access" / "audit.key", "access.audit_key_file")
     stored = [redact_sql(s.rstrip(), world.pseudo(), key)["sql"] for s in corpus]
     assert [e["sql"] for e in refused] == stored
-    assert TARGET not in world.log.path.read_text()
+    assert TARGET not in world.log_text()
     assert sum(e["kind"] == "query.begin" for e in entries) == 1
     assert not (world.root / "out.csv").exists()
     assert world.log.verify().ok
@@ -326,7 +334,7 @@ def test_sql_input_that_is_not_utf8_is_one_line_exit_2_and_logged(world: World) 
     (entry,) = list(world.log.entries())
     assert (entry["kind"], entry["reason"], entry["sql"]) == ("query.refused", "control", None)
     assert "not UTF-8" in entry["why"]
-    assert TARGET not in world.log.path.read_text()
+    assert TARGET not in world.log_text()
 
 
 def anpr_stdin(
@@ -372,9 +380,9 @@ def test_the_locked_session_itself_cannot_loosen_its_settings(world: World) -> N
 
 def _tamper(world: World, anpr: RunAnpr, edit: Callable[[list[str]], list[str]]) -> str:
     path = world.root / "tampered.jsonl"
-    lines = world.log.path.read_text().splitlines()
+    lines = world.log_text().splitlines()
     path.write_text("".join(f"{line}\n" for line in edit(lines)))
-    (world.root / "tampered.jsonl.head.json").write_bytes(world.log.head_path.read_bytes())
+    (world.root / "tampered.jsonl.head.json").write_text(world.log.head_record() or "")
     result = anpr(world.env, "audit", "verify", "--log", str(path))
     assert result.returncode == 1, result.stdout
     return result.stdout
@@ -433,7 +441,7 @@ def test_erase_leaves_no_byte_of_the_plate_under_the_lake(world: World, anpr: Ru
     assert [e["request"] for e in entries if e["kind"] == "subject.end"] == [
         "rectify", "restrict", "erase"
     ]  # fmt: skip
-    assert TARGET not in world.log.path.read_text()
+    assert TARGET not in world.log_text()
     assert [e["kind"] for e in entries].count("subject.refused") == 1
 
 

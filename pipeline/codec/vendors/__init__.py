@@ -326,7 +326,8 @@ def map_vendor(
 
     Returns the canonical reads and the rejections; a payload that cannot be read at all is
     one rejection, a payload with several results may give reads and rejections. JSON is
-    strict (UTF-8, one object, no NaN/Infinity, no repeated keys); XML is parsed by defusedxml
+    strict (UTF-8, one object, no NaN/Infinity, no repeated keys: in an OpenALPR group, of the
+    fields read; see :mod:`pipeline.codec`); XML is parsed by defusedxml
     with DTDs, entities and external references forbidden. A UTF-8 BOM is accepted on OpenALPR
     version 2 payloads only. ``genetec_date_order`` is the site-wide default for Genetec cameras
     that have no ``date_order`` of their own. ``fmt`` must come from :func:`detect_format`;

@@ -25,11 +25,22 @@ policy (:mod:`pipeline.codec`) to every payload of the batch without a per-messa
    the slow path, whose :func:`~pipeline.codec.reasons.strict_json` gives the precise reason;
 3. values: the vendor's vectorised checks (ranges, lengths, known cameras, times); a payload
    with any read failing one of them goes to the slow path, which finds the precise reason.
+
+A vendor may instead hold repeats to the fields it reads (``skip_unread``; OpenALPR groups,
+whose mapped fields are a tenth of the payload): Arrow then parses every other field for
+syntax only, and refuses a field of the schema given twice in its object but not a repeat
+elsewhere; the per-message mapper reads with :func:`~pipeline.codec.reasons.strict_json`'s
+``read`` shape (:func:`read_shape` of the same schema), the same rule. NaN/Infinity and
+integers past Python's digit limit in a skipped field leave no column to show in, so step 1
+also sends a payload holding such a literal after ``:``, ``,`` or ``[``, or a run of more
+digits than the limit, to the slow path.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -40,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.codec.plate_reads import MAPPED_SCHEMA
-from pipeline.codec.reasons import Rejection
+from pipeline.codec.reasons import Rejection, Shape
 from pipeline.codec.vendors._shared import Target, VendorRegistry, find_target
 from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 
@@ -48,6 +59,15 @@ from pipeline.schemas import CANDIDATES, PLATE_READ_SCHEMA_ID
 _SUSPECT_BYTES: Final = (b"\n", b"\r", b"\x00", b"\\")
 # Far below Python's recursion limit, far above any vendor's payload (about 20).
 MAX_BRACKETS: Final = 256
+# With ``skip_unread`` (module docstring): a non-finite literal where a value starts (Arrow
+# reads NaN, Inf and Infinity, signed); a string that looks so costs its payload the slow path,
+# nothing more. One search per literal: sre finds a literal through its first byte, about
+# twice as fast as bytes.find on a batch.
+_LITERALS: Final = (re.compile(rb"NaN"), re.compile(rb"Inf"))
+# Integer literals with more digits than this fail Python's int() (0: no limit).
+_DIGIT_LIMIT: Final = sys.get_int_max_str_digits()
+_DIGITS: Final = b"0123456789"
+_DIGIT_RUN: Final = re.compile(rb"[0-9]*")
 
 
 @dataclass(frozen=True)
@@ -79,23 +99,82 @@ CANDIDATE: Final = pa.struct(
 
 
 def proven_rows(
-    values: Sequence[bytes], schema: pa.Schema
+    values: Sequence[bytes], schema: pa.Schema, *, skip_unread: bool = False
 ) -> tuple[dict[str, pa.Array], np.ndarray, list[int]]:
     """Steps 1 and 2 for a vendor's ``map_batch``: the columns of ``schema`` for the payloads
     read (by name, one row each), their positions in ``values``, and the positions left to the
-    slow path."""
+    slow path. ``skip_unread``: see the module docstring."""
     proven, joined = _ordinary(values)
+    if skip_unread:
+        hidden = _hidden_numbers(values, joined)
+        if hidden.any():
+            proven &= ~hidden
+            joined = None
     slow: list[int] = np.flatnonzero(~proven).tolist()
     at = np.flatnonzero(proven)
     if joined is not None:  # all of them, joined already
-        table, read, unread = read_rows(values, schema, joined=joined)
+        table, read, unread = read_rows(values, schema, joined=joined, skip_unread=skip_unread)
     else:
-        table, read, unread = read_rows([values[i] for i in at.tolist()], schema)
+        table, read, unread = read_rows(
+            [values[i] for i in at.tolist()], schema, skip_unread=skip_unread
+        )
     slow += at[unread].tolist()
     if table is None:
         return {f.name: pa.array([], f.type) for f in schema}, np.zeros(0, np.int64), slow
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     return columns, at[read], slow
+
+
+def _hidden_numbers(values: Sequence[bytes], joined: bytes | None) -> np.ndarray:
+    """Which payloads may hold a number Arrow would skip unseen in a field it does not read:
+    a NaN/Inf literal after ``:``, ``,`` or ``[`` (blanks and a sign between), or an integer
+    longer than Python's digit limit."""
+    data = b"\n".join(values) if joined is None else joined
+    at: list[int] = []
+    for literal in _LITERALS:
+        for match in literal.finditer(data):
+            k = match.start()
+            while k > 0 and data[k - 1] in b" \t-":
+                k -= 1
+            if k > 0 and data[k - 1] in b":,[":
+                at.append(k)
+    at += _long_digit_runs(data)
+    hidden = np.zeros(len(values), dtype=bool)
+    if at:
+        starts = np.cumsum([0] + [len(v) + 1 for v in values[:-1]])
+        hidden[np.searchsorted(starts, at, side="right") - 1] = True
+    return hidden
+
+
+def _long_digit_runs(data: bytes) -> list[int]:
+    """A position in each run of more than :data:`_DIGIT_LIMIT` digits in ``data``. Such a run
+    holds a multiple of the limit, so only the bytes there are looked at, and the runs through
+    them measured (a few digits at most in base64 images and numbers)."""
+    limit = _DIGIT_LIMIT
+    found: list[int] = []
+    if not limit:
+        return found
+    for p in range(0, len(data), limit):
+        if data[p] not in _DIGITS:
+            continue
+        match = _DIGIT_RUN.match(data, p)
+        end = match.end() if match else p
+        start, floor = p, max(0, end - limit - 1)
+        while start > floor and data[start - 1] in _DIGITS:
+            start -= 1
+        if end - start > limit:
+            found.append(p)
+    return found
+
+
+def read_shape(schema: pa.Schema | pa.DataType) -> Shape:
+    """The fields ``schema`` reads, as :func:`~pipeline.codec.reasons.strict_json` takes them."""
+    kind = schema
+    while isinstance(kind, pa.ListType | pa.LargeListType):
+        kind = kind.value_type
+    if isinstance(kind, pa.Schema | pa.StructType):
+        return {f.name: read_shape(f.type) for f in kind}
+    return {}
 
 
 def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
@@ -152,17 +231,25 @@ def ordinary(value: bytes) -> bool:
 
 
 def read_rows(
-    values: Sequence[bytes], schema: pa.Schema, *, joined: bytes | None = None
+    values: Sequence[bytes],
+    schema: pa.Schema,
+    *,
+    joined: bytes | None = None,
+    skip_unread: bool = False,
 ) -> tuple[pa.Table | None, list[int], list[int]]:
     """Step 2: ``(table, read, unread)``: the rows of the payloads at positions ``read`` (in
     order) and the positions whose JSON types differ from ``schema``. ``joined``: the values
-    joined by newlines, when the caller has them already."""
+    joined by newlines, when the caller has them already; ``skip_unread``: see the module
+    docstring (the caller has done its step 1)."""
     good: list[int] = []
     bad: list[int] = []
     tables: list[pa.Table] = []
     # Every other field inferred, not ignored: Arrow then checks each key of each object for
     # repeats (an ignored field is skipped unchecked). Its columns are dropped after the read.
-    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    # With ``skip_unread`` ignored: parsed for syntax only, half the cost of inferring them.
+    options = pa_json.ParseOptions(
+        explicit_schema=schema, unexpected_field_behavior="ignore" if skip_unread else "infer"
+    )
 
     def read(lo: int, hi: int) -> None:
         whole = joined is not None and hi - lo == len(values)
@@ -292,7 +379,7 @@ def directions_by_heading(
 ) -> list[str]:
     """``found[key].rule.by_heading(heading)`` of each row (a null heading: ``None``), in one
     numpy pass per distinct key instead of a call per row; every key must be in ``found``."""
-    encoded = keys.dictionary_encode()
+    encoded = keys if isinstance(keys, pa.DictionaryArray) else keys.dictionary_encode()
     index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
     degrees = np.asarray(
         headings.cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False),

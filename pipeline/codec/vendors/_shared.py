@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
-from pipeline.codec.reasons import Reason, Rejection, strict_json
+from pipeline.codec.reasons import Reason, Rejection, Shape, strict_json
 from pipeline.codec.vendors._payloads import OPPOSITE_MOTION, Facts
 from pipeline.reference.countries import COUNTRY_UNKNOWN, vendor_country
 from pipeline.reference.sites import Camera, DateOrder, Direction, Site, VendorRules
@@ -103,9 +103,10 @@ def violation(detail: str) -> Rejection:
     return Rejection(Reason.SCHEMA_VIOLATION, detail)
 
 
-def parse_json_object(value: bytes) -> dict[str, object]:
-    """One strict JSON object (see :func:`pipeline.codec.reasons.strict_json`)."""
-    document = strict_json(value)
+def parse_json_object(value: bytes, *, read: Shape | None = None) -> dict[str, object]:
+    """One strict JSON object (see :func:`pipeline.codec.reasons.strict_json`, also for
+    ``read``)."""
+    document = strict_json(value, read=read)
     if not isinstance(document, dict):
         raise Rejection(Reason.MALFORMED_JSON, "the payload is not a JSON object")
     return document

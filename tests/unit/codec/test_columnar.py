@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,8 @@ import pytest
 from pipeline.codec import batch as batch_module
 from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
-from pipeline.codec.vendors import BOM, VENDOR_RULES
+from pipeline.codec.reasons import Reason
+from pipeline.codec.vendors import BOM, VENDOR_RULES, map_vendor
 from pipeline.codec.vendors._columnar import directions_by_heading, ordinary, utc_text
 from pipeline.codec.vendors._shared import DirectionRule, Target
 from pipeline.reference.sites import SiteRegistry, load_registry
@@ -342,6 +344,125 @@ def test_ordinary_groups_take_the_columnar_path(monkeypatch: pytest.MonkeyPatch)
     assert result.quirks == {("openalpr_group", "version_3"): 1}
 
 
+def _top_of(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc
+
+
+def _best_of(doc: dict[str, Any]) -> dict[str, Any]:
+    best: dict[str, Any] = doc["best_plate"]
+    return best
+
+
+MALFORMED = Reason.MALFORMED_JSON
+
+
+Place = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _raw_group(place: Place, key: str, raw: str) -> bytes:
+    """The group with the member ``key`` of ``place`` written as ``raw`` (``{v}``: its value
+    as JSON)."""
+    doc = copy.deepcopy(_group())
+    value = json.dumps(place(doc)[key])
+    place(doc)[key] = "RAW-MARK"
+    text = _encoded(doc)
+    assert text.count(b'"RAW-MARK"') == 1
+    return text.replace(f'"{key}": "RAW-MARK"'.encode(), raw.format(v=value).encode())
+
+
+_LIMIT = sys.get_int_max_str_digits()
+
+
+# (payload, stored): a group is held to repeats of the fields read, at their places
+# (pipeline.codec); NaN/Infinity and overlong integers are refused anywhere.
+def _color(doc: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = doc["vehicle"]["color"][0]
+    return first
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = doc["vehicle"]["body_type"][0]
+    return first
+
+
+def _candidate(doc: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = doc["candidates"][0]
+    return first
+
+
+GROUP_RAW: dict[str, tuple[Place, str, str, bool]] = {
+    "repeated unread key": (_top_of, "agent_type", '"agent_type": "a", "agent_type": {v}', True),
+    "repeated unread key in a read object": (
+        _best_of,
+        "matches_template",
+        '"matches_template": 0, "matches_template": {v}',
+        True,
+    ),
+    "repeated read name in an unread object": (_color, "name", '"name": "r", "name": {v}', True),
+    "repeated read key": (_top_of, "camera_id", '"camera_id": {v}, "camera_id": {v}', False),
+    "repeated read key in a read object": (_best_of, "plate", '"plate": {v}, "plate": {v}', False),
+    "repeated read key in a list": (_candidate, "plate", '"plate": "Q1", "plate": {v}', False),
+    "repeated body type name": (_body, "name", '"name": {v}, "name": {v}', False),
+    "NaN in an unread field": (_top_of, "gps_latitude", '"gps_latitude": NaN', False),
+    "-Infinity in an unread list": (_color, "confidence", '"confidence": [1, -Infinity]', False),
+    "Infinity after blanks": (_top_of, "gps_longitude", '"gps_longitude": \t Infinity', False),
+    "NaN and Inf in a string": (_top_of, "agent_type", '"agent_type": "x: NaN,[-Inf"', True),
+    "integer past Python's digit limit": (
+        _top_of,
+        "frame_start",
+        f'"frame_start": {"9" * (_LIMIT + 1)}',
+        False,
+    ),
+    "integer at the limit": (_top_of, "frame_start", f'"frame_start": {"9" * _LIMIT}', True),
+    "as many digits in a string": (
+        _top_of,
+        "agent_uid",
+        f'"agent_uid": "{"1" * (3 * _LIMIT)}"',
+        True,
+    ),
+}
+
+
+def _hostile_group(name: str) -> tuple[bytes, bool]:
+    place, key, raw, stored = GROUP_RAW[name]
+    return _raw_group(place, key, raw), stored
+
+
+@pytest.mark.parametrize("name", GROUP_RAW)
+def test_hostile_group_either_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    value, stored = _hostile_group(name)
+    result = _same([value], monkeypatch)
+    assert result.result.table.num_rows == (1 if stored else 0)
+    assert [r.reason for r in result.result.rejected] == ([] if stored else [MALFORMED])
+
+
+def test_every_hostile_group_in_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _encoded(_group())
+    values = [v for name in GROUP_RAW for v in (plain, _hostile_group(name)[0])]
+    result = _same(values, monkeypatch)
+    kept = sum(stored for *_, stored in GROUP_RAW.values())
+    assert result.result.table.num_rows == len(GROUP_RAW) + kept
+
+
+def test_groups_with_unread_repeats_take_the_columnar_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _slow_calls(monkeypatch)
+    names = ["repeated unread key", "repeated unread key in a read object"]
+    names.append("repeated read name in an unread object")
+    values = [_hostile_group(name)[0] for name in names]
+    result = _decode(values, columnar=True, monkeypatch=monkeypatch)
+    assert (result.result.table.num_rows, calls) == (3, [])
+
+
+def test_frames_refuse_any_repeat() -> None:
+    frame = (OPENALPR / "rekor-docs-alpr_results.json").read_bytes()
+    repeated = frame.replace(b'"version"', b'"x": 1, "x": 2, "version"', 1)
+    assert repeated != frame
+    _, rejects = map_vendor(repeated, "openalpr_results", REGISTRY)
+    assert rejects == [(MALFORMED, "a JSON object repeats a key")]
+
+
 def test_directions_by_heading_as_by_heading() -> None:
     rules = {
         "no rule": DirectionRule("entry"),
@@ -354,10 +475,11 @@ def test_directions_by_heading_as_by_heading() -> None:
     headings = [None, 0.0, 10.0, 20.0, 90.0, 110.0, 170.0, 200.0, 270.0, 289.9, 290.1, 360.0]
     rows = [(key, heading) for key in rules for heading in headings]
     rows += [(key, heading) for key, heading in zip(rules, reversed(headings), strict=False)]
-    got = directions_by_heading(
-        pa.array([key for key, _ in rows]), found, pa.array([h for _, h in rows], pa.float64())
-    )
+    keys = pa.array([key for key, _ in rows])
+    headings = pa.array([h for _, h in rows], pa.float64())
+    got = directions_by_heading(keys, found, headings)
     assert got == [rules[key].by_heading(heading) for key, heading in rows]
+    assert directions_by_heading(keys.dictionary_encode(), found, headings) == got
     assert {"entry", "exit"} == set(got)
 
 

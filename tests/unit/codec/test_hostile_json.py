@@ -24,7 +24,7 @@ from pipeline.codec.passenger_lists import (
 )
 from pipeline.codec.paxlst import Person
 from pipeline.codec.plate_reads import DecodeLimits, decode_plate_reads
-from pipeline.codec.reasons import Reason
+from pipeline.codec.reasons import Reason, Rejection, strict_json
 from pipeline.codec.vendors import BOM, VENDOR_RULES
 from pipeline.reference.sites import DEFAULT_REGISTRY, load_registry
 from pipeline.simulate.traffic import TrafficModel
@@ -180,3 +180,34 @@ def test_canonical_reads_skip_what_they_do_not_read() -> None:
         doc = dict(CANONICAL, extra=1)
         text = json.dumps(doc, indent=indent).replace('"extra": 1', '"extra": 1, "extra": 2')
         assert _canonical(text.encode()) == (1, [])
+
+
+def test_a_read_shape_holds_repeats_to_the_fields_read_at_their_places() -> None:
+    # OpenALPR groups' scope (pipeline.codec): a repeat elsewhere, even of a read field's
+    # name, is not seen; a repeat of a read field is, in any item of a list.
+    shape = {"a": {}, "b": {"c": {}}}
+    text = b'{"x": 1, "x": 2, "y": {"a": 1, "a": 2}, "b": [{"c": 1, "z": 1, "z": 2}], "a": 3}'
+    assert strict_json(text, read=shape) == {"x": 2, "y": {"a": 2}, "b": [{"c": 1, "z": 2}], "a": 3}
+    repeats = {
+        b'{"a": 1, "a": 2}': "a",
+        b'{"b": {"c": 1, "c": 2}}': "b.c",
+        b'{"b": [{"c": 1}, {"c": 1, "c": 1}]}': "b.c",
+        b'{"b": {}, "b": {}}': "b",
+    }
+    for repeated, field in repeats.items():
+        with pytest.raises(Rejection) as caught:
+            strict_json(repeated, read=shape)
+        assert (caught.value.reason, caught.value.detail) == (
+            Reason.MALFORMED_JSON,
+            f"field '{field}' appears more than once",
+        )
+    # Every other rule still covers the whole document.
+    for hostile in (
+        b'{"x": NaN}',
+        b'{"x": "\\ud800"}',
+        b'{"x": 1} 2',
+        b'{"x": ' + b"9" * 5000 + b"}",
+    ):
+        with pytest.raises(Rejection) as caught:
+            strict_json(hostile, read=shape)
+        assert caught.value.reason == Reason.MALFORMED_JSON

@@ -928,8 +928,23 @@ def test_unreadable_json(
     registry: SiteRegistry, value: bytes, reason: Reason, fragment: str
 ) -> None:
     for fmt in ("openalpr_group", "openalpr_results", "platerecognizer", "genetec"):
+        if fmt == "openalpr_group" and fragment == "repeats a key":
+            continue  # held to repeats of the fields read: the test below
         got_reason, detail = one_reject(value, fmt, registry)
         assert (got_reason, fragment in detail) == (reason, True), (fmt, detail)
+
+
+def test_openalpr_groups_refuse_repeats_of_the_fields_read(registry: SiteRegistry) -> None:
+    repeated = b'{"data_type": "alpr_group", "data_type": "alpr_group"}'
+    assert one_reject(repeated, "openalpr_group", registry) == (
+        Reason.MALFORMED_JSON,
+        "field 'data_type' appears more than once",
+    )
+    # A field not read: not seen (pipeline.codec), the group is refused for what it lacks.
+    assert one_reject(b'{"a": 1, "a": 2}', "openalpr_group", registry) == (
+        Reason.SCHEMA_VIOLATION,
+        "field 'data_type' must be alpr_group",
+    )
 
 
 def test_unknown_and_canonical_formats(registry: SiteRegistry) -> None:

@@ -47,7 +47,7 @@ def test_postgres_and_s3_keep_every_secret_out_of_the_attach_text(tmp_path: Path
     assert storage.extensions == ("ducklake", "postgres", "httpfs")
     attach = storage.attach_sql("lake", read_only=True)
     assert "pg-Pass-123" not in attach and "s3cr3t" not in attach
-    assert "METADATA_PARAMETERS MAP {'SECRET': 'anpr_lake_catalog'}" in attach
+    assert "METADATA_PARAMETERS MAP {'SCHEMA': 'public', 'SECRET': 'anpr_lake_catalog'}" in attach
     assert attach.endswith("READ_ONLY)")
     secrets = " ".join(storage.secrets_sql())
     assert "PASSWORD 'pg-Pass-123'" in secrets
