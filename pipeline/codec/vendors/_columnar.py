@@ -154,8 +154,10 @@ def _long_digit_runs(data: bytes) -> list[int]:
     found: list[int] = []
     if not limit:
         return found
-    for p in range(0, len(data), limit):
+    p = 0
+    while p < len(data):
         if data[p] not in _DIGITS:
+            p += limit
             continue
         match = _DIGIT_RUN.match(data, p)
         end = match.end() if match else p
@@ -164,6 +166,8 @@ def _long_digit_runs(data: bytes) -> list[int]:
             start -= 1
         if end - start > limit:
             found.append(p)
+        # On past this run (each measured once, however long: linear in the batch).
+        p = max(p + limit, -(-end // limit) * limit)
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 import sys
 from collections.abc import Callable
@@ -23,7 +24,12 @@ from pipeline.codec.batch import BatchDecoded, decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.codec.reasons import Reason
 from pipeline.codec.vendors import BOM, VENDOR_RULES, map_vendor
-from pipeline.codec.vendors._columnar import directions_by_heading, ordinary, utc_text
+from pipeline.codec.vendors._columnar import (
+    _long_digit_runs,
+    directions_by_heading,
+    ordinary,
+    utc_text,
+)
 from pipeline.codec.vendors._shared import DirectionRule, Target
 from pipeline.reference.sites import SiteRegistry, load_registry
 from tests.unit.codec.test_batch import NOW, REGISTRY, messages
@@ -461,6 +467,20 @@ def test_frames_refuse_any_repeat() -> None:
     assert repeated != frame
     _, rejects = map_vendor(repeated, "openalpr_results", REGISTRY)
     assert rejects == [(MALFORMED, "a JSON object repeats a key")]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_each_overlong_digit_run_is_found_once(seed: int) -> None:
+    # Runs at, around and far past the limit, side by side and apart, as a regex finds them.
+    rng = random.Random(seed)
+    lengths = [0, 1, _LIMIT - 1, _LIMIT, _LIMIT + 1, 2 * _LIMIT, 2 * _LIMIT + 1, 5 * _LIMIT + 3]
+    data = b"".join(
+        b"x" * rng.randint(0, 2 * _LIMIT) + b"7" * rng.choice(lengths) for _ in range(40)
+    )
+    runs = [m.span() for m in re.finditer(rb"[0-9]{%d,}" % (_LIMIT + 1), data)]
+    found = _long_digit_runs(data)
+    assert len(found) == len(runs) > 0
+    assert all(start <= at < end for at, (start, end) in zip(found, runs, strict=True))
 
 
 def test_directions_by_heading_as_by_heading() -> None:
