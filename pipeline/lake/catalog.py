@@ -850,8 +850,11 @@ class Lake:
         other table's files (``read_parquet``, a replacement scan) fail inside DuckDB. The
         same holds for ``s3://`` data paths (measured, DuckDB 1.5.5). DuckDB itself adds its
         temporary folder to the allowed ones when external access goes off: it is the
-        session's own (:attr:`temp_dir`), so no other session's spills are in reach. It also
-        keeps the attached catalog file readable.
+        session's own (:attr:`temp_dir`), so no other session's spills are in reach. It adds
+        the file of every database attached at that moment too, so a SQLite catalog is
+        attached again only after (DuckLake still reads it: SQLite opens it, not DuckDB).
+        What the catalog holds stays reachable through its metadata database and the SQLite
+        extension's functions (docs/adr/0008-query-confinement.md).
 
         The SQLite extension opens files through SQLite, past DuckDB's file-system checks, so
         this alone does not stop an ATTACH of another catalog. The guards against writes are
@@ -860,6 +863,9 @@ class Lake:
         every analyst statement passes before it runs.
         """
         allowed = [storage.data_path] if tables is None else self._table_folders(storage, tables)
+        reattach = storage.sqlite_file is not None
+        if reattach:
+            self.con.execute(f"DETACH {CATALOG}")
         self.con.execute("SET allowed_directories = ?", [allowed])
         if self.temp_dir is not None:
             self.con.execute("SET temp_directory = ?", [str(self.temp_dir)])
@@ -867,6 +873,8 @@ class Lake:
         disabled = _DISABLED_FILESYSTEMS if storage.s3 is None else _DISABLED_WITH_S3
         self.con.execute(f"SET disabled_filesystems = '{disabled}'")
         self.con.execute("SET enable_external_access = false")
+        if reattach:
+            self.con.execute(self._attach)
         self.con.execute("SET lock_configuration = true")
 
     def _table_folders(self, storage: Storage, tables: Collection[str]) -> list[str]:

@@ -173,7 +173,8 @@ def test_without_both_checks_duckdb_itself_reads_no_other_tables_files(
     # Layer 3 alone (docs/adr/0008): with the syntax and plan checks switched off, the locked
     # connection still answers from the role's views, but the files of a table its views do
     # not read (passengers for the analyst, everything for statistics) and the data folder
-    # itself fail inside DuckDB, by table function and by replacement scan alike.
+    # itself fail inside DuckDB, by table function and by replacement scan alike; so do the
+    # catalog file and the state folder's keys and log.
     monkeypatch.setattr(AccessSession, "check", lambda self, sql: sql)
     peer = Peer(user, "unix", "test")
     args = {"reason": "control", "case": "CASE-1"}
@@ -185,7 +186,15 @@ def test_without_both_checks_duckdb_itself_reads_no_other_tables_files(
     assert own.exit == 0, own.error
     assert own.table is not None
     assert own.table.to_pylist()[0]["n"] > 0
+    lake, state = Path(world.places["lake"]), Path(world.places["state"])
+    # The catalog file (DuckDB allows what is attached when external access goes off: the
+    # lake attaches after) and the service's own files, each there to be read.
+    files = [lake / "catalog.sqlite"]
+    files += [state / "access" / n for n in ("pseudonym.key", "audit.key", "activity.jsonl")]
+    assert all(f.is_file() for f in files)
     attempts = [f"SELECT * FROM glob('{world.places['data']}/**')"]
+    attempts += [f"SELECT * FROM read_blob('{f}')" for f in files]
+    attempts.append(f"SELECT * FROM read_text('{files[0]}')")
     for folder in OTHER_TABLES[user]:
         attempts += [
             f"SELECT * FROM read_parquet('{world.places[folder]}')",

@@ -55,6 +55,10 @@ def test_two_query_services_append_to_one_chain(shared: Shared) -> None:
                 done = shared.anpr(host, "query", "--reason", "control", "--format", "json", sql)
                 assert done.returncode == 0, done.stderr
                 assert json.loads(done.stdout) == [{f"via_{host}": n}]
+    # A third host with its own audit key (not the deployed one) would fork the chain: refused.
+    alone = shared.anpr("c", "serve", timeout=120)
+    assert alone.returncode == 1, alone.stderr
+    assert "does not match its MAC" in alone.stderr
     # Both stopped (their last anchors acknowledged); either host checks the one chain.
     entries = 4 * ROUNDS
     for host in ("a", "b"):
