@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import signal
+import sys
 from typing import Any
 
 import pyarrow as pa
@@ -48,6 +49,7 @@ def run_worker(
     SIGTERM and SIGINT ask the worker to stop after committing its current batch.
     """
     bound_memory()
+    share_the_gil()
     # A versioned bucket keeps every file it is told to delete: refuse before writing any.
     refuse_versioned_bucket(Storage.from_settings(settings.lake))
     metrics_registry = CollectorRegistry()
@@ -63,6 +65,22 @@ def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: ingestor.request_stop())
         return ingestor.run(limits)
+
+
+# How long a thread that holds the GIL runs before one waiting for it gets it (Python: 5 ms).
+SWITCH_INTERVAL_S = 0.001
+
+
+def share_the_gil() -> None:
+    """A shorter GIL switch interval for a worker whose two threads take turns on the GIL.
+
+    The polling thread decodes through many short Arrow calls that release the GIL; after
+    each it must take the GIL back from the writer thread, which runs numpy and Python
+    between its own DuckDB calls, and with the default interval it waited up to 5 ms every
+    time. Measured draining 1M reads, default and 1 ms interleaved (benchmarks/hot_path.py's
+    worker, 5 pairs on the shared machine): 1 ms was faster in every pair, median 1.36x.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 # glibc's mallopt parameter numbers.
