@@ -113,7 +113,9 @@ class Storage:
         """The lake's storage; ConfigError (exit 2) where no lake was created yet."""
         storage = cls.from_settings(settings)
         if not storage.exists():
-            raise ConfigError("lake.path", f"no lake at {settings.path} yet: ingest something first")
+            raise ConfigError(
+                "lake.path", f"no lake at {settings.path} yet: ingest something first"
+            )
         return storage
 
     def exists(self) -> bool:

@@ -574,6 +574,7 @@ class Lake:
         Conflicts are counted in :attr:`conflicts`; after the last attempt
         :class:`~pipeline.errors.LakeConflict` is raised.
         """
+
         def in_transaction() -> _T:
             with self.transaction():
                 return attempt_once()
@@ -631,8 +632,7 @@ class Lake:
         self.con.register("anpr_insert_rows", rows)
         try:
             self.con.execute(
-                f"INSERT INTO {CATALOG}.{quote_ident(table)} BY NAME "
-                "SELECT * FROM anpr_insert_rows"
+                f"INSERT INTO {CATALOG}.{quote_ident(table)} BY NAME SELECT * FROM anpr_insert_rows"
             )
         finally:
             self.con.unregister("anpr_insert_rows")

@@ -42,11 +42,13 @@ def test_postgres_and_s3_keep_every_secret_out_of_the_attach_text(tmp_path: Path
     }
     storage = _storage(env)
     assert storage.kind == "postgres"
-    assert storage.sqlite_file is None and storage.local_data is None
+    assert storage.sqlite_file is None
+    assert storage.local_data is None
     assert storage.data_path == "s3://anpr-lake/prod/"
     assert storage.extensions == ("ducklake", "postgres", "httpfs")
     attach = storage.attach_sql("lake", read_only=True)
-    assert "pg-Pass-123" not in attach and "s3cr3t" not in attach
+    assert "pg-Pass-123" not in attach
+    assert "s3cr3t" not in attach
     assert "METADATA_PARAMETERS MAP {'SCHEMA': 'public', 'SECRET': 'anpr_lake_catalog'}" in attach
     assert attach.endswith("READ_ONLY)")
     secrets = " ".join(storage.secrets_sql())
