@@ -12,8 +12,11 @@ a store only keeps what it is given, in order, and serialises appends:
   one order, each entry chained to the one before.
 
 The schema is not DuckLake's (``public``): the lake is attached with only DuckLake's schema
-loaded (:meth:`pipeline.lake.backend.Storage.attach_sql`), so no DuckDB connection on the lake,
-an analyst's session least of all, can name these tables.
+loaded (:meth:`pipeline.lake.backend.Storage.attach_sql`), so no DuckDB connection on the lake
+can name these tables. The postgres extension's ``postgres_query`` on the metadata database
+still reads them (read-only) with the catalog's login: only the statement check refuses it to
+an analyst (ADR 0008, what a checker bug still reaches); a database role for query sessions
+without this schema would close that.
 """
 
 from __future__ import annotations

@@ -187,6 +187,8 @@ def strict_json(
     unchecked); every other rule still covers the whole document. See :mod:`pipeline.codec`.
     """
     malformed = Reason.MALFORMED_JSON
+    if fields is not None and read is not None:
+        raise ValueError("strict_json: fields and read narrow the rules two ways; give one")
     decoder = _WHOLE if read is None else _NOTING
     if fields is not None:
         decoder = _SCOPED.get(fields) or _SCOPED.setdefault(fields, _scoped_decoder(fields))

@@ -160,7 +160,8 @@ class Storage:
             # DuckDB would otherwise load every schema of the catalog database, and any
             # connection could name ``__ducklake_metadata_<name>.<schema>.<table>``: only
             # DuckLake's own schema (the postgres extension's default) is attached, so the
-            # activity log's schema (:mod:`pipeline.access.logstore`) is out of reach.
+            # activity log's schema (:mod:`pipeline.access.logstore`) has no name here
+            # (``postgres_query`` still reaches it: see that module).
             options.append(
                 f"METADATA_PARAMETERS MAP {{'SCHEMA': '{METADATA_SCHEMA}', "
                 f"'SECRET': '{CATALOG_SECRET_NAME}'}}"

@@ -22,12 +22,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.access.audit import ActivityLog, store_for
 from pipeline.config import Settings
 from pipeline.erasure import ErasureLedger
 from pipeline.errors import ConfigError, PipelineError
@@ -46,9 +47,6 @@ from pipeline.maintain.state import verify_state
 from pipeline.maintain.verify import catalog_dead_tuples, verify
 from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
-
-if TYPE_CHECKING:
-    from pipeline.access.audit import ActivityLog  # access builds on maintain
 
 logger = logging.getLogger(__name__)
 
@@ -411,15 +409,13 @@ class _Run:
 
     def activity_log(self) -> dict[str, Any]:
         """Drop activity-log entries past ``access.log_retention_months`` (MAC chain kept)."""
-        from pipeline.access import audit  # noqa: PLC0415  (access builds on maintain)
-
         months = self.settings.access.log_retention_months
-        store = audit.store_for(self.settings)
+        store = store_for(self.settings)
         # Checked first: opening the log would create an audit key where none is needed.
         with contextlib.closing(store):
             if not store.exists():
                 return {"months": months, "dropped": 0}
-            log = audit.ActivityLog.from_settings(self.settings, store=store)
+            log = ActivityLog.from_settings(self.settings, store=store)
             return self._activity_log_retention(log, months)
 
     def _activity_log_retention(self, log: ActivityLog, months: int) -> dict[str, Any]:

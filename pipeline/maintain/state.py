@@ -84,6 +84,7 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     reports, metrics = paths.reports_dir.absolute(), paths.metrics_file.parent.absolute()
     spills = paths.query_temp.absolute()
     audit_key = paths.audit_key.absolute()
+    cutoff = log_cutoff(as_of, settings.access.log_retention_months)
     known = {
         log: "log",
         log.with_name(log.name + ".head.json"): "plain",
@@ -110,7 +111,7 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
         elif kind is None and path.is_relative_to(spills):
             problems = spill_problems(path, as_of)
         elif kind == "log":
-            problems = log_problems(path, log_cutoff(as_of, settings.access.log_retention_months))
+            problems = log_problems(path, cutoff)
         elif kind == "ledger":
             problems = ledger_problems(ledger, as_of)
         elif kind is None:
@@ -123,7 +124,6 @@ def verify_state(settings: Settings, as_of: datetime) -> StateCheck:
     for root in (state, *outside):
         for path in _files(root, skip=OWNED_ELSEWHERE if root == state else frozenset()):
             check(path)
-    cutoff = log_cutoff(as_of, settings.access.log_retention_months)
     where, problems = catalog_log_problems(settings, cutoff)
     findings.extend(Finding(where, p) for p in problems)
     return StateCheck(files, findings)

@@ -106,13 +106,10 @@ def proven_rows(
     slow path. ``skip_unread``: see the module docstring."""
     proven, joined = _ordinary(values)
     if skip_unread:
-        hidden = _hidden_numbers(values, joined)
-        if hidden.any():
-            proven &= ~hidden
-            joined = None
+        proven &= ~_hidden_numbers(values, joined)
     slow: list[int] = np.flatnonzero(~proven).tolist()
     at = np.flatnonzero(proven)
-    if joined is not None:  # all of them, joined already
+    if proven.size and proven.all():  # all of them, joined already
         table, read, unread = read_rows(values, schema, joined=joined, skip_unread=skip_unread)
     else:
         table, read, unread = read_rows(
@@ -125,11 +122,10 @@ def proven_rows(
     return columns, at[read], slow
 
 
-def _hidden_numbers(values: Sequence[bytes], joined: bytes | None) -> np.ndarray:
+def _hidden_numbers(values: Sequence[bytes], data: bytes) -> np.ndarray:
     """Which payloads may hold a number Arrow would skip unseen in a field it does not read:
     a NaN/Inf literal after ``:``, ``,`` or ``[`` (blanks and a sign between), or an integer
-    longer than Python's digit limit."""
-    data = b"\n".join(values) if joined is None else joined
+    longer than Python's digit limit. ``data``: the payloads joined by newlines."""
     at: list[int] = []
     for literal in _LITERALS:
         for match in literal.finditer(data):
@@ -186,11 +182,11 @@ def ordinary_mask(values: Sequence[bytes]) -> np.ndarray:
     return _ordinary(values)[0]
 
 
-def _ordinary(values: Sequence[bytes]) -> tuple[np.ndarray, bytes | None]:
-    """:func:`ordinary_mask`, and when every payload is ordinary, the payloads joined by
-    newlines as :func:`read_rows` reads them (the byte checks run on that one buffer)."""
+def _ordinary(values: Sequence[bytes]) -> tuple[np.ndarray, bytes]:
+    """:func:`ordinary_mask`, and the payloads joined by newlines as :func:`read_rows` reads
+    them (the byte checks run on that one buffer)."""
     if not values:
-        return np.zeros(0, dtype=bool), None
+        return np.zeros(0, dtype=bool), b""
     mask = np.fromiter(
         (
             v[:1] == b"{" and v[-1:] == b"}" and v.count(b"{") + v.count(b"[") <= MAX_BRACKETS
@@ -205,14 +201,14 @@ def _ordinary(values: Sequence[bytes]) -> tuple[np.ndarray, bytes | None]:
         and _newlines(joined, len(values)) == len(values) - 1  # the joins' own newlines only
         and not any(needle in joined for needle in _SUSPECT_BYTES[1:])
     ):
-        return mask, joined if mask.all() else None
+        return mask, joined
     # Rare: some payload holds a suspect byte; find which, one by one.
     mask &= np.fromiter(
         (v.isascii() and not any(needle in v for needle in _SUSPECT_BYTES) for v in values),
         dtype=bool,
         count=len(values),
     )
-    return mask, None
+    return mask, joined
 
 
 def _newlines(data: bytes, most: int) -> int:
