@@ -12,6 +12,11 @@ Opening a session, in order:
    session's own (other sessions' spills stay out of reach), ``enable_external_access =
    false``, and ``lock_configuration = true`` so none of it can be undone by the session.
 
+5. For the analyst and statistics roles, copy the views into a database of their own
+   (:class:`~pipeline.access.derived.DerivedCopy`: in memory, no catalog, no extension, no
+   file): their statements run there, brought up to date before each, and cannot reach the
+   lake even past both checks. The investigator's and the dpo's run on the lake's connection.
+
 Running a statement (:func:`run_logged`):
 
 1. Check it (:func:`statement.check`): one SELECT naming only the role's views. A refusal is
@@ -39,6 +44,7 @@ import pyarrow.compute as pc
 
 from pipeline.access import attribution, statement
 from pipeline.access.audit import ActivityLog
+from pipeline.access.derived import DerivedCopy
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.views import (
     ACTIVITY_VIEW,
@@ -55,6 +61,8 @@ from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 logger = logging.getLogger(__name__)
 
 SCHEMA = "access"
+# Roles whose statements run on a copy of their views, never on the lake's connection.
+DERIVED_ROLES = frozenset({"analyst", "statistics"})
 # A normalised plate: what a result value must look like to be logged as a plate's pseudonym.
 _PLATE_LIKE = re.compile(r"[A-Z0-9]{2,10}")
 # A pseudonym inside any text, whatever its case; the words a clear plate can be one of.
@@ -87,12 +95,23 @@ class AccessSession:
     """One role's confined view of the lake (see the module docstring for how it is built)."""
 
     def __init__(
-        self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser, reads: statement.Reads
+        self,
+        lake: Lake,
+        plan: ViewPlan,
+        pseudo: Pseudonymiser,
+        reads: statement.Reads,
+        derived: DerivedCopy | None = None,
     ) -> None:
         self.lake = lake
         self.plan = plan
         self.pseudo = pseudo
-        self.reads = reads
+        self.reads = reads  # what a statement's plan may read, on :attr:`con`
+        self.derived = derived
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection statements run on: the copy's, or the lake's (clear-plate roles)."""
+        return self.lake.con if self.derived is None else self.derived.con
 
     @classmethod
     def open(
@@ -135,7 +154,14 @@ class AccessSession:
             lake.close()
             raise
         plan, reads = built[0]
-        return cls(lake, plan, pseudo, reads)
+        if role not in DERIVED_ROLES:
+            return cls(lake, plan, pseudo, reads)
+        try:
+            derived = DerivedCopy(lake, plan, reads.tables, schema=SCHEMA, temp_parent=temp_parent)
+        except BaseException:
+            lake.close()
+            raise
+        return cls(lake, plan, pseudo, _view_reads(derived.con, plan), derived)
 
     @property
     def role(self) -> str:
@@ -151,6 +177,8 @@ class AccessSession:
         return statement.Allowed(self.plan.names, subjects, clear_plates=clear)
 
     def close(self) -> None:
+        if self.derived is not None:
+            self.derived.close()
         self.lake.close()
 
     def __enter__(self) -> Self:
@@ -166,15 +194,21 @@ class AccessSession:
 
     def reload_activity(self, activity: ActivityLog) -> None:
         """Replace the session's copy of the activity log with the log as it is now."""
-        self.lake.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
-        _load_activity(self.lake.con, activity)
+        self.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
+        _load_activity(self.con, activity)
 
     def check(self, sql: str) -> str:
         """Both checks: the syntax tree names only the views, and the bound plan reads only
         what the views read (see docs/adr/0008-query-confinement.md)."""
         statement.check(sql, self.allowed)
-        statement.check_plan(self.lake.con, sql, self.reads)
+        statement.check_plan(self.con, sql, self.reads)
         return sql
+
+    def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """Run a checked statement on :attr:`con` (the copy brought up to date first)."""
+        if self.derived is not None:
+            self.derived.refresh()
+        return self.con.execute(sql)
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
         """Sorted keyed pseudonyms of the plates in a result (never the plates themselves).
@@ -320,7 +354,7 @@ def run_logged(
     }
     outcome, error = "interrupted", None
     try:
-        table = session.lake.execute(sql).to_arrow_table()
+        table = session.execute(sql).to_arrow_table()
         outcome = "ok"
     except duckdb.Error as exc:
         outcome, error = "failed", exc

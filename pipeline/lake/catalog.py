@@ -387,7 +387,7 @@ class Lake:
             lake._attach = attach
             if read_only:
                 con.execute(attach)
-                lake.temp_dir = _private_temp_dir(temp_parent)
+                lake.temp_dir = private_temp_dir(temp_parent)
                 lake._lock_down(storage, None if confine is None else confine(lake))
             else:
                 lake.retrying("create lake", lambda: lake._attach_and_create(attach))
@@ -897,7 +897,7 @@ class Lake:
         return sorted(folders)
 
 
-def _private_temp_dir(parent: Path | None) -> Path:
+def private_temp_dir(parent: Path | None) -> Path:
     """A new folder only this account can enter (``mkdtemp`` makes it 0700)."""
     if parent is not None:
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
