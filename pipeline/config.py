@@ -120,15 +120,21 @@ class LakeSettings:
     """Where the lake lives. The embedded default: a SQLite catalog and the data files under
     ``path``. For several hosts (``docs/adr/0005-beyond-one-machine.md``):
     ``catalog = "postgres:<libpq conninfo without password>"`` and
-    ``data_path = "s3://bucket/prefix/"`` with the ``s3_*`` settings. Secrets come from the
-    environment (``ANPR_LAKE_CATALOG_PASSWORD``, ``ANPR_LAKE_S3_SECRET_ACCESS_KEY``) or from
-    files (``*_file``); ``anpr config`` masks them. ``path`` still holds this host's own
-    files (maintenance reports)."""
+    ``data_path = "s3://bucket/prefix/"`` with the ``s3_*`` settings; the query service then
+    needs ``query_catalog``, a login with ``SELECT`` on DuckLake's schema only (README). Secrets
+    come from the environment (``ANPR_LAKE_CATALOG_PASSWORD``,
+    ``ANPR_LAKE_QUERY_CATALOG_PASSWORD``, ``ANPR_LAKE_S3_SECRET_ACCESS_KEY``) or from files
+    (``*_file``); ``anpr config`` masks them. ``path`` still holds this host's own files
+    (maintenance reports)."""
 
     path: Path = Path("lake")
     catalog: str = ""  # "" = <path>/catalog.sqlite; or "sqlite:<file>", "postgres:<conninfo>"
     catalog_password: Secret | None = None
     catalog_password_file: Path | None = None
+    # Query sessions' login to a postgres: catalog ("postgres:<conninfo>"); "" refuses them.
+    query_catalog: str = ""
+    query_catalog_password: Secret | None = None
+    query_catalog_password_file: Path | None = None
     data_path: str = ""  # "" = <path>/data; or a local folder, or s3://bucket/prefix/
     s3_endpoint: str = ""  # host:port of an S3-compatible server; "" = AWS S3
     s3_region: str = "us-east-1"

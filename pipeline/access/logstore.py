@@ -14,9 +14,9 @@ a store only keeps what it is given, in order, and serialises appends:
 The schema is not DuckLake's (``public``): the lake is attached with only DuckLake's schema
 loaded (:meth:`pipeline.lake.backend.Storage.attach_sql`), so no DuckDB connection on the lake
 can name these tables. The postgres extension's ``postgres_query`` on the metadata database
-still reads them (read-only) with the catalog's login: only the statement check refuses it to
-an analyst (ADR 0008, what a checker bug still reaches); a database role for query sessions
-without this schema would close that.
+runs any SQL as the connection's login, so query sessions log in as ``lake.query_catalog``, a
+role with no privilege on this schema (:meth:`~pipeline.lake.backend.Storage.for_queries`,
+ADR 0008); this store keeps ``lake.catalog``'s login.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Opening a session, in order:
 
 1. Open the lake read-only (:meth:`Lake.open`, on the catalog and data path of ``[lake]``):
-   the catalog is attached ``READ_ONLY``.
+   the catalog is attached ``READ_ONLY``; a PostgreSQL catalog as ``lake.query_catalog``'s
+   login (:meth:`Storage.for_queries`), never the pipeline's.
 2. Register the pseudonym function (a Python UDF holding the key; the key is never in SQL).
 3. Create the role's views (:func:`plan_views`) in the schema ``memory.access`` and ``USE`` it.
 4. Lock the connection: file access is limited to the data folders of the lake tables the
@@ -143,7 +144,8 @@ class AccessSession:
             lake_path,
             read_only=True,
             extension_dir=extension_dir,
-            storage=storage,
+            # On PostgreSQL as the query login, which reads DuckLake's schema only (ADR 0008).
+            storage=None if storage is None else storage.for_queries(),
             confine=confine,
             temp_parent=temp_parent,
         )

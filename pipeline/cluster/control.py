@@ -62,6 +62,8 @@ def settings_toml(info: ClusterInfo) -> str:
         "[lake]\n"
         f'catalog = "postgres:{info.catalog.conninfo()}"\n'
         f'catalog_password_file = "{info.catalog.password_file}"\n'
+        f'query_catalog = "postgres:{info.catalog.query_conninfo()}"\n'
+        f'query_catalog_password_file = "{info.catalog.query_password_file}"\n'
         f'data_path = "{info.data_path}"\n'
         f's3_endpoint = "{info.store.endpoint}"\n'
         f's3_region = "{s3proxy.REGION}"\n'
@@ -162,12 +164,12 @@ def lake_env(info: ClusterInfo, name: str) -> dict[str, str]:
     and the object prefix ``name/``. Hosts add their own ANPR_LAKE_PATH and ANPR_STATE_DIR."""
     if not _RUN_NAME.fullmatch(name):
         raise ValueError(f"run name {name!r} is not lower-case letters and digits")
-    with info.catalog.connect("postgres") as conn:
-        conn.autocommit = True
-        conn.execute(f"CREATE DATABASE {name}")  # checked above: letters and digits only
+    postgres.create_database(info.catalog, name)
     return {
         "ANPR_LAKE_CATALOG": f"postgres:{info.catalog.conninfo(name)}",
         "ANPR_LAKE_CATALOG_PASSWORD_FILE": str(info.catalog.password_file),
+        "ANPR_LAKE_QUERY_CATALOG": f"postgres:{info.catalog.query_conninfo(name)}",
+        "ANPR_LAKE_QUERY_CATALOG_PASSWORD_FILE": str(info.catalog.query_password_file),
         "ANPR_LAKE_DATA_PATH": f"{info.data_path}{name}/",
         "ANPR_LAKE_S3_ENDPOINT": info.store.endpoint,
         "ANPR_LAKE_S3_REGION": s3proxy.REGION,

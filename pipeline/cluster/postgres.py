@@ -12,9 +12,12 @@ must enter every folder above the server's, but the state dir is private (0700,
     run/           its Unix socket and lock file
     logs/postgres.log
     password       the catalog user's password (0600), read by the lake through a file setting
+    query-password the query sessions' user's password (0600), likewise
 
 The server listens on 127.0.0.1 only, on a free port chosen by the first start and kept in
-``data/postgresql.conf``; clients log in as ``anpr`` with a password (scram-sha-256).
+``data/postgresql.conf``; the pipeline logs in as ``anpr`` (owner of every lake database),
+query sessions as ``anpr_query`` (``SELECT`` on DuckLake's schema only: :func:`grant_queries`),
+each with a password (scram-sha-256).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from pipeline.errors import BrokerError, MissingToolError
 from pipeline.files import write_atomic
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_USER = "anpr-db"
 DB_USER = "anpr"
+QUERY_USER = "anpr_query"  # query sessions' login (docs/adr/0008-query-confinement.md)
 DATABASE = "anpr_lake"
 APT_POSTGRES = "install it with `apt-get install postgresql-15` (`make tools` does)"
 _PORT_LINE = re.compile(r"^port = (\d+)", re.MULTILINE)
@@ -61,9 +66,17 @@ class Server:
     def password_file(self) -> Path:
         return self.root / "password"
 
-    def conninfo(self, database: str = DATABASE) -> str:
+    @property
+    def query_password_file(self) -> Path:
+        return self.root / "query-password"
+
+    def conninfo(self, database: str = DATABASE, user: str = DB_USER) -> str:
         """libpq connection string without the password (that stays in its file)."""
-        return f"host={self.host} port={self.port} user={DB_USER} dbname={database}"
+        return f"host={self.host} port={self.port} user={user} dbname={database}"
+
+    def query_conninfo(self, database: str = DATABASE) -> str:
+        """The query sessions' login to ``database`` (``lake.query_catalog``)."""
+        return self.conninfo(database, QUERY_USER)
 
     def connect(self, database: str = DATABASE) -> psycopg.Connection[tuple[object, ...]]:
         password = self.password_file.read_text(encoding="utf-8").strip()
@@ -290,6 +303,7 @@ def start(state_dir: Path, *, timeout: float = 60.0) -> Server:
             os.chmod(root, 0o711)  # noqa: S103 (search only: nobody can list or read)
         found = running(state_dir)
         if found is not None:
+            _create_database(found)  # a server of an earlier version gets the query role too
             return found
         _init(root, uid, timeout)
         server = Server(root, "127.0.0.1", _port(root))
@@ -324,10 +338,62 @@ def start(state_dir: Path, *, timeout: float = 60.0) -> Server:
 def _create_database(server: Server) -> None:
     with server.connect("postgres") as conn:
         conn.autocommit = True
+        _query_role(server, conn)
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
         if found is None:
             # DATABASE is a constant identifier, not input.
             conn.execute(f"CREATE DATABASE {DATABASE}")
+    grant_queries(server, DATABASE)
+
+
+def _query_role(server: Server, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The login ``anpr_query`` with the password of its file (made on first start)."""
+    if not server.query_password_file.exists():
+        write_atomic(server.query_password_file, secrets.token_urlsafe(24) + "\n")
+    password = server.query_password_file.read_text(encoding="utf-8").strip()
+    found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [QUERY_USER]).fetchone()
+    conn.execute(
+        sql.SQL("{} ROLE {} LOGIN NOINHERIT PASSWORD {}").format(
+            sql.SQL("ALTER" if found else "CREATE"),
+            sql.Identifier(QUERY_USER),
+            sql.Literal(password),
+        )
+    )
+
+
+# What query sessions may do in a lake database: connect, and read DuckLake's tables in
+# ``public``, those there now and those the pipeline's login creates later (DuckLake adds
+# tables as the lake grows: inlined data, new lake tables' metadata). No other schema (the
+# activity log's, ``anpr_audit``), no temporary tables, no write. The README gives the same
+# statements to an operator of another server.
+QUERY_GRANTS = (
+    "REVOKE ALL ON DATABASE {database} FROM PUBLIC",
+    "GRANT CONNECT ON DATABASE {database} TO {query}",
+    "GRANT USAGE ON SCHEMA public TO {query}",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {query}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT ON TABLES TO {query}",
+)
+
+
+def grant_queries(server: Server, database: str) -> None:
+    """Give :data:`QUERY_USER` what :data:`QUERY_GRANTS` says in ``database`` (idempotent)."""
+    names = {
+        "database": sql.Identifier(database),
+        "query": sql.Identifier(QUERY_USER),
+        "owner": sql.Identifier(DB_USER),
+    }
+    with server.connect(database) as conn:
+        conn.autocommit = True
+        for statement in QUERY_GRANTS:
+            conn.execute(sql.SQL(statement).format(**names))
+
+
+def create_database(server: Server, name: str) -> None:
+    """A new lake database ``name`` (a plain identifier), readable by query sessions."""
+    with server.connect("postgres") as conn:
+        conn.autocommit = True
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    grant_queries(server, name)
 
 
 def stop(state_dir: Path, *, timeout: float = 60.0, immediate: bool = False) -> bool:

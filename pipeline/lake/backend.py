@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import LakeSettings, Secret
@@ -49,6 +49,11 @@ class Storage:
     data_path: str
     catalog_password: Secret | None = None
     s3: S3Access | None = None
+    # Query sessions' login to a PostgreSQL catalog (see for_queries); catalog and
+    # catalog_password are that login's when query_login is set.
+    query_catalog: str = ""
+    query_password: Secret | None = None
+    query_login: bool = False
 
     @classmethod
     def embedded(cls, path: Path) -> Storage:
@@ -65,17 +70,20 @@ class Storage:
         if catalog.startswith("sqlite:"):
             catalog = f"sqlite:{_local(catalog.removeprefix('sqlite:'), 'lake.catalog')}"
         elif catalog.startswith("postgres:"):
-            conninfo = catalog.removeprefix("postgres:")
-            if not _CONNINFO.fullmatch(conninfo) or "password" in conninfo.lower():
-                raise ConfigError(
-                    "lake.catalog",
-                    "postgres: conninfo may hold only key=value words (host, port, user, "
-                    "dbname, sslmode...); the password goes in lake.catalog_password or "
-                    "lake.catalog_password_file",
-                )
+            _check_conninfo(catalog, "catalog")
         else:
             raise ConfigError("lake.catalog", "expected sqlite:<file> or postgres:<conninfo>")
         password = _secret(lake.catalog_password, lake.catalog_password_file, "catalog_password")
+        query = lake.query_catalog
+        if query and not catalog.startswith("postgres:"):
+            raise ConfigError("lake.query_catalog", "is for a postgres: catalog only")
+        if query and not query.startswith("postgres:"):
+            raise ConfigError("lake.query_catalog", "expected postgres:<conninfo>")
+        if query:
+            _check_conninfo(query, "query_catalog")
+        query_password = _secret(
+            lake.query_catalog_password, lake.query_catalog_password_file, "query_catalog_password"
+        )
         s3 = None
         if data_path.startswith("s3://"):
             data_path = data_path.rstrip("/") + "/"
@@ -84,7 +92,28 @@ class Storage:
             s3 = _s3_access(lake)
         else:
             data_path = f"{_local(data_path, 'lake.data_path')}/"
-        return cls(catalog, data_path, password, s3)
+        return cls(catalog, data_path, password, s3, query, query_password)
+
+    def for_queries(self) -> Storage:
+        """This storage as a query session logs in to it: on a PostgreSQL catalog as
+        ``lake.query_catalog`` (``SELECT`` on DuckLake's schema only: the pipeline's login
+        reaches the activity log's schema and may write, ADR 0008), never as ``catalog``;
+        ConfigError (exit 2) where no such login is configured. An embedded catalog has no
+        logins: unchanged."""
+        if self.kind != "postgres" or self.query_login:
+            return self
+        if not self.query_catalog:
+            raise ConfigError(
+                "lake.query_catalog",
+                "a postgres: catalog needs a separate login for query sessions, with SELECT "
+                "on DuckLake's schema public only (README: a login for query sessions)",
+            )
+        return replace(
+            self,
+            catalog=self.query_catalog,
+            catalog_password=self.query_password,
+            query_login=True,
+        )
 
     @property
     def kind(self) -> str:
@@ -130,7 +159,8 @@ class Storage:
         if self.kind == "postgres":
             password = "" if self.catalog_password is None else self.catalog_password.reveal()
             if not _SECRET_TEXT.fullmatch(password or "x"):
-                raise ConfigError("lake.catalog_password", "holds a character we do not accept")
+                key = "query_catalog_password" if self.query_login else "catalog_password"
+                raise ConfigError(f"lake.{key}", "holds a character we do not accept")
             out.append(
                 f"CREATE OR REPLACE SECRET {CATALOG_SECRET_NAME} (TYPE postgres"
                 + (f", PASSWORD '{password}'" if password else "")
@@ -161,7 +191,8 @@ class Storage:
             # connection could name ``__ducklake_metadata_<name>.<schema>.<table>``: only
             # DuckLake's own schema (the postgres extension's default) is attached, so the
             # activity log's schema (:mod:`pipeline.access.logstore`) has no name here
-            # (``postgres_query`` still reaches it: see that module).
+            # (``postgres_query`` runs any SQL as the login: query sessions use one without
+            # that schema, :meth:`for_queries`).
             options.append(
                 f"METADATA_PARAMETERS MAP {{'SCHEMA': '{METADATA_SCHEMA}', "
                 f"'SECRET': '{CATALOG_SECRET_NAME}'}}"
@@ -169,6 +200,17 @@ class Storage:
         if read_only:
             options.append("READ_ONLY")
         return f"ATTACH 'ducklake:{self.catalog}' AS {name} ({', '.join(options)})"
+
+
+def _check_conninfo(catalog: str, key: str) -> None:
+    conninfo = catalog.removeprefix("postgres:")
+    if not _CONNINFO.fullmatch(conninfo) or "password" in conninfo.lower():
+        raise ConfigError(
+            f"lake.{key}",
+            "postgres: conninfo may hold only key=value words (host, port, user, "
+            f"dbname, sslmode...); the password goes in lake.{key}_password or "
+            f"lake.{key}_password_file",
+        )
 
 
 def _local(text: str, key: str) -> Path:

@@ -387,6 +387,8 @@ class Lake:
             lake._attach = attach
             if read_only:
                 con.execute(attach)
+                if storage.query_login:
+                    _check_query_login(con)
                 lake.temp_dir = private_temp_dir(temp_parent)
                 lake._lock_down(storage, None if confine is None else confine(lake))
             else:
@@ -895,6 +897,46 @@ class Lake:
             folder = base + table if table_relative else table
             folders.append(folder if folder.endswith("/") else f"{folder}/")
         return sorted(folders)
+
+
+# What a query session's PostgreSQL login could do beyond reading DuckLake's tables: each
+# names one power, none may hold (docs/adr/0008-query-confinement.md, layer 3).
+_QUERY_LOGIN_POWERS = """
+SELECT concat_ws(', ',
+  CASE WHEN r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+    OR r.rolbypassrls THEN 'is an administrator' END,
+  CASE WHEN pg_has_role(current_user, d.datdba, 'MEMBER') THEN 'owns the database' END,
+  CASE WHEN has_database_privilege(d.oid, 'CREATE, TEMPORARY')
+    THEN 'may create schemas or temporary tables' END,
+  CASE WHEN has_schema_privilege('public', 'CREATE') THEN 'may create tables' END,
+  CASE WHEN EXISTS (SELECT 1 FROM pg_namespace n
+    WHERE n.nspname NOT IN ('public', 'pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_%' AND has_schema_privilege(n.oid, 'USAGE'))
+    THEN 'may use a schema other than public (the activity log''s)' END,
+  CASE WHEN EXISTS (SELECT 1 FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
+    THEN 'may write a table' END
+) FROM pg_roles r, pg_database d
+WHERE r.rolname = current_user AND d.datname = current_database()
+"""
+
+
+def _check_query_login(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a query session whose PostgreSQL login may do more than read DuckLake's schema
+    (``lake.query_catalog`` naming the pipeline's login, or a role granted too much): what it
+    may do, a statement that got past both checks could do through ``postgres_query``."""
+    text = _QUERY_LOGIN_POWERS.replace("'", "''")
+    row = con.execute(
+        f"SELECT * FROM postgres_query('__ducklake_metadata_{CATALOG}', '{text}')"
+    ).fetchone()
+    powers = str(row[0]) if row else "cannot be checked"
+    if powers:
+        raise ConfigError(
+            "lake.query_catalog",
+            f"its role {powers}; a query session's login may only read DuckLake's schema "
+            "public (README: a login for query sessions)",
+        )
 
 
 def private_temp_dir(parent: Path | None) -> Path:

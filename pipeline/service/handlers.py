@@ -125,6 +125,8 @@ class Service:
         ``anpr audit verify`` checks the log against what ``anchor_source`` reads back."""
         self.settings = settings
         self.clock = clock
+        # A PostgreSQL catalog without a query login stops `anpr serve` at start (exit 2).
+        Storage.from_settings(settings.lake).for_queries()
         self.paths: AccessPaths = access_paths(settings)
         self.anchors = anchors
         self._anchor_source = anchor_source

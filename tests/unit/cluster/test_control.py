@@ -44,3 +44,14 @@ def test_the_database_folder_is_in_the_state_dir_unless_another_user_runs_it(
     # A real folder made before (or not as root) stays where it is.
     (tmp_path / "postgres").mkdir()
     assert postgres.server_root(tmp_path) == tmp_path.resolve() / "postgres"
+
+
+def test_the_sets_settings_give_query_sessions_their_own_login(tmp_path: Path) -> None:
+    config = tmp_path / "anpr.toml"
+    config.write_text(control.settings_toml(INFO), encoding="utf-8")
+    lake = load_settings(config, env={}).lake
+    assert lake.catalog == "postgres:host=127.0.0.1 port=5432 user=anpr dbname=anpr_lake"
+    assert lake.query_catalog == (
+        "postgres:host=127.0.0.1 port=5432 user=anpr_query dbname=anpr_lake"
+    )
+    assert lake.query_catalog_password_file == Path("/nonexistent/postgres/query-password")

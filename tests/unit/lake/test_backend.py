@@ -84,6 +84,25 @@ def test_postgres_and_s3_keep_every_secret_out_of_the_attach_text(tmp_path: Path
             },
             "lake.catalog_password_file",
         ),
+        (
+            {"ANPR_LAKE_CATALOG": "postgres:host=x", "ANPR_LAKE_QUERY_CATALOG": "host=x"},
+            "lake.query_catalog",
+        ),
+        (
+            {
+                "ANPR_LAKE_CATALOG": "postgres:host=x",
+                "ANPR_LAKE_QUERY_CATALOG": "postgres:host=x password=p",
+            },
+            "lake.query_catalog",
+        ),
+        ({"ANPR_LAKE_QUERY_CATALOG": "postgres:host=x user=q"}, "lake.query_catalog"),
+        (
+            {
+                "ANPR_LAKE_CATALOG": "postgres:host=x",
+                "ANPR_LAKE_QUERY_CATALOG_PASSWORD_FILE": "/nonexistent/anpr/pw",
+            },
+            "lake.query_catalog_password_file",
+        ),
     ],
 )
 def test_values_that_would_reach_sql_unchecked_are_refused(env: dict[str, str], key: str) -> None:
@@ -103,3 +122,31 @@ def test_an_existing_lake_is_required_with_one_message(tmp_path: Path) -> None:
     (tmp_path / "lake").mkdir()
     (tmp_path / "lake" / "catalog.sqlite").touch()
     assert Storage.existing(settings) == Storage.embedded(tmp_path / "lake")
+
+
+def test_query_sessions_log_in_as_the_query_login_never_the_pipelines(tmp_path: Path) -> None:
+    env = {
+        "ANPR_LAKE_CATALOG": "postgres:host=db.example user=anpr dbname=anpr_lake",
+        "ANPR_LAKE_CATALOG_PASSWORD": "pg-Pass-123",
+        "ANPR_LAKE_QUERY_CATALOG": "postgres:host=db.example user=anpr_query dbname=anpr_lake",
+        "ANPR_LAKE_QUERY_CATALOG_PASSWORD": "query-Pass-456",
+    }
+    storage = _storage(env)
+    assert storage.catalog == "postgres:host=db.example user=anpr dbname=anpr_lake"
+    query = storage.for_queries()
+    assert query.catalog == "postgres:host=db.example user=anpr_query dbname=anpr_lake"
+    assert query.query_login
+    assert query.for_queries() == query
+    assert "user=anpr_query" in query.attach_sql("lake", read_only=True)
+    secrets = " ".join(query.secrets_sql())
+    assert "PASSWORD 'query-Pass-456'" in secrets
+    assert "pg-Pass-123" not in secrets
+    assert "query-Pass-456" not in str(load_settings(env=env).redacted()["lake"])
+    # Without one, a PostgreSQL catalog has no login for queries: refused, never the pipeline's.
+    del env["ANPR_LAKE_QUERY_CATALOG"]
+    with pytest.raises(ConfigError) as caught:
+        _storage(env).for_queries()
+    assert caught.value.key == "lake.query_catalog"
+    # An embedded catalog has no logins.
+    embedded = _storage({"ANPR_LAKE_PATH": str(tmp_path / "lake")})
+    assert embedded.for_queries() is embedded
