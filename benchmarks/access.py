@@ -274,6 +274,8 @@ def main() -> None:
         result: dict[str, object] = {"rows": rows, "days": args.days, "lake_bytes": size}
         say("the query service against the in-process query")
         result["service"] = bench_service(path, tmp / "state", args.repeat, args.large_rows)
+        say("the analyst's copy of its views (layer 4) against an investigator session")
+        result["copy"] = bench_copy(path, args.repeat)
         left: list[str] = []
         if not args.service_only:
             left = subject_requests(path, tmp / "state", result)
@@ -285,6 +287,48 @@ def main() -> None:
             raise SystemExit(f"the plate is still in {left}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_copy(lake: Path, repeat: int) -> dict[str, float]:
+    """What layer 4 (docs/adr/0008) costs: opening an analyst session copies the window (every
+    row of this lake), against an investigator session that copies nothing; and bringing an
+    open copy up to date when nothing changed (paid before every analyst statement)."""
+    pseudo = Pseudonymiser(b"b" * 32)
+
+    def open_session(role: str) -> AccessSession:
+        return AccessSession.open(
+            lake, role, now=datetime.now(UTC), analyst_max_age_days=90, retention_months=6,
+            pseudo=pseudo,
+        )  # fmt: skip
+
+    opens: dict[str, list[float]] = {"investigator": [], "analyst": []}
+    for _ in range(3):
+        for role, times in opens.items():
+            began = time.perf_counter()
+            open_session(role).close()
+            times.append(time.perf_counter() - began)
+    with open_session("analyst") as session:
+        assert session.derived is not None
+        copied = session.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+        began = time.perf_counter()
+        for _ in range(repeat):
+            session.derived.refresh()
+        refresh_ms = (time.perf_counter() - began) / repeat * 1e3
+    analyst_s = statistics.median(opens["analyst"])
+    investigator_s = statistics.median(opens["investigator"])
+    rows = int(copied[0]) if copied else 0
+    say(
+        f"session open: analyst (copies {rows:,} rows) {analyst_s:.2f} s, investigator "
+        f"{investigator_s:.2f} s (medians of 3); refresh with nothing new {refresh_ms:.1f} ms"
+    )
+    return {
+        "analyst_rows_copied": rows,
+        "analyst_open_s": round(analyst_s, 3),
+        "investigator_open_s": round(investigator_s, 3),
+        "analyst_vs_investigator_open": round(analyst_s / investigator_s, 1),
+        "copy_rows_per_s": round(rows / analyst_s),
+        "refresh_unchanged_ms": round(refresh_ms, 2),
+    }
 
 
 def subject_requests(path: Path, state: Path, result: dict[str, object]) -> list[str]:
