@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from pipeline.access import attribution, statement
 from pipeline.access.audit import ActivityLog
-from pipeline.access.derived import DerivedCopy
+from pipeline.access.derived import DerivedCopy, SharedCopies
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.views import (
     ACTIVITY_VIEW,
@@ -102,17 +102,17 @@ class AccessSession:
         pseudo: Pseudonymiser,
         reads: statement.Reads,
         derived: DerivedCopy | None = None,
+        *,
+        owns_copy: bool = False,
     ) -> None:
         self.lake = lake
         self.plan = plan
         self.pseudo = pseudo
         self.reads = reads  # what a statement's plan may read, on :attr:`con`
         self.derived = derived
-
-    @property
-    def con(self) -> duckdb.DuckDBPyConnection:
-        """The connection statements run on: the copy's, or the lake's (clear-plate roles)."""
-        return self.lake.con if self.derived is None else self.derived.con
+        self._owns_copy = owns_copy  # closed with the session (no shared copies given)
+        # Statements run on a cursor of the copy (one per session), or the lake's connection.
+        self.con: duckdb.DuckDBPyConnection = lake.con if derived is None else derived.cursor()
 
     @classmethod
     def open(
@@ -128,10 +128,13 @@ class AccessSession:
         extension_dir: Path | None = None,
         storage: Storage | None = None,
         temp_parent: Path | None = None,
+        copies: SharedCopies | None = None,
     ) -> AccessSession:
         """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
         are where ``storage`` says (default: embedded under ``lake_path``); DuckDB spills to
-        a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`)."""
+        a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`).
+        An analyst or statistics session reads the role's copy in ``copies`` (made if there
+        is none), or a copy of its own without ``copies``."""
         built: list[tuple[ViewPlan, statement.Reads]] = []
 
         def confine(lake: Lake) -> frozenset[str]:
@@ -159,11 +162,20 @@ class AccessSession:
         if role not in DERIVED_ROLES:
             return cls(lake, plan, pseudo, reads)
         try:
-            derived = DerivedCopy(lake, plan, reads.tables, schema=SCHEMA, temp_parent=temp_parent)
+            if copies is None:
+                derived = DerivedCopy(
+                    lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
+                )
+            else:
+                derived = copies.get(
+                    lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
+                )
+            session = cls(lake, plan, pseudo, reads, derived, owns_copy=copies is None)
+            session.reads = _view_reads(session.con, plan)
         except BaseException:
             lake.close()
             raise
-        return cls(lake, plan, pseudo, _view_reads(derived.con, plan), derived)
+        return session
 
     @property
     def role(self) -> str:
@@ -180,7 +192,9 @@ class AccessSession:
 
     def close(self) -> None:
         if self.derived is not None:
-            self.derived.close()
+            self.con.close()
+            if self._owns_copy:
+                self.derived.close()
         self.lake.close()
 
     def __enter__(self) -> Self:
@@ -209,7 +223,7 @@ class AccessSession:
     def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
         """Run a checked statement on :attr:`con` (the copy brought up to date first)."""
         if self.derived is not None:
-            self.derived.refresh()
+            self.derived.refresh(self.lake)
         return self.con.execute(sql)
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:

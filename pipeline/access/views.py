@@ -54,6 +54,8 @@ class View:
     table: str  # the lake table whose rows it shows
     columns: str = "*"  # the SELECT list
     where: str | None = None  # which rows (may read the restrictions table too)
+    # (collection-time column, cutoff): rows collected before the cutoff are not shown.
+    window: tuple[str, datetime] | None = None
 
     @property
     def sql(self) -> str:
@@ -158,7 +160,18 @@ def _where(
 def _recent(
     spec: TableSpec, columns: Sequence[str], cutoff: datetime, restricted: str | None
 ) -> View:
-    return View(spec.name, spec.name, where=_where(spec, cutoff, restricted, columns))
+    return View(
+        spec.name,
+        spec.name,
+        where=_where(spec, cutoff, restricted, columns),
+        window=_window(spec, cutoff),
+    )
+
+
+def _window(spec: TableSpec, cutoff: datetime) -> tuple[str, datetime]:
+    if spec.collected_column is None:
+        raise ValueError(f"{spec.name} has no collection time")
+    return spec.collected_column, cutoff
 
 
 def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: str | None) -> View:
@@ -174,4 +187,5 @@ def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: s
         f"{PSEUDONYM_FUNCTION}(plate) AS plate_pseudonym",
     )
     where = _where(PLATE_READS_TABLE, cutoff, restricted, columns)
-    return View("plate_reads", "plate_reads", ", ".join(shown), where)
+    window = _window(PLATE_READS_TABLE, cutoff)
+    return View("plate_reads", "plate_reads", ", ".join(shown), where, window)

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from lakehelp import plate_reads, write_reads
 
+from pipeline.access.derived import SharedCopies
 from pipeline.access.session import AccessSession
 from pipeline.access.subjects import restrict
 from pipeline.lake.catalog import Lake
@@ -32,10 +33,12 @@ def lake_dir(tmp_path: Path) -> Path:
     return path
 
 
-def _open(lake_dir: Path, role: str) -> AccessSession:
+def _open(
+    lake_dir: Path, role: str, now: datetime = NOW, copies: SharedCopies | None = None
+) -> AccessSession:
     return AccessSession.open(
-        lake_dir, role, now=NOW, analyst_max_age_days=90, retention_months=6, pseudo=PSEUDO,
-        temp_parent=lake_dir.parent / "query-tmp",
+        lake_dir, role, now=now, analyst_max_age_days=90, retention_months=6, pseudo=PSEUDO,
+        temp_parent=lake_dir.parent / "query-tmp", copies=copies,
     )  # fmt: skip
 
 
@@ -125,3 +128,36 @@ def test_the_copy_spills_to_a_private_folder_removed_on_close(lake_dir: Path) ->
     assert Path(spilled) == folder
     session.close()
     assert not folder.exists()
+
+
+def test_later_sessions_share_the_copy_and_move_its_clock(lake_dir: Path) -> None:
+    # One row about to leave the 90-day window, one restriction about to end.
+    old, restricted = "DRV3001", PLATES[0]
+    with Lake.open(lake_dir) as lake:
+        write_reads(lake, plate_reads([NOW - timedelta(days=89, hours=12)], prefix="DRX",
+                                      plates=[old]))  # fmt: skip
+        restrict(lake, restricted, (NOW + timedelta(days=2)).date(), user="dora", reason=None,
+                 now=NOW, retention_months=6)  # fmt: skip
+    copies = SharedCopies()
+    try:
+        first = _open(lake_dir, "analyst", copies=copies)
+        derived = first.derived
+        assert derived is not None
+        seen = _pseudonyms(first)
+        assert PSEUDO.one(old) in seen
+        assert PSEUDO.one(restricted) not in seen
+        # A day later: the old row has left the window, the restriction still holds.
+        with _open(lake_dir, "analyst", NOW + timedelta(days=1), copies) as later:
+            assert later.derived is derived
+            assert PSEUDO.one(old) not in _pseudonyms(later)
+            assert derived.copies == 1
+            # The first session reads the same copy: the row is gone for it too.
+            assert PSEUDO.one(old) not in _pseudonyms(first)
+        first.close()
+        # Past the restriction's end: its rows are shown again (copied again).
+        with _open(lake_dir, "analyst", NOW + timedelta(days=3), copies) as after:
+            assert after.derived is derived
+            assert PSEUDO.one(restricted) in _pseudonyms(after)
+            assert derived.copies == 2
+    finally:
+        copies.close()
