@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.access.audit import ActivityLog
+from pipeline.access.derived import SharedCopies
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.session import AccessSession, run_logged
 from pipeline.access.subjects import erase, subject_access
@@ -274,6 +275,8 @@ def main() -> None:
         result: dict[str, object] = {"rows": rows, "days": args.days, "lake_bytes": size}
         say("the query service against the in-process query")
         result["service"] = bench_service(path, tmp / "state", args.repeat, args.large_rows)
+        say("the analyst's copy of its views (layer 4) against an investigator session")
+        result["copy"] = bench_copy(path, args.repeat)
         left: list[str] = []
         if not args.service_only:
             left = subject_requests(path, tmp / "state", result)
@@ -285,6 +288,60 @@ def main() -> None:
             raise SystemExit(f"the plate is still in {left}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_copy(lake: Path, repeat: int) -> dict[str, float]:
+    """What layer 4 (docs/adr/0008) costs: the service's first analyst session copies the
+    window (every row of this lake); later ones share that copy (moving its clock), against
+    an investigator session, which copies nothing; and bringing the copy up to date when
+    nothing changed (paid before every analyst statement)."""
+    pseudo = Pseudonymiser(b"b" * 32)
+    copies = SharedCopies()
+
+    def open_session(role: str) -> AccessSession:
+        return AccessSession.open(
+            lake, role, now=datetime.now(UTC), analyst_max_age_days=90, retention_months=6,
+            pseudo=pseudo, copies=copies,
+        )  # fmt: skip
+
+    try:
+        first_s, first = timed(
+            "first analyst session (makes the copy)", lambda: open_session("analyst")
+        )
+        first.close()
+        opens: dict[str, list[float]] = {"investigator": [], "analyst": []}
+        for _ in range(5):
+            for role, times in opens.items():
+                began = time.perf_counter()
+                open_session(role).close()
+                times.append(time.perf_counter() - began)
+        with open_session("analyst") as session:
+            assert session.derived is not None
+            assert session.derived.copies == 1
+            copied = session.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+            began = time.perf_counter()
+            for _ in range(repeat):
+                session.derived.refresh(session.lake)
+            refresh_ms = (time.perf_counter() - began) / repeat * 1e3
+    finally:
+        copies.close()
+    analyst_s = statistics.median(opens["analyst"])
+    investigator_s = statistics.median(opens["investigator"])
+    rows = int(copied[0]) if copied else 0
+    say(
+        f"copy of {rows:,} rows {first_s:.2f} s ({rows / first_s:,.0f} rows/s); later session "
+        f"open: analyst {analyst_s:.2f} s, investigator {investigator_s:.2f} s (medians of "
+        f"5); refresh with nothing new {refresh_ms:.1f} ms"
+    )
+    return {
+        "analyst_rows_copied": rows,
+        "first_analyst_open_s": round(first_s, 3),
+        "copy_rows_per_s": round(rows / first_s),
+        "later_analyst_open_s": round(analyst_s, 3),
+        "investigator_open_s": round(investigator_s, 3),
+        "later_analyst_vs_investigator_open": round(analyst_s / investigator_s, 2),
+        "refresh_unchanged_ms": round(refresh_ms, 2),
+    }
 
 
 def subject_requests(path: Path, state: Path, result: dict[str, object]) -> list[str]:

@@ -13,6 +13,11 @@ Opening a session, in order:
    session's own (other sessions' spills stay out of reach), ``enable_external_access =
    false``, and ``lock_configuration = true`` so none of it can be undone by the session.
 
+5. For the analyst and statistics roles, copy the views into a database of their own
+   (:class:`~pipeline.access.derived.DerivedCopy`: in memory, no catalog, no extension, no
+   file): their statements run there, brought up to date before each, and cannot reach the
+   lake even past both checks. The investigator's and the dpo's run on the lake's connection.
+
 Running a statement (:func:`run_logged`):
 
 1. Check it (:func:`statement.check`): one SELECT naming only the role's views. A refusal is
@@ -40,6 +45,7 @@ import pyarrow.compute as pc
 
 from pipeline.access import attribution, statement
 from pipeline.access.audit import ActivityLog
+from pipeline.access.derived import DerivedCopy, SharedCopies
 from pipeline.access.identity import Identity, Purpose
 from pipeline.access.views import (
     ACTIVITY_VIEW,
@@ -56,6 +62,8 @@ from pipeline.pseudonym import PSEUDONYM, Pseudonymiser
 logger = logging.getLogger(__name__)
 
 SCHEMA = "access"
+# Roles whose statements run on a copy of their views, never on the lake's connection.
+DERIVED_ROLES = frozenset({"analyst", "statistics"})
 # A normalised plate: what a result value must look like to be logged as a plate's pseudonym.
 _PLATE_LIKE = re.compile(r"[A-Z0-9]{2,10}")
 # A pseudonym inside any text, whatever its case; the words a clear plate can be one of.
@@ -88,12 +96,23 @@ class AccessSession:
     """One role's confined view of the lake (see the module docstring for how it is built)."""
 
     def __init__(
-        self, lake: Lake, plan: ViewPlan, pseudo: Pseudonymiser, reads: statement.Reads
+        self,
+        lake: Lake,
+        plan: ViewPlan,
+        pseudo: Pseudonymiser,
+        reads: statement.Reads,
+        derived: DerivedCopy | None = None,
+        *,
+        owns_copy: bool = False,
     ) -> None:
         self.lake = lake
         self.plan = plan
         self.pseudo = pseudo
-        self.reads = reads
+        self.reads = reads  # what a statement's plan may read, on :attr:`con`
+        self.derived = derived
+        self._owns_copy = owns_copy  # closed with the session (no shared copies given)
+        # Statements run on a cursor of the copy (one per session), or the lake's connection.
+        self.con: duckdb.DuckDBPyConnection = lake.con if derived is None else derived.cursor()
 
     @classmethod
     def open(
@@ -109,10 +128,13 @@ class AccessSession:
         extension_dir: Path | None = None,
         storage: Storage | None = None,
         temp_parent: Path | None = None,
+        copies: SharedCopies | None = None,
     ) -> AccessSession:
         """Open ``role``'s session on the lake at ``lake_path``, whose catalog and data files
         are where ``storage`` says (default: embedded under ``lake_path``); DuckDB spills to
-        a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`)."""
+        a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`).
+        An analyst or statistics session reads the role's copy in ``copies`` (made if there
+        is none), or a copy of its own without ``copies``."""
         built: list[tuple[ViewPlan, statement.Reads]] = []
 
         def confine(lake: Lake) -> frozenset[str]:
@@ -137,7 +159,23 @@ class AccessSession:
             lake.close()
             raise
         plan, reads = built[0]
-        return cls(lake, plan, pseudo, reads)
+        if role not in DERIVED_ROLES:
+            return cls(lake, plan, pseudo, reads)
+        try:
+            if copies is None:
+                derived = DerivedCopy(
+                    lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
+                )
+            else:
+                derived = copies.get(
+                    lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
+                )
+            session = cls(lake, plan, pseudo, reads, derived, owns_copy=copies is None)
+            session.reads = _view_reads(session.con, plan)
+        except BaseException:
+            lake.close()
+            raise
+        return session
 
     @property
     def role(self) -> str:
@@ -153,6 +191,10 @@ class AccessSession:
         return statement.Allowed(self.plan.names, subjects, clear_plates=clear)
 
     def close(self) -> None:
+        if self.derived is not None:
+            self.con.close()
+            if self._owns_copy:
+                self.derived.close()
         self.lake.close()
 
     def __enter__(self) -> Self:
@@ -168,15 +210,21 @@ class AccessSession:
 
     def reload_activity(self, activity: ActivityLog) -> None:
         """Replace the session's copy of the activity log with the log as it is now."""
-        self.lake.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
-        _load_activity(self.lake.con, activity)
+        self.con.execute(f"DROP TABLE memory.{SCHEMA}.{ACTIVITY_VIEW}")
+        _load_activity(self.con, activity)
 
     def check(self, sql: str) -> str:
         """Both checks: the syntax tree names only the views, and the bound plan reads only
         what the views read (see docs/adr/0008-query-confinement.md)."""
         statement.check(sql, self.allowed)
-        statement.check_plan(self.lake.con, sql, self.reads)
+        statement.check_plan(self.con, sql, self.reads)
         return sql
+
+    def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """Run a checked statement on :attr:`con` (the copy brought up to date first)."""
+        if self.derived is not None:
+            self.derived.refresh(self.lake)
+        return self.con.execute(sql)
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
         """Sorted keyed pseudonyms of the plates in a result (never the plates themselves).
@@ -322,7 +370,7 @@ def run_logged(
     }
     outcome, error = "interrupted", None
     try:
-        table = session.lake.execute(sql).to_arrow_table()
+        table = session.execute(sql).to_arrow_table()
         outcome = "ok"
     except duckdb.Error as exc:
         outcome, error = "failed", exc

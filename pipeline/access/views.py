@@ -48,8 +48,25 @@ _ANALYST_HIDDEN = frozenset(
 
 @dataclass(frozen=True)
 class View:
+    """A role's view: the rows of one lake table it shows (``where``), and how (``columns``)."""
+
     name: str
-    sql: str  # the SELECT the view stands for
+    table: str  # the lake table whose rows it shows
+    columns: str = "*"  # the SELECT list
+    where: str | None = None  # which rows (may read the restrictions table too)
+    # (collection-time column, cutoff): rows collected before the cutoff are not shown.
+    window: tuple[str, datetime] | None = None
+
+    @property
+    def sql(self) -> str:
+        """The SELECT the view stands for."""
+        return self.over(_table(self.table))
+
+    def over(self, relation: str) -> str:
+        """The view's SELECT with ``relation`` (rows of :attr:`table`, e.g. only those one
+        snapshot inserted) in place of the table."""
+        where = "" if self.where is None else f" WHERE {self.where}"
+        return f"SELECT {self.columns} FROM {relation}{where}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,7 @@ def plan_views(
     if role == "dpo":
         for name in sorted(tables):
             if name not in INTERNAL_TABLES:
-                views.append(View(name, f"SELECT * FROM {_table(name)}"))
+                views.append(View(name, name))
         return ViewPlan(role, tuple(views), activity_log=True)
     restricted = _restricted_plates(tables, now)
     if role == "analyst":
@@ -100,7 +117,7 @@ def plan_views(
         raise ValueError(f"unknown role {role!r}")
     for name in STATISTICS_TABLES:
         if name in tables:
-            views.append(View(name, f"SELECT * FROM {_table(name)}"))
+            views.append(View(name, name))
     return ViewPlan(role, tuple(views), activity_log=False)
 
 
@@ -143,8 +160,18 @@ def _where(
 def _recent(
     spec: TableSpec, columns: Sequence[str], cutoff: datetime, restricted: str | None
 ) -> View:
-    where = _where(spec, cutoff, restricted, columns)
-    return View(spec.name, f"SELECT * FROM {_table(spec.name)} WHERE {where}")
+    return View(
+        spec.name,
+        spec.name,
+        where=_where(spec, cutoff, restricted, columns),
+        window=_window(spec, cutoff),
+    )
+
+
+def _window(spec: TableSpec, cutoff: datetime) -> tuple[str, datetime]:
+    if spec.collected_column is None:
+        raise ValueError(f"{spec.name} has no collection time")
+    return spec.collected_column, cutoff
 
 
 def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: str | None) -> View:
@@ -160,6 +187,5 @@ def _analyst_plate_reads(columns: Sequence[str], cutoff: datetime, restricted: s
         f"{PSEUDONYM_FUNCTION}(plate) AS plate_pseudonym",
     )
     where = _where(PLATE_READS_TABLE, cutoff, restricted, columns)
-    return View(
-        "plate_reads", f"SELECT {', '.join(shown)} FROM {_table('plate_reads')} WHERE {where}"
-    )
+    window = _window(PLATE_READS_TABLE, cutoff)
+    return View("plate_reads", "plate_reads", ", ".join(shown), where, window)

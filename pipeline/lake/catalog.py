@@ -400,7 +400,7 @@ class Lake:
                 con.execute(attach)
                 if storage.query_login:
                     _check_query_login(con)
-                lake.temp_dir = _private_temp_dir(temp_parent)
+                lake.temp_dir = private_temp_dir(temp_parent)
                 lake._lock_down(storage, None if confine is None else confine(lake))
             else:
                 lake.retrying("create lake", lambda: lake._attach_and_create(attach))
@@ -978,7 +978,7 @@ def _check_query_login(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _private_temp_dir(parent: Path | None) -> Path:
+def private_temp_dir(parent: Path | None) -> Path:
     """A new folder only this account can enter (``mkdtemp`` makes it 0700)."""
     if parent is not None:
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from pipeline.access.anchors import AnchorPublisher, read_anchors, verify_log
 from pipeline.access.audit import ActivityLog, Anchor, summarise
+from pipeline.access.derived import SharedCopies
 from pipeline.access.identity import (
     CASE_PATTERN,
     AccessPaths,
@@ -134,6 +135,8 @@ class Service:
         if anchors is not None:
             anchors.start(self.log.head())
         self.pseudo = Pseudonymiser.from_key_file(self.paths.key_file)
+        # The analyst's and statistics' copies of their views, kept while the service runs.
+        self.copies = SharedCopies()
         self.pool = SessionPool(self._open_session, settings.serve.session_max_age_s)
         self._ops: dict[str, Callable[[Identity, Args], Reply]] = {
             "hello": self._hello,
@@ -146,6 +149,7 @@ class Service:
 
     def close(self) -> None:
         self.pool.close()
+        self.copies.close()
         if self.anchors is not None:
             self.anchors.close()
         self.log.close()
@@ -214,6 +218,7 @@ class Service:
             pseudo=self.pseudo,
             activity=self.log,
             temp_parent=self.paths.query_temp,
+            copies=self.copies,
         )
 
     def context(self, identity: Identity) -> AccessContext:

@@ -363,7 +363,7 @@ def test_the_locked_session_itself_cannot_loosen_its_settings(world: World) -> N
         pseudo=pseudo,
         storage=world.storage,
     ) as session:
-        con = session.lake.con
+        con = session.con
         for sql in (
             "SET enable_external_access = true",
             "SET lock_configuration = false",

@@ -89,7 +89,7 @@ def test_every_column_of_a_role_without_clear_plates_is_classified(
     lake_dir: Path, role: str
 ) -> None:
     with _open(lake_dir, role) as session:
-        con = session.lake.con
+        con = session.con
         seen = {
             f"{view}.{name}"
             for view in sorted(session.plan.names)
@@ -109,13 +109,13 @@ def test_the_passage_id_inversion_recovers_nothing_from_the_analyst_view(
     # The attack works on the unkeyed ids as stored: every plate comes back...
     assert _invert(stored) == set(PLATES)
     with _open(lake_dir, "analyst") as session:
-        shown = session.lake.con.execute(
+        shown = session.con.execute(
             "SELECT site_id, direction, captured_at, passage_id FROM plate_reads"
         ).to_arrow_table()
         # ...the analyst's ids are keyed: nothing does, and no column holds a plate.
         assert shown.num_rows == len(PLATES)
         assert _invert(shown) == set()
-        every = session.lake.con.execute("SELECT * FROM plate_reads").to_arrow_table()
+        every = session.con.execute("SELECT * FROM plate_reads").to_arrow_table()
     text = repr(every.to_pylist())
     assert not [p for p in PLATES if p in text]
     # Same passage, same keyed id: analysts can still count passages.
@@ -139,7 +139,7 @@ def test_wrapping_a_pseudonym_does_not_hide_whose_rows_were_returned(
     # Issue 15 item 7 (the part this change gives, see docs/adr/0008).
     pseudo = Pseudonymiser(b"k" * 32)
     with _open(lake_dir, "analyst") as session:
-        table = session.lake.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
+        table = session.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
         assert session.result_pseudonyms(table) == sorted(pseudo.one(p) for p in PLATES)
 
 
@@ -147,6 +147,6 @@ def test_wrapping_a_pseudonym_does_not_hide_whose_rows_were_returned(
 def test_wrapping_a_clear_plate_does_not_hide_it(lake_dir: Path, select: str) -> None:
     pseudo = Pseudonymiser(b"k" * 32)
     with _open(lake_dir, "investigator") as session:
-        table = session.lake.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
+        table = session.con.execute(f"SELECT {select} AS x FROM plate_reads").to_arrow_table()
         found = session.result_pseudonyms(table)
     assert set(found) >= {pseudo.one(p) for p in PLATES}

@@ -136,7 +136,7 @@ def test_the_plan_check_alone_refuses_what_reads_outside_the_views(world: World)
         Path(world.places["lake"]), "analyst", now=NOW, analyst_max_age_days=90,
         retention_months=6, pseudo=Pseudonymiser(b"k" * 32),
     ) as session:  # fmt: skip
-        con = session.lake.con
+        con = session.con
         checked = 0
         for sqls in corpus(world.places).values():
             for sql in sqls:
