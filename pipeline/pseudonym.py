@@ -31,15 +31,43 @@ PSEUDONYM = re.compile(rf"{PREFIX}[0-9a-f]{{{HEX_CHARS}}}")
 _KEY_BYTES = 32
 
 
+class _Hmac:
+    """HMAC-SHA256 under one key, the key schedule done once (RFC 2104): the inner and outer
+    hashes of the padded key are copied per message. Same digests as :func:`hmac.new`, about
+    twice as fast on short messages (a plate), where the schedule was most of the cost."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def hexdigest(self, message: bytes) -> str:
+        return self.digest(message).hex()
+
+
 class Pseudonymiser:
     """HMAC-SHA256 of the normalised plate under a secret key, truncated to 64 bits."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_ids", "_plates")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("a pseudonym key needs at least 16 bytes")
-        self._key = key
+        self._plates = _Hmac(key)
+        # Ids get a key of their own, derived from the plates' (label "anpr keyed ids").
+        self._ids = _Hmac(hmac.new(key, b"anpr keyed ids", hashlib.sha256).digest())
 
     def __repr__(self) -> str:
         return "Pseudonymiser(key=********)"
@@ -55,22 +83,17 @@ class Pseudonymiser:
         return cls(read_key(path, "access.pseudonym_key_file"))
 
     def one(self, plate: str) -> str:
-        digest = hmac.new(self._key, plate.encode(), hashlib.sha256).hexdigest()
-        return PREFIX + digest[:HEX_CHARS]
+        return PREFIX + self._plates.hexdigest(plate.encode())[:HEX_CHARS]
 
     def keyed_ids(self, ids: pa.Array | pa.ChunkedArray) -> pa.Array:
         """A keyed 64-bit replacement for each id (nulls stay null): HMAC-SHA256 of the id
         under a key derived for ids, so it cannot be recomputed from a guessed plate (as
         the stored passage id can) nor compared with a plate's pseudonym."""
         array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        key = hmac.new(self._key, b"anpr keyed ids", hashlib.sha256).digest()
         encoded = pc.dictionary_encode(array)
+        mac = self._ids.digest
         keyed = [
-            int.from_bytes(
-                hmac.new(key, int(v).to_bytes(8, "big", signed=True), hashlib.sha256).digest()[:8],
-                "big",
-                signed=True,
-            )
+            int.from_bytes(mac(int(v).to_bytes(8, "big", signed=True))[:8], "big", signed=True)
             for v in encoded.dictionary.to_pylist()
         ]
         return pc.take(pa.array(keyed, pa.int64()), encoded.indices)
