@@ -221,7 +221,9 @@ class SharedCopies:
     def __init__(self) -> None:
         self._copies: dict[str, DerivedCopy] = {}
         self._retired: list[DerivedCopy] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields
+        self._making: dict[str, threading.Lock] = {}  # one copy made at a time per role
+        self._closed = False
 
     def get(
         self,
@@ -233,29 +235,48 @@ class SharedCopies:
         schema: str,
         temp_parent: Path | None,
     ) -> DerivedCopy:
-        """The role's copy, at ``now`` or later (made from ``source`` if there is none)."""
+        """The role's copy, at ``now`` or later (made from ``source`` if there is none).
+        Making one takes seconds per million rows: only sessions of that role wait."""
         with self._lock:
-            copy = self._copies.get(plan.role)
-            if copy is not None and copy.plan.names != plan.names:
-                # A table appeared (statistics computed for the first time): a new copy.
-                # Sessions may still read the old one: it is closed with the others.
-                self._retired.append(copy)
-                copy = None
+            making = self._making.setdefault(plan.role, threading.Lock())
+        with making:
+            with self._lock:
+                self._check_open()
+                copy = self._copies.get(plan.role)
+                if copy is not None and copy.plan.names != plan.names:
+                    # A table appeared (statistics computed for the first time): a new copy.
+                    # Sessions may still read the old one: it is closed with the others.
+                    self._retired.append(self._copies.pop(plan.role))
+                    copy = None
             if copy is None:
                 copy = DerivedCopy(
                     source, plan, tables, now=now, schema=schema, temp_parent=temp_parent
                 )
-                self._copies[plan.role] = copy
+                with self._lock:
+                    if self._closed:
+                        copy.close()
+                    self._check_open()
+                    self._copies[plan.role] = copy
                 return copy
         copy.advance(source, plan, now)
         return copy
 
+    def copy_of(self, role: str) -> DerivedCopy | None:
+        """The role's copy, if one was made."""
+        with self._lock:
+            return self._copies.get(role)
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for copy in [*self._copies.values(), *self._retired]:
                 copy.close()
             self._copies.clear()
             self._retired.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the service is stopping: its copies are closed")
 
 
 def _current_snapshot(source: Lake) -> int:

@@ -15,9 +15,12 @@ from lakehelp import plate_reads, write_reads
 from pipeline.access.derived import SharedCopies
 from pipeline.access.session import AccessSession
 from pipeline.access.subjects import restrict
+from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.lake.extensions import extension_paths
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.service.handlers import Service
+from pipeline.service.peers import Peer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PLATES = ["DRV1001", "DRV1002", "DRV1003", "DRV1004"]
@@ -161,3 +164,31 @@ def test_later_sessions_share_the_copy_and_move_its_clock(lake_dir: Path) -> Non
             assert derived.copies == 2
     finally:
         copies.close()
+
+
+def test_the_service_makes_the_copies_before_the_first_query(lake_dir: Path) -> None:
+    # anpr serve runs warm() in a thread once it listens: the first analyst query then finds
+    # the copy made (not made again), and roles nobody holds get none.
+    env = {
+        "ANPR_LAKE_PATH": str(lake_dir),
+        "ANPR_STATE_DIR": str(lake_dir.parent / "state"),
+        "ANPR_ACCESS_USERS": "ann=analyst,ivan=investigator",
+    }
+    service = Service(load_settings(None, env=env))
+    try:
+        assert service.copies.copy_of("analyst") is None
+        service.warm()
+        made = service.copies.copy_of("analyst")
+        assert made is not None
+        assert made.copies == 1
+        assert service.copies.copy_of("statistics") is None
+        ask = {"sql": "SELECT count(*) AS n FROM plate_reads", "reason": "control",
+               "case": "CASE-1"}  # fmt: skip
+        reply = service.handle(Peer("ann", "unix", "test"), {"op": "query", "args": ask})
+        assert reply.exit == 0, reply.error
+        assert reply.table is not None
+        assert reply.table.to_pylist() == [{"n": len(PLATES)}]
+        assert service.copies.copy_of("analyst") is made
+        assert made.copies == 1
+    finally:
+        service.close()
