@@ -66,6 +66,15 @@ _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
 # The internal tables change a few rows per commit; inlined, they cost no files at all.
 # Table-scoped options can only be set once the table is committed.
 _INTERNAL_INLINING_LIMIT = 1000
+# Every commit leaves the offsets rows' old versions inlined in the catalog, and each of the
+# commit's statements on the table reads them all: a writer moves them out every this many
+# of its commits (write_batch, step 7; ADR 0006). A flush of ~100 commits' versions costs
+# about one commit.
+TIDY_EVERY = 100
+_FLUSH_SQL = f"SELECT * FROM ducklake_flush_inlined_data('{CATALOG}', table_name => ?)"
+# A flush writes a new file and the next UPDATE deletes every row of the one before: without
+# this rewrite each flush would leave one more file that every read of the table opens.
+_REWRITE_SQL = f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', ?, delete_threshold => 0)"
 
 _DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
 _DISABLED_WITH_S3 = "HuggingFaceFileSystem,PipeFileSystem"
@@ -329,6 +338,8 @@ class Lake:
         self.conflicts = 0  # write conflicts retried by retrying(), over the lake's life
         self.storage = Storage.embedded(path)
         self.temp_dir: Path | None = None  # a locked session's own DuckDB temporary folder
+        self.tidy_every = TIDY_EVERY  # write_batch, step 7 (tests set 1)
+        self._commits = 0  # commits by write_batch, for step 7
 
     @classmethod
     def open(
@@ -484,6 +495,8 @@ class Lake:
            rewriting the fence do (and an insert conflicts with step 4's deletion).
         6. Commit. On a write conflict roll back and repeat 1-6 after a jittered backoff;
            after the last attempt raise :class:`~pipeline.errors.LakeConflict`.
+        7. After every :attr:`tidy_every`-th commit of this lake, :meth:`tidy_internal`:
+           separate transactions, after the batch is committed, that change no row.
 
         Only after this returns may the caller tell Kafka (for monitoring only). Exactly-once
         follows: a batch's rows are visible if and only if its offsets are stored (one
@@ -509,7 +522,33 @@ class Lake:
                 unique=unique,
             ),
         )
+        self._commits += 1
+        if self._commits % self.tidy_every == 0:  # 7
+            self.tidy_internal()
         return self.conflicts - before
+
+    def tidy_internal(self) -> None:
+        """Move the offsets and fence tables' inlined row versions into one Parquet file per
+        table (``ducklake_flush_inlined_data``, then a rewrite of the table's files that
+        carry deletes), so a commit's reads of them stay small (ADR 0006).
+
+        Rows and offsets keep their values. Each step is a transaction of its own, retried on
+        conflict: on a SQLite catalog it conflicts with any concurrent commit, and the loser
+        (a worker's commit or this step) starts again on a fresh snapshot, so a commit still
+        meets its compare-and-set. A step that still conflicts after the last attempt is left
+        to the next time (or the nightly purge): the batch before is committed either way.
+        """
+        for spec in INTERNAL_TABLES:
+            for sql in (_FLUSH_SQL, _REWRITE_SQL):
+
+                def step(sql: str = sql, name: str = spec.name) -> None:
+                    self.con.execute(sql, [name]).fetchall()
+
+                try:
+                    self.retrying(f"tidy {spec.name}", step, transaction=True)
+                except LakeConflict:
+                    logger.warning("tidy %s: still conflicting, left for later", spec.name)
+                    return
 
     def _write_once(
         self,

@@ -27,7 +27,7 @@ import pytest
 from pipeline.access.session import AccessSession
 from pipeline.access.statement import QueryRefused
 from pipeline.errors import ConfigError
-from pipeline.lake.catalog import Lake, OffsetFenced, create_table_sql
+from pipeline.lake.catalog import TIDY_EVERY, Lake, OffsetFenced, create_table_sql, quote_ident
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.schemas import PLATE_READS
 
@@ -347,10 +347,13 @@ def claim_partition_zero(
         outcomes.append("fenced")
 
 
+@pytest.mark.parametrize("tidy_every", [TIDY_EVERY, 1])
 def test_concurrent_claims_on_one_partition_admit_exactly_one(
-    open_lake: Callable[..., Lake],
+    open_lake: Callable[..., Lake], tidy_every: int
 ) -> None:
     lakes = [open_lake(), open_lake()]
+    for lake in lakes:  # 1: each commit is followed by its tidy step, racing the other's
+        lake.tidy_every = tidy_every
     for round_ in range(4):
         # Two workers that both believe they own partition 0, from the same stored offset.
         stored = lakes[0].stored_offsets(GROUP, TOPIC).get(0)
@@ -370,6 +373,88 @@ def test_concurrent_claims_on_one_partition_admit_exactly_one(
         assert sorted(outcomes) == ["fenced", "stored"]
     assert count(lakes[0]) == 400
     assert lakes[0].stored_offsets(GROUP, TOPIC) == {0: 400}
+
+
+META = "__ducklake_metadata_lake"
+
+
+def inlined_offset_versions(lake: Lake) -> int:
+    """Rows (current and old versions) of the offsets table still inlined in the catalog."""
+    names = lake.execute(
+        f"SELECT i.table_name FROM {META}.ducklake_inlined_data_tables i "
+        f"JOIN {META}.ducklake_table t USING (table_id) "
+        "WHERE t.table_name = 'ingest_offsets' AND t.end_snapshot IS NULL"
+    ).fetchall()
+    total = 0
+    for (name,) in names:
+        (n,) = lake.execute(f"SELECT count(*) FROM {META}.{quote_ident(name)}").fetchone() or (0,)
+        total += int(n)
+    return total
+
+
+def live_offset_files(lake: Lake) -> int:
+    (n,) = lake.execute(
+        f"SELECT count(*) FROM {META}.ducklake_data_file f JOIN {META}.ducklake_table t "
+        "USING (table_id) WHERE t.table_name = 'ingest_offsets' AND t.end_snapshot IS NULL "
+        "AND f.end_snapshot IS NULL"
+    ).fetchone() or (0,)
+    return int(n)
+
+
+def test_tidy_step_moves_offset_versions_out_and_changes_nothing(
+    open_lake: Callable[..., Lake],
+) -> None:
+    lake = open_lake()
+    lake.tidy_every = 5
+    for i in range(12):
+        write_next(lake, i % 3, 10, seed=i)
+    # Tidied after commits 5 and 10: what is left inlined is commits 11 and 12's (each
+    # leaves 3 rows), not the 12 commits' ~36.
+    assert inlined_offset_versions(lake) <= 6
+    assert live_offset_files(lake) == 1
+    lake.tidy_internal()
+    assert inlined_offset_versions(lake) == 0
+    assert live_offset_files(lake) == 1
+    assert lake.stored_offsets(GROUP, TOPIC) == {0: 40, 1: 40, 2: 40}
+    assert count(lake) == 120
+    # The compare-and-set still holds on the moved rows.
+    assert write_next(lake, 1, 5) == 45
+    with pytest.raises(OffsetFenced):
+        lake.write_batch(
+            "plate_reads",
+            synthetic_reads(5, partition=1, start_offset=40, seed=99),
+            consumer_group=GROUP,
+            topic=TOPIC,
+            next_offsets={1: 45},
+            expected={1: 40},
+        )
+    assert count(lake) == 125
+
+
+def test_tidy_step_retries_a_conflict(open_lake: Callable[..., Lake]) -> None:
+    other = open_lake()
+    backoffs: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not backoffs:  # the other writer's tidy commits while this one backs off
+            other.execute("COMMIT")
+        backoffs.append(seconds)
+
+    lake = open_lake(sleep=sleep)
+    for i in range(4):
+        write_next(lake, i % 2, 10, seed=i)
+    # Another worker's tidy step holds the catalog's write lock in its open transaction.
+    other.execute("BEGIN TRANSACTION")
+    other.execute(
+        "SELECT * FROM ducklake_flush_inlined_data('lake', table_name => 'ingest_offsets')"
+    ).fetchall()
+    lake.tidy_internal()
+    assert backoffs
+    assert lake.conflicts >= 1
+    assert inlined_offset_versions(lake) == 0
+    assert live_offset_files(lake) == 1
+    assert lake.stored_offsets(GROUP, TOPIC) == other.stored_offsets(GROUP, TOPIC) == {0: 20, 1: 20}
+    assert count(lake) == 40
 
 
 # -- (5) partitions are UTC days ------------------------------------------------------------------
