@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.access.views import RESTRICTIONS_TABLE, ViewPlan
 from pipeline.lake.catalog import CATALOG, Lake, private_temp_dir, quote_ident
@@ -110,9 +111,10 @@ class DerivedCopy:
             self.con = _locked_database(self.temp_dir)
             self.con.execute(f"CREATE SCHEMA memory.{schema}")
             self.con.execute(f"USE memory.{schema}")
-            self._tables = _table_ids(source, tables)
+            self._read = frozenset(tables)
+            self._tables = _table_ids(source, self._read)
             with source.transaction():
-                self._copy_all(source, create=True)
+                self._copy_all(source)
         except BaseException:
             self.close()
             raise
@@ -133,72 +135,106 @@ class DerivedCopy:
     def advance(self, source: Lake, plan: ViewPlan, now: datetime) -> None:
         """Move the copy's clock to ``now`` (``plan``'s, built on ``source`` for ``now``;
         the same views as the copy's): rows collected before a view's new cutoff are deleted;
-        a restriction that ended in between shows rows again, so the copy is made again. An
-        earlier ``now`` does nothing (the copy's clock only moves forward)."""
+        a restriction that ended in between shows rows again, and a view that reads other
+        columns (a column added to the lake) needs them, so those copy it again. An earlier
+        ``now`` does nothing (the copy's clock only moves forward)."""
         if plan.names != self.plan.names:
             raise ValueError("a copy's views cannot change: make a new copy")
         with self._lock:
             if now <= self.now:
                 return
+            reshaped = _shape(plan) != _shape(self.plan)
             self.plan = plan
-            if RESTRICTIONS_TABLE in self._tables:
-                row = source.con.execute(
-                    f"SELECT count(*) FROM {CATALOG}.main.{RESTRICTIONS_TABLE} "
-                    "WHERE restricted_until > ? AND restricted_until <= ?",
-                    [self.now, now],
-                ).fetchone()
-                if row and row[0]:
-                    with source.transaction():
-                        self._copy_all(source, create=False)
-                    self.now = now
-                    return
-            for view in plan.views:
-                if view.window is not None:
-                    column, cutoff = view.window
-                    self.con.execute(
-                        f"DELETE FROM memory.{self.schema}.{quote_ident(view.name)} "
-                        f"WHERE {quote_ident(column)} < ?",
-                        [cutoff],
-                    )
+            if reshaped or self._restriction_ended(source, now):
+                with source.transaction():
+                    self._copy_all(source)
+            else:
+                self._in_transaction(lambda: self._trim(plan))
             self.now = now
 
     def refresh(self, source: Lake) -> None:
         """Bring the copy up to the lake's latest snapshot (appends or a new copy), reading
-        through ``source`` (a session's lake connection, with the copy's tables allowed)."""
+        through ``source`` (a session's lake connection, with the copy's tables allowed).
+        Each change to the copy is one transaction on it: a statement of another session
+        sees it whole or not at all, and a copy that fails leaves the one before."""
         with self._lock, source.transaction():
-            plan = self.plan
             current = _current_snapshot(source)
             if current == self.snapshot:
+                return
+            tables = _table_ids(source, self._read)
+            if current < self.snapshot or tables != self._tables:
+                # A catalog restored from a backup, a table dropped and made again: what
+                # changed cannot be told from the snapshots.
+                self._tables = tables
+                self._copy_all(source)
                 return
             rows = source.con.execute(
                 f"SELECT snapshot_id, changes FROM ducklake_snapshots('{CATALOG}') "
                 "WHERE snapshot_id > ?",
                 [self.snapshot],
             ).fetchall()
-            appendable = {v.table for v in plan.views}
-            changes = classify(rows, self.snapshot, self._tables, appendable)
+            plan = self.plan
+            changes = classify(rows, self.snapshot, self._tables, {v.table for v in plan.views})
             if changes.rebuild:
                 logger.debug("derived copy of %s: copied again", plan.role)
-                self._copy_all(source, create=False)
+                self._copy_all(source)
                 return
-            for view in plan.views:
-                if view.table in changes.appended:
-                    inserted = (
-                        f"ducklake_table_insertions('{CATALOG}', 'main', "
-                        f"'{view.table}', {self.snapshot + 1}, {current})"
-                    )
-                    self._feed(source, view.name, view.over(inserted), create=False)
+
+            def append() -> None:
+                for view in plan.views:
+                    if view.table in changes.appended:
+                        inserted = (
+                            f"ducklake_table_insertions('{CATALOG}', 'main', "
+                            f"'{view.table}', {self.snapshot + 1}, {current})"
+                        )
+                        self._feed(source, view.name, view.over(inserted), create=False)
+
+            self._in_transaction(append)
             self.snapshot = current
 
-    def _copy_all(self, source: Lake, *, create: bool) -> None:
-        """Every view copied (again), inside a transaction on ``source`` (one snapshot)."""
+    def _restriction_ended(self, source: Lake, now: datetime) -> bool:
+        if RESTRICTIONS_TABLE not in self._tables:
+            return False
+        row = source.con.execute(
+            f"SELECT count(*) FROM {CATALOG}.main.{RESTRICTIONS_TABLE} "
+            "WHERE restricted_until > ? AND restricted_until <= ?",
+            [self.now, now],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _trim(self, plan: ViewPlan) -> None:
+        for view in plan.views:
+            if view.window is not None:
+                column, cutoff = view.window
+                self.con.execute(
+                    f"DELETE FROM memory.{self.schema}.{quote_ident(view.name)} "
+                    f"WHERE {quote_ident(column)} < ?",
+                    [cutoff],
+                )
+
+    def _copy_all(self, source: Lake) -> None:
+        """Every view copied (again) in one transaction on the copy, inside one on
+        ``source`` (the caller's: one snapshot of the lake)."""
         current = _current_snapshot(source)
-        for view in self.plan.views:
-            if not create:
-                self.con.execute(f"DROP TABLE memory.{self.schema}.{quote_ident(view.name)}")
-            self._feed(source, view.name, view.sql, create=True)
+
+        def copy() -> None:
+            for view in self.plan.views:
+                table = f"memory.{self.schema}.{quote_ident(view.name)}"
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+                self._feed(source, view.name, view.sql, create=True)
+
+        self._in_transaction(copy)
         self.snapshot = current
         self.copies += 1
+
+    def _in_transaction(self, work: Callable[[], None]) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            work()
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
 
     def _feed(self, source: Lake, name: str, select: str, *, create: bool) -> None:
         """Rows of ``select`` (on the source) into the copy's table ``name``, in batches."""
@@ -209,9 +245,39 @@ class DerivedCopy:
             if create:
                 self.con.execute(f"CREATE TABLE {target} AS SELECT * FROM {_FEED}")
             else:
-                self.con.execute(f"INSERT INTO {target} SELECT * FROM {_FEED}")
+                self.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {_FEED}")
         finally:
             self.con.unregister(_FEED)
+
+    def run(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+        """Run one checked SELECT on a session's ``cursor``: one statement only, in a
+        read-only transaction that is rolled back, so nothing it does stays for another
+        session of the role; DuckDB's logging, which a statement can switch on and which
+        would show other sessions' statements, is switched off and emptied after it."""
+        if len(cursor.extract_statements(sql)) != 1:
+            raise duckdb.InvalidInputException("one statement at a time")
+        cursor.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            return cursor.execute(sql).to_arrow_table()
+        finally:
+            cursor.execute("ROLLBACK")
+            self._logging_off()
+
+    def _logging_off(self) -> None:
+        row = self.con.execute("SELECT current_setting('enable_logging')").fetchone()
+        if row and row[0]:
+            self.con.execute("CALL disable_logging()")
+            self.con.execute("CALL truncate_duckdb_logs()")
+            logger.error(
+                "a statement switched on DuckDB's logging in the %s copy past both checks: "
+                "switched off and emptied",
+                self.plan.role,
+            )
+
+
+def _shape(plan: ViewPlan) -> tuple[tuple[str, str, str], ...]:
+    """What a copy's tables hold, whatever the clock: each view's name, table and columns."""
+    return tuple((v.name, v.table, v.columns) for v in plan.views)
 
 
 class SharedCopies:
@@ -221,7 +287,9 @@ class SharedCopies:
     def __init__(self) -> None:
         self._copies: dict[str, DerivedCopy] = {}
         self._retired: list[DerivedCopy] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields
+        self._making: dict[str, threading.Lock] = {}  # one copy made at a time per role
+        self._closed = False
 
     def get(
         self,
@@ -233,29 +301,48 @@ class SharedCopies:
         schema: str,
         temp_parent: Path | None,
     ) -> DerivedCopy:
-        """The role's copy, at ``now`` or later (made from ``source`` if there is none)."""
+        """The role's copy, at ``now`` or later (made from ``source`` if there is none).
+        Making one takes seconds per million rows: only sessions of that role wait."""
         with self._lock:
-            copy = self._copies.get(plan.role)
-            if copy is not None and copy.plan.names != plan.names:
-                # A table appeared (statistics computed for the first time): a new copy.
-                # Sessions may still read the old one: it is closed with the others.
-                self._retired.append(copy)
-                copy = None
+            making = self._making.setdefault(plan.role, threading.Lock())
+        with making:
+            with self._lock:
+                self._check_open()
+                copy = self._copies.get(plan.role)
+                if copy is not None and copy.plan.names != plan.names:
+                    # A table appeared (statistics computed for the first time): a new copy.
+                    # Sessions may still read the old one: it is closed with the others.
+                    self._retired.append(self._copies.pop(plan.role))
+                    copy = None
             if copy is None:
                 copy = DerivedCopy(
                     source, plan, tables, now=now, schema=schema, temp_parent=temp_parent
                 )
-                self._copies[plan.role] = copy
+                with self._lock:
+                    if self._closed:
+                        copy.close()
+                    self._check_open()
+                    self._copies[plan.role] = copy
                 return copy
         copy.advance(source, plan, now)
         return copy
 
+    def copy_of(self, role: str) -> DerivedCopy | None:
+        """The role's copy, if one was made."""
+        with self._lock:
+            return self._copies.get(role)
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for copy in [*self._copies.values(), *self._retired]:
                 copy.close()
             self._copies.clear()
             self._retired.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the service is stopping: its copies are closed")
 
 
 def _current_snapshot(source: Lake) -> int:

@@ -220,11 +220,13 @@ class AccessSession:
         statement.check_plan(self.con, sql, self.reads)
         return sql
 
-    def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
-        """Run a checked statement on :attr:`con` (the copy brought up to date first)."""
-        if self.derived is not None:
-            self.derived.refresh(self.lake)
-        return self.con.execute(sql)
+    def run(self, sql: str) -> pa.Table:
+        """Run a checked statement on :attr:`con` and return its rows (on a copy: brought
+        up to date first, and nothing the statement does stays: :meth:`DerivedCopy.run`)."""
+        if self.derived is None:
+            return self.con.execute(sql).to_arrow_table()
+        self.derived.refresh(self.lake)
+        return self.derived.run(self.con, sql)
 
     def result_pseudonyms(self, table: pa.Table) -> list[str]:
         """Sorted keyed pseudonyms of the plates in a result (never the plates themselves).
@@ -370,7 +372,7 @@ def run_logged(
     }
     outcome, error = "interrupted", None
     try:
-        table = session.execute(sql).to_arrow_table()
+        table = session.run(sql)
         outcome = "ok"
     except duckdb.Error as exc:
         outcome, error = "failed", exc

@@ -30,7 +30,7 @@ from pipeline.access.identity import (
     check_purpose,
 )
 from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
-from pipeline.access.session import AccessSession, run_logged
+from pipeline.access.session import DERIVED_ROLES, AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
@@ -220,6 +220,22 @@ class Service:
             temp_parent=self.paths.query_temp,
             copies=self.copies,
         )
+
+    def warm(self) -> None:
+        """Make the analyst's and statistics' copies of their views (ADR 0008, layer 4) before
+        their first query: ``anpr serve`` runs this in a thread once it listens. A copy of a
+        large window takes seconds to minutes; without this the first query would wait."""
+        for role in sorted(DERIVED_ROLES & set(self.settings.access.users.values())):
+            began = time.monotonic()
+            try:
+                with self.pool.session(role):
+                    pass
+            except Exception as exc:  # the first query tries again and reports it
+                # The type only: a DuckDB message may quote a value of a row.
+                logger.warning("could not prepare the %s role's copy: %s", role,
+                               type(exc).__name__)  # fmt: skip
+                continue
+            logger.info("the %s role's copy is ready (%.1f s)", role, time.monotonic() - began)
 
     def context(self, identity: Identity) -> AccessContext:
         """The access context of a request: the peer's identity, the service's rules."""

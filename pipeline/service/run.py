@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def serve(
             f" and TLS {tls[0]}:{tls[1]}" if tls else "",
             len(settings.access.users),
         )
+        # The analyst's and statistics' copies are made while the first clients connect.
+        threading.Thread(target=service.warm, name="anpr-serve-warm", daemon=True).start()
         if on_ready is not None:
             on_ready(server)
         server.serve()

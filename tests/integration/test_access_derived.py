@@ -15,9 +15,12 @@ from lakehelp import plate_reads, write_reads
 from pipeline.access.derived import SharedCopies
 from pipeline.access.session import AccessSession
 from pipeline.access.subjects import restrict
+from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
 from pipeline.lake.extensions import extension_paths
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.service.handlers import Service
+from pipeline.service.peers import Peer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PLATES = ["DRV1001", "DRV1002", "DRV1003", "DRV1004"]
@@ -79,14 +82,14 @@ def test_past_both_checks_the_copy_reaches_no_lake_catalog_file_or_extension(
         databases = {r[0] for r in rows}
         assert databases == {"memory", "system", "temp"}
         if role == "analyst":  # its view still answers, with no clear plate in any column
-            rows = session.execute("SELECT * FROM plate_reads").to_arrow_table()
+            rows = session.run("SELECT * FROM plate_reads")
             assert rows.num_rows == len(PLATES)
             assert not [p for p in PLATES if p in repr(rows.to_pylist())]
             assert stored.num_rows == 1
 
 
 def _pseudonyms(session: AccessSession) -> set[str]:
-    table = session.execute("SELECT plate_pseudonym FROM plate_reads").to_arrow_table()
+    table = session.run("SELECT plate_pseudonym FROM plate_reads")
     return set(table["plate_pseudonym"].to_pylist())
 
 
@@ -159,5 +162,128 @@ def test_later_sessions_share_the_copy_and_move_its_clock(lake_dir: Path) -> Non
             assert after.derived is derived
             assert PSEUDO.one(restricted) in _pseudonyms(after)
             assert derived.copies == 2
+    finally:
+        copies.close()
+
+
+def test_the_service_makes_the_copies_before_the_first_query(lake_dir: Path) -> None:
+    # anpr serve runs warm() in a thread once it listens: the first analyst query then finds
+    # the copy made (not made again), and roles nobody holds get none.
+    env = {
+        "ANPR_LAKE_PATH": str(lake_dir),
+        "ANPR_STATE_DIR": str(lake_dir.parent / "state"),
+        "ANPR_ACCESS_USERS": "ann=analyst,ivan=investigator",
+    }
+    service = Service(load_settings(None, env=env))
+    try:
+        assert service.copies.copy_of("analyst") is None
+        service.warm()
+        made = service.copies.copy_of("analyst")
+        assert made is not None
+        assert made.copies == 1
+        assert service.copies.copy_of("statistics") is None
+        ask = {"sql": "SELECT count(*) AS n FROM plate_reads", "reason": "control",
+               "case": "CASE-1"}  # fmt: skip
+        reply = service.handle(Peer("ann", "unix", "test"), {"op": "query", "args": ask})
+        assert reply.exit == 0, reply.error
+        assert reply.table is not None
+        assert reply.table.to_pylist() == [{"n": len(PLATES)}]
+        assert service.copies.copy_of("analyst") is made
+        assert made.copies == 1
+    finally:
+        service.close()
+
+
+def test_past_both_checks_a_statement_changes_nothing_another_session_reads(
+    lake_dir: Path,
+) -> None:
+    # Every statement on a copy runs alone, read-only, and is rolled back: writes, leftovers
+    # and DuckDB's logging (which would show other sessions' statements) do not stay.
+    copies = SharedCopies()
+    try:
+        with (
+            _open(lake_dir, "analyst", copies=copies) as mine,
+            _open(lake_dir, "analyst", copies=copies) as theirs,
+        ):
+            derived = mine.derived
+            assert derived is not None
+            for sql in (
+                "DELETE FROM plate_reads",
+                "UPDATE plate_reads SET plate_pseudonym = 'forged'",
+                "DROP TABLE plate_reads",
+                "CREATE TABLE memory.access.left_behind AS SELECT 1 AS x",
+                "CREATE MACRO left_behind(x) AS x",
+                "SELECT 1; DROP TABLE plate_reads",
+            ):
+                with pytest.raises(duckdb.Error):
+                    derived.run(mine.con, sql)
+            for sql in (
+                "ATTACH ':memory:' AS spare",
+                "CREATE TEMP TABLE spare AS SELECT 1 AS x",
+                "CALL enable_logging()",
+            ):
+                derived.run(mine.con, sql)
+            assert _pseudonyms(theirs) == {PSEUDO.one(p) for p in PLATES}
+            tables = theirs.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            assert tables == [("plate_reads",)]
+            rows = theirs.con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+            assert {r[0] for r in rows} == {"memory", "system", "temp"}
+            logging = theirs.con.execute("SELECT current_setting('enable_logging')").fetchone()
+            assert logging == (False,)
+            assert theirs.con.execute("SELECT count(*) FROM duckdb_logs()").fetchone() == (0,)
+    finally:
+        copies.close()
+
+
+def test_a_copy_that_fails_leaves_the_one_before(
+    lake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(lake_dir, "analyst") as session:
+        derived = session.derived
+        assert derived is not None
+        with Lake.open(lake_dir) as lake:
+            lake.execute("DELETE FROM plate_reads WHERE plate = ?", [PLATES[0]])
+        feed = derived._feed
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise duckdb.IOException("the lake went away mid-copy")
+
+        monkeypatch.setattr(derived, "_feed", broken)
+        with pytest.raises(duckdb.IOException):
+            session.run("SELECT plate_pseudonym FROM plate_reads")
+        # The old copy still answers (a statement that bypassed refresh sees it whole)...
+        rows = session.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+        assert rows == (len(PLATES),)
+        # ...and the next refresh copies again.
+        monkeypatch.setattr(derived, "_feed", feed)
+        assert _pseudonyms(session) == {PSEUDO.one(p) for p in PLATES[1:]}
+
+
+def test_a_table_made_again_and_a_new_column_are_followed(lake_dir: Path) -> None:
+    copies = SharedCopies()
+    try:
+        with _open(lake_dir, "analyst", copies=copies) as session:
+            assert _pseudonyms(session) == {PSEUDO.one(p) for p in PLATES}
+            # The restrictions table dropped and made again (a new table id)...
+            with Lake.open(lake_dir) as lake:
+                lake.execute("DROP TABLE subject_restrictions")
+            Lake.open(lake_dir).close()  # opening makes the missing table again
+            assert _pseudonyms(session) == {PSEUDO.one(p) for p in PLATES}
+            # ...then used: the copy follows the new table.
+            with Lake.open(lake_dir) as lake:
+                restrict(lake, PLATES[0], (NOW + timedelta(days=30)).date(), user="dora",
+                         reason=None, now=NOW, retention_months=6)  # fmt: skip
+            assert PSEUDO.one(PLATES[0]) not in _pseudonyms(session)
+            # A column added to the lake, seen first by this session (its view lacks it)...
+            with Lake.open(lake_dir) as lake:
+                lake.execute("ALTER TABLE plate_reads ADD COLUMN lane_note VARCHAR")
+            assert PSEUDO.one(PLATES[1]) in _pseudonyms(session)
+        # ...then a later session's view shows it, and new rows keep coming.
+        later = NOW + timedelta(minutes=1)
+        with _open(lake_dir, "analyst", later, copies) as session:
+            with Lake.open(lake_dir) as lake:
+                write_reads(lake, plate_reads([NOW], prefix="DRN", plates=["DRV4001"]))
+            table = session.run("SELECT plate_pseudonym, lane_note FROM plate_reads")
+            assert PSEUDO.one("DRV4001") in table["plate_pseudonym"].to_pylist()
     finally:
         copies.close()
