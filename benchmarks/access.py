@@ -46,7 +46,7 @@ import pyarrow as pa
 from pipeline.access.audit import ActivityLog
 from pipeline.access.derived import SharedCopies
 from pipeline.access.identity import Identity, Purpose
-from pipeline.access.session import AccessSession, run_logged
+from pipeline.access.session import SCHEMA, AccessSession, run_logged
 from pipeline.access.subjects import erase, subject_access
 from pipeline.config import load_settings
 from pipeline.erasure import ErasureLedger
@@ -296,7 +296,7 @@ def bench_copy(lake: Path, repeat: int) -> dict[str, float]:
     an investigator session, which copies nothing; and bringing the copy up to date when
     nothing changed (paid before every analyst statement)."""
     pseudo = Pseudonymiser(b"b" * 32)
-    copies = SharedCopies()
+    copies = SharedCopies(schema=SCHEMA, temp_parent=None)
 
     def open_session(role: str) -> AccessSession:
         return AccessSession.open(

@@ -282,9 +282,12 @@ def _shape(plan: ViewPlan) -> tuple[tuple[str, str, str], ...]:
 
 class SharedCopies:
     """One :class:`DerivedCopy` per role for the service's lifetime (made by the first
-    session of the role, moved forward by each later one); closed with the service."""
+    session of the role, moved forward by each later one); closed with the service. Each
+    copy's tables are in ``memory.<schema>``, its spills under ``temp_parent``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, schema: str, temp_parent: Path | None) -> None:
+        self._schema = schema
+        self._temp_parent = temp_parent
         self._copies: dict[str, DerivedCopy] = {}
         self._retired: list[DerivedCopy] = []
         self._lock = threading.Lock()  # guards the fields
@@ -292,14 +295,7 @@ class SharedCopies:
         self._closed = False
 
     def get(
-        self,
-        source: Lake,
-        plan: ViewPlan,
-        tables: Collection[str],
-        *,
-        now: datetime,
-        schema: str,
-        temp_parent: Path | None,
+        self, source: Lake, plan: ViewPlan, tables: Collection[str], *, now: datetime
     ) -> DerivedCopy:
         """The role's copy, at ``now`` or later (made from ``source`` if there is none).
         Making one takes seconds per million rows: only sessions of that role wait."""
@@ -316,7 +312,12 @@ class SharedCopies:
                     copy = None
             if copy is None:
                 copy = DerivedCopy(
-                    source, plan, tables, now=now, schema=schema, temp_parent=temp_parent
+                    source,
+                    plan,
+                    tables,
+                    now=now,
+                    schema=self._schema,
+                    temp_parent=self._temp_parent,
                 )
                 with self._lock:
                     if self._closed:

@@ -134,7 +134,7 @@ class AccessSession:
         are where ``storage`` says (default: embedded under ``lake_path``); DuckDB spills to
         a private folder of the session's own under ``temp_parent`` (see :meth:`Lake.open`).
         An analyst or statistics session reads the role's copy in ``copies`` (made if there
-        is none), or a copy of its own without ``copies``."""
+        is none; ``copies`` says where it spills), or a copy of its own without ``copies``."""
         built: list[tuple[ViewPlan, statement.Reads]] = []
 
         def confine(lake: Lake) -> frozenset[str]:
@@ -167,9 +167,7 @@ class AccessSession:
                     lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
                 )
             else:
-                derived = copies.get(
-                    lake, plan, reads.tables, now=now, schema=SCHEMA, temp_parent=temp_parent
-                )
+                derived = copies.get(lake, plan, reads.tables, now=now)
             session = cls(lake, plan, pseudo, reads, derived, owns_copy=copies is None)
             session.reads = _view_reads(session.con, plan)
         except BaseException:

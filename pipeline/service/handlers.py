@@ -30,7 +30,7 @@ from pipeline.access.identity import (
     check_purpose,
 )
 from pipeline.access.requests import AccessContext, dpo_only, log_audit_report
-from pipeline.access.session import DERIVED_ROLES, AccessSession, run_logged
+from pipeline.access.session import DERIVED_ROLES, SCHEMA, AccessSession, run_logged
 from pipeline.access.statement import QueryRefused
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
@@ -136,7 +136,7 @@ class Service:
             anchors.start(self.log.head())
         self.pseudo = Pseudonymiser.from_key_file(self.paths.key_file)
         # The analyst's and statistics' copies of their views, kept while the service runs.
-        self.copies = SharedCopies()
+        self.copies = SharedCopies(schema=SCHEMA, temp_parent=self.paths.query_temp)
         self.pool = SessionPool(self._open_session, settings.serve.session_max_age_s)
         self._ops: dict[str, Callable[[Identity, Args], Reply]] = {
             "hello": self._hello,

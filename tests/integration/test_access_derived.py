@@ -13,7 +13,7 @@ import pytest
 from lakehelp import plate_reads, write_reads
 
 from pipeline.access.derived import SharedCopies
-from pipeline.access.session import AccessSession
+from pipeline.access.session import SCHEMA, AccessSession
 from pipeline.access.subjects import restrict
 from pipeline.config import load_settings
 from pipeline.lake.catalog import Lake
@@ -34,6 +34,10 @@ def lake_dir(tmp_path: Path) -> Path:
     with Lake.open(path) as lake:
         write_reads(lake, plate_reads(times, prefix="DRV", plates=PLATES))
     return path
+
+
+def _copies(lake_dir: Path) -> SharedCopies:
+    return SharedCopies(schema=SCHEMA, temp_parent=lake_dir.parent / "query-tmp")
 
 
 def _open(
@@ -141,7 +145,7 @@ def test_later_sessions_share_the_copy_and_move_its_clock(lake_dir: Path) -> Non
                                       plates=[old]))  # fmt: skip
         restrict(lake, restricted, (NOW + timedelta(days=2)).date(), user="dora", reason=None,
                  now=NOW, retention_months=6)  # fmt: skip
-    copies = SharedCopies()
+    copies = _copies(lake_dir)
     try:
         first = _open(lake_dir, "analyst", copies=copies)
         derived = first.derived
@@ -199,7 +203,7 @@ def test_past_both_checks_a_statement_changes_nothing_another_session_reads(
 ) -> None:
     # Every statement on a copy runs alone, read-only, and is rolled back: writes, leftovers
     # and DuckDB's logging (which would show other sessions' statements) do not stay.
-    copies = SharedCopies()
+    copies = _copies(lake_dir)
     try:
         with (
             _open(lake_dir, "analyst", copies=copies) as mine,
@@ -260,7 +264,7 @@ def test_a_copy_that_fails_leaves_the_one_before(
 
 
 def test_a_table_made_again_and_a_new_column_are_followed(lake_dir: Path) -> None:
-    copies = SharedCopies()
+    copies = _copies(lake_dir)
     try:
         with _open(lake_dir, "analyst", copies=copies) as session:
             assert _pseudonyms(session) == {PSEUDO.one(p) for p in PLATES}
