@@ -2,9 +2,12 @@
 
 A retransmission repeats the whole event, so its ``captured_at`` is the original's. The window
 therefore keys on (capture hour, 64-bit hash of the event id): a repeat is looked up only in its
-own hour, and whole hours fall out of the window once they are older than ``window`` behind the
-newest capture seen. Memory is 8 bytes per remembered event (a 5M-event day is 40 MB), capped
-by ``max_entries`` (oldest hours are forgotten first).
+own hour. A whole hour falls out of the window once it is older than ``window`` behind the
+newest capture seen *and* nothing was added to it for ``window`` of the worker's own time: a
+camera that uploads days of buffered reads after an outage retransmits them too, and those
+late hours, days behind the newest capture, must hold their ids while the repeats can still
+come. Memory is 8 bytes per remembered event (a 5M-event day is 40 MB), capped by
+``max_entries`` (oldest hours are forgotten first).
 
 The hash is a seeded polynomial over the UTF-8 bytes, finished with the splitmix64 mixer,
 computed with numpy over the Arrow buffers (no per-message Python). Two different ids share a
@@ -17,6 +20,8 @@ that arrives after a crash is still caught.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,10 +67,19 @@ class DedupWindow:
     hour has O(log n) runs and each hash is merged O(log n) times.
     """
 
-    def __init__(self, window: timedelta, *, max_entries: int = 20_000_000) -> None:
+    def __init__(
+        self,
+        window: timedelta,
+        *,
+        max_entries: int = 20_000_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._window_hours = max(1, int(window.total_seconds() // 3600))
+        self._window_s = window.total_seconds()
         self._max_entries = max_entries
+        self._clock = clock  # the worker's own time, in seconds
         self._buckets: dict[int, list[U64Array]] = {}  # hour → sorted runs of hashes
+        self._touched: dict[int, float] = {}  # hour → clock when ids were last added to it
         self._entries = 0
         self._newest_hour: int | None = None
 
@@ -116,7 +130,9 @@ class DedupWindow:
         hours, hashes = keys.hours, keys.hashes
         if not len(hashes):
             return
+        now = self._clock()
         for hour in np.unique(hours):
+            self._touched[int(hour)] = now
             runs = self._buckets.setdefault(int(hour), [])
             new = np.unique(hashes[hours == hour])
             self._entries += len(new)
@@ -135,16 +151,20 @@ class DedupWindow:
     def _evict(self) -> None:
         assert self._newest_hour is not None
         oldest_kept = self._newest_hour - self._window_hours
+        quiet_since = self._clock() - self._window_s
         for hour in sorted(self._buckets):
-            if hour >= oldest_kept and self._entries <= self._max_entries:
-                break
-            if hour >= oldest_kept:
+            over = self._entries > self._max_entries
+            stale = hour < oldest_kept and self._touched[hour] <= quiet_since
+            if not (over or stale):
+                continue  # a later hour may still be stale: a late hour is kept, not a fence
+            if not stale:
                 logger.warning(
                     "deduplication window over %d entries: forgetting capture hour %d early",
                     self._max_entries,
                     hour,
                 )
             self._entries -= sum(len(run) for run in self._buckets.pop(hour))
+            del self._touched[hour]
 
 
 def _hours(captured_at: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:

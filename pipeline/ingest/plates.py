@@ -20,7 +20,6 @@ from confluent_kafka import Message
 from pipeline.codec.batch import decode_batch
 from pipeline.codec.plate_reads import DecodeLimits
 from pipeline.config import Settings
-from pipeline.ingest.dedup import DedupWindow, WindowKeys
 from pipeline.ingest.worker import Decoded, Feed
 from pipeline.lake.catalog import Lake
 from pipeline.metrics import IngestMetrics
@@ -36,18 +35,18 @@ TABLE = "plate_reads"  # the plate reads' lake table (PlateDecoder.table)
 
 @dataclass(frozen=True)
 class PartitionMemory:
-    """What a worker remembers of one partition between batches."""
+    """What a worker remembers of one partition between batches: its open passages.
 
-    repeats: DedupWindow
+    Repeats are not remembered here: the worker's own id window (``unique_column``) holds every
+    id it stored from any partition, and a second window per partition only doubled the memory.
+    """
+
     passages: PassageGrouper
-
-    def remember(self, keys: WindowKeys, assigned: Assigned) -> None:
-        self.repeats.remember_keys(keys)
-        self.passages.remember(assigned)
 
 
 class PlateDecoder:
-    """Plate reads for :class:`LakeIngestor`: decode, drop repeats, assign passages."""
+    """Plate reads for :class:`LakeIngestor`: decode and assign passages (the worker drops
+    repeated event ids, :attr:`unique_column`)."""
 
     table = TABLE
     schema = PLATE_READS
@@ -90,30 +89,24 @@ class PlateDecoder:
         )
 
     def recall(self, lake: Lake, partition: int) -> PartitionMemory:
-        """What the lake stored recently from ``partition``, so repeats after a restart still
-        drop and passages continue with the same ids as before it."""
+        """What the lake stored recently from ``partition``, so passages continue after a
+        restart with the same ids as before it."""
         recent = lake.recent_rows(
             self.table,
-            ["event_id", "captured_at", "site_id", "direction", "plate", "passage_id"],
+            ["captured_at", "site_id", "direction", "plate", "passage_id"],
             self._dedup_window,
             source_partition=partition,
         )
-        memory = PartitionMemory(
-            DedupWindow(self._dedup_window), PassageGrouper(self._passage_window)
-        )
-        memory.repeats.remember(recent["event_id"], recent["captured_at"])
+        memory = PartitionMemory(PassageGrouper(self._passage_window))
         with_passage = recent.filter(pc.is_valid(recent["passage_id"]))
         memory.passages.remember(Assigned.from_rows(with_passage))
         return memory
 
     def keep(self, memory: PartitionMemory, rows: pa.Table) -> tuple[pa.Table, Callable[[], None]]:
-        """New reads only, each with its ``passage_id``."""
-        keys = WindowKeys.of(rows["event_id"], rows["captured_at"])
-        new = memory.repeats.filter_keys(keys)
-        kept = rows.filter(new)
-        assigned = memory.passages.assign(kept)
-        step = functools.partial(memory.remember, keys.take(new), assigned)
-        return kept.append_column("passage_id", assigned.ids), step
+        """The reads, each with its ``passage_id`` (repeats are already dropped)."""
+        assigned = memory.passages.assign(rows)
+        step = functools.partial(memory.passages.remember, assigned)
+        return rows.append_column("passage_id", assigned.ids), step
 
     def complete(self, rows: pa.Table) -> dict[str, pa.Array]:
         extra: dict[str, pa.Array] = {}

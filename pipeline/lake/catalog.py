@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -708,11 +708,15 @@ class Lake:
         source_partition: int | None = None,
     ) -> pa.Table:
         """``columns`` of the rows captured within ``window`` of the newest stored capture,
+        and of the rows stored within ``window`` of now whatever their capture time,
         optionally only those consumed from one Kafka partition.
 
         Warms a worker's in-memory windows (repeats, passages) after a restart or an
         assignment. Relative to the newest row, not the clock, so replaying an old backlog
-        warms the right rows. Waits out a catalog outage: it runs in the assignment callback.
+        warms the right rows; and the late rows a camera uploaded after an outage, days
+        behind the newest, are there too while their repeats can still come (the rows of
+        older ingests are pruned by the files' ``ingested_at`` statistics). Waits out a
+        catalog outage: it runs in the assignment callback.
         """
         spec = DATA_TABLES.get(table)
         if spec is None or spec.day_column is None:
@@ -727,13 +731,18 @@ class Lake:
             where, params = "source_partition = ?", [source_partition]
         only = f"WHERE {where}" if where else ""
         also = f"AND {where}" if where else ""
-        sql = (
-            f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {name} "
-            f"WHERE {day} >= (SELECT max({day}) FROM {name} {only}) - ? {also}"
-        )
+        selected = ", ".join(quote_ident(c) for c in columns)
+        newest = f"(SELECT max({day}) FROM {name} {only}) - ?"
+        sql = f"SELECT {selected} FROM {name} WHERE {day} >= {newest} {also}"
+        args: list[object] = [*params, window, *params]
+        if "ingested_at" in spec.schema.names:
+            sql += (
+                f" UNION ALL SELECT {selected} FROM {name} "
+                f"WHERE ingested_at >= ? AND {day} < {newest} {also}"
+            )
+            args += [datetime.now(UTC) - window, *params, window, *params]
         return self._reading(
-            "read recent rows",
-            lambda: self.con.execute(sql, [*params, window, *params]).to_arrow_table(),
+            "read recent rows", lambda: self.con.execute(sql, args).to_arrow_table()
         )
 
     def columns(self) -> dict[str, dict[str, str]]:

@@ -6,6 +6,7 @@ Each test gets its own topics and lake, so tests never see each other's data.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import getpass
 import io
 import json
@@ -618,6 +619,32 @@ def test_keyless_retransmissions_on_every_partition_are_stored_once(pipeline_env
     totals, _ = run_ingest(pipeline_env)
     assert stored_ids(pipeline_env) == Counter(ids)  # every id exactly once
     assert (totals.written, totals.duplicates) == (2_000, 2_000)
+
+
+def test_a_late_upload_and_its_retransmissions_are_stored_once(pipeline_env: Env) -> None:
+    # A camera back from a three-day outage uploads its buffered reads behind live traffic,
+    # and resends them: a few batches later in the same run, and again after a restart.
+    # Their capture hours are days behind the newest, yet the repeats must still drop.
+    small = dataclasses.replace(
+        pipeline_env,
+        settings=dataclasses.replace(
+            pipeline_env.settings,
+            ingest=dataclasses.replace(pipeline_env.settings.ingest, batch_size=100),
+        ),
+    )
+    fresh = valid_reads(pipeline_env, 200, seed=64)
+    model = TrafficModel(pipeline_env.registry, seed=65, retransmit_ratio=0.0)
+    reads = model.reads(model.start_for(600, datetime.now(UTC) - timedelta(days=3)))
+    late = [encode(next(reads))[1] for _ in range(600)]
+    first, second = late[:300], late[300:]
+    produce_to(small, [(0, encode(r)[1]) for r in fresh] + [(0, v) for v in first + first])
+    totals, _ = run_ingest(small)
+    assert (totals.written, totals.duplicates) == (500, 300)
+    produce_to(small, [(0, v) for v in second + second + first])  # a new worker process
+    totals, _ = run_ingest(small)
+    assert (totals.written, totals.duplicates) == (300, 600)
+    expected = {str(r["event_id"]) for r in fresh} | {str(json.loads(v)["event_id"]) for v in late}
+    assert stored_ids(pipeline_env) == Counter(expected)
 
 
 def test_a_topic_that_gains_partitions_mid_stream_stores_each_id_once(

@@ -72,12 +72,43 @@ def test_remembered_keys_are_those_filtered() -> None:
     ]
 
 
-def test_hours_older_than_window_are_forgotten() -> None:
-    window = DedupWindow(timedelta(hours=24))
+class FakeClock:
+    """The worker's own time, moved by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hours_older_than_window_are_forgotten_once_quiet_for_the_window() -> None:
+    clock = FakeClock()
+    window = DedupWindow(timedelta(hours=24), clock=clock)
     window.remember(pa.array(["old"]), _ts(0))
+    clock.now += 24 * 3600
     window.remember(pa.array(["new"]), _ts(30))
     assert len(window) == 1
     assert window.filter_new(pa.array(["old"]), _ts(0)).tolist() == [True]
+
+
+def test_a_late_hour_keeps_its_ids_while_its_repeats_can_still_come() -> None:
+    # A camera uploads reads buffered for three days after an outage, and retransmits them:
+    # their capture hour is far behind the newest, but they were added just now.
+    clock = FakeClock()
+    window = DedupWindow(timedelta(hours=24), clock=clock)
+    window.remember(pa.array(["new"]), _ts(72))
+    window.remember(pa.array(["late-1", "late-2"]), _ts(0, 0))
+    window.remember(pa.array(["new-2"]), _ts(73))  # eviction runs again
+    assert len(window) == 4
+    assert window.filter_new(pa.array(["late-1", "late-3"]), _ts(0, 0)).tolist() == [False, True]
+    clock.now += 24 * 3600 - 1
+    window.remember(pa.array(["new-3"]), _ts(74))
+    assert window.filter_new(pa.array(["late-2"]), _ts(0)).tolist() == [False]
+    clock.now += 1  # quiet for the whole window: forgotten
+    window.remember(pa.array(["new-4"]), _ts(74))
+    assert window.filter_new(pa.array(["late-2"]), _ts(0)).tolist() == [True]
+    assert len(window) == 4  # new, new-2, new-3, new-4
 
 
 def test_memory_cap_forgets_oldest_hours_first() -> None:
