@@ -38,10 +38,14 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
         # on librdkafka's own thread, so a long lake commit does not count against it.
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
-        # Bound prefetch memory (librdkafka's default queue is 64 MB): 8 MB is ~30k reads,
-        # more than a batch, and keeps a worker under 400 MB while draining a backlog.
+        # Bound prefetch memory (librdkafka's default queue is 64 MB): 8 MB is ~25k reads, about
+        # a batch, and keeps a worker under 400 MB while draining a backlog. A fetcher that
+        # finds the queue full looks again after fetch.queue.backoff.ms, by default 1 s: the
+        # polling thread then waited for Kafka half the time. With 10 ms, 2M reads drained in
+        # 23 s instead of 40 s, at the same peak RSS (ADR 0006).
         "queued.max.messages.kbytes": 8_192,
         "fetch.max.bytes": 8 * 1024 * 1024,
+        "fetch.queue.backoff.ms": 10,
         "error_cb": _log_error,
         **overrides,
     }
