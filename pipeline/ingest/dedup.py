@@ -157,7 +157,7 @@ class DedupWindow:
             stale = hour < oldest_kept and self._touched[hour] <= quiet_since
             if not (over or stale):
                 continue  # a later hour may still be stale: a late hour is kept, not a fence
-            if not stale:
+            if hour >= oldest_kept:  # forgotten inside the capture window: say so
                 logger.warning(
                     "deduplication window over %d entries: forgetting capture hour %d early",
                     self._max_entries,
