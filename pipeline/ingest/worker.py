@@ -611,7 +611,11 @@ class LakeIngestor(Generic[Memory]):
             None
             if column is None
             else UniqueIds(
-                column, self.decoder.collected_column, self._writer_tag, prepared.ids_since
+                column,
+                self.decoder.collected_column,
+                self._writer_tag,
+                prepared.ids_since,
+                self.decoder.feed.dedup_window,
             )
         )
         with self._lake_lock:

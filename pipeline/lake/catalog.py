@@ -121,13 +121,16 @@ class UniqueIds:
     after snapshot ``since``; it sets ``others``, ``dropped`` and ``snapshot``.
 
     Each writer tags its commits with ``writer``, so it reads back only the rows other
-    writers inserted (their own are already in its memory).
+    writers inserted (their own are already in its memory). If snapshots after ``since``
+    were expired meanwhile, their changes are gone: then ``others`` is every row of the
+    ``window`` (as :meth:`Lake.recent_rows` reads it), whoever stored it.
     """
 
     column: str
     collected: str  # read along, so the caller can place the ids in its window
     writer: str
     since: int | None  # None: look at nothing (the caller's memory was warmed after it)
+    window: timedelta  # the caller's id window, read back whole after a gap
     others: pa.Table | None = None
     dropped: int = 0
     snapshot: int | None = None  # the snapshot the check saw (the commit's base)
@@ -718,29 +721,7 @@ class Lake:
         older ingests are pruned by the files' ``ingested_at`` statistics). Waits out a
         catalog outage: it runs in the assignment callback.
         """
-        spec = DATA_TABLES.get(table)
-        if spec is None or spec.day_column is None:
-            raise ValueError(f"no capture time in lake table {table!r}")
-        unknown = set(columns) - set(spec.schema.names)
-        if unknown:
-            raise ValueError(f"lake table {table} has no columns {sorted(unknown)}")
-        day = quote_ident(spec.day_column)
-        name = f"{CATALOG}.{quote_ident(table)}"
-        where, params = "", []
-        if source_partition is not None:
-            where, params = "source_partition = ?", [source_partition]
-        only = f"WHERE {where}" if where else ""
-        also = f"AND {where}" if where else ""
-        selected = ", ".join(quote_ident(c) for c in columns)
-        newest = f"(SELECT max({day}) FROM {name} {only}) - ?"
-        sql = f"SELECT {selected} FROM {name} WHERE {day} >= {newest} {also}"
-        args: list[object] = [*params, window, *params]
-        if "ingested_at" in spec.schema.names:
-            sql += (
-                f" UNION ALL SELECT {selected} FROM {name} "
-                f"WHERE ingested_at >= ? AND {day} < {newest} {also}"
-            )
-            args += [datetime.now(UTC) - window, *params, window, *params]
+        sql, args = _recent_rows_sql(table, columns, window, source_partition)
         return self._reading(
             "read recent rows", lambda: self.con.execute(sql, args).to_arrow_table()
         )
@@ -768,12 +749,27 @@ class Lake:
     def _drop_stored_elsewhere(self, table: str, rows: pa.Table, unique: UniqueIds) -> pa.Table:
         """``rows`` without those whose id other writers inserted after ``unique.since``
         (write_batch, step 3). Reads only the other writers' insert snapshots, found in the
-        catalog's snapshot list, so a lone writer reads no data file at all."""
+        catalog's snapshot list, so a lone writer reads no data file at all; after a gap in
+        that list (snapshots expired, by the nightly purge or a writer's tidy step), the
+        window's rows instead."""
         unique.snapshot = self.current_snapshot()
         unique.others, unique.dropped = None, 0
         if unique.since is None or unique.since >= unique.snapshot:
             return rows
         meta = f"__ducklake_metadata_{CATALOG}"
+        # Snapshot ids are consecutive: fewer than the difference means some were expired.
+        (kept,) = self.con.execute(
+            f"SELECT count(*) FROM {meta}.ducklake_snapshot "
+            "WHERE snapshot_id > ? AND snapshot_id <= ?",
+            [unique.since, unique.snapshot],
+        ).fetchone() or (0,)
+        if int(kept) < unique.snapshot - unique.since:
+            logger.info("snapshots after %d were expired: reading back the id window", unique.since)
+            sql, args = _recent_rows_sql(
+                table, [unique.column, unique.collected], unique.window, None
+            )
+            unique.others = self.con.execute(sql, args).to_arrow_table()
+            return self._drop_ids_in(rows, unique)
         snapshots = self.con.execute(
             f"SELECT c.snapshot_id FROM {meta}.ducklake_snapshot_changes c "
             f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
@@ -795,6 +791,12 @@ class Lake:
             for (s,) in snapshots
         ]
         unique.others = pa.concat_tables(pieces)
+        return self._drop_ids_in(rows, unique)
+
+    @staticmethod
+    def _drop_ids_in(rows: pa.Table, unique: UniqueIds) -> pa.Table:
+        """``rows`` without those whose id is in ``unique.others``; counts them."""
+        assert unique.others is not None
         stored = pc.is_in(
             rows[unique.column], value_set=unique.others[unique.column].combine_chunks()
         )
@@ -1016,3 +1018,33 @@ def _use_wal(catalog: Path) -> None:
 
 
 _WAL_CONFIRMED: set[Path] = set()
+
+
+def _recent_rows_sql(
+    table: str, columns: Sequence[str], window: timedelta, source_partition: int | None
+) -> tuple[str, list[object]]:
+    """The statement of :meth:`Lake.recent_rows` and its parameters."""
+    spec = DATA_TABLES.get(table)
+    if spec is None or spec.day_column is None:
+        raise ValueError(f"no capture time in lake table {table!r}")
+    unknown = set(columns) - set(spec.schema.names)
+    if unknown:
+        raise ValueError(f"lake table {table} has no columns {sorted(unknown)}")
+    day = quote_ident(spec.day_column)
+    name = f"{CATALOG}.{quote_ident(table)}"
+    where, params = "", []
+    if source_partition is not None:
+        where, params = "source_partition = ?", [source_partition]
+    only = f"WHERE {where}" if where else ""
+    also = f"AND {where}" if where else ""
+    selected = ", ".join(quote_ident(c) for c in columns)
+    newest = f"(SELECT max({day}) FROM {name} {only}) - ?"
+    sql = f"SELECT {selected} FROM {name} WHERE {day} >= {newest} {also}"
+    args: list[object] = [*params, window, *params]
+    if "ingested_at" in spec.schema.names:
+        sql += (
+            f" UNION ALL SELECT {selected} FROM {name} "
+            f"WHERE ingested_at >= ? AND {day} < {newest} {also}"
+        )
+        args += [datetime.now(UTC) - window, *params, window, *params]
+    return sql, args

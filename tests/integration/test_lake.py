@@ -27,7 +27,14 @@ import pytest
 from pipeline.access.session import AccessSession
 from pipeline.access.statement import QueryRefused
 from pipeline.errors import ConfigError
-from pipeline.lake.catalog import TIDY_EVERY, Lake, OffsetFenced, create_table_sql, quote_ident
+from pipeline.lake.catalog import (
+    TIDY_EVERY,
+    Lake,
+    OffsetFenced,
+    UniqueIds,
+    create_table_sql,
+    quote_ident,
+)
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.schemas import PLATE_READS
 
@@ -476,6 +483,52 @@ def write_around_midnight(path: Path, ext_dir: Path) -> None:
                 next_offsets={0: i + 1},
                 expected={0: i or None},
             )
+
+
+def test_an_id_stored_by_another_writer_is_dropped_after_its_snapshot_expired(
+    open_lake: Callable[..., Lake],
+) -> None:
+    # Writer A last looked at the lake at `since`. Writer B then stores reads, and the
+    # snapshots after `since` are expired (the nightly purge, or a writer's tidy step), so
+    # B's insert is no longer in the catalog's change list. A's next batch repeats ten of
+    # B's ids (a keyless retransmission on A's partition): they must still be dropped.
+    a, b = open_lake(), open_lake()
+    window = timedelta(hours=24)
+    captured = datetime.now(UTC) - timedelta(hours=1)
+    since = a.current_snapshot()
+    theirs = synthetic_reads(50, partition=1, captured=captured, seed=1)
+    b.write_batch(
+        "plate_reads",
+        theirs,
+        consumer_group=GROUP,
+        topic=TOPIC,
+        next_offsets={1: 50},
+        expected={1: None},
+    )
+    write_next(b, 2, 5, seed=2)  # a later snapshot, so B's insert is not the newest
+    expired = b.con.execute(
+        "SELECT * FROM ducklake_expire_snapshots('lake', older_than => ?)",
+        [datetime.now(UTC) + timedelta(seconds=1)],
+    ).fetchall()
+    assert expired  # B's insert snapshot among them
+    ours = synthetic_reads(10, partition=0, captured=captured, seed=3)
+    ours = ours.set_column(
+        ours.schema.get_field_index("event_id"), "event_id", theirs["event_id"].slice(0, 10)
+    )
+    unique = UniqueIds("event_id", "captured_at", "writer-a", since, window)
+    a.write_batch(
+        "plate_reads",
+        ours,
+        consumer_group=GROUP,
+        topic=TOPIC,
+        next_offsets={0: 10},
+        expected={0: None},
+        unique=unique,
+    )
+    assert unique.dropped == 10
+    assert count(a) == 55
+    assert unique.others is not None
+    assert set(theirs["event_id"].to_pylist()) <= set(unique.others["event_id"].to_pylist())
 
 
 def test_partition_directory_is_the_utc_day(
