@@ -757,28 +757,25 @@ class Lake:
         if unique.since is None or unique.since >= unique.snapshot:
             return rows
         meta = f"__ducklake_metadata_{CATALOG}"
+        # Every snapshot after `since` with whether another writer inserted into the table
+        # in it; one catalog query, as cheap as asking for the insertions alone.
+        changes = self.con.execute(
+            f"SELECT c.snapshot_id, c.commit_message IS DISTINCT FROM ? AND list_contains("
+            "string_split(c.changes_made, ','), 'inserted_into_table:' || t.table_id) "
+            f"FROM {meta}.ducklake_snapshot_changes c "
+            f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
+            "WHERE c.snapshot_id > ? AND c.snapshot_id <= ? ORDER BY 1",
+            [unique.writer, table, unique.since, unique.snapshot],
+        ).fetchall()
         # Snapshot ids are consecutive: fewer than the difference means some were expired.
-        (kept,) = self.con.execute(
-            f"SELECT count(*) FROM {meta}.ducklake_snapshot "
-            "WHERE snapshot_id > ? AND snapshot_id <= ?",
-            [unique.since, unique.snapshot],
-        ).fetchone() or (0,)
-        if int(kept) < unique.snapshot - unique.since:
+        if len(changes) < unique.snapshot - unique.since:
             logger.info("snapshots after %d were expired: reading back the id window", unique.since)
             sql, args = _recent_rows_sql(
                 table, [unique.column, unique.collected], unique.window, None
             )
             unique.others = self.con.execute(sql, args).to_arrow_table()
             return self._drop_ids_in(rows, unique)
-        snapshots = self.con.execute(
-            f"SELECT c.snapshot_id FROM {meta}.ducklake_snapshot_changes c "
-            f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
-            "WHERE c.snapshot_id > ? AND c.snapshot_id <= ? "
-            "AND c.commit_message IS DISTINCT FROM ? AND list_contains("
-            "string_split(c.changes_made, ','), 'inserted_into_table:' || t.table_id) "
-            "ORDER BY 1",
-            [table, unique.since, unique.snapshot, unique.writer],
-        ).fetchall()
+        snapshots = [int(snapshot) for snapshot, theirs in changes if theirs]
         if not snapshots:
             return rows
         column, collected = quote_ident(unique.column), quote_ident(unique.collected)
@@ -786,9 +783,9 @@ class Lake:
             self.con.execute(
                 f"SELECT {column}, {collected} FROM "
                 f"ducklake_table_insertions('{CATALOG}', 'main', ?, ?, ?)",
-                [table, int(s), int(s)],
+                [table, s, s],
             ).to_arrow_table()
-            for (s,) in snapshots
+            for s in snapshots
         ]
         unique.others = pa.concat_tables(pieces)
         return self._drop_ids_in(rows, unique)
