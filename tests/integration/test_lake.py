@@ -102,6 +102,16 @@ def write_next(lake: Lake, partition: int, n: int, *, seed: int = 0) -> int:
     return nxt
 
 
+def first_claim(partition: int, next_offset: int) -> dict[str, Any]:
+    """``write_batch``'s offset arguments for a partition's first batch."""
+    return {
+        "consumer_group": GROUP,
+        "topic": TOPIC,
+        "next_offsets": {partition: next_offset},
+        "expected": {partition: None},
+    }
+
+
 def count(lake: Lake) -> int:
     result = lake.con.execute("SELECT count(*) FROM lake.plate_reads").fetchone()
     assert result is not None
@@ -497,14 +507,7 @@ def test_an_id_stored_by_another_writer_is_dropped_after_its_snapshot_expired(
     captured = datetime.now(UTC) - timedelta(hours=1)
     since = a.current_snapshot()
     theirs = synthetic_reads(50, partition=1, captured=captured, seed=1)
-    b.write_batch(
-        "plate_reads",
-        theirs,
-        consumer_group=GROUP,
-        topic=TOPIC,
-        next_offsets={1: 50},
-        expected={1: None},
-    )
+    b.write_batch("plate_reads", theirs, **first_claim(1, 50))
     write_next(b, 2, 5, seed=2)  # a later snapshot, so B's insert is not the newest
     expired = b.con.execute(
         "SELECT * FROM ducklake_expire_snapshots('lake', older_than => ?)",
@@ -516,15 +519,7 @@ def test_an_id_stored_by_another_writer_is_dropped_after_its_snapshot_expired(
         ours.schema.get_field_index("event_id"), "event_id", theirs["event_id"].slice(0, 10)
     )
     unique = UniqueIds("event_id", "captured_at", "writer-a", since, window)
-    a.write_batch(
-        "plate_reads",
-        ours,
-        consumer_group=GROUP,
-        topic=TOPIC,
-        next_offsets={0: 10},
-        expected={0: None},
-        unique=unique,
-    )
+    a.write_batch("plate_reads", ours, **first_claim(0, 10), unique=unique)
     assert unique.dropped == 10
     assert count(a) == 55
     assert unique.others is not None
