@@ -37,6 +37,7 @@ _DIURNAL = (
     1.4, 1.4, 1.5, 1.7, 1.8, 1.6, 1.2, 0.9, 0.7, 0.5, 0.35, 0.25,
 )  # fmt: skip
 _WEEKEND = 1.6  # Saturday shopping: Norwegians cross to Sweden for cheaper groceries
+_RETURN_SHARE = 1.2  # a return passage for a share of exits, in the long run (see reads())
 _SITE_WEIGHTS = {"NO-SVINESUND": 8.0, "NO-ORJE": 2.0, "NO-MAGNOR": 1.5, "NO-STORSKOG": 0.05}
 _CLASSES = (("car", 0.78), ("van", 0.1), ("truck", 0.08), ("bus", 0.02), ("motorcycle", 0.02))
 # Share of vehicles by plate country at a crossing to a given neighbour.
@@ -170,6 +171,11 @@ class TrafficModel:
 
     def reads_per_passage(self) -> float:
         """Expected reads per passage: cameras per lane, zero where a direction has no lane."""
+        # Round trips add a return passage for a share of exits (see reads()).
+        return self._reads_per_crossing() * _RETURN_SHARE
+
+    def _reads_per_crossing(self) -> float:
+        """:meth:`reads_per_passage` without the returns."""
         total = sum(self._site_weights)
         expected = 0.0
         for site, weight in zip(self._sites, self._site_weights, strict=True):
@@ -178,12 +184,14 @@ class TrafficModel:
                 if lanes:
                     mean = sum(len(lane.cameras) for lane in lanes) / len(lanes)
                     expected += weight / total * 0.5 * mean
-        # Round trips add a return passage for a share of exits (see reads()).
-        return expected * 1.2
+        return expected
 
     def start_for(self, count: int, end: datetime) -> datetime:
         """A start time from which ``count`` reads are expected to end shortly before ``end``."""
-        per_passage = self.reads_per_passage()
+        # Returns come 1.5 to 30 hours after the exit, so a run of a few hours sees few of
+        # them: counted as none, the reads end early rather than past ``end`` (where the
+        # ingest refuses them as future captures).
+        per_passage = self._reads_per_crossing()
         hour = end.replace(minute=0, second=0, microsecond=0)
         expected = 0.0
         # Walk back hour by hour through the diurnal curve, with a margin so the tail stays past.
