@@ -4,13 +4,16 @@ One writer commits small batches (``--rows`` reads over 4 partitions, so one dat
 commit, as a live worker at the end of its partitions does) into a fresh lake through
 ``Lake.write_batch`` and times each commit. The cost of the first ``--window`` commits is
 compared with the cost of ``--window`` commits after ``--commits``: a commit whose cost grows
-with the number of data files in the lake shows a ratio above 1. The ``--legacy`` form times
-the offsets bookkeeping the lake used before (``DELETE ... WHERE`` and ``INSERT`` of the
-partitions' offset rows, fence rewritten by every commit) on the same kind of lake, for the
-record.
+with the number of data files in the lake shows a ratio above 1. ``--catalog`` says where the
+lake's catalog is: a SQLite file (one machine, the default) or a local PostgreSQL server
+started for the run (several machines; ``make tools`` installs it). The ``--legacy`` form
+times the offsets bookkeeping the lake used before (``DELETE ... WHERE`` and ``INSERT`` of
+the partitions' offset rows, fence rewritten by every commit) on the same kind of lake, for
+the record.
 
-    .venv/bin/python -m benchmarks.run commit_cost                 # 10,000 commits
-    .venv/bin/python -m benchmarks.run commit_cost --commits 1000  # quicker
+    .venv/bin/python -m benchmarks.commit_cost                       # 10,000 commits
+    .venv/bin/python -m benchmarks.commit_cost --catalog postgres    # on PostgreSQL
+    .venv/bin/python -m benchmarks.commit_cost --commits 1000        # quicker
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,10 +36,13 @@ from typing import Any
 import pyarrow as pa
 
 from benchmarks.common import say
+from pipeline.cluster import postgres
+from pipeline.config import load_settings
 from pipeline.lake.catalog import CATALOG, FENCE_TABLE, OFFSETS_TABLE, Lake
 from pipeline.schemas import CANDIDATES, PLATE_READS, UTC_TS
 
 GROUP, TOPIC, PARTITIONS = "bench-commit", "bench.commit", 4
+CATALOGS = ("sqlite", "postgres")
 
 
 def rows(n: int, start: int, captured: datetime) -> pa.Table:
@@ -90,9 +98,37 @@ def legacy_write(lake: Lake, table: pa.Table, next_offsets: Mapping[int, int]) -
         )
 
 
+@contextmanager
+def fresh_lake(path: Path, catalog: str) -> Iterator[Lake]:
+    """A new lake under ``path`` with its catalog in SQLite, or in a PostgreSQL server started
+    for the block (and removed after it)."""
+    if catalog == "sqlite":
+        with Lake.open(path) as lake:
+            yield lake
+        return
+    state = path / "pg-state"
+    state.mkdir(parents=True, mode=0o700)
+    server = postgres.start(state)
+    try:
+        database = f"bench_{uuid.uuid4().hex[:12]}"
+        postgres.create_database(server, database)
+        env = {
+            "ANPR_LAKE_PATH": str(path / "lake"),
+            "ANPR_STATE_DIR": str(path / "state"),
+            "ANPR_LAKE_CATALOG": f"postgres:{server.conninfo(database)}",
+            "ANPR_LAKE_CATALOG_PASSWORD_FILE": str(server.password_file),
+        }
+        with Lake.from_settings(load_settings(None, env=env).lake) as lake:
+            yield lake
+    finally:
+        postgres.stop(state, immediate=True)
+        postgres.remove(state)
+
+
 @dataclass(frozen=True)
 class CommitCost:
     form: str
+    catalog: str
     commits: int
     rows_per_commit: int
     first_ms: float  # median of the first `window` commits
@@ -105,21 +141,29 @@ class CommitCost:
 
     def line(self) -> str:
         return (
-            f"commit cost ({self.form}, {self.rows_per_commit} rows/commit): first "
+            f"commit cost ({self.form}, {self.catalog} catalog, {self.rows_per_commit} "
+            f"rows/commit): first "
             f"{self.window} {self.first_ms:.1f} ms, after {self.commits:,} "
             f"{self.late_ms:.1f} ms (median): {self.ratio:.2f}x"
         )
 
 
 def measure(
-    path: Path, *, commits: int, rows_per_commit: int, window: int, legacy: bool = False
+    path: Path,
+    *,
+    commits: int,
+    rows_per_commit: int,
+    window: int,
+    legacy: bool = False,
+    catalog: str = "sqlite",
 ) -> CommitCost:
-    """Time ``commits + window`` commits into a fresh lake at ``path``."""
+    """Time ``commits + window`` commits into a fresh lake at ``path`` (catalog: one of
+    :data:`CATALOGS`)."""
     captured = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     times: list[float] = []
     positions: dict[int, int | None] = dict.fromkeys(range(PARTITIONS))
     write: Callable[[Lake, pa.Table, dict[int, int]], Any]
-    with Lake.open(path) as lake:
+    with fresh_lake(path, catalog) as lake:
         if legacy:
             write = legacy_write
         else:
@@ -147,6 +191,7 @@ def measure(
                 say(f"  {'legacy' if legacy else 'current'}: {n + 1:,} commits")
     return CommitCost(
         "legacy offsets" if legacy else "write_batch",
+        catalog,
         commits,
         rows_per_commit,
         statistics.median(times[:window]) * 1000,
@@ -160,6 +205,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--commits", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--rows", type=int, default=40, help="rows per commit")
+    parser.add_argument(
+        "--catalog", choices=CATALOGS, default="sqlite", help="where the lake's catalog is"
+    )
     parser.add_argument("--legacy", action="store_true", help="also time the legacy form")
     parser.add_argument("--quick", action="store_true", help="1,000 commits")
     args = parser.parse_args(argv)
@@ -182,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows_per_commit=args.rows,
                 window=args.window,
                 legacy=legacy,
+                catalog=args.catalog,
             )
             results.append(cost)
             print(cost.line(), f"(load average {os.getloadavg()[0]:.1f})", flush=True)

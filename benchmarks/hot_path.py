@@ -16,10 +16,11 @@ Rates are taken from lake commits: *steady* is first to last commit (start-up an
 join excluded; the headline and the ratios), *wall* is process start to last commit. Each
 method runs ``--repeats`` times, interleaved, and the median is reported. Then a 5M-event
 backlog is drained by (a) for its peak RSS; ``--commits`` small commits time the commit cost
-(:mod:`benchmarks.commit_cost`); and (a) runs live at an offered 20k events/s for 60 s from
-messages built before the clock starts, its freshness taken from each message's Kafka append
-time (LogAppendTime) to the lake snapshot that made its row queryable, so the generator's CPU
-does not count. Every result carries the load average (2 cores shared with other work).
+(:mod:`benchmarks.commit_cost`), on a SQLite and on a PostgreSQL catalog; and (a) runs live
+at an offered 20k events/s for 60 s from messages built before the clock starts, its
+freshness taken from each message's Kafka append time (LogAppendTime) to the lake snapshot
+that made its row queryable, so the generator's CPU does not count. Every result carries the
+load average (2 cores shared with other work).
 Results are printed and written to ``benchmarks/results/``.
 
     .venv/bin/python -m benchmarks.hot_path            # full run (~40 min on 2 busy cores)
@@ -91,6 +92,8 @@ BULK_TOPIC = "bench.plate-reads"
 LIVE_TOPIC = "bench.live-reads"
 DLQ_TOPIC = "bench.dlq"
 PARTITIONS = 4
+# Report facts of the commit cost, by catalog (commit_cost.CATALOGS).
+_COMMIT_FACT = {"sqlite": "commit_cost", "postgres": "commit_cost_postgres"}
 RESULTS = REPO / "benchmarks" / "results"
 _TOTALS_LINE = re.compile(
     r"consumed (\d+): stored (\d+), rejected (\d+), expired on arrival (\d+), duplicates (\d+)"
@@ -709,12 +712,16 @@ def run(bench: Bench) -> Report:
         report.results.append(rss)
         say(f"  peak RSS {rss.peak_rss_mb:.0f} MB, steady {rss.steady_rate:,.0f}/s")
 
-    if args.commits > 0:
-        say(f"commit cost: {args.commits + 100:,} small commits into a fresh lake")
+    for catalog in commit_cost.CATALOGS if args.commits > 0 else ():
+        say(f"commit cost: {args.commits + 100:,} small commits into a fresh lake ({catalog})")
         cost = commit_cost.measure(
-            bench.workdir("commits"), commits=args.commits, rows_per_commit=40, window=100
+            bench.workdir(f"commits-{catalog}"),
+            commits=args.commits,
+            rows_per_commit=40,
+            window=100,
+            catalog=catalog,
         )
-        report.facts["commit_cost"] = {
+        report.facts[_COMMIT_FACT[catalog]] = {
             **vars(cost),
             "ratio": cost.ratio,
             "load_avg": os.getloadavg()[0],
@@ -759,16 +766,21 @@ def targets(report: Report) -> list[Target]:
     fresh = report.facts.get("freshness", {})
     rss = report.of("a-rss")
     nan = float("nan")
-    commit = report.facts.get("commit_cost", {})
-    return [
-        Target("(a) draining the backlog", a, 100_000, at_least=True, unit="/s"),
-        Target("a/d'' (two-core limit)", a / report.median_rate("d3"), 0.55, at_least=True),
+    commits = [
         Target(
-            f"commit after {commit.get('commits', 0):,} / first {commit.get('window', 0)}",
+            f"commit after {commit.get('commits', 0):,} / first {commit.get('window', 0)}, "
+            f"{catalog}",
             commit.get("ratio", nan),
             1.2,
             at_least=False,
-        ),
+        )
+        for catalog, fact in _COMMIT_FACT.items()
+        for commit in [report.facts.get(fact, {})]
+    ]
+    return [
+        Target("(a) draining the backlog", a, 100_000, at_least=True, unit="/s"),
+        Target("a/d'' (two-core limit)", a / report.median_rate("d3"), 0.55, at_least=True),
+        *commits,
         Target(
             "p99 Kafka append -> queryable",
             fresh.get("append_p99_s", nan),
@@ -848,14 +860,15 @@ def render(report: Report, bench: Bench) -> str:
             f"p50 {fresh['append_p50_s']:.2f} s, p99 {fresh['append_p99_s']:.2f} s, max "
             f"{fresh['append_max_s']:.2f} s (load {fresh.get('load_avg', nan):.1f})"
         )
-    commit = report.facts.get("commit_cost")
-    if commit:
-        lines.append(
-            f"commit cost (write_batch, {commit['rows_per_commit']} rows/commit): first "
-            f"{commit['window']} {commit['first_ms']:.1f} ms, after {commit['commits']:,} "
-            f"{commit['late_ms']:.1f} ms (medians): {commit['ratio']:.2f}x "
-            f"(load {commit['load_avg']:.1f})"
-        )
+    for catalog, fact in _COMMIT_FACT.items():
+        commit = report.facts.get(fact)
+        if commit:
+            lines.append(
+                f"commit cost (write_batch, {catalog} catalog, {commit['rows_per_commit']} "
+                f"rows/commit): first {commit['window']} {commit['first_ms']:.1f} ms, after "
+                f"{commit['commits']:,} {commit['late_ms']:.1f} ms (medians): "
+                f"{commit['ratio']:.2f}x (load {commit['load_avg']:.1f})"
+            )
     agreement = report.facts["agreement"]
     lines.append(
         f"validation alone on the pool: decode_plate_reads {agreement['decode_rate']:,.0f}/s, "

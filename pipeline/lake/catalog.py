@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import LakeSettings
 from pipeline.errors import ConfigError, LakeConflict, Transient
-from pipeline.lake.backend import Storage
+from pipeline.lake.backend import METADATA_SCHEMA, Storage
 from pipeline.lake.extensions import extension_paths
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 from pipeline.lake.tables import (
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 CATALOG = "lake"  # the name the lake is attached under in every connection
+METADATA_DB = f"__ducklake_metadata_{CATALOG}"  # the catalog database, as DuckLake attaches it
 # Lake-wide DuckLake options, set when the lake is created.
 _LAKE_OPTIONS: tuple[tuple[str, str | int | bool], ...] = (
     ("parquet_compression", "zstd"),
@@ -75,6 +76,21 @@ _FLUSH_SQL = f"SELECT * FROM ducklake_flush_inlined_data('{CATALOG}', table_name
 # A flush writes a new file and the next UPDATE deletes every row of the one before: without
 # this rewrite each flush would leave one more file that every read of the table opens.
 _REWRITE_SQL = f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', ?, delete_threshold => 0)"
+
+# Indexes DuckLake 1.5.5 leaves out of a PostgreSQL catalog: (name, table, columns). A commit's
+# catalog queries select a table's data files, delete files, column statistics and partition
+# values by table_id (or the files' ids); PostgreSQL answers them from these instead of reading
+# every data file's rows, so a commit no longer grows dearer with every file (ADR 0006,
+# "Catalog indexes"). A SQLite catalog gets none: DuckDB's SQLite scanner reads whole tables
+# and filters them itself, so an index there is never used.
+CATALOG_INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("anpr_data_file_table", "ducklake_data_file", "table_id, end_snapshot"),
+    ("anpr_delete_file_table", "ducklake_delete_file", "table_id, end_snapshot"),
+    ("anpr_column_stats_file", "ducklake_file_column_stats", "data_file_id"),
+    ("anpr_column_stats_table", "ducklake_file_column_stats", "table_id, column_id"),
+    ("anpr_partition_value_file", "ducklake_file_partition_value", "data_file_id"),
+    ("anpr_partition_value_table", "ducklake_file_partition_value", "table_id"),
+)
 
 _DISABLED_FILESYSTEMS = "HTTPFileSystem,S3FileSystem,HuggingFaceFileSystem,PipeFileSystem"
 _DISABLED_WITH_S3 = "HuggingFaceFileSystem,PipeFileSystem"
@@ -756,7 +772,7 @@ class Lake:
         unique.others, unique.dropped = None, 0
         if unique.since is None or unique.since >= unique.snapshot:
             return rows
-        meta = f"__ducklake_metadata_{CATALOG}"
+        meta = METADATA_DB
         # Every snapshot after `since` with whether another writer inserted into the table
         # in it; one catalog query, as cheap as asking for the insertions alone.
         changes = self.con.execute(
@@ -818,6 +834,7 @@ class Lake:
         con.execute(attach)
         self._create_missing_tables()
         self._set_internal_options()
+        self._index_catalog()
 
     def _create_missing_tables(self) -> None:
         """Create what is missing in one transaction, deciding on the transaction's own
@@ -874,6 +891,27 @@ class Lake:
                 f"ADD COLUMN {quote_ident(f.name)} {duckdb_type(f.type)}"
             )
             logger.info("lake table %s: added column %s", spec.name, f.name)
+
+    def _index_catalog(self) -> None:
+        """On a PostgreSQL catalog, create the indexes of :data:`CATALOG_INDEXES` that are
+        missing (a lake made before them gets them at its first open for writing).
+
+        An index changes no row and no query result, only how fast the catalog finds rows, so
+        one that cannot be made is a warning, not a reason to stop ingesting.
+        """
+        if self.storage.kind != "postgres":
+            return
+        for name, table, columns in CATALOG_INDEXES:
+            try:
+                self.con.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name} "
+                    f"ON {METADATA_DB}.{METADATA_SCHEMA}.{table} ({columns})"
+                )
+            except duckdb.Error as exc:
+                if is_catalog_unreachable(exc):
+                    raise
+                # Two writers opening a new PostgreSQL catalog at once may both try one.
+                logger.warning("catalog index %s not created: %s", name, exc)
 
     def _set_internal_options(self) -> None:
         done = {
@@ -932,8 +970,8 @@ class Lake:
         the data path."""
         rows = self.con.execute(
             f"SELECT s.path, s.path_is_relative, t.path, t.path_is_relative, t.table_name "
-            f"FROM __ducklake_metadata_{CATALOG}.ducklake_table t "
-            f"JOIN __ducklake_metadata_{CATALOG}.ducklake_schema s USING (schema_id) "
+            f"FROM {METADATA_DB}.ducklake_table t "
+            f"JOIN {METADATA_DB}.ducklake_schema s USING (schema_id) "
             "WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL"
         ).fetchall()
         folders = []
@@ -974,9 +1012,7 @@ def _check_query_login(con: duckdb.DuckDBPyConnection) -> None:
     (``lake.query_catalog`` naming the pipeline's login, or a role granted too much): what it
     may do, a statement that got past both checks could do through ``postgres_query``."""
     text = _QUERY_LOGIN_POWERS.replace("'", "''")
-    row = con.execute(
-        f"SELECT * FROM postgres_query('__ducklake_metadata_{CATALOG}', '{text}')"
-    ).fetchone()
+    row = con.execute(f"SELECT * FROM postgres_query('{METADATA_DB}', '{text}')").fetchone()
     powers = str(row[0]) if row else "cannot be checked"
     if powers:
         raise ConfigError(

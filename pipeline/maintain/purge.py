@@ -44,14 +44,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.errors import LakeConflict
-from pipeline.lake.catalog import CATALOG, Lake
+from pipeline.lake.catalog import CATALOG, METADATA_DB, Lake
 from pipeline.lake.postgres_catalog import purge_catalog
 from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 
 logger = logging.getLogger(__name__)
 
-# The catalog database as DuckLake attaches it beside the lake (read here, never written).
-META = f"__ducklake_metadata_{CATALOG}"
+META = METADATA_DB  # the catalog database (read here, never written)
 DEFAULT_ORPHAN_GRACE = timedelta(hours=1)
 
 

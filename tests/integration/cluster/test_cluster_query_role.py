@@ -25,8 +25,8 @@ from pipeline.access.session import AccessSession
 from pipeline.cluster import postgres
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
-from pipeline.lake.backend import Storage
-from pipeline.lake.catalog import Lake
+from pipeline.lake.backend import METADATA_SCHEMA, Storage
+from pipeline.lake.catalog import CATALOG_INDEXES, Lake
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.handlers import Service
 from pipeline.service.peers import Peer
@@ -100,6 +100,39 @@ def _entries(catalog: Catalog) -> int:
             return 0  # made by the service's first append
         (count,) = conn.execute(f"SELECT count(*) FROM {SCHEMA}.entries").fetchone() or (0,)
     return int(str(count))
+
+
+def _catalog_indexes(catalog: Catalog) -> dict[str, tuple[str, str]]:
+    """Our indexes in the PostgreSQL catalog: name -> (table, definition)."""
+    with catalog.owner() as conn:
+        return {
+            str(name): (str(table), str(definition))
+            for name, table, definition in conn.execute(
+                "SELECT indexname, tablename, indexdef FROM pg_indexes "
+                "WHERE schemaname = %s AND indexname LIKE 'anpr%%'",
+                [METADATA_SCHEMA],
+            ).fetchall()
+        }
+
+
+def test_the_pipeline_indexes_the_postgresql_catalog_for_its_commits(catalog: Catalog) -> None:
+    """The catalog indexes a commit needs (ADR 0006), also on a lake made before them."""
+    found = _catalog_indexes(catalog)
+    assert set(found) == {name for name, _, _ in CATALOG_INDEXES}
+    for name, table, columns in CATALOG_INDEXES:
+        assert found[name][0] == table
+        assert found[name][1].endswith(f"({columns})"), found[name][1]
+    with catalog.owner() as conn:
+        for name, _, _ in CATALOG_INDEXES:
+            conn.execute(f"DROP INDEX {METADATA_SCHEMA}.{name}")
+    assert _catalog_indexes(catalog) == {}
+    settings = load_settings(None, env=catalog.env)
+    with Lake.from_settings(settings.lake, read_only=True) as reader:  # never writes the catalog
+        assert reader.con.execute("SELECT count(*) FROM plate_reads").fetchone() == (5,)
+    assert _catalog_indexes(catalog) == {}
+    with Lake.from_settings(settings.lake):
+        pass
+    assert _catalog_indexes(catalog) == found
 
 
 @pytest.mark.parametrize("user", sorted(USERS))
