@@ -768,8 +768,8 @@ def targets(report: Report) -> list[Target]:
     nan = float("nan")
     commits = [
         Target(
-            f"commit after {commit.get('commits', 0):,} / first {commit.get('window', 0)}, "
-            f"{catalog}",
+            f"commit after {commit.get('commits', 0):,} / first {commit.get('window', 0)} "
+            f"({catalog})",
             commit.get("ratio", nan),
             1.2,
             at_least=False,
@@ -876,8 +876,12 @@ def render(report: Report, bench: Bench) -> str:
         f"{agreement['agree']:,}/{agreement['values']:,}"
     )
     lines.append("targets:")
-    for t in targets(report):
-        lines.append(f"  {t.name:<30} {t.value:>8.2f} {t.unit:<2} vs {t.limit:g}: {t.verdict()}")
+    checked = targets(report)
+    width = max(len(t.name) for t in checked)
+    for t in checked:
+        lines.append(
+            f"  {t.name:<{width}} {t.value:>9.2f} {t.unit:<2} vs {t.limit:g}: {t.verdict()}"
+        )
     lines += [f"FAILED: {failure}" for failure in report.facts.get("failures", [])]
     return "\n".join(lines)
 
