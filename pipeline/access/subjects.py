@@ -27,13 +27,16 @@ import pyarrow as pa
 
 from pipeline.access.views import RESTRICTIONS_TABLE, VERSIONS_TABLE
 from pipeline.erasure import ErasureLedger
-from pipeline.errors import UsageError
+from pipeline.errors import LakeConflict, UsageError
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
 from pipeline.lake.tables import DATA_TABLES, LAKE_TABLES
 from pipeline.reference.plates import normalise_plate
 from pipeline.retention import expiry
 
 logger = logging.getLogger(__name__)
+
+# Deletes erase() makes at most before it gives up with rows still there (see erase, step 2).
+ERASE_ATTEMPTS = 3
 
 _PLATE_TEXT = re.compile(r"[A-Z0-9]{1,16}")
 _NOT_PLATE_CHARS = "'[^A-Z0-9]', '', 'g'"
@@ -155,22 +158,48 @@ def erase(
 
     1. Record its keyed pseudonym in ``ledger`` (workers drop its rows from then on, also
        when they replay a topic from the start).
-    2. Delete every row about it in every table (one transaction).
+    2. Delete every row about it in every table (one transaction), then count them again on
+       a fresh snapshot and delete again while any is left, up to :data:`ERASE_ATTEMPTS`
+       deletes (then :class:`~pipeline.errors.LakeConflict`: run it again). A delete whose
+       snapshot is older than a concurrent ``purge``'s rewrite and snapshot expiry commits
+       without deleting what the rewrite moved (duckdb/ducklake#1472).
     3. ``purge``, which must leave no deleted row readable anywhere under the lake: rewrite
        the data files that carry deletes, expire snapshots, remove old files, purge the catalog.
     """
     ledger.record(plate, now=now)
+    predicates = plate_predicates(lake.columns())
 
     def once() -> dict[str, int]:
         counts: dict[str, int] = {}
-        for table, condition in plate_predicates(lake.columns()).items():
+        for table, condition in predicates.items():
             row = lake.execute(
                 f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
             ).fetchone()
             counts[table] = int(row[0]) if row else 0
         return counts
 
+    def left() -> int:
+        total = 0
+        for table, condition in predicates.items():
+            row = lake.execute(
+                f"SELECT count(*) FROM {_table(table)} WHERE {condition}", {"plate": plate}
+            ).fetchone()
+            total += int(row[0]) if row else 0
+        return total
+
     deleted = lake.retrying("erase", once, transaction=True)
+    for attempt in range(1, ERASE_ATTEMPTS + 1):
+        remaining = left()
+        if not remaining:
+            break
+        if attempt == ERASE_ATTEMPTS:
+            raise LakeConflict(
+                f"erase: {remaining} rows of the plate still there after {attempt} deletes "
+                "(a purge or compaction running alongside?); run the erasure again"
+            )
+        logger.warning("erase: %d rows left after a committed delete; deleting again", remaining)
+        again = lake.retrying("erase", once, transaction=True)
+        deleted = {t: deleted.get(t, 0) + again.get(t, 0) for t in predicates}
     logger.info("erased %d rows of one plate; purging", sum(deleted.values()))
     return Erased(deleted, purge(lake))
 

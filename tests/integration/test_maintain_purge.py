@@ -147,6 +147,62 @@ def test_an_erased_person_leaves_no_birth_date_or_capture_time_in_the_catalog(
     assert _table_stats(lake_dir, "passengers", "date_of_birth") == ("1970-01-01", "1985-06-15")
 
 
+def test_an_erasure_that_overlaps_a_purge_still_deletes_every_row(tmp_path: Path) -> None:
+    """duckdb/ducklake#1472: a delete whose snapshot is older than a purge's rewrite and
+    snapshot expiry commits without deleting the rows the rewrite moved. erase() counts again
+    after its delete and deletes again while any row is left."""
+    lake_dir = tmp_path / "lake"
+    plate = "OVL00003"
+    with Lake.open(lake_dir) as lake:
+        write_reads(lake, plate_reads(_day(DAY1, 10), prefix="OVL"))
+        lake.con.execute("DELETE FROM plate_reads WHERE plate = 'OVL00001'")  # to be rewritten
+        ledger = ErasureLedger(
+            tmp_path / "erasure-ledger.json", lambda: Pseudonymiser(bytes(32)), TopicSettings()
+        )
+        execute, first = lake.execute, [True]
+
+        def overlapped(sql: str, params: object = None) -> duckdb.DuckDBPyConnection:
+            """The erasure's first delete runs on a snapshot taken before another process
+            (here: another connection) ran purge's rewrite, expiry and cleanup steps."""
+            if first and sql.startswith("DELETE"):
+                first.clear()
+                execute("SELECT count(*) FROM plate_reads").fetchall()  # the snapshot
+                with Lake.open(lake_dir) as nightly:
+                    for step in _PURGE_HISTORY_STEPS:
+                        nightly.execute(step, [datetime.now(UTC) + timedelta(seconds=1)]
+                                        if "?" in step else None).fetchall()  # fmt: skip
+                    assert _snapshots(nightly) == 1  # every snapshot but the newest is gone
+            return execute(sql, params)
+
+        lake.execute = overlapped  # type: ignore[method-assign]
+        try:
+            erased = erase(lake, plate, now=datetime.now(UTC), ledger=ledger,
+                           purge=lambda lk: purge(lk, now=datetime.now(UTC)))  # fmt: skip
+        finally:
+            lake.execute = execute  # type: ignore[method-assign]
+        left = lake.con.execute(
+            "SELECT count(*) FROM plate_reads WHERE plate = ?", [plate]
+        ).fetchone()
+        total = lake.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+    assert first == []  # the overlap happened
+    assert left == (0,)
+    assert erased.deleted["plate_reads"] == 1
+    assert total == (8,)
+
+
+# purge's steps 1-3 (pipeline/maintain/purge.py): what changes the history a delete checks.
+_PURGE_HISTORY_STEPS = (
+    "SELECT * FROM ducklake_rewrite_data_files('lake', delete_threshold => 0)",
+    "SELECT * FROM ducklake_expire_snapshots('lake', older_than => ?)",
+    "SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)",
+)
+
+
+def _snapshots(lake: Lake) -> int:
+    (count,) = lake.execute(f"SELECT count(*) FROM {META}.ducklake_snapshot").fetchone() or (0,)
+    return int(str(count))
+
+
 def _table_stats(lake_dir: Path, table: str, column: str) -> tuple[object, ...] | None:
     """The catalog's table-level (min, max) of one column, read with the lake closed."""
     with closing(sqlite3.connect(f"file:{lake_dir / 'catalog.sqlite'}?mode=ro", uri=True)) as db:
