@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.access.views import RESTRICTIONS_TABLE, ViewPlan
-from pipeline.lake.catalog import CATALOG, Lake, private_temp_dir, quote_ident
+from pipeline.lake.catalog import CATALOG, METADATA_DB, Lake, private_temp_dir, quote_ident
 
 logger = logging.getLogger(__name__)
 
@@ -355,8 +355,7 @@ def _current_snapshot(source: Lake) -> int:
 def _table_ids(source: Lake, read: Collection[str]) -> dict[str, int]:
     """name -> id of the lake tables ``read`` (the views' and the restrictions')."""
     rows = source.con.execute(
-        f"SELECT table_name, table_id FROM __ducklake_metadata_{CATALOG}.ducklake_table "
-        "WHERE end_snapshot IS NULL"
+        f"SELECT table_name, table_id FROM {METADATA_DB}.ducklake_table WHERE end_snapshot IS NULL"
     ).fetchall()
     return {str(name): int(table_id) for name, table_id in rows if name in read}
 

@@ -169,27 +169,22 @@ def erase(
     ledger.record(plate, now=now)
     predicates = plate_predicates(lake.columns())
 
-    def once() -> dict[str, int]:
+    def each_table(head: str) -> dict[str, int]:
+        """``{head} <table> WHERE <its plate condition>`` on every table: its first column."""
         counts: dict[str, int] = {}
         for table, condition in predicates.items():
             row = lake.execute(
-                f"DELETE FROM {_table(table)} WHERE {condition}", {"plate": plate}
+                f"{head} {_table(table)} WHERE {condition}", {"plate": plate}
             ).fetchone()
             counts[table] = int(row[0]) if row else 0
         return counts
 
-    def left() -> int:
-        total = 0
-        for table, condition in predicates.items():
-            row = lake.execute(
-                f"SELECT count(*) FROM {_table(table)} WHERE {condition}", {"plate": plate}
-            ).fetchone()
-            total += int(row[0]) if row else 0
-        return total
+    def once() -> dict[str, int]:
+        return each_table("DELETE FROM")
 
     deleted = lake.retrying("erase", once, transaction=True)
     for attempt in range(1, ERASE_ATTEMPTS + 1):
-        remaining = left()
+        remaining = sum(each_table("SELECT count(*) FROM").values())
         if not remaining:
             break
         if attempt == ERASE_ATTEMPTS:

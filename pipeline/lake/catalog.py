@@ -772,14 +772,13 @@ class Lake:
         unique.others, unique.dropped = None, 0
         if unique.since is None or unique.since >= unique.snapshot:
             return rows
-        meta = METADATA_DB
         # Every snapshot after `since` with whether another writer inserted into the table
         # in it; one catalog query, as cheap as asking for the insertions alone.
         changes = self.con.execute(
             f"SELECT c.snapshot_id, c.commit_message IS DISTINCT FROM ? AND list_contains("
             "string_split(c.changes_made, ','), 'inserted_into_table:' || t.table_id) "
-            f"FROM {meta}.ducklake_snapshot_changes c "
-            f"JOIN {meta}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
+            f"FROM {METADATA_DB}.ducklake_snapshot_changes c "
+            f"JOIN {METADATA_DB}.ducklake_table t ON t.table_name = ? AND t.end_snapshot IS NULL "
             "WHERE c.snapshot_id > ? AND c.snapshot_id <= ? ORDER BY 1",
             [unique.writer, table, unique.since, unique.snapshot],
         ).fetchall()

@@ -51,6 +51,10 @@ from pipeline.lake.sqlite_child import EXIT_BUSY, CatalogTaskFailed, run_task
 logger = logging.getLogger(__name__)
 
 META = METADATA_DB  # the catalog database (read here, never written)
+# Steps 1-3: the ones that change the history a concurrent transaction's commit checks.
+REWRITE_SQL = f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', delete_threshold => 0)"
+EXPIRE_SQL = f"SELECT * FROM ducklake_expire_snapshots('{CATALOG}', older_than => ?)"
+CLEANUP_SQL = f"SELECT * FROM ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)"
 DEFAULT_ORPHAN_GRACE = timedelta(hours=1)
 
 
@@ -90,9 +94,7 @@ def purge(
 
     flushed = call(f"SELECT * FROM ducklake_flush_inlined_data('{CATALOG}')", [])  # 0
     logger.debug("purge: %d inlined rows flushed", sum(int(str(row[2])) for row in flushed))
-    rewritten = call(  # 1
-        f"SELECT * FROM ducklake_rewrite_data_files('{CATALOG}', delete_threshold => 0)", []
-    )
+    rewritten = call(REWRITE_SQL, [])  # 1
     files_rewritten = sum(int(str(row[2])) for row in rewritten)
     logger.debug("purge: %d files rewritten", files_rewritten)
     # 2. Everything but the newest snapshot, even when `now` lags the rewrite's commit.
@@ -100,14 +102,9 @@ def purge(
         f"SELECT max(snapshot_time) FROM {META}.ducklake_snapshot"
     ).fetchone() or (None,)
     expire_before = max(now, _as_datetime(newest) + timedelta(microseconds=1))
-    expired = call(
-        f"SELECT * FROM ducklake_expire_snapshots('{CATALOG}', older_than => ?)",
-        [expire_before],
-    )
+    expired = call(EXPIRE_SQL, [expire_before])
     logger.debug("purge: %d snapshots expired", len(expired))
-    removed = call(  # 3
-        f"SELECT * FROM ducklake_cleanup_old_files('{CATALOG}', cleanup_all => true)", []
-    )
+    removed = call(CLEANUP_SQL, [])  # 3
     orphans = call(
         f"SELECT * FROM ducklake_delete_orphaned_files('{CATALOG}', older_than => ?)",
         [now - orphan_grace],

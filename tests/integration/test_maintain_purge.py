@@ -15,7 +15,7 @@ from pipeline.access.subjects import erase
 from pipeline.config import TopicSettings
 from pipeline.erasure import ErasureLedger
 from pipeline.lake.catalog import Lake
-from pipeline.maintain.purge import META, purge
+from pipeline.maintain.purge import CLEANUP_SQL, EXPIRE_SQL, META, REWRITE_SQL, purge
 from pipeline.pseudonym import Pseudonymiser
 
 DAY1 = datetime(2026, 3, 1, 8, tzinfo=UTC)
@@ -167,10 +167,12 @@ def test_an_erasure_that_overlaps_a_purge_still_deletes_every_row(tmp_path: Path
             if first and sql.startswith("DELETE"):
                 first.clear()
                 execute("SELECT count(*) FROM plate_reads").fetchall()  # the snapshot
-                with Lake.open(lake_dir) as nightly:
-                    for step in _PURGE_HISTORY_STEPS:
-                        nightly.execute(step, [datetime.now(UTC) + timedelta(seconds=1)]
-                                        if "?" in step else None).fetchall()  # fmt: skip
+                with Lake.open(lake_dir) as nightly:  # purge's steps 1-3
+                    nightly.execute(REWRITE_SQL).fetchall()
+                    nightly.execute(
+                        EXPIRE_SQL, [datetime.now(UTC) + timedelta(seconds=1)]
+                    ).fetchall()
+                    nightly.execute(CLEANUP_SQL).fetchall()
                     assert _snapshots(nightly) == 1  # every snapshot but the newest is gone
             return execute(sql, params)
 
@@ -188,14 +190,6 @@ def test_an_erasure_that_overlaps_a_purge_still_deletes_every_row(tmp_path: Path
     assert left == (0,)
     assert erased.deleted["plate_reads"] == 1
     assert total == (8,)
-
-
-# purge's steps 1-3 (pipeline/maintain/purge.py): what changes the history a delete checks.
-_PURGE_HISTORY_STEPS = (
-    "SELECT * FROM ducklake_rewrite_data_files('lake', delete_threshold => 0)",
-    "SELECT * FROM ducklake_expire_snapshots('lake', older_than => ?)",
-    "SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)",
-)
 
 
 def _snapshots(lake: Lake) -> int:
