@@ -556,6 +556,18 @@ def test_decode_never_raises_and_partitions_the_input(values: list[bytes | None]
         assert PLATE not in rejected.detail
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_VALUES, min_size=1, max_size=40), st.integers(1, 80))
+def test_a_value_decodes_in_a_batch_as_it_does_alone(values: list[bytes | None], n: int) -> None:
+    # The batch's index bookkeeping (fast and slow paths, bisections over the batch, values
+    # sent aside after a read) must not move an outcome to another value. Repeating the list
+    # makes batches longer than the pieces those bisections stop at.
+    batch = values * n
+    together = decode(batch)
+    alone = {v: outcome(decode([v]), 0) for v in values}
+    assert [outcome(together, i) for i in range(len(batch))] == [alone[v] for v in batch]
+
+
 @pytest.mark.parametrize("code", ["XX", "ZZ", "QQ", "AA"])
 def test_a_code_that_names_no_country_is_stored_as_unknown(code: str) -> None:
     # Generic plate rule for the unknown country; never stored as if XX were a country.
