@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from lakehelp import Person, files_holding, passengers, plate_reads, write_people, write_reads
 
-from pipeline.access.subjects import erase
+from pipeline.access.subjects import erase, rectify
 from pipeline.config import TopicSettings
 from pipeline.erasure import ErasureLedger
 from pipeline.lake.catalog import Lake
@@ -190,6 +190,52 @@ def test_an_erasure_that_overlaps_a_purge_still_deletes_every_row(tmp_path: Path
     assert left == (0,)
     assert erased.deleted["plate_reads"] == 1
     assert total == (8,)
+
+
+def test_a_rectification_that_overlaps_a_purge_leaves_only_the_new_plate(tmp_path: Path) -> None:
+    """The case of duckdb/ducklake#1472 with rectify's UPDATE instead of erase's DELETE: its
+    snapshot is older than a purge's rewrite and snapshot expiry. On DuckLake 1.5.5 the UPDATE
+    commits as a write conflict (unlike the DELETE), and rectify's retry reads the rewritten
+    row; this guards the outcome: one row, with the new plate, and one version."""
+    lake_dir = tmp_path / "lake"
+    event = "ev-OVL-000003"
+    with Lake.open(lake_dir) as lake:
+        write_reads(lake, plate_reads(_day(DAY1, 10), prefix="OVL"))
+        lake.con.execute("DELETE FROM plate_reads WHERE plate = 'OVL00001'")  # to be rewritten
+        execute, first = lake.execute, [True]
+
+        def overlapped(sql: str, params: object = None) -> duckdb.DuckDBPyConnection:
+            """The rectification's UPDATE runs on the snapshot of its SELECT, taken before
+            another connection ran purge's rewrite, expiry and cleanup steps."""
+            if first and sql.startswith("UPDATE"):
+                first.clear()
+                with Lake.open(lake_dir) as nightly:
+                    nightly.execute(REWRITE_SQL).fetchall()
+                    nightly.execute(
+                        EXPIRE_SQL, [datetime.now(UTC) + timedelta(seconds=1)]
+                    ).fetchall()
+                    nightly.execute(CLEANUP_SQL).fetchall()
+            return execute(sql, params)
+
+        lake.execute = overlapped  # type: ignore[method-assign]
+        try:
+            rectified = rectify(
+                lake, event, "RCT00003", user="dpo", reason="test", now=datetime.now(UTC)
+            )
+        finally:
+            lake.execute = execute  # type: ignore[method-assign]
+        rows = lake.con.execute(
+            "SELECT plate, plate_raw FROM plate_reads WHERE event_id = ?", [event]
+        ).fetchall()
+        versions = lake.con.execute(
+            "SELECT old_plate, new_plate FROM plate_read_versions WHERE event_id = ?", [event]
+        ).fetchall()
+        total = lake.con.execute("SELECT count(*) FROM plate_reads").fetchone()
+    assert first == []  # the overlap happened
+    assert rows == [("RCT00003", "RCT00003")]
+    assert rectified.old_plate == "OVL00003"
+    assert versions == [("OVL00003", "RCT00003")]
+    assert total == (9,)
 
 
 def _snapshots(lake: Lake) -> int:
