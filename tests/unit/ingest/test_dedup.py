@@ -142,3 +142,18 @@ def test_many_batches_in_one_hour_keep_few_runs_and_find_every_id() -> None:
     probe = pa.array([f"cam-{b}-7" for b in range(0, 200, 13)] + ["cam-new-1"])
     keep = window.filter_new(probe, _ts(*([0.0] * len(probe))))
     assert keep.tolist() == [False] * (len(probe) - 1) + [True]
+
+
+@given(st.lists(st.lists(st.integers(0, 300), max_size=60), max_size=30))
+def test_runs_stay_sorted_and_unique_when_batches_share_ids(batches: list[list[int]]) -> None:
+    # Batches share ids (as the warm-up and other workers' ids can), so merged runs overlap.
+    window = DedupWindow(timedelta(hours=24))
+    for batch in batches:
+        ids = pa.array([f"id-{i}" for i in batch], pa.string())
+        window.remember(ids, _ts(*([0.0] * len(batch))))
+    for runs in window._buckets.values():
+        assert all(bool(np.all(run[1:] > run[:-1])) for run in runs)  # sorted, each hash once
+    seen = sorted({i for batch in batches for i in batch})
+    probe = [*seen, 1000]
+    keep = window.filter_new(pa.array([f"id-{i}" for i in probe]), _ts(*([0.0] * len(probe))))
+    assert keep.tolist() == [False] * len(seen) + [True]
