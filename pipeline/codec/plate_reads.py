@@ -293,23 +293,26 @@ def binary_values(values: Sequence[bytes | None]) -> tuple[pa.Array, bytes]:
     """
     count = len(values)
     present = [v for v in values if v is not None]
-    offsets = np.zeros(count + 1, np.int64)
-    if len(present) == count:
-        np.cumsum(np.fromiter(map(len, values), np.int64, count), out=offsets[1:])  # type: ignore[arg-type]
-        validity = None
-    else:
-        lengths = np.fromiter((0 if v is None else len(v) for v in values), np.int64, count)
-        np.cumsum(lengths, out=offsets[1:])
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), np.int64, count)
+    validity = None
+    if len(present) < count:
         valid = np.fromiter((v is not None for v in values), np.bool_, count)
         validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
     data = b"".join(present)
     array = pa.Array.from_buffers(
         pa.large_binary(),
         count,
-        [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+        [validity, pa.py_buffer(_ends(lengths)), pa.py_buffer(data)],
         null_count=count - len(present),
     )
     return array, data
+
+
+def _ends(lengths: np.ndarray) -> np.ndarray:
+    """Offsets of values of ``lengths`` laid end to end: 0, then each one's end."""
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 def _offsets(array: pa.Array) -> memoryview:
@@ -412,11 +415,9 @@ class _FastParse:
         # The fast values, each followed by a newline, in one copy (fast values are not null).
         chosen = self._chosen = fast.to_numpy()
         lengths = np.diff(np.frombuffer(_offsets(raw), np.int64))[chosen] + 1
-        offsets = np.zeros(len(chosen) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         picked = values if len(chosen) == len(values) else [values[i] for i in chosen.tolist()]
         self._buffer = pa.py_buffer(b"\n".join([*picked, b""]))
-        self._offsets = offsets.tolist()
+        self._offsets = _ends(lengths).tolist()
         self._pieces: list[pa.Table] = []
         # A failed read costs about as much as ten slow-path values; past this many failures
         # the rest of the batch goes to the slow path.

@@ -167,13 +167,8 @@ def test_an_erasure_that_overlaps_a_purge_still_deletes_every_row(tmp_path: Path
             if first and sql.startswith("DELETE"):
                 first.clear()
                 execute("SELECT count(*) FROM plate_reads").fetchall()  # the snapshot
-                with Lake.open(lake_dir) as nightly:  # purge's steps 1-3
-                    nightly.execute(REWRITE_SQL).fetchall()
-                    nightly.execute(
-                        EXPIRE_SQL, [datetime.now(UTC) + timedelta(seconds=1)]
-                    ).fetchall()
-                    nightly.execute(CLEANUP_SQL).fetchall()
-                    assert _snapshots(nightly) == 1  # every snapshot but the newest is gone
+                # every snapshot but the newest is gone
+                assert _purge_steps_elsewhere(lake_dir) == 1
             return execute(sql, params)
 
         lake.execute = overlapped  # type: ignore[method-assign]
@@ -209,12 +204,7 @@ def test_a_rectification_that_overlaps_a_purge_leaves_only_the_new_plate(tmp_pat
             another connection ran purge's rewrite, expiry and cleanup steps."""
             if first and sql.startswith("UPDATE"):
                 first.clear()
-                with Lake.open(lake_dir) as nightly:
-                    nightly.execute(REWRITE_SQL).fetchall()
-                    nightly.execute(
-                        EXPIRE_SQL, [datetime.now(UTC) + timedelta(seconds=1)]
-                    ).fetchall()
-                    nightly.execute(CLEANUP_SQL).fetchall()
+                _purge_steps_elsewhere(lake_dir)
             return execute(sql, params)
 
         lake.execute = overlapped  # type: ignore[method-assign]
@@ -236,6 +226,16 @@ def test_a_rectification_that_overlaps_a_purge_leaves_only_the_new_plate(tmp_pat
     assert rectified.old_plate == "OVL00003"
     assert versions == [("OVL00003", "RCT00003")]
     assert total == (9,)
+
+
+def _purge_steps_elsewhere(lake_dir: Path) -> int:
+    """Purge's rewrite, snapshot expiry and cleanup, on another connection to the lake; the
+    snapshots left."""
+    with Lake.open(lake_dir) as nightly:
+        nightly.execute(REWRITE_SQL).fetchall()
+        nightly.execute(EXPIRE_SQL, [datetime.now(UTC) + timedelta(seconds=1)]).fetchall()
+        nightly.execute(CLEANUP_SQL).fetchall()
+        return _snapshots(nightly)
 
 
 def _snapshots(lake: Lake) -> int:
