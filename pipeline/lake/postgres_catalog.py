@@ -1,18 +1,26 @@
 """Purge housekeeping on a PostgreSQL lake catalog, over a plain libpq connection (psycopg).
 
-The same two jobs as the SQLite child (:mod:`pipeline.lake.sqlite_child`), PostgreSQL's way:
+The SQLite child's two jobs (:mod:`pipeline.lake.sqlite_child`), PostgreSQL's way, and one
+of PostgreSQL's own:
 
 1. **Recompute table-level statistics** from the live files' statistics (DuckLake widens
    them on insert and never narrows them, so a deleted plate or capture time could stay there
    as a table's min or max). The SQL and the ordering are the SQLite child's own.
-2. **Leave no dead tuple behind**: ``VACUUM (FULL, ANALYZE)`` of every DuckLake table, then
+2. **Keep row values out of the planner statistics.** ``ANALYZE`` samples column values
+   into ``pg_statistic`` (most common values, histogram bounds); for the columns that hold
+   a row's value (a file's or table's min and max, inlined rows) that would be a plate or a
+   document number, kept there whatever retention deletes, and often compressed, which
+   hides it from a byte scan. Those columns get a statistics target of 0 (``ANALYZE`` skips
+   them; the catalog's queries find those rows by table and file id) and any statistics
+   they already have are dropped (``ALTER COLUMN ... TYPE`` to the same type: no rewrite,
+   the only way short of a superuser's ``DELETE FROM pg_statistic``).
+3. **Leave no dead tuple behind**: ``VACUUM (FULL, ANALYZE)`` of every DuckLake table, then
    ``VACUUM FULL pg_statistic``. A plain ``VACUUM`` only marks dead tuples' space reusable:
    their bytes stay in the page until a later insert happens to overwrite them. ``FULL``
    writes a new file with the live tuples only (indexes and TOAST too) and the old file is
-   truncated at commit. ``ANALYZE`` replaces the planner statistics, whose most-common values
-   and histograms sample column values (a deleted file's min plate among them), and the
-   rewrite of ``pg_statistic`` drops the rows it replaced. Each ``FULL`` holds an exclusive
-   lock on one small table for milliseconds; ingest commits wait for it.
+   truncated at commit. The rewrite of ``pg_statistic`` drops the statistics rows that
+   ``ANALYZE`` and step 2 replaced. Each ``FULL`` or ``ALTER`` holds an exclusive lock on
+   one small table for milliseconds; ingest commits wait for it.
 
 What stays elsewhere (WAL, base backups, archived WAL) is bounded by the server's settings,
 not by this module: README "From one machine to many" and ADR 0005 say how.
@@ -48,6 +56,24 @@ WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
   AND c.relname LIKE 'ducklake\\_%'
 ORDER BY c.relname
 """
+# Columns of DuckLake's tables that hold a row's value: file and table min/max (and the
+# statistics DuckLake 1.5 keeps for variant and geometry columns), and every column of the
+# tables rows are inlined into but DuckLake's own bookkeeping.
+VALUE_COLUMNS = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+  coalesce(a.attstattarget, -1) <> 0 AS sampled,
+  EXISTS (SELECT FROM pg_stats s WHERE s.schemaname = current_schema()
+          AND s.tablename = c.relname AND s.attname = a.attname) AS has_stats
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+  AND a.attnum > 0 AND NOT a.attisdropped
+  AND ((c.relname LIKE 'ducklake\\_%' AND a.attname IN ('min_value', 'max_value', 'extra_stats'))
+       OR (c.relname LIKE 'ducklake\\_inlined\\_data\\_%'
+           AND a.attname NOT IN ('row_id', 'begin_snapshot', 'end_snapshot')))
+ORDER BY c.relname, a.attnum
+"""
+# format_type's name of the types DuckLake gives its columns (built into ALTER ... TYPE).
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_ ]*(\([0-9, ]+\))?(\[\])?")
 LOCK_TIMEOUT = "5s"  # per attempt; a long reader holding the table makes us try again
 
 
@@ -56,6 +82,7 @@ class CatalogPurge:
     """What the PostgreSQL housekeeping did (counts and sizes, never a value)."""
 
     stats_recomputed: int
+    columns_unsampled: int  # value columns whose planner statistics were turned off or dropped
     tables_vacuumed: int
     planner_stats_vacuumed: bool  # pg_statistic rewritten (needs the database's owner)
     catalog_bytes: int  # size of the DuckLake tables after the rewrite
@@ -106,6 +133,39 @@ def recompute_table_stats(conn: psycopg.Connection[tuple[object, ...]]) -> int:
         with conn.cursor() as cur:
             cur.executemany(SET_TABLE_STATS, picks)
     return len(picks)
+
+
+def unsample_values(conn: psycopg.Connection[tuple[object, ...]], deadline: float) -> int:
+    """Statistics target 0 for every value column, and its planner statistics dropped (step
+    2 of the module doc); how many columns changed (0 once done: idempotent)."""
+    changed = 0
+    for table, column, kind, sampled, has_stats in conn.execute(VALUE_COLUMNS).fetchall():
+        target = sql.Identifier(str(column))
+        steps = [sql.SQL("ALTER COLUMN {} SET STATISTICS 0").format(target)] if sampled else []
+        if has_stats:
+            # The same type: PostgreSQL drops the column's statistics and rewrites nothing.
+            if not _TYPE_NAME.fullmatch(str(kind)):
+                raise ValueError(
+                    f"planner statistics: unexpected type {kind!r} of {table}.{column}"
+                )
+            steps.append(sql.SQL("ALTER COLUMN {} TYPE {}").format(target, sql.SQL(str(kind))))
+        if not steps:
+            continue
+        alter = sql.SQL("ALTER TABLE {} ").format(sql.Identifier(str(table))) + sql.SQL(", ").join(
+            steps
+        )
+        try:
+            _until(deadline, "planner statistics", partial(conn.execute, alter))
+        except psycopg.errors.InsufficientPrivilege:
+            logger.warning(
+                "purge: the catalog role does not own %s, so the planner statistics of %s "
+                "(a row's values) stay; make it the owner",
+                table,
+                column,
+            )
+            continue
+        changed += 1
+    return changed
 
 
 def owns_database(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -162,6 +222,8 @@ def purge_catalog(storage: Storage, *, timeout_s: float = 300.0) -> CatalogPurge
     deadline = time.monotonic() + timeout_s
     with connect(storage, application="anpr-maintain purge") as conn:
         changed = _until(deadline, "recompute statistics", lambda: recompute_table_stats(conn))
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        unsampled = unsample_values(conn, deadline)
         tables, planner = vacuum_catalog(conn, deadline)
         size = catalog_bytes(conn)
-    return CatalogPurge(changed, tables, planner, size)
+    return CatalogPurge(changed, unsampled, tables, planner, size)

@@ -24,6 +24,10 @@ free pages and in its WAL. :func:`purge` removes all of that, in this order:
 5. **Compact the catalog**: SQLite ``secure_delete``, ``VACUUM`` (rebuilds the file without
    free pages) and ``wal_checkpoint(TRUNCATE)`` (empties the WAL).
 
+On a PostgreSQL catalog, step 5 is ``VACUUM FULL`` instead, and the planner statistics of
+the columns that hold a row's value are turned off and dropped first
+(:mod:`pipeline.lake.postgres_catalog`).
+
 Steps 4 and 5 run in a child process (:mod:`pipeline.lake.sqlite_child`) while this
 connection has the catalog detached: Python's ``sqlite3`` in the same process as DuckDB's
 sqlite extension breaks SQLite's file locking and, on VACUUM, ended in SIGBUS.
@@ -67,6 +71,7 @@ class PurgeReport:
     files_removed: int
     orphans_removed: int
     stats_recomputed: int
+    value_columns_unsampled: int  # PostgreSQL: planner statistics turned off (0 once done)
     catalog_bytes: int  # size of the catalog database after VACUUM
 
 
@@ -116,14 +121,17 @@ def purge(
         with lake.catalog_released():
             pg = purge_catalog(lake.storage)
         recomputed, size = pg.stats_recomputed, pg.catalog_bytes
+        unsampled = pg.columns_unsampled
     else:
         recomputed, size = _purge_sqlite(lake)
+        unsampled = 0
     report = PurgeReport(
         files_rewritten=files_rewritten,
         snapshots_expired=len(expired),
         files_removed=len(removed),
         orphans_removed=len(orphans),
         stats_recomputed=recomputed,
+        value_columns_unsampled=unsampled,
         catalog_bytes=size,
     )
     logger.info("purge: %s", report)
