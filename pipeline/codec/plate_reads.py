@@ -117,7 +117,11 @@ _BLOCK_BYTES: Final = 1 << 20
 # and each failure costs a re-read of the rest of the window; the slow path decides them at once.
 # (Inside a valid JSON string a bare quote cannot occur, so no valid value matches by accident
 # except through the slow path, which accepts it.)
-_SLOW_NEEDLES: Final = (b"\n", b"\r", b"\x00", b'"lane":"', b'"lane":t', b'"lane":f')
+_SLOW_BYTES: Final = (b"\n", b"\r", b"\x00")
+# One pass for the three lane shapes: re finds the literal prefix, then checks one byte. Three
+# bytes.find passes cost 10 ms on a 25k batch (JSON is full of '"', which defeats find's
+# skips); this one 3.6 ms.
+_SLOW_LANE: Final = re.compile(rb'"lane":["tf]')
 # Non-finite literals Arrow's parser accepts and JSON does not: NaN, Inf, Infinity, signed.
 _LITERAL_NEEDLES: Final = (b"NaN", b"Inf")
 _ROW_HINT: Final = re.compile(r"in row (\d+)\s*$")
@@ -273,7 +277,8 @@ def _prefilter(
             )
         unframed = pc.invert(pc.or_(eligible, pc.or_(empty, oversized)))
         slow.extend(pc.indices_nonzero(unframed).to_pylist())
-    marked = {i for i in _values_containing(raw, data, _SLOW_NEEDLES) if eligible[i].as_py()}
+    found = _values_containing(raw, data, _SLOW_BYTES) | _values_matching(raw, data, _SLOW_LANE)
+    marked = {i for i in found if eligible[i].as_py()}
     marked |= _invalid_utf8(raw, values, eligible)
     if marked:
         slow.extend(marked)
@@ -335,6 +340,19 @@ def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -
             found.add(i)
             pos = data.find(needle, offsets[i + 1])
     return found
+
+
+def _values_matching(raw: pa.Array, data: bytes, pattern: re.Pattern[bytes]) -> set[int]:
+    """Indices of the values of ``raw`` (concatenated in ``data``) where ``pattern`` matches.
+
+    A match that runs across the end of a value counts for that value, as in
+    :func:`_values_containing`: harmless, the slow path decides it like any other.
+    """
+    starts = np.fromiter((m.start() for m in pattern.finditer(data)), np.int64)
+    if not len(starts):
+        return set()
+    ends = np.frombuffer(raw.buffers()[1], np.int64, len(raw) + 1)
+    return set((np.searchsorted(ends, starts, side="right") - 1).tolist())
 
 
 def _invalid_utf8(raw: pa.Array, values: Sequence[bytes | None], eligible: pa.Array) -> set[int]:

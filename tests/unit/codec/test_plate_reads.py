@@ -469,6 +469,29 @@ def _counting_slow_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def test_lanes_sent_as_text_or_boolean_go_straight_to_the_slow_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pre-filter finds them in the batch's concatenated bytes and maps each match to
+    # its value; empty and null values around them shift nothing.
+    parsed: list[bytes] = []
+    original: Callable[[bytes], dict[str, object]] = decode_module._parse_one
+
+    def recorded(value: bytes) -> dict[str, object]:
+        parsed.append(value)
+        return original(value)
+
+    monkeypatch.setattr(decode_module, "_parse_one", recorded)
+    odd = {3: read(lane="2"), 4: read(lane=True), 9: read(lane=False)}
+    batch: list[bytes | None] = [odd.get(i, valid(i)) for i in range(12)]
+    batch[1], batch[7] = b"", None
+    result = decode(batch)
+    assert sorted(parsed) == sorted(odd.values())
+    assert {r.index: r.reason for r in result.rejected if r.index in odd} == dict.fromkeys(
+        odd, Reason.SCHEMA_VIOLATION
+    )
+
+
 def test_fast_and_slow_paths_agree_on_valid_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     variants: list[tuple[str, str, dict[str, object]]] = [
         ("QZ 12345", "NO", {}),
