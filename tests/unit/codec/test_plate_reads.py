@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -490,6 +491,30 @@ def test_lanes_sent_as_text_or_boolean_go_straight_to_the_slow_path(
     assert {r.index: r.reason for r in result.rejected if r.index in odd} == dict.fromkeys(
         odd, Reason.SCHEMA_VIOLATION
     )
+
+
+def test_literals_are_scanned_for_only_when_the_quotes_do_not_add_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each known non-null field of a parsed value holds 2 quotes (key) or 4 (and a string);
+    # the slow-path and unparsed values' quotes are taken off. Only a surplus (an unknown
+    # field, where a NaN could hide) costs a scan of the batch's bytes for literals.
+    scans: list[tuple[bytes, ...]] = []
+    original = decode_module._values_containing
+
+    def recorded(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:
+        scans.append(needles)
+        return original(raw, data, needles)
+
+    monkeypatch.setattr(decode_module, "_values_containing", recorded)
+    slow_one = json.dumps({**BASE, "event_id": "E-slow"}, indent=2).encode()  # newlines
+    clean = [valid(i) for i in range(50)] + [slow_one, b"", None, b"not json"]
+    assert decode(clean).table.num_rows == 51
+    assert decode_module._LITERAL_NEEDLES not in scans
+    hidden = read(event_id="E-hidden")[:-1] + b',"x":NaN}'
+    result = decode([*clean, hidden])
+    assert decode_module._LITERAL_NEEDLES in scans
+    assert [r.index for r in result.rejected if r.reason == Reason.MALFORMED_JSON][-1] == 54
 
 
 def test_fast_and_slow_paths_agree_on_valid_messages(monkeypatch: pytest.MonkeyPatch) -> None:
