@@ -493,6 +493,23 @@ def test_lanes_sent_as_text_or_boolean_go_straight_to_the_slow_path(
     )
 
 
+def test_a_value_repeating_the_lane_shape_costs_one_search() -> None:
+    # Each hit skips the rest of its value, so a hostile 64 KB value full of the pattern
+    # costs what one hit costs (listing every match took 30x longer per MB).
+    searches: list[int] = []
+
+    class Counting:
+        def search(self, data: bytes, pos: int = 0) -> object:
+            searches.append(pos)
+            return decode_module._SLOW_LANE.search(data, pos)
+
+    hostile = b'{"lane":t' * 7000 + b"}"
+    raw, data = decode_module.binary_values([valid(0), None, hostile, b"", valid(1), hostile])
+    found = decode_module._values_matching(raw, data, Counting())  # type: ignore[arg-type]
+    assert found == {2, 5}
+    assert len(searches) == 3  # two hits, then one search that finds nothing
+
+
 def test_literals_are_scanned_for_only_when_the_quotes_do_not_add_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
