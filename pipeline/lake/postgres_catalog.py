@@ -68,7 +68,7 @@ FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
 WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
   AND a.attnum > 0 AND NOT a.attisdropped
   AND ((c.relname LIKE 'ducklake\\_%' AND a.attname IN ('min_value', 'max_value', 'extra_stats'))
-       OR (c.relname LIKE 'ducklake\\_inlined\\_data\\_%'
+       OR (c.relname ~ '^ducklake_inlined_data_[0-9]'
            AND a.attname NOT IN ('row_id', 'begin_snapshot', 'end_snapshot')))
 ORDER BY c.relname, a.attnum
 """
@@ -83,6 +83,7 @@ class CatalogPurge:
 
     stats_recomputed: int
     columns_unsampled: int  # value columns whose planner statistics were turned off or dropped
+    columns_left: tuple[str, ...]  # value columns it could not change ("table.column")
     tables_vacuumed: int
     planner_stats_vacuumed: bool  # pg_statistic rewritten (needs the database's owner)
     catalog_bytes: int  # size of the DuckLake tables after the rewrite
@@ -135,37 +136,54 @@ def recompute_table_stats(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return len(picks)
 
 
-def unsample_values(conn: psycopg.Connection[tuple[object, ...]], deadline: float) -> int:
+@dataclass(frozen=True)
+class Unsampled:
+    """What :func:`unsample_values` did: columns changed, and those it could not change."""
+
+    changed: int
+    left: tuple[str, ...]  # "table.column", each logged as a warning
+
+
+def unsample_values(conn: psycopg.Connection[tuple[object, ...]], deadline: float) -> Unsampled:
     """Statistics target 0 for every value column, and its planner statistics dropped (step
-    2 of the module doc); how many columns changed (0 once done: idempotent)."""
-    changed = 0
+    2 of the module doc), one ``ALTER TABLE`` per table; idempotent (nothing changed once
+    done). A table it may not alter (not its owner, a view on the column) or a column of a
+    type it does not expect is left as it is, warned about and reported, never a failed
+    purge: the vacuum that follows matters more. ``verify`` fails while any is left."""
+    steps: dict[str, list[tuple[str, sql.Composable]]] = {}
+    left: list[str] = []
     for table, column, kind, sampled, has_stats in conn.execute(VALUE_COLUMNS).fetchall():
-        target = sql.Identifier(str(column))
-        steps = [sql.SQL("ALTER COLUMN {} SET STATISTICS 0").format(target)] if sampled else []
-        if has_stats:
+        name, target = f"{table}.{column}", sql.Identifier(str(column))
+        mine = steps.setdefault(str(table), [])
+        if sampled:
+            mine.append((name, sql.SQL("ALTER COLUMN {} SET STATISTICS 0").format(target)))
+        if has_stats and not _TYPE_NAME.fullmatch(str(kind)):
+            logger.warning("purge: %s has an unexpected type; its planner statistics stay", name)
+            left.append(name)
+        elif has_stats:
             # The same type: PostgreSQL drops the column's statistics and rewrites nothing.
-            if not _TYPE_NAME.fullmatch(str(kind)):
-                raise ValueError(
-                    f"planner statistics: unexpected type {kind!r} of {table}.{column}"
-                )
-            steps.append(sql.SQL("ALTER COLUMN {} TYPE {}").format(target, sql.SQL(str(kind))))
-        if not steps:
+            alter = sql.SQL("ALTER COLUMN {} TYPE {}").format(target, sql.SQL(str(kind)))
+            mine.append((name, alter))
+    changed = 0
+    for table, mine in steps.items():
+        if not mine:
             continue
-        alter = sql.SQL("ALTER TABLE {} ").format(sql.Identifier(str(table))) + sql.SQL(", ").join(
-            steps
+        statement = sql.SQL("ALTER TABLE {} ").format(sql.Identifier(table)) + sql.SQL(", ").join(
+            step for _, step in mine
         )
+        columns = sorted({name for name, _ in mine})
         try:
-            _until(deadline, "planner statistics", partial(conn.execute, alter))
-        except psycopg.errors.InsufficientPrivilege:
+            _until(deadline, "planner statistics", partial(conn.execute, statement))
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.FeatureNotSupported) as exc:
             logger.warning(
-                "purge: the catalog role does not own %s, so the planner statistics of %s "
-                "(a row's values) stay; make it the owner",
-                table,
-                column,
+                "purge: could not turn off the planner statistics of %s (%s); they stay",
+                ", ".join(columns),
+                type(exc).__name__,
             )
+            left.extend(columns)
             continue
-        changed += 1
-    return changed
+        changed += len(columns)
+    return Unsampled(changed, tuple(sorted(set(left))))
 
 
 def owns_database(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -226,4 +244,4 @@ def purge_catalog(storage: Storage, *, timeout_s: float = 300.0) -> CatalogPurge
         unsampled = unsample_values(conn, deadline)
         tables, planner = vacuum_catalog(conn, deadline)
         size = catalog_bytes(conn)
-    return CatalogPurge(changed, unsampled, tables, planner, size)
+    return CatalogPurge(changed, unsampled.changed, unsampled.left, tables, planner, size)

@@ -72,6 +72,7 @@ class PurgeReport:
     orphans_removed: int
     stats_recomputed: int
     value_columns_unsampled: int  # PostgreSQL: planner statistics turned off (0 once done)
+    value_columns_left: int  # PostgreSQL: value columns it could not change (warned; verify fails)
     catalog_bytes: int  # size of the catalog database after VACUUM
 
 
@@ -121,10 +122,10 @@ def purge(
         with lake.catalog_released():
             pg = purge_catalog(lake.storage)
         recomputed, size = pg.stats_recomputed, pg.catalog_bytes
-        unsampled = pg.columns_unsampled
+        unsampled, left = pg.columns_unsampled, len(pg.columns_left)
     else:
         recomputed, size = _purge_sqlite(lake)
-        unsampled = 0
+        unsampled = left = 0
     report = PurgeReport(
         files_rewritten=files_rewritten,
         snapshots_expired=len(expired),
@@ -132,6 +133,7 @@ def purge(
         orphans_removed=len(orphans),
         stats_recomputed=recomputed,
         value_columns_unsampled=unsampled,
+        value_columns_left=left,
         catalog_bytes=size,
     )
     logger.info("purge: %s", report)

@@ -44,7 +44,7 @@ from pipeline.maintain.lock import maintain_lock
 from pipeline.maintain.purge import META, purge
 from pipeline.maintain.retention import Cutoff, cutoff_for, delete_expired, expired_days, sweep
 from pipeline.maintain.state import verify_state
-from pipeline.maintain.verify import catalog_dead_tuples, verify
+from pipeline.maintain.verify import catalog_dead_tuples, sampled_values, verify
 from pipeline.metrics import MaintainMetrics
 from pipeline.retention import log_cutoff
 
@@ -391,6 +391,16 @@ class _Run:
         dead = catalog_dead_tuples(self.lake.storage)
         if dead is not None:
             out["catalog_dead_tuples"] = dead
+        sampled = sampled_values(self.lake.storage)
+        if sampled is not None:
+            # The purge turns these off; any left would keep rows' values in pg_statistic.
+            out["planner_statistics_on_values"] = sampled
+            out["ok"] = out["ok"] and not sampled
+            if sampled and not self.options.dry_run:
+                self.out.print(
+                    f"[red]verify: planner statistics still sample {len(sampled)} value "
+                    "columns of the catalog (see the purge's warnings)[/red]"
+                )
         state = verify_state(self.settings, self.as_of)
         out["state_folder"] = {
             "files": state.files,

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from pipeline.lake.backend import Storage
 from pipeline.lake.catalog import CATALOG, Lake, quote_ident
-from pipeline.lake.postgres_catalog import connect, ducklake_tables
+from pipeline.lake.postgres_catalog import VALUE_COLUMNS, connect, ducklake_tables
 from pipeline.maintain.inventory import DataFiles
 from pipeline.maintain.purge import META
 from pipeline.maintain.retention import Cutoff
@@ -115,3 +115,14 @@ def catalog_dead_tuples(storage: Storage) -> dict[str, int] | None:
             "AND n_dead_tup > 0"
         ).fetchall()
     return {str(name): int(str(dead)) for name, dead in rows}
+
+
+def sampled_values(storage: Storage) -> list[str] | None:
+    """Value columns whose planner statistics are on or hold values ("table.column"; None:
+    not PostgreSQL). After a purge there is none (``unsample_values`` in
+    :mod:`pipeline.lake.postgres_catalog`), unless it warned about them."""
+    if storage.kind != "postgres":
+        return None
+    with connect(storage, application="anpr-maintain verify") as conn:
+        rows = conn.execute(VALUE_COLUMNS).fetchall()
+    return [f"{table}.{column}" for table, column, _, sampled, held in rows if sampled or held]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from pipeline.lake.backend import METADATA_SCHEMA, Storage
 from pipeline.lake.catalog import CATALOG_INDEXES, Lake
+from pipeline.lake.postgres_catalog import LOCK_TIMEOUT, unsample_values
+from pipeline.maintain.verify import sampled_values
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.handlers import Service
 from pipeline.service.peers import Peer
@@ -133,6 +136,34 @@ def test_the_pipeline_indexes_the_postgresql_catalog_for_its_commits(catalog: Ca
     with Lake.from_settings(settings.lake):
         pass
     assert _catalog_indexes(catalog) == found
+
+
+def test_planner_statistics_of_value_columns_are_turned_off_only_by_their_owner(
+    catalog: Catalog,
+) -> None:
+    """A login that may not alter DuckLake's tables leaves their value columns' planner
+    statistics as they were, says so and fails no purge; verify reports them until the
+    owner's purge turns them off (ADR 0005)."""
+    storage = Storage.from_settings(load_settings(None, env=catalog.env).lake)
+    with catalog.owner() as conn:
+        conn.autocommit = True
+        conn.execute("ANALYZE")  # as autovacuum would have: the value columns hold samples
+    before = sampled_values(storage)
+    assert before is not None
+    assert {"ducklake_file_column_stats.min_value"} <= set(before)
+    deadline = time.monotonic() + 30
+    with catalog.query_login() as conn:
+        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        refused = unsample_values(conn, deadline)
+    assert (refused.changed, set(refused.left)) == (0, set(before))
+    assert sampled_values(storage) == before
+    with catalog.owner() as conn:
+        conn.autocommit = True
+        done = unsample_values(conn, deadline)
+        assert (done.changed, done.left) == (len(before), ())
+        conn.execute("ANALYZE")
+        assert unsample_values(conn, deadline).changed == 0  # idempotent
+    assert sampled_values(storage) == []
 
 
 @pytest.mark.parametrize("user", sorted(USERS))
