@@ -46,6 +46,7 @@ Rejection details name fields and rules only, never a value from the message.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
 import re
@@ -325,38 +326,43 @@ def _offsets(array: pa.Array) -> memoryview:
     return memoryview(array.buffers()[1])[: (len(array) + 1) * 8].cast("q")
 
 
-def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:
-    """Indices of the values of ``raw`` (concatenated in ``data``) holding any needle."""
+def _values_hit(raw: pa.Array, first_hit: Callable[[int], int]) -> set[int]:
+    """Indices of the values of ``raw`` that ``first_hit`` finds something in.
+
+    ``first_hit(pos)`` is the position of the first hit at or after ``pos`` in the values
+    concatenated, or -1. Each hit skips the rest of its value, so a value repeating what is
+    looked for costs one hit. A hit that runs across the end of a value counts for that
+    value: harmless, the slow path decides it like any other.
+    """
+    pos = first_hit(0)
+    if pos == -1:
+        return set()
     found: set[int] = set()
-    if not data:
-        return found
     offsets = _offsets(raw)
-    # bytes.find is memchr-fast for one byte and a few GB/s for three; each hit skips the
-    # rest of its value, so the cost does not grow with repeats inside one value.
+    while pos != -1:
+        i = bisect.bisect_right(offsets, pos) - 1
+        found.add(i)
+        pos = first_hit(offsets[i + 1])
+    return found
+
+
+def _values_containing(raw: pa.Array, data: bytes, needles: tuple[bytes, ...]) -> set[int]:
+    """Indices of the values of ``raw`` (concatenated in ``data``) holding any needle.
+    bytes.find is memchr-fast for one byte and a few GB/s for three."""
+    found: set[int] = set()
     for needle in needles:
-        pos = data.find(needle)
-        while pos != -1:
-            i = bisect.bisect_right(offsets, pos) - 1
-            found.add(i)
-            pos = data.find(needle, offsets[i + 1])
+        found |= _values_hit(raw, functools.partial(data.find, needle))
     return found
 
 
 def _values_matching(raw: pa.Array, data: bytes, pattern: re.Pattern[bytes]) -> set[int]:
-    """Indices of the values of ``raw`` (concatenated in ``data``) where ``pattern`` matches.
+    """Indices of the values of ``raw`` (concatenated in ``data``) where ``pattern`` matches."""
 
-    Like :func:`_values_containing`, each hit skips the rest of its value, so a hostile value
-    repeating the pattern costs one match. A match that runs across the end of a value counts
-    for that value: harmless, the slow path decides it like any other.
-    """
-    found: set[int] = set()
-    offsets = _offsets(raw)
-    match = pattern.search(data)
-    while match is not None:
-        i = bisect.bisect_right(offsets, match.start()) - 1
-        found.add(i)
-        match = pattern.search(data, offsets[i + 1])
-    return found
+    def first_hit(pos: int) -> int:
+        match = pattern.search(data, pos)
+        return -1 if match is None else match.start()
+
+    return _values_hit(raw, first_hit)
 
 
 def _invalid_utf8(raw: pa.Array, values: Sequence[bytes | None], eligible: pa.Array) -> set[int]:

@@ -150,6 +150,7 @@ def unsample_values(conn: psycopg.Connection[tuple[object, ...]], deadline: floa
     done). A table it may not alter (not its owner, a view on the column) or a column of a
     type it does not expect is left as it is, warned about and reported, never a failed
     purge: the vacuum that follows matters more. ``verify`` fails while any is left."""
+    conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
     steps: dict[str, list[tuple[str, sql.Composable]]] = {}
     left: list[str] = []
     for table, column, kind, sampled, has_stats in conn.execute(VALUE_COLUMNS).fetchall():
@@ -240,7 +241,6 @@ def purge_catalog(storage: Storage, *, timeout_s: float = 300.0) -> CatalogPurge
     deadline = time.monotonic() + timeout_s
     with connect(storage, application="anpr-maintain purge") as conn:
         changed = _until(deadline, "recompute statistics", lambda: recompute_table_stats(conn))
-        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         unsampled = unsample_values(conn, deadline)
         tables, planner = vacuum_catalog(conn, deadline)
         size = catalog_bytes(conn)

@@ -28,7 +28,7 @@ from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from pipeline.lake.backend import METADATA_SCHEMA, Storage
 from pipeline.lake.catalog import CATALOG_INDEXES, Lake
-from pipeline.lake.postgres_catalog import LOCK_TIMEOUT, unsample_values
+from pipeline.lake.postgres_catalog import unsample_values
 from pipeline.maintain.verify import sampled_values
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.service.handlers import Service
@@ -153,7 +153,6 @@ def test_planner_statistics_of_value_columns_are_turned_off_only_by_their_owner(
     assert {"ducklake_file_column_stats.min_value"} <= set(before)
     deadline = time.monotonic() + 30
     with catalog.query_login() as conn:
-        conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         refused = unsample_values(conn, deadline)
     assert (refused.changed, set(refused.left)) == (0, set(before))
     assert sampled_values(storage) == before
